@@ -1,0 +1,5 @@
+"""axctl: the thin command-line client of axd.
+
+It must start fast: it imports click and the standard library, and from axd only the
+version and the path helpers. Nothing here may import aiohttp or the daemon's modules.
+"""

@@ -1,0 +1,3 @@
+from axctl.cli import main
+
+main()

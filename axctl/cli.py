@@ -1,0 +1,46 @@
+"""`axctl`: the command-line client of axd. Commands live in `axctl/commands/`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from axctl.commands import config as config_cmd
+from axctl.commands import daemon as daemon_cmd
+from axctl.commands import events as events_cmd
+from axctl.session import Session
+from axd import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--socket", metavar="PATH", envvar="AXD_SOCKET",
+              help="Daemon socket [default: $AXD_SOCKET, else $XDG_RUNTIME_DIR/axd/axd.sock, "
+                   "else /tmp/axd-$UID/axd.sock].")
+@click.option("--no-autostart", is_flag=True,
+              help="Fail (exit 3) instead of starting axd when it is not running. "
+                   "Also AXCTL_NO_AUTOSTART=1.")
+@click.version_option(__version__, "-V", "--version", prog_name="axctl")
+@click.pass_context
+def cli(ctx: click.Context, socket: str | None, no_autostart: bool) -> None:
+    """Talk to axd, the resident developer daemon.
+
+    Commands that need the daemon start it when it is not running; `status` and `stop`
+    never do. Every command takes --json for scripts and editors.
+
+    Exit codes: 0 ok, 1 failure, 2 usage error, 3 daemon unreachable.
+    """
+    env_off = os.environ.get("AXCTL_NO_AUTOSTART", "").lower() in ("1", "true", "yes")
+    ctx.obj = Session(socket=os.path.abspath(socket) if socket else None,
+                      autostart=not (no_autostart or env_off))
+
+
+for command in (
+    daemon_cmd.status, daemon_cmd.start, daemon_cmd.stop, daemon_cmd.restart,
+    events_cmd.events, config_cmd.config,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="axctl")

@@ -1,0 +1,1 @@
+"""axctl commands, one module per noun."""

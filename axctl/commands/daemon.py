@@ -1,0 +1,183 @@
+"""Daemon lifecycle: `status`, `start`, `stop`, `restart`."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from axctl import output
+from axctl.commands.common import json_option, pass_session
+from axctl.errors import EXIT_UNREACHABLE, CliError
+from axctl.session import Session
+from axctl.transport import DaemonUnreachable, ProtocolError, VersionMismatch
+from axd import __version__, paths
+
+
+@click.command()
+@json_option
+@pass_session
+def status(session: Session, as_json: bool) -> None:
+    """Show whether axd runs, where, with which config, and how healthy it is.
+
+    Never starts the daemon. Exits 3 when it is not running.
+    """
+    try:
+        doc = session.call("GET", "/v1/status", start=False)
+    except CliError as exc:
+        if exc.exit_code != EXIT_UNREACHABLE:
+            raise
+        if as_json:
+            output.emit_json({"running": False, "socket": session.socket,
+                              "reason": exc.details.get("reason")})
+        else:
+            click.echo(f"axd is not running ({exc.details.get('reason')} at {session.socket})")
+            click.echo("hint: start it with `axctl start`")
+        sys.exit(EXIT_UNREACHABLE)
+    doc = {"running": True, **doc}
+    if as_json:
+        output.emit_json(doc)
+        return
+    click.echo(_render_status(doc))
+
+
+@click.command()
+@json_option
+@pass_session
+def start(session: Session, as_json: bool) -> None:
+    """Start axd in the background and wait until it is ready.
+
+    Start-up errors (invalid config, unsafe socket folder) are reported here, not left in
+    a log file. Succeeds without doing anything when axd already runs.
+    """
+    running = _running_status(session)
+    if running:
+        _report(as_json, {"started": False, "already_running": True, **running},
+                f"axd is already running (pid {running['pid']}) on {session.socket}")
+        return
+    started = session.start_daemon()
+    _report(as_json, {"started": True, "pid": started["pid"], "socket": session.socket,
+                      "version": started.get("version")},
+            f"axd {started.get('version', '')} started (pid {started['pid']}) "
+            f"on {session.socket}")
+
+
+@click.command()
+@click.option("--timeout", default=30.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for the daemon to exit.")
+@json_option
+@pass_session
+def stop(session: Session, timeout: float, as_json: bool) -> None:
+    """Stop axd gracefully: in-flight requests finish, children stop, the socket goes.
+
+    Never starts the daemon; succeeds when it was not running.
+    """
+    pid = _request_stop(session)
+    if pid is None:
+        _report(as_json, {"stopped": False, "was_running": False, "socket": session.socket},
+                "axd is not running")
+        return
+    if not _wait_for_exit(paths.lock_path(session.socket), timeout):
+        raise CliError(f"axd (pid {pid}) is still running after {timeout:g}s",
+                       hint=f"`kill -9 {pid}` forces it; the next start recovers",
+                       code="stop_timeout", as_json=as_json)
+    _report(as_json, {"stopped": True, "pid": pid, "socket": session.socket},
+            f"axd stopped (pid {pid})")
+
+
+@click.command()
+@click.option("--timeout", default=30.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for the old daemon to exit.")
+@json_option
+@pass_session
+def restart(session: Session, timeout: float, as_json: bool) -> None:
+    """Stop axd if it runs, then start it (e.g. after upgrading axd)."""
+    old = _request_stop(session)
+    if old is not None and not _wait_for_exit(paths.lock_path(session.socket), timeout):
+        raise CliError(f"axd (pid {old}) is still running after {timeout:g}s",
+                       code="stop_timeout", as_json=as_json)
+    started = session.start_daemon()
+    _report(as_json, {"restarted": True, "old_pid": old, "pid": started["pid"],
+                      "socket": session.socket, "version": started.get("version")},
+            f"axd restarted (pid {old or '-'} -> {started['pid']})")
+
+
+def _running_status(session: Session) -> dict[str, Any] | None:
+    try:
+        return session.decode(session.client(5.0).request("GET", "/v1/status"))
+    except DaemonUnreachable:
+        return None
+
+
+def _request_stop(session: Session) -> int | None:
+    """Ask the daemon to stop; fall back to SIGTERM by pid if it speaks another API."""
+    try:
+        response = session.client(10.0).request("POST", "/v1/shutdown")
+    except DaemonUnreachable:
+        return None
+    except (VersionMismatch, ProtocolError):  # a daemon we cannot talk to still stops
+        return _terminate_by_lock(session.socket)
+    return int(session.decode(response)["pid"])
+
+
+def _terminate_by_lock(socket: str) -> int | None:
+    try:
+        with open(paths.lock_path(socket)) as fh:
+            pid = int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 15)
+    return pid
+
+
+def _wait_for_exit(lock: str, timeout: float) -> bool:
+    """The daemon holds an flock on its lock file until its very last step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+        time.sleep(0.02)
+    return False
+
+
+def _report(as_json: bool, doc: dict[str, Any], text: str) -> None:
+    if as_json:
+        output.emit_json(doc)
+    else:
+        click.echo(text)
+
+
+def _render_status(doc: dict[str, Any]) -> str:
+    version = f"axd {doc['version']} (api {doc['api']})"
+    if doc["version"] != __version__:
+        version += f"  [axctl is {__version__}]"
+    config_files = ", ".join(doc["config_files"]) or "defaults only"
+    head = output.table([
+        ("version", version),
+        ("pid", f"{doc['pid']}, up {output.duration(doc['uptime_s'])}"),
+        ("socket", doc["socket"] + ("  (from systemd)" if doc["socket_activated"] else "")),
+        ("state dir", doc["state_dir"]),
+        ("config", config_files),
+        ("runtime", f"python {doc['python']}, {doc['loop']} loop"),
+        ("health", doc["health"]),
+    ])
+    parts = [
+        (name, comp.get("health", "?"), output.fields(comp, skip=("health",)))
+        for name, comp in sorted(doc["components"].items())
+    ]
+    return head + "\n" + output.table(parts, indent=2)

@@ -1,0 +1,176 @@
+"""HTTP/1.1 over the daemon's Unix socket, with the standard library's `socket` only.
+
+`http.client` would cost ~25 ms of imports (it pulls in the email package) on every
+`axctl` start, more than the whole request. This speaks the small subset axd needs:
+one request per connection, `Content-Length` or chunked bodies, NDJSON streams.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from axd import API_VERSION, __version__
+
+
+class DaemonUnreachable(Exception):
+    """Nothing answers on the socket: not running, or a stale socket file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"axd is not running ({reason} at {path})")
+        self.path = path
+        self.reason = reason
+
+
+class ProtocolError(Exception):
+    """The peer answered, but not with HTTP we understand."""
+
+
+class VersionMismatch(Exception):
+    """The daemon speaks another API version than this client."""
+
+    def __init__(self, daemon_version: str, daemon_api: str) -> None:
+        self.daemon_version = daemon_version
+        self.daemon_api = daemon_api
+        super().__init__(
+            f"axctl {__version__} speaks API {API_VERSION} but the running axd is "
+            f"{daemon_version} speaking API {daemon_api}"
+        )
+
+
+class Response:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            raise ProtocolError(f"axd sent a non-JSON body (HTTP {self.status})") from None
+
+    @property
+    def daemon_version(self) -> str | None:
+        return self.headers.get("axd-version")
+
+
+class Client:
+    def __init__(self, path: str, timeout: float | None = 30.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def request(self, method: str, target: str, body: Any = None) -> Response:
+        with self._open(method, target, body) as reader:
+            status, headers = _read_head(reader)
+            data = b"".join(_body_chunks(reader, headers))
+        _check_api(headers)
+        return Response(status, headers, data)
+
+    def stream_lines(self, method: str, target: str) -> tuple[Response, Iterator[bytes]]:
+        """The response head now, and an iterator over body lines as they arrive."""
+        reader = self._open(method, target, None)
+        status, headers = _read_head(reader)
+        _check_api(headers)
+        head = Response(status, headers, b"")
+        if status >= 400:
+            head.body = b"".join(_body_chunks(reader, headers))
+            reader.close()
+            return head, iter(())
+        return head, _lines(reader, headers)
+
+    def _open(self, method: str, target: str, body: Any) -> Any:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnreachable(self.path, _why(exc)) from None
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = (
+            f"{method} {target} HTTP/1.1\r\nHost: axd\r\n"
+            f"User-Agent: axctl/{__version__} (api {API_VERSION})\r\n"
+            "Accept: application/json\r\nConnection: close\r\n"
+        )
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        head += f"Content-Length: {len(payload)}\r\n\r\n"
+        try:
+            sock.sendall(head.encode() + payload)
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnreachable(self.path, _why(exc)) from None
+        reader = sock.makefile("rb")
+        sock.close()  # the file object keeps its own reference to the connection
+        return reader
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "no socket"
+    if exc.errno == errno.ECONNREFUSED:
+        return "stale socket, nothing listening"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied on the socket"
+    if isinstance(exc, TimeoutError):
+        return "timed out connecting"
+    return exc.strerror or str(exc)
+
+
+def _read_head(reader: Any) -> tuple[int, dict[str, str]]:
+    try:
+        line = reader.readline(65537)
+    except (TimeoutError, OSError) as exc:
+        raise ProtocolError(f"axd did not answer: {exc}") from None
+    parts = line.decode("latin-1").split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ProtocolError("axd closed the connection without an HTTP answer")
+    headers: dict[str, str] = {}
+    while True:
+        raw = reader.readline(65537)
+        if raw in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = raw.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+def _body_chunks(reader: Any, headers: dict[str, str]) -> Iterator[bytes]:
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size_line = reader.readline(1024)
+            if not size_line:
+                return
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                reader.readline(1024)
+                return
+            yield reader.read(size)
+            reader.readline(1024)
+    elif "content-length" in headers:
+        yield reader.read(int(headers["content-length"]))
+    else:
+        yield reader.read()
+
+
+def _lines(reader: Any, headers: dict[str, str]) -> Iterator[bytes]:
+    pending = b""
+    try:
+        for chunk in _body_chunks(reader, headers):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            yield from (line for line in complete if line.strip())
+        if pending.strip():
+            yield pending
+    finally:
+        reader.close()
+
+
+def _check_api(headers: dict[str, str]) -> None:
+    api = headers.get("axd-api")
+    if api is not None and api != str(API_VERSION):
+        raise VersionMismatch(headers.get("axd-version", "unknown"), api)

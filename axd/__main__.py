@@ -1,0 +1,3 @@
+from axd.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""HTTP handlers, one module per area. Thin: parse and validate, call a service, render."""

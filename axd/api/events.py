@@ -1,0 +1,59 @@
+"""`GET /v1/events`: recent events, then (with `follow`) the live bus, as NDJSON."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from axd.api.errors import ApiError
+from axd.api.inputs import query_bool, query_int, query_list
+from axd.api.registry import Param, RouteTable
+from axd.events import TypeFilter
+from axd.services import SERVICES
+
+routes = RouteTable()
+
+
+@routes.add(
+    "GET", "/v1/events", "Event bus as NDJSON: the last `limit` events, then live ones.",
+    params=(
+        Param("types", "string", "comma-separated types or prefixes (plugin.*); default all"),
+        Param("follow", "boolean", "keep the stream open and send new events (default false)"),
+        Param("limit", "integer", "how many recent events to send first (default 100)"),
+    ),
+    responses={200: "NDJSON stream, one event per line", 422: "bad type pattern"},
+    streams=True,
+)
+async def events(request: web.Request) -> web.StreamResponse:
+    bus = request.app[SERVICES].bus
+    try:
+        wanted = TypeFilter(query_list(request, "types"))
+    except ValueError as exc:
+        raise ApiError(422, "invalid_value", str(exc), {"field": "query.types"}) from None
+    follow = query_bool(request, "follow", False)
+    limit = query_int(request, "limit", 100, maximum=1_000_000)
+
+    # Subscribe before taking the history, with no await between: nothing falls in the gap.
+    sub = bus.subscribe(wanted) if follow else None
+    backlog = bus.recent(wanted, limit) if limit else []
+
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    try:
+        for event in backlog:
+            await response.write(_line(event))
+        if sub is not None:
+            async for event in sub:
+                await response.write(_line(event))
+    except (ConnectionResetError, ConnectionError):
+        pass  # the client went away; nothing to tell it
+    finally:
+        if sub is not None:
+            sub.close()
+    await response.write_eof()
+    return response
+
+
+def _line(event: dict[str, object]) -> bytes:
+    return json.dumps(event, default=str).encode() + b"\n"

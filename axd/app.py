@@ -1,0 +1,79 @@
+"""Builds the aiohttp Application: the one place where services meet the HTTP layer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from axd import API_VERSION, __version__
+from axd.api import config as config_api
+from axd.api import events as events_api
+from axd.api import lifecycle as lifecycle_api
+from axd.api import openapi as openapi_api
+from axd.api import status as status_api
+from axd.api.errors import error_middleware
+from axd.api.peer import same_uid_only
+from axd.api.registry import install
+from axd.config import Config
+from axd.loop_lag import LoopLagMonitor
+from axd.services import SERVICES, Services
+
+ROUTE_TABLES = (
+    status_api.routes,
+    events_api.routes,
+    lifecycle_api.routes,
+    config_api.routes,
+    openapi_api.routes,
+)
+
+
+def build_app(services: Services) -> web.Application:
+    # Bodies are read and size-checked by api.inputs against the live config, so aiohttp's
+    # own limit only backstops handlers that read bodies some other way.
+    app = web.Application(
+        middlewares=[error_middleware, same_uid_only],
+        client_max_size=1 << 30,
+    )
+    app[SERVICES] = services
+    app[openapi_api.ROUTES] = install(app, ROUTE_TABLES)
+    app.on_response_prepare.append(_identify)
+    app.on_shutdown.append(_end_streams)
+    app.cleanup_ctx.append(_loop_lag)
+    _wire_config(services)
+    return app
+
+
+async def _identify(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response names the daemon's version, so the client can say what differs."""
+    response.headers["Axd-Version"] = __version__
+    response.headers["Axd-Api"] = str(API_VERSION)
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[SERVICES].bus.close()
+
+
+async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    monitor = LoopLagMonitor()
+    monitor.warn_after = services.config["health.loop_lag_warn"]  # type: ignore[assignment]
+    services.components["loop"] = monitor.health
+    services.config.on_change(
+        lambda cfg, changed: setattr(monitor, "warn_after", cfg["health.loop_lag_warn"])
+    )
+    monitor.start()
+    yield
+    await monitor.stop()
+
+
+def _wire_config(services: Services) -> None:
+    bus = services.bus
+    services.components["config"] = services.config.health
+    services.components["events"] = lambda: {"health": "ok", **bus.stats()}
+
+    def apply(cfg: Config, changed: list[str]) -> None:
+        if {"events.history", "events.queue_size"} & set(changed):
+            bus.resize(cfg["events.history"], cfg["events.queue_size"])
+
+    services.config.on_change(apply)

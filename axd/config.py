@@ -1,0 +1,402 @@
+"""axd's settings: every key, its default and its rules, in one place.
+
+Layers, lowest first: the defaults below, the user's TOML file, then `AXD_<SECTION>_<KEY>`
+environment variables. `config/axd.toml` in the repository is rendered from `OPTIONS` (a test
+keeps the two equal), so the documentation cannot drift from what the daemon accepts.
+Services receive a `Config`; they never read files themselves.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from axd.units import UnitError, format_duration, format_size, parse_duration, parse_size
+
+ENV_PREFIX = "AXD_"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting. `default` is written as a user would write it in TOML."""
+
+    key: str
+    default: Any
+    kind: str  # str | int | float | bool | enum | size | duration
+    doc: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def env_name(self) -> str:
+        return ENV_PREFIX + self.key.upper().replace(".", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "daemon.log_level", "info", "enum",
+        "Level of the JSON log lines axd writes to stderr.",
+        choices=("debug", "info", "warning", "error"),
+    ),
+    Option(
+        "daemon.shutdown_timeout", "5s", "duration",
+        "On SIGTERM or `axctl stop`, how long in-flight requests may take to finish.",
+        minimum=0, maximum=300,
+    ),
+    Option(
+        "api.max_body_size", "1MiB", "size",
+        "Largest request body the API accepts; larger ones get 413.",
+        minimum=1024, maximum=1 << 30,
+    ),
+    Option(
+        "events.history", 1000, "int",
+        "How many recent events the bus keeps for `axctl events` without --follow.",
+        minimum=0, maximum=1_000_000,
+    ),
+    Option(
+        "events.queue_size", 1000, "int",
+        "Events buffered per streaming client; a slower client loses the oldest "
+        "and is told how many it missed.",
+        minimum=1, maximum=1_000_000,
+    ),
+    Option(
+        "health.loop_lag_warn", "100ms", "duration",
+        "Event-loop lag above which `axctl status` reports the daemon as degraded.",
+        minimum=0.001, maximum=60,
+    ),
+)
+
+BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(o.key.split(".")[0] for o in OPTIONS))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid setting, phrased so the user can fix it without reading code."""
+
+    key: str
+    value: Any
+    allowed: str
+    source: str
+
+    def sentence(self) -> str:
+        where = f" (in {self.source})" if self.source else ""
+        return f"{self.key} = {self.value!r}{where}: {self.allowed}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": _jsonable(self.value), "allowed": self.allowed,
+                "source": self.source}
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "; ".join(p.sentence() for p in problems)
+        super().__init__(f"invalid config: {lines}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """An immutable, validated snapshot of every setting and where each came from."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def changed_keys(self, other: Config) -> list[str]:
+        return sorted(k for k in self.values if self.values[k] != other.values.get(k))
+
+    def display(self, key: str) -> Any:
+        """The value as a user would write it (sizes and durations with their units)."""
+        kind = BY_KEY[key].kind
+        value = self.values[key]
+        if kind == "size":
+            return format_size(value)
+        if kind == "duration":
+            return format_duration(value)
+        return value
+
+
+def defaults() -> Config:
+    values = {o.key: _coerce(o, o.default) for o in OPTIONS}
+    return Config(values, dict.fromkeys(values, "default"))
+
+
+def load(
+    user_file: str | None,
+    env: Mapping[str, str] | None = None,
+    user_file_required: bool = False,
+) -> Config:
+    """Build the config in force: defaults, then `user_file` if it exists, then `env`."""
+    env = os.environ if env is None else env
+    values = dict(defaults().values)
+    sources = dict.fromkeys(values, "default")
+    problems: list[Problem] = []
+    files: list[str] = []
+    if user_file and (user_file_required or os.path.exists(user_file)):
+        text = _read(user_file, problems)
+        if text is not None:
+            files.append(user_file)
+            _apply(parse_toml(text, user_file, problems), user_file, values, sources, problems)
+    _apply_env(env, values, sources, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(values, sources, tuple(files))
+
+
+def validate_text(text: str, name: str) -> list[Problem]:
+    """Check one TOML document on its own (used by `axctl config validate FILE`)."""
+    problems: list[Problem] = []
+    values = dict(defaults().values)
+    _apply(parse_toml(text, name, problems), name, values, {}, problems)
+    return problems
+
+
+def parse_toml(text: str, name: str, problems: list[Problem]) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(Problem("(file)", None, f"not valid TOML: {exc}", name))
+        return {}
+
+
+def render_defaults() -> str:
+    """The documented default file, `config/axd.toml`."""
+    out = [
+        "# axd configuration: every key, with its default and what it does.",
+        "#",
+        "# This file documents the defaults built into axd; it is not read by the daemon.",
+        "# Put the keys you change in $XDG_CONFIG_HOME/axd/axd.toml (or the file named by",
+        "# AXD_CONFIG). Environment variables AXD_<SECTION>_<KEY> override both, e.g.",
+        "# AXD_DAEMON_LOG_LEVEL=debug. Sizes take B, KiB, MiB, GiB; durations ms, s, m, h.",
+        "# Check a file with `axctl config validate FILE`; apply it with `axctl config reload`",
+        "# or SIGHUP.",
+    ]
+    section = None
+    for opt in OPTIONS:
+        head, _, leaf = opt.key.rpartition(".")
+        if head != section:
+            out += ["", f"[{head}]"]
+            section = head
+        out.append(f"# {opt.doc}")
+        rule = _describe(opt)
+        if rule:
+            out.append(f"# Allowed: {rule}.")
+        out.append(f"{leaf} = {_toml_literal(opt.default)}")
+    return "\n".join(out) + "\n"
+
+
+def _read(path: str, problems: list[Problem]) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem("(file)", None, f"cannot be read: {exc}", path))
+        return None
+
+
+def _apply(
+    doc: Mapping[str, Any],
+    source: str,
+    values: dict[str, Any],
+    sources: dict[str, str],
+    problems: list[Problem],
+) -> None:
+    for key, raw in _flatten(doc):
+        opt = BY_KEY.get(key)
+        if opt is None:
+            problems.append(Problem(key, raw, _unknown_key_hint(key), source))
+            continue
+        try:
+            values[key] = _coerce(opt, raw)
+            sources[key] = source
+        except ValueError as exc:
+            problems.append(Problem(key, raw, str(exc), source))
+
+
+def _apply_env(
+    env: Mapping[str, str],
+    values: dict[str, Any],
+    sources: dict[str, str],
+    problems: list[Problem],
+) -> None:
+    by_env = {o.env_name: o for o in OPTIONS}
+    section_prefixes = tuple(f"{ENV_PREFIX}{s.upper()}_" for s in SECTIONS)
+    for name in sorted(env):
+        if not name.startswith(section_prefixes):
+            continue
+        raw = env[name]
+        opt = by_env.get(name)
+        if opt is None:
+            near = difflib.get_close_matches(name, list(by_env), n=1)
+            hint = f"did you mean {near[0]}?" if near else "not a known setting"
+            problems.append(Problem(name, raw, f"unknown variable; {hint}", "environment"))
+            continue
+        try:
+            values[opt.key] = _coerce(opt, _from_env(opt, raw))
+            sources[opt.key] = f"env {name}"
+        except ValueError as exc:
+            problems.append(Problem(opt.key, raw, str(exc), f"env {name}"))
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for name, value in doc.items():
+        key = f"{prefix}{name}"
+        if key not in BY_KEY and isinstance(value, dict):
+            yield from _flatten(value, key + ".")
+        else:
+            yield key, value
+
+
+def _unknown_key_hint(key: str) -> str:
+    near = difflib.get_close_matches(key, list(BY_KEY), n=1)
+    if near:
+        return f"unknown key; did you mean {near[0]}?"
+    return "unknown key; known sections: " + ", ".join(SECTIONS)
+
+
+def _from_env(opt: Option, raw: str) -> Any:
+    """Environment values are strings; turn them into what TOML would have given."""
+    text = raw.strip()
+    if opt.kind == "bool":
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("must be true or false")
+    if opt.kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"must be a whole number{_range(opt)}") from None
+    if opt.kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"must be a number{_range(opt)}") from None
+    return text
+
+
+_CHECKS: dict[str, Callable[[Option, Any], Any]] = {}
+
+
+def _coerce(opt: Option, raw: Any) -> Any:
+    """Parse and range-check one value; ValueError says what is allowed."""
+    return _CHECKS[opt.kind](opt, raw)
+
+
+def _check_str(opt: Option, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("must be a string")
+    return raw
+
+
+def _check_enum(opt: Option, raw: Any) -> str:
+    if not isinstance(raw, str) or raw.lower() not in opt.choices:
+        raise ValueError("must be one of " + ", ".join(opt.choices))
+    return raw.lower()
+
+
+def _check_bool(opt: Option, raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError("must be true or false")
+    return raw
+
+
+def _check_int(opt: Option, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(f"must be a whole number{_range(opt)}")
+    return _in_range(opt, raw)
+
+
+def _check_float(opt: Option, raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(f"must be a number{_range(opt)}")
+    return float(_in_range(opt, raw))
+
+
+def _check_size(opt: Option, raw: Any) -> int:
+    try:
+        value = parse_size(raw)
+    except UnitError as exc:
+        raise ValueError(f"{exc}{_range(opt)}") from None
+    return _in_range(opt, value)
+
+
+def _check_duration(opt: Option, raw: Any) -> float:
+    try:
+        value = parse_duration(raw)
+    except UnitError as exc:
+        raise ValueError(f"{exc}{_range(opt)}") from None
+    return _in_range(opt, value)
+
+
+_CHECKS.update(
+    str=_check_str, enum=_check_enum, bool=_check_bool, int=_check_int, float=_check_float,
+    size=_check_size, duration=_check_duration,
+)
+
+
+def _in_range(opt: Option, value: Any) -> Any:
+    if opt.minimum is not None and value < opt.minimum:
+        raise ValueError(f"must be at least {_bound(opt, opt.minimum)}")
+    if opt.maximum is not None and value > opt.maximum:
+        raise ValueError(f"must be at most {_bound(opt, opt.maximum)}")
+    return value
+
+
+def _bound(opt: Option, value: float) -> str:
+    if opt.kind == "size":
+        return format_size(int(value))
+    if opt.kind == "duration":
+        return format_duration(value)
+    return str(value)
+
+
+def _range(opt: Option) -> str:
+    parts = []
+    if opt.minimum is not None:
+        parts.append(f">= {_bound(opt, opt.minimum)}")
+    if opt.maximum is not None:
+        parts.append(f"<= {_bound(opt, opt.maximum)}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _describe(opt: Option) -> str:
+    if opt.kind == "enum":
+        return "one of " + ", ".join(opt.choices)
+    kinds = {
+        "size": "a size such as 512KiB or 1MiB",
+        "duration": "a duration such as 250ms, 5s or 2m",
+        "int": "a whole number",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "a string",
+    }
+    return kinds[opt.kind] + _range(opt)
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+

@@ -1,0 +1,45 @@
+"""What the HTTP handlers can reach: the daemon's services, wired once in `app.py`.
+
+Handlers get everything through `request.app[SERVICES]`; services never import `api/`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from axd.events import EventBus
+from axd.live_config import LiveConfig
+
+HealthProbe = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class ProcessInfo:
+    """Facts about this daemon process, for `/v1/status`."""
+
+    socket: str
+    state_dir: str
+    socket_activated: bool = False
+    loop: str = "asyncio"
+    started_wall: float = field(default_factory=time.time)
+    started_mono: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Services:
+    bus: EventBus
+    config: LiveConfig
+    info: ProcessInfo
+    request_shutdown: Callable[[str], None]
+    components: dict[str, HealthProbe] = field(default_factory=dict)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        return {name: probe() for name, probe in self.components.items()}
+
+
+SERVICES = web.AppKey("services", Services)
