@@ -12,6 +12,7 @@ from axd.api import events as events_api
 from axd.api import lifecycle as lifecycle_api
 from axd.api import openapi as openapi_api
 from axd.api import status as status_api
+from axd.api.access_log import access_log
 from axd.api.errors import error_middleware
 from axd.api.peer import same_uid_only
 from axd.api.registry import install
@@ -32,7 +33,7 @@ def build_app(services: Services) -> web.Application:
     # Bodies are read and size-checked by api.inputs against the live config, so aiohttp's
     # own limit only backstops handlers that read bodies some other way.
     app = web.Application(
-        middlewares=[error_middleware, same_uid_only],
+        middlewares=[access_log, error_middleware, same_uid_only],
         client_max_size=1 << 30,
     )
     app[SERVICES] = services
@@ -69,6 +70,7 @@ async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
 
 def _wire_config(services: Services) -> None:
     bus = services.bus
+    services.components["api"] = lambda: {"health": "ok"}
     services.components["config"] = services.config.health
     services.components["events"] = lambda: {"health": "ok", **bus.stats()}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import textwrap
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 from axd.units import UnitError, format_duration, format_size, parse_duration, parse_size
 
 ENV_PREFIX = "AXD_"
+MAX_PROBLEMS_IN_MESSAGE = 10
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,13 @@ class Problem:
 
     def sentence(self) -> str:
         where = f" (in {self.source})" if self.source else ""
-        return f"{self.key} = {self.value!r}{where}: {self.allowed}"
+        return f"{self.key} = {_clip(repr(self.value))}{where}: {self.allowed}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "value": _jsonable(self.value), "allowed": self.allowed,
+        value = self.value
+        if isinstance(value, str):
+            value = _clip(value, 200)
+        return {"key": self.key, "value": _jsonable(value), "allowed": self.allowed,
                 "source": self.source}
 
 
@@ -98,8 +103,11 @@ class ConfigError(Exception):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        lines = "; ".join(p.sentence() for p in problems)
-        super().__init__(f"invalid config: {lines}")
+        shown = "; ".join(p.sentence() for p in problems[:MAX_PROBLEMS_IN_MESSAGE])
+        more = len(problems) - MAX_PROBLEMS_IN_MESSAGE
+        if more > 0:
+            shown += f"; and {more} more problems"
+        super().__init__(f"invalid config: {shown}")
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,7 @@ def render_defaults() -> str:
         if head != section:
             out += ["", f"[{head}]"]
             section = head
-        out.append(f"# {opt.doc}")
+        out += textwrap.wrap(opt.doc, 88, initial_indent="# ", subsequent_indent="# ")
         rule = _describe(opt)
         if rule:
             out.append(f"# Allowed: {rule}.")
@@ -393,6 +401,11 @@ def _toml_literal(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """Long values (a pasted blob) stay readable in one-line messages."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} chars)"
 
 
 def _jsonable(value: Any) -> Any:

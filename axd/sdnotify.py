@@ -69,6 +69,7 @@ def inherited_socket(env: dict[str, str] | None = None) -> socket.socket | None:
         os.environ.pop(name, None)  # children must not think the fds are theirs
     sock = socket.socket(fileno=SD_LISTEN_FDS_START)
     os.set_inheritable(sock.fileno(), False)
+    sock.setblocking(False)
     if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
         raise OSError("the inherited socket (LISTEN_FDS) is not a Unix stream socket")
     return sock

@@ -192,7 +192,6 @@ async def _serve(
     live = LiveConfig(cfg, opts.config_file, bus, user_file_required=opts.config_required)
     live.on_change(_apply_log_level)
     services = Services(bus=bus, config=live, info=info, request_shutdown=request_shutdown)
-    services.components["api"] = lambda: {"health": "ok"}
     notifier = sdnotify.Notifier()
 
     def reload_on_hup() -> None:
@@ -205,7 +204,9 @@ async def _serve(
     loop.add_signal_handler(signal.SIGHUP, reload_on_hup)
 
     app = build_app(services)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+    # lingering_time: after an early error (413), how long to swallow an unread body so the
+    # client sees the answer rather than a reset; local clients need little.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, lingering_time=2.0,
                            shutdown_timeout=cfg["daemon.shutdown_timeout"])
     await runner.setup()
     site = web.SockSite(runner, sock)

@@ -34,7 +34,7 @@ def show(session: Session, as_json: bool) -> None:
 
 
 @config.command()
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.argument("file", required=False)
 @json_option
 @pass_session
 def validate(session: Session, file: str | None, as_json: bool) -> None:

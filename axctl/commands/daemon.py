@@ -75,7 +75,8 @@ def start(session: Session, as_json: bool) -> None:
 def stop(session: Session, timeout: float, as_json: bool) -> None:
     """Stop axd gracefully: in-flight requests finish, children stop, the socket goes.
 
-    Never starts the daemon; succeeds when it was not running.
+    Never starts the daemon; succeeds when it was not running. Under systemd socket
+    activation the socket stays with systemd, and the next connection starts axd again.
     """
     pid = _request_stop(session)
     if pid is None:
@@ -96,7 +97,16 @@ def stop(session: Session, timeout: float, as_json: bool) -> None:
 @json_option
 @pass_session
 def restart(session: Session, timeout: float, as_json: bool) -> None:
-    """Stop axd if it runs, then start it (e.g. after upgrading axd)."""
+    """Stop axd if it runs, then start it (e.g. after upgrading axd).
+
+    A daemon managed by systemd is left to systemd: use `systemctl --user restart axd`.
+    """
+    running = _running_status(session)
+    if running and running.get("socket_activated"):
+        raise CliError(
+            f"axd (pid {running['pid']}) runs under systemd socket activation",
+            hint="run `systemctl --user restart axd`; a daemon started here would take "
+                 "the socket away from systemd", code="managed_by_systemd", as_json=as_json)
     old = _request_stop(session)
     if old is not None and not _wait_for_exit(paths.lock_path(session.socket), timeout):
         raise CliError(f"axd (pid {old}) is still running after {timeout:g}s",
@@ -108,10 +118,14 @@ def restart(session: Session, timeout: float, as_json: bool) -> None:
 
 
 def _running_status(session: Session) -> dict[str, Any] | None:
+    """The running daemon's status, a minimal one if it speaks another API, or None."""
     try:
         return session.decode(session.client(5.0).request("GET", "/v1/status"))
     except DaemonUnreachable:
         return None
+    except (VersionMismatch, ProtocolError) as exc:
+        return {"pid": _pid_from_lock(session.socket), "version": getattr(
+            exc, "daemon_version", "unknown"), "socket_activated": False}
 
 
 def _request_stop(session: Session) -> int | None:
@@ -126,14 +140,19 @@ def _request_stop(session: Session) -> int | None:
 
 
 def _terminate_by_lock(socket: str) -> int | None:
+    pid = _pid_from_lock(socket)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+    return pid
+
+
+def _pid_from_lock(socket: str) -> int | None:
     try:
         with open(paths.lock_path(socket)) as fh:
-            pid = int(fh.read().strip())
+            return int(fh.read().strip())
     except (OSError, ValueError):
         return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, 15)
-    return pid
 
 
 def _wait_for_exit(lock: str, timeout: float) -> bool:

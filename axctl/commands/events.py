@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
 
 import click
 
@@ -26,11 +25,13 @@ def events(session: Session, follow: bool, types: tuple[str, ...], limit: int,
 
     With --json, one JSON object per line (NDJSON), as the API streams them.
     """
-    query = {"follow": "true" if follow else "false", "limit": str(limit)}
+    # Types are validated by the daemon (dotted names, `.*`); quote the rest by hand to
+    # keep urllib.parse (~4 ms of imports) off the client's path.
+    query = f"follow={'true' if follow else 'false'}&limit={limit}"
     if types:
-        query["types"] = ",".join(types)
+        query += "&types=" + ",".join(_quote(t) for t in types)
     try:
-        for line in session.stream("/v1/events?" + urlencode(query)):
+        for line in session.stream("/v1/events?" + query):
             if as_json:
                 click.echo(line.decode())
             else:
@@ -39,3 +40,10 @@ def events(session: Session, follow: bool, types: tuple[str, ...], limit: int,
                            f"{output.fields(event, skip=('ts', 'type'))}".rstrip())
     except KeyboardInterrupt:
         pass
+
+
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-*")
+
+
+def _quote(text: str) -> str:
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in text.encode())

@@ -1,0 +1,49 @@
+# One-command entry points. `make run` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: setup run test check lint bench bench-smoke compile clean
+
+setup: $(STAMP) compile
+
+# The venv, the project (editable) and its test tools; rebuilt when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') >/dev/null
+	rm -f $(VENV)/.installed-* && touch $@
+
+# PYTHONDONTWRITEBYTECODE=1 machines never cache bytecode on import: compile our sources
+# up front, or every axctl start pays for compiling them.
+compile:
+	@$(BIN)/python -m compileall -q axd axctl >/dev/null
+
+## run: start axd on this checkout and show that it answers
+run: setup
+	$(BIN)/axctl start
+	$(BIN)/axctl status
+
+## test: lint, then the whole test suite (unit, in-process API, end-to-end daemons)
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 -q
+
+check: test
+
+lint: setup
+	$(BIN)/ruff check .
+
+## bench: the benchmarks, full length (results go in bench/RESULTS.md by hand)
+bench: setup
+	$(BIN)/python bench/cli_startup.py
+
+## bench-smoke: each benchmark once, briefly, to prove it still runs (CI)
+bench-smoke: setup
+	$(BIN)/python bench/cli_startup.py --smoke
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,244 @@
+"""End-to-end: the `axctl` client against real daemons, as a user and a script use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from axctl import session as session_mod
+from axctl import transport
+from axctl.cli import cli
+from axd import __version__
+from tests.conftest import BIN, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def daemon_pid(home) -> int | None:
+    try:
+        return int(open(home.socket + ".lock").read())
+    except (OSError, ValueError):
+        return None
+
+
+def test_status_when_not_running_exits_3_and_starts_nothing(home):
+    out = home.axctl("status")
+    assert out.returncode == 3
+    assert "not running" in out.stdout and "axctl start" in out.stdout
+    js = home.axctl("status", "--json")
+    assert js.returncode == 3 and json.loads(js.stdout)["running"] is False
+    assert not os.path.exists(home.socket)
+
+
+def test_stop_when_not_running_succeeds_and_starts_nothing(home):
+    out = home.axctl("stop")
+    assert out.returncode == 0 and "not running" in out.stdout
+    assert json.loads(home.axctl("stop", "--json").stdout)["was_running"] is False
+    assert not os.path.exists(home.socket)
+
+
+def test_start_status_stop_cycle(home):
+    started = home.axctl("start", "--json")
+    assert started.returncode == 0, started.stderr
+    pid = json.loads(started.stdout)["pid"]
+    assert daemon_pid(home) == pid
+
+    again = home.axctl("start")
+    assert again.returncode == 0 and f"already running (pid {pid})" in again.stdout
+
+    status = json.loads(home.axctl("status", "--json").stdout)
+    assert status["running"] is True and status["pid"] == pid
+    human = home.axctl("status").stdout
+    assert f"pid        {pid}" in human and "health" in human
+
+    stopped = home.axctl("stop", "--json")
+    assert stopped.returncode == 0 and json.loads(stopped.stdout) == {
+        "stopped": True, "pid": pid, "socket": home.socket}
+    assert not os.path.exists(home.socket)
+    assert home.axctl("status").returncode == 3
+
+
+def test_start_reports_the_daemons_own_startup_error(home):
+    home.write_config('[daemon]\nlog_level = "loud"\n')
+    out = home.axctl("start")
+    assert out.returncode == 1
+    assert "daemon.log_level = 'loud'" in out.stderr
+    assert "debug, info, warning, error" in out.stderr
+    assert "hint: fix the file" in out.stderr
+    js = json.loads(home.axctl("start", "--json").stdout)
+    assert js["error"]["code"] == "config_invalid"
+    assert daemon_pid(home) is None
+
+
+def test_start_refuses_an_unsafe_socket_folder_with_the_reason(home):
+    os.makedirs(os.path.dirname(home.socket), mode=0o777)
+    os.chmod(os.path.dirname(home.socket), 0o777)
+    out = home.axctl("start")
+    assert out.returncode == 1
+    assert "mode 0777" in out.stderr and "chmod 700" in out.stderr
+
+
+def test_commands_that_need_the_daemon_start_it(home):
+    out = home.axctl("events", "--json")
+    assert out.returncode == 0, out.stderr
+    types = [json.loads(line)["type"] for line in out.stdout.splitlines()]
+    assert types == ["daemon.started"]
+    assert daemon_pid(home) is not None
+
+
+@pytest.mark.parametrize("how", [("--no-autostart",), "env"])
+def test_autostart_can_be_turned_off(home, how):
+    if how == "env":
+        out = home.axctl("events", env={"AXCTL_NO_AUTOSTART": "1"})
+    else:
+        out = home.axctl(*how, "events")
+    assert out.returncode == 3
+    assert "not running" in out.stderr and "hint:" in out.stderr
+    assert daemon_pid(home) is None
+
+
+def test_restart_replaces_the_daemon(home):
+    first = json.loads(home.axctl("start", "--json").stdout)["pid"]
+    out = home.axctl("restart", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["old_pid"] == first and doc["pid"] != first
+    assert json.loads(home.axctl("status", "--json").stdout)["pid"] == doc["pid"]
+
+
+def test_config_validate_show_and_reload(home, daemon):
+    bad = home.root / "bad.toml"
+    bad.write_text('[events]\nhistory = "lots"\n[daemon]\nshutdown_timout = 1\n')
+    out = home.axctl("config", "validate", str(bad))
+    assert out.returncode == 1
+    assert "events.history = 'lots'" in out.stderr and "whole number" in out.stderr
+    assert "did you mean daemon.shutdown_timeout" in out.stderr
+    good = home.root / "good.toml"
+    good.write_text("[events]\nhistory = 50\n")
+    ok = home.axctl("config", "validate", str(good))
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    missing = home.axctl("config", "validate", str(home.root / "nope.toml"))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+    home.write_config("[events]\nhistory = 50\n")
+    reloaded = json.loads(home.axctl("config", "reload", "--json").stdout)
+    assert reloaded["changed"] == ["events.history"]
+    shown = json.loads(home.axctl("config", "show", "--json").stdout)
+    assert shown["values"]["events.history"] == 50
+    assert shown["sources"]["events.history"] == str(home.config_file)
+    text = home.axctl("config", "show").stdout
+    assert "events.history" in text and str(home.config_file) in text
+
+    home.write_config("[events]\nhistory = -1\n")
+    failed = home.axctl("config", "reload")
+    assert failed.returncode == 1 and "events.history" in failed.stderr
+
+
+def test_events_follow_streams_as_they_happen(home, daemon):
+    proc = subprocess.Popen([str(BIN / "axctl"), "events", "--follow", "--json", "-n", "0",
+                             "--type", "config.*"], env=home.env, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        # the stream is open once the daemon counts a subscriber
+        wait_for(lambda: home.client().request("GET", "/v1/status").json()
+                 ["components"]["events"]["subscribers"] == 1)
+        home.client().request("POST", "/v1/config/reload", {})
+        event = json.loads(proc.stdout.readline())
+        assert event["type"] == "config.reloaded" and event["reason"] == "api"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+
+
+def test_bad_event_type_is_a_clear_error(home, daemon):
+    out = home.axctl("events", "--type", "Not A Type")
+    assert out.returncode == 1 and "bad event type pattern" in out.stderr
+
+
+def test_usage_errors_exit_2(home):
+    assert home.axctl("frobnicate").returncode == 2
+    assert home.axctl("events", "-n", "minus").returncode == 2
+
+
+def leaf_commands(group: click.Group, prefix: str = ""):
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from leaf_commands(cmd, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", cmd
+
+
+def test_every_command_has_json_and_help():
+    for name, cmd in leaf_commands(cli):
+        assert any("--json" in p.opts for p in cmd.params), name
+        assert cmd.help and len(cmd.help) > 20, name
+
+
+def test_every_command_prints_valid_json(home, daemon):
+    good = home.root / "good.toml"
+    good.write_text("")
+    args = {"config validate": [str(good)], "stop": [], "restart": []}
+    for name, _ in leaf_commands(cli):
+        if name in ("stop", "restart"):
+            continue  # covered by the lifecycle tests, and would end this daemon
+        out = home.axctl(*name.split(), *args.get(name, []), "--json")
+        assert out.returncode == 0, (name, out.stderr)
+        for line in out.stdout.strip().split("\n") if name == "events" else [out.stdout]:
+            json.loads(line)
+
+
+CLIENT_IMPORTS = textwrap.dedent("""
+    import json, sys
+    from axctl.cli import cli
+    try:
+        cli(["status", "--json"], standalone_mode=False)
+    except SystemExit:
+        pass
+    print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+""")
+
+
+def test_the_client_stays_thin(home, daemon):
+    out = subprocess.run([sys.executable, "-c", CLIENT_IMPORTS], env=home.env,
+                         capture_output=True, text=True, timeout=30, check=True)
+    modules = json.loads(out.stderr.strip().splitlines()[-1])
+    heavy = [m for m in modules if m.split(".")[0] in ("aiohttp", "uvloop", "multidict",
+                                                        "yarl", "email", "http", "asyncio",
+                                                        "urllib", "tomllib")
+             or (m.startswith("axd.") and m != "axd.paths")]
+    assert heavy == []
+    assert json.loads(out.stdout)["pid"] == daemon.pid
+
+
+def test_an_older_api_is_named_exactly(home, daemon, monkeypatch):
+    monkeypatch.setattr(transport, "API_VERSION", 99)
+    result = CliRunner().invoke(cli, ["--socket", home.socket, "status"])
+    assert result.exit_code == 1
+    assert (f"axctl {__version__} speaks API 99 but the running axd is {__version__} "
+            "speaking API 1") in result.output
+    assert "axctl restart" in result.output
+
+
+def test_a_different_daemon_version_is_pointed_out(home, daemon, monkeypatch):
+    monkeypatch.setattr(session_mod, "__version__", "9.9.9")
+    result = CliRunner().invoke(cli, ["--socket", home.socket, "events", "-n", "1"])
+    assert result.exit_code == 0
+    assert f"the running axd is {__version__} but this axctl is 9.9.9" in result.output
+
+
+def test_restart_replaces_a_daemon_of_another_api(home, monkeypatch):
+    first = json.loads(home.axctl("start", "--json").stdout)["pid"]
+    monkeypatch.setattr(transport, "API_VERSION", 99)
+    monkeypatch.setenv("AXD_STATE_DIR", str(home.state_dir))
+    result = CliRunner().invoke(cli, ["--socket", home.socket, "restart", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["old_pid"] == first and doc["pid"] != first
