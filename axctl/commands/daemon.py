@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -129,22 +130,18 @@ def _running_status(session: Session) -> dict[str, Any] | None:
 
 
 def _request_stop(session: Session) -> int | None:
-    """Ask the daemon to stop; fall back to SIGTERM by pid if it speaks another API."""
+    """Ask the daemon to stop; SIGTERM it by pid if it speaks another API version."""
+    pid = _pid_from_lock(session.socket)
     try:
         response = session.client(10.0).request("POST", "/v1/shutdown")
     except DaemonUnreachable:
         return None
-    except (VersionMismatch, ProtocolError):  # a daemon we cannot talk to still stops
-        return _terminate_by_lock(session.socket)
+    except (VersionMismatch, ProtocolError):
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        return pid
     return int(session.decode(response)["pid"])
-
-
-def _terminate_by_lock(socket: str) -> int | None:
-    pid = _pid_from_lock(socket)
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 15)
-    return pid
 
 
 def _pid_from_lock(socket: str) -> int | None:
