@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from axd import API_VERSION, __version__
+from axd.api import codeintel as codeintel_api
 from axd.api import config as config_api
 from axd.api import events as events_api
 from axd.api import lifecycle as lifecycle_api
@@ -26,10 +29,11 @@ ROUTE_TABLES = (
     lifecycle_api.routes,
     config_api.routes,
     openapi_api.routes,
+    codeintel_api.routes,
 )
 
 
-def build_app(services: Services) -> web.Application:
+def build_app(services: Services, with_codeintel: bool = True) -> web.Application:
     # Bodies are read and size-checked by api.inputs against the live config, so aiohttp's
     # own limit only backstops handlers that read bodies some other way.
     app = web.Application(
@@ -41,6 +45,8 @@ def build_app(services: Services) -> web.Application:
     app.on_response_prepare.append(_identify)
     app.on_shutdown.append(_end_streams)
     app.cleanup_ctx.append(_loop_lag)
+    if with_codeintel:
+        app.cleanup_ctx.append(_codeintel)
     _wire_config(services)
     return app
 
@@ -66,6 +72,23 @@ async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
     monitor.start()
     yield
     await monitor.stop()
+
+
+async def _codeintel(app: web.Application) -> AsyncIterator[None]:
+    """The index loads in the background: the socket serves (and status answers) at once,
+    searches wait for the load."""
+    from axd.codeintel.service import CodeIntel
+
+    services = app[SERVICES]
+    ci = CodeIntel(services.info.state_dir, services.config, services.bus)
+    services.codeintel = ci
+    services.components["codeintel"] = ci.health
+    loading = asyncio.get_running_loop().create_task(ci.start(), name="codeintel-start")
+    yield
+    loading.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loading
+    await ci.stop()
 
 
 def _wire_config(services: Services) -> None:

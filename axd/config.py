@@ -71,6 +71,66 @@ OPTIONS: tuple[Option, ...] = (
         "Event-loop lag above which `axctl status` reports the daemon as degraded.",
         minimum=0.001, maximum=60,
     ),
+    Option(
+        "codeintel.max_file_size", "1MiB", "size",
+        "Files larger than this are listed but not indexed (counted as too_large).",
+        minimum=1024, maximum=1 << 30,
+    ),
+    Option(
+        "codeintel.excludes", [".venv", "__pycache__", ".mypy_cache", ".pytest_cache",
+                               ".ruff_cache", ".tox"], "list",
+        "Glob patterns (matched against the relative path and the file name) never indexed "
+        "or watched, on top of .gitignore.",
+    ),
+    Option(
+        "codeintel.workers", 0, "int",
+        "Processes that parse files while indexing; 0 means one per CPU core.",
+        minimum=0, maximum=64,
+    ),
+    Option(
+        "codeintel.watch", True, "bool",
+        "Follow file changes in every workspace and re-index them as they happen.",
+    ),
+    Option(
+        "codeintel.debounce", "50ms", "duration",
+        "How long the watcher waits for a burst of changes to settle before indexing it.",
+        minimum=0.005, maximum=10,
+    ),
+    Option(
+        "codeintel.default_limit", 20, "int",
+        "Results per search when the client does not say.", minimum=1, maximum=1000,
+    ),
+    Option(
+        "codeintel.bm25.k1", 1.2, "float",
+        "BM25 term-frequency saturation: higher lets repeated words count for longer.",
+        minimum=0.0, maximum=10.0,
+    ),
+    Option(
+        "codeintel.bm25.b", 0.75, "float",
+        "BM25 length normalization: 0 ignores chunk length, 1 normalizes fully.",
+        minimum=0.0, maximum=1.0,
+    ),
+    Option("codeintel.weights.name", 5.0, "float",
+           "Weight of the symbol's own name (split into words).", minimum=0.0, maximum=100.0),
+    Option("codeintel.weights.qualname", 3.0, "float",
+           "Weight of the qualified name (Class.method).", minimum=0.0, maximum=100.0),
+    Option("codeintel.weights.path", 1.0, "float",
+           "Weight of the file's path.", minimum=0.0, maximum=100.0),
+    Option("codeintel.weights.signature", 2.0, "float",
+           "Weight of the signature (def line, parameters).", minimum=0.0, maximum=100.0),
+    Option("codeintel.weights.doc", 1.5, "float",
+           "Weight of the doc comment or docstring.", minimum=0.0, maximum=100.0),
+    Option("codeintel.weights.body", 1.0, "float",
+           "Weight of the definition's own body text.", minimum=0.0, maximum=100.0),
+    Option(
+        "codeintel.cache.size", 1024, "int",
+        "Search results kept in the query cache (LRU); 0 turns the cache off.",
+        minimum=0, maximum=1_000_000,
+    ),
+    Option(
+        "codeintel.cache.ttl", "5m", "duration",
+        "How long a cached search result may be served.", minimum=0, maximum=86400,
+    ),
 )
 
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}
@@ -316,6 +376,14 @@ def _check_enum(opt: Option, raw: Any) -> str:
     return raw.lower()
 
 
+def _check_list(opt: Option, raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ValueError("must be a list of strings")
+    return list(raw)
+
+
 def _check_bool(opt: Option, raw: Any) -> bool:
     if not isinstance(raw, bool):
         raise ValueError("must be true or false")
@@ -351,8 +419,8 @@ def _check_duration(opt: Option, raw: Any) -> float:
 
 
 _CHECKS.update(
-    str=_check_str, enum=_check_enum, bool=_check_bool, int=_check_int, float=_check_float,
-    size=_check_size, duration=_check_duration,
+    str=_check_str, enum=_check_enum, bool=_check_bool, list=_check_list, int=_check_int,
+    float=_check_float, size=_check_size, duration=_check_duration,
 )
 
 
@@ -391,6 +459,7 @@ def _describe(opt: Option) -> str:
         "float": "a number",
         "bool": "true or false",
         "str": "a string",
+        "list": "a list of strings (in the environment: comma-separated)",
     }
     return kinds[opt.kind] + _range(opt)
 
@@ -400,6 +469,8 @@ def _toml_literal(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
     return repr(value)
 
 
@@ -410,6 +481,8 @@ def _clip(text: str, limit: int = 80) -> str:
 
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str | int | float | bool) for v in value):
         return value
     return repr(value)
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from axd.events import EventBus
 from axd.live_config import LiveConfig
+
+if TYPE_CHECKING:
+    from axd.codeintel.service import CodeIntel
 
 HealthProbe = Callable[[], dict[str, Any]]
 
@@ -37,6 +40,7 @@ class Services:
     info: ProcessInfo
     request_shutdown: Callable[[str], None]
     components: dict[str, HealthProbe] = field(default_factory=dict)
+    codeintel: CodeIntel | None = None
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {name: probe() for name, probe in self.components.items()}

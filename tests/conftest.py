@@ -235,11 +235,11 @@ def _lock_free(lock: Path) -> bool:
 
 
 @pytest.fixture
-def services() -> Services:
+def services(tmp_path: Path) -> Services:
     bus = EventBus(history=100, queue_size=100)
     live = LiveConfig(config_mod.defaults(), None, bus, env={})
     shutdowns: list[str] = []
-    svc = Services(bus=bus, config=live, info=ProcessInfo("/tmp/test.sock", "/tmp/state"),
+    svc = Services(bus=bus, config=live, info=ProcessInfo("/tmp/test.sock", str(tmp_path)),
                    request_shutdown=shutdowns.append)
     svc.shutdowns = shutdowns  # type: ignore[attr-defined]
     return svc

@@ -1,0 +1,336 @@
+"""Split one file into definition-level chunks: the unit search returns.
+
+Each definition (function, method, class, ...) becomes a chunk whose own text excludes
+the definitions nested in it, so a hit lands on the tightest enclosing definition. What is
+left over at the top of a file is its `module` chunk. Files without a grammar, and files
+whose parse has errors, become plain text chunks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from axd.codeintel import languages, tokens
+
+MAX_SIGNATURE = 300
+MAX_DOC = 2000
+TEXT_CHUNK_LINES = 40
+
+_COMMENT_PREFIX = {
+    "python": ("#",), "ruby": ("#",),
+}
+_C_LIKE_COMMENT = ("//", "/*", "*", "*/")
+_DOCSTRING_QUOTES = re.compile(r'^[rRbBuUfF]{0,2}("""|\'\'\'|"|\')|("""|\'\'\'|"|\')$')
+_SIGNATURE_WRAPPERS = frozenset({"type_declaration", "lexical_declaration",
+                                 "variable_declaration", "const_declaration"})
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+
+
+@dataclass
+class Chunk:
+    symbol: str
+    qualname: str
+    kind: str
+    start_line: int  # 1-based, inclusive
+    end_line: int
+    signature: str = ""
+    doc: str = ""
+    text: str = ""  # the chunk's own text, nested definitions cut out
+    parent: int | None = None  # index of the enclosing chunk in the file's list
+
+
+@dataclass
+class _Def:
+    kind: str
+    node: Any
+    name: str
+    start: int
+    end: int
+    body: Any = None
+    receiver: str = ""
+    doc_start: int = 0
+    sig_start: int = 0
+    children: list[int] = field(default_factory=list)
+
+
+def chunk_file(relpath: str, lang: str, has_grammar: bool, source: bytes) -> tuple[list[Chunk],
+                                                                                   bool]:
+    """Chunks of one file, and whether it parsed cleanly (False: indexed as text)."""
+    if has_grammar:
+        tree = _parse(lang, source)
+        if tree is not None and not tree.root_node.has_error:
+            return _definitions(relpath, lang, source, tree), True
+        return text_chunks(relpath, source), False
+    return text_chunks(relpath, source), True
+
+
+def _parse(lang: str, source: bytes) -> Any:
+    import tree_sitter
+
+    try:
+        parser = tree_sitter.Parser(languages.grammar(lang).language)
+        return parser.parse(source)
+    except (ValueError, RuntimeError):
+        return None
+
+
+def _definitions(relpath: str, lang: str, source: bytes, tree: Any) -> list[Chunk]:
+    import tree_sitter
+
+    grammar = languages.grammar(lang)
+    by_range: dict[tuple[int, int], tuple[int, _Def]] = {}
+    for pattern, caps in tree_sitter.QueryCursor(grammar.query).matches(tree.root_node):
+        found = _one_def(lang, source, caps)
+        if found is None:
+            continue
+        # For one node the earliest pattern wins (Go: struct before the generic type).
+        key = (found.start, found.end)
+        if key not in by_range or pattern < by_range[key][0]:
+            by_range[key] = (pattern, found)
+    defs = sorted((d for _, d in by_range.values()), key=lambda d: (d.start, -d.end))
+    line_starts = _line_starts(source)
+    parents = _nest(defs)
+    chunks: list[Chunk] = []
+    for i, d in enumerate(defs):
+        parent = parents[i]
+        kind = d.kind
+        parent_kind = defs[parent].kind if parent is not None else None
+        if kind == "function" and (parent_kind in languages.CONTAINERS
+                                   or (lang == "ruby" and parent_kind in ("class", "module"))):
+            kind = "method"
+        symbol, qual_prefix = _split_qualified(d.name)
+        if qual_prefix and kind == "function":
+            kind = "method"
+        chain = []
+        p = parent
+        while p is not None:
+            chain.append(_split_qualified(defs[p].name)[0])
+            p = parents[p]
+        prefix = list(reversed(chain))
+        if d.receiver:
+            prefix.append(d.receiver)
+        if qual_prefix:
+            prefix.append(qual_prefix)
+        start_line = _line_of(line_starts, d.start)
+        end_line = _line_of(line_starts, max(d.end - 1, d.start))
+        chunks.append(Chunk(
+            symbol=symbol,
+            qualname=".".join([*prefix, symbol]),
+            kind=kind,
+            start_line=start_line,
+            end_line=end_line,
+            signature=_signature(lang, source, d),
+            doc=_doc(lang, source, line_starts, d),
+            parent=parent,
+        ))
+    _own_text(source, defs, parents, chunks)
+    module = _module_chunk(relpath, source, defs, parents, line_starts)
+    if module is not None and not tokens.terms(module.text):
+        module = None
+    if module is not None:
+        chunks.insert(0, module)
+        for c in chunks[1:]:
+            c.parent = 0 if c.parent is None else c.parent + 1
+    return chunks
+
+
+def _one_def(lang: str, source: bytes, caps: dict[str, list[Any]]) -> _Def | None:
+    key = next((k for k in caps if k.startswith("def.")), None)
+    if key is None or "name" not in caps:
+        return None
+    node = caps[key][0]
+    name = _name_text(source, caps["name"][0])
+    if not name:
+        return None
+    kind = key[4:]
+    if kind == "constant" and lang in ("python", "java") and not re.fullmatch(
+            r"[A-Z][A-Z0-9_]*", name):
+        return None
+    outer = node
+    while outer.parent is not None and outer.parent.type in languages.WRAPPERS and \
+            sum(1 for c in outer.parent.named_children if c.type == outer.type) == 1:
+        outer = outer.parent
+    receiver = ""
+    if "receiver" in caps:
+        words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _text(source, caps["receiver"][0]))
+        receiver = words[-1] if words else ""
+    body = caps.get("body", [None])[0]
+    # `type X struct`, `const x = () =>`: the wrapper's keyword is part of the signature;
+    # decorators and `export` are not.
+    sig_node = outer if outer.type in _SIGNATURE_WRAPPERS else node
+    return _Def(kind, node, name, outer.start_byte, outer.end_byte, body, receiver,
+                outer.start_byte, sig_node.start_byte)
+
+
+def _name_text(source: bytes, node: Any) -> str:
+    """The identifier inside a name node (C declarators nest: `*(*f)(int)`)."""
+    while node.type in ("function_declarator", "pointer_declarator", "reference_declarator",
+                        "parenthesized_declarator", "array_declarator"):
+        inner = node.child_by_field_name("declarator")
+        if inner is None:
+            break
+        node = inner
+    name = _text(source, node).strip()
+    if node.type in ("generic_type", "template_type", "scoped_type_identifier"):
+        name = name.split("<", 1)[0]
+    return name.strip()
+
+
+def _split_qualified(name: str) -> tuple[str, str]:
+    """`Foo::bar` -> ("bar", "Foo"); `bar` -> ("bar", "")."""
+    if "::" in name:
+        head, _, tail = name.rpartition("::")
+        return tail, head.replace("::", ".")
+    return name, ""
+
+
+def _nest(defs: list[_Def]) -> list[int | None]:
+    parents: list[int | None] = []
+    stack: list[int] = []
+    for i, d in enumerate(defs):
+        while stack and defs[stack[-1]].end <= d.start:
+            stack.pop()
+        parent = stack[-1] if stack and defs[stack[-1]].end >= d.end else None
+        parents.append(parent)
+        if parent is not None:
+            defs[parent].children.append(i)
+        stack.append(i)
+    return parents
+
+
+def _own_text(source: bytes, defs: list[_Def], parents: list[int | None],
+              chunks: list[Chunk]) -> None:
+    for d, chunk in zip(defs, chunks, strict=True):
+        pieces = []
+        cursor = d.start
+        for child in d.children:
+            c = defs[child]
+            pieces.append(source[cursor:c.doc_start])
+            cursor = max(cursor, c.end)
+        pieces.append(source[cursor:d.end])
+        chunk.text = b"".join(pieces).decode("utf-8", errors="replace")
+
+
+def _module_chunk(relpath: str, source: bytes, defs: list[_Def], parents: list[int | None],
+                  line_starts: list[int]) -> Chunk | None:
+    pieces = []
+    cursor = 0
+    first = last = None
+    for i, d in enumerate(defs):
+        if parents[i] is not None:
+            continue
+        if d.doc_start > cursor:
+            pieces.append((cursor, d.doc_start))
+        cursor = max(cursor, d.end)
+    if cursor < len(source):
+        pieces.append((cursor, len(source)))
+    texts = []
+    for a, b in pieces:
+        piece = source[a:b]
+        if piece.strip():
+            lead = len(piece) - len(piece.lstrip())
+            trail = len(piece.rstrip())
+            lo, hi = _line_of(line_starts, a + lead), _line_of(line_starts, a + trail - 1)
+            first = lo if first is None else first
+            last = hi
+            texts.append(piece.decode("utf-8", errors="replace"))
+    if not texts or first is None or last is None:
+        return None
+    stem = os.path.splitext(relpath)[0]
+    return Chunk(symbol=os.path.basename(stem), qualname=stem.replace(os.sep, "."),
+                 kind="module", start_line=first, end_line=last, text="\n".join(texts))
+
+
+def text_chunks(relpath: str, source: bytes) -> list[Chunk]:
+    """Blocks of at most TEXT_CHUNK_LINES lines, cut at blank lines; markdown headings name
+    the chunks that follow them."""
+    text = source.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    name = os.path.basename(relpath)
+    chunks: list[Chunk] = []
+    heading = name
+    start = 0
+    while start < len(lines):
+        end = min(start + TEXT_CHUNK_LINES, len(lines))
+        if end < len(lines):
+            blank = next((j for j in range(end - 1, start + TEXT_CHUNK_LINES // 2, -1)
+                          if not lines[j].strip()), None)
+            if blank is not None:
+                end = blank + 1
+        block = lines[start:end]
+        match = next((_HEADING.match(x) for x in block if _HEADING.match(x)), None)
+        symbol = match.group(1) if match else heading
+        if "".join(block).strip():
+            chunks.append(Chunk(symbol=symbol, qualname=f"{name}:{symbol}", kind="text",
+                                start_line=start + 1, end_line=end, text="\n".join(block)))
+        if match:
+            heading = match.group(1)
+        start = end
+    return chunks
+
+
+def _signature(lang: str, source: bytes, d: _Def) -> str:
+    """The definition's head: from its start to its body, comments dropped."""
+    start, body = d.sig_start, d.body
+    if body is not None and body.type in ("arrow_function", "function_expression"):
+        body = body.child_by_field_name("body")
+    if body is not None and body.start_byte > start:
+        raw = source[start:body.start_byte]
+    else:
+        raw = source[start:d.end].split(b"\n", 1)[0]
+    prefixes = _COMMENT_PREFIX.get(lang, _C_LIKE_COMMENT)
+    lines = [x for x in raw.decode("utf-8", errors="replace").splitlines()
+             if not x.strip().startswith(prefixes)]
+    sig = " ".join(" ".join(lines).split())
+    return sig.rstrip("{:=> ").strip()[:MAX_SIGNATURE]
+
+
+def _doc(lang: str, source: bytes, line_starts: list[int], d: _Def) -> str:
+    if lang == "python" and d.body is not None and d.body.named_child_count:
+        first = d.body.named_children[0]
+        if first.type == "expression_statement" and first.named_child_count and \
+                first.named_children[0].type == "string":
+            raw = _text(source, first.named_children[0]).strip()
+            return _DOCSTRING_QUOTES.sub("", raw).strip()[:MAX_DOC]
+    prefixes = _COMMENT_PREFIX.get(lang, _C_LIKE_COMMENT)
+    line = _line_of(line_starts, d.start) - 2  # 0-based index of the line above
+    collected: list[str] = []
+    while line >= 0:
+        raw = _line_text(source, line_starts, line).strip()
+        if not raw or not raw.startswith(prefixes):
+            break
+        collected.append(raw)
+        line -= 1
+    if collected:
+        d.doc_start = line_starts[line + 1]
+    cleaned = [re.sub(r"^(///?!?|/\*+|\*+/?|#+!?)\s?", "", x).rstrip("*/ ").rstrip()
+               for x in reversed(collected)]
+    return "\n".join(c for c in cleaned if c).strip()[:MAX_DOC]
+
+
+def _text(source: bytes, node: Any) -> str:
+    return source[node.start_byte:node.end_byte].decode("utf-8", errors="replace")
+
+
+def _line_starts(source: bytes) -> list[int]:
+    starts = [0]
+    find = source.find
+    pos = find(b"\n")
+    while pos != -1:
+        starts.append(pos + 1)
+        pos = find(b"\n", pos + 1)
+    return starts
+
+
+def _line_of(line_starts: list[int], offset: int) -> int:
+    """1-based line number of a byte offset."""
+    return bisect.bisect_right(line_starts, offset)
+
+
+def _line_text(source: bytes, line_starts: list[int], index: int) -> str:
+    end = line_starts[index + 1] - 1 if index + 1 < len(line_starts) else len(source)
+    return source[line_starts[index]:end].decode("utf-8", errors="replace")

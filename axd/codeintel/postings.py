@@ -1,0 +1,266 @@
+"""The in-memory inverted index and its BM25F scorer, all numpy.
+
+Postings are (term hash, chunk id, field<<12|tf) triples, kept as a large sorted *base*
+segment plus small *delta* segments for what changed since; deleted chunks are masked, not
+removed, until a compaction folds everything into a new base. Nothing about ranking is
+baked in: k1, b and field weights are applied at query time, so changing them costs no
+reindex.
+
+BM25F, per query term t and chunk d, with fields f:
+    tf~(t,d) = sum_f  w_f * tf_f(t,d) / (1 - b + b * len_f(d) / avglen_f)
+    score(d) = sum_t  idf(t) * tf~ * (k1 + 1) / (k1 + tf~)
+    idf(t)   = ln(1 + (N - df + 0.5) / (df + 0.5))
+N, df and avglen are those of the queried workspace.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from axd.codeintel.extract import FIELDS, unpack_terms
+
+N_FIELDS = len(FIELDS)
+MAX_DELTAS = 8
+
+
+@dataclass(frozen=True)
+class Ranking:
+    k1: float = 1.2
+    b: float = 0.75
+    weights: tuple[float, ...] = (5.0, 3.0, 1.0, 2.0, 1.5, 1.0)
+
+
+class Segment:
+    """Postings sorted by (term, doc): one run of docs per term, found by binary search."""
+
+    def __init__(self, terms: np.ndarray, docs: np.ndarray, packed: np.ndarray) -> None:
+        order = np.lexsort((docs, terms))
+        terms, self.docs, self.packed = terms[order], docs[order], packed[order]
+        if len(terms):
+            starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]])
+        else:
+            starts = np.zeros(0, dtype=np.int64)
+        self.keys = terms[starts]
+        self.offsets = np.r_[starts, len(terms)].astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def lookup(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        i = int(np.searchsorted(self.keys, term))
+        if i >= len(self.keys) or self.keys[i] != term:
+            return _EMPTY_DOCS, _EMPTY_PACKED
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.docs[a:b], self.packed[a:b]
+
+    def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        counts = np.diff(self.offsets)
+        return np.repeat(self.keys, counts), self.docs, self.packed
+
+
+_EMPTY_DOCS = np.zeros(0, dtype=np.int32)
+_EMPTY_PACKED = np.zeros(0, dtype=np.uint16)
+
+
+class Postings:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.base = Segment(np.zeros(0, np.int64), _EMPTY_DOCS, _EMPTY_PACKED)
+        self.deltas: list[Segment] = []
+        cap = 1024
+        self.alive = np.zeros(cap, dtype=bool)
+        self.workspace = np.zeros(cap, dtype=np.int32)
+        self.file = np.zeros(cap, dtype=np.int32)
+        self.lang = np.zeros(cap, dtype=np.uint8)
+        self.kind = np.zeros(cap, dtype=np.uint8)
+        self.lengths = np.zeros((N_FIELDS, cap), dtype=np.float32)
+        self.dead_postings = 0
+        self._ws_docs: dict[int, int] = {}
+        self._ws_length_sums: dict[int, np.ndarray] = {}
+
+    # ---- building ---------------------------------------------------------------------
+
+    def add(self, rows: list[tuple[int, int, int, int, int, bytes, bytes]]) -> None:
+        """Add chunks: (id, workspace, file, lang code, kind code, lengths, terms blob).
+        Ids must be larger than any added before (AUTOINCREMENT guarantees it)."""
+        if not rows:
+            return
+        term_parts, doc_parts, packed_parts = [], [], []
+        for chunk_id, _ws, _file, _lang, _kind, _lengths, blob in rows:
+            hashes, packed = unpack_terms(blob)
+            term_parts.append(hashes)
+            packed_parts.append(packed)
+            doc_parts.append(np.full(len(hashes), chunk_id, dtype=np.int32))
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        lengths = np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4").reshape(
+            len(rows), N_FIELDS).T.astype(np.float32)
+        segment = Segment(np.concatenate(term_parts), np.concatenate(doc_parts),
+                          np.concatenate(packed_parts))
+        with self.lock:
+            self._grow(int(ids.max()) + 1)
+            self.alive[ids] = True
+            self.workspace[ids] = [r[1] for r in rows]
+            self.file[ids] = [r[2] for r in rows]
+            self.lang[ids] = [r[3] for r in rows]
+            self.kind[ids] = [r[4] for r in rows]
+            self.lengths[:, ids] = lengths
+            for ws in set(r[1] for r in rows):
+                mask = self.workspace[ids] == ws
+                self._ws_docs[ws] = self._ws_docs.get(ws, 0) + int(mask.sum())
+                sums = self._ws_length_sums.setdefault(ws, np.zeros(N_FIELDS))
+                sums += lengths[:, mask].sum(axis=1)
+            self.deltas.append(segment)
+            if len(self.deltas) > MAX_DELTAS:
+                self._merge_deltas()
+
+    def remove(self, ids: list[int], term_counts: int = 0) -> None:
+        if not ids:
+            return
+        idx = np.array(ids, dtype=np.int64)
+        with self.lock:
+            idx = idx[(idx < len(self.alive))]
+            idx = idx[self.alive[idx]]
+            if not len(idx):
+                return
+            for ws in np.unique(self.workspace[idx]):
+                mask = self.workspace[idx] == ws
+                self._ws_docs[int(ws)] -= int(mask.sum())
+                self._ws_length_sums[int(ws)] -= self.lengths[:, idx[mask]].sum(axis=1)
+            self.alive[idx] = False
+            self.dead_postings += term_counts
+
+    def compact(self) -> None:
+        """Fold the deltas into the base and drop dead postings (vectorized, no strings)."""
+        with self.lock:
+            segments = [self.base, *self.deltas]
+            alive = self.alive.copy()
+            taken = len(self.deltas)
+        parts = [s.triples() for s in segments if len(s)]
+        if parts:
+            terms = np.concatenate([p[0] for p in parts])
+            docs = np.concatenate([p[1] for p in parts])
+            packed = np.concatenate([p[2] for p in parts])
+            keep = alive[docs]
+            merged = Segment(terms[keep], docs[keep], packed[keep])
+        else:
+            merged = Segment(np.zeros(0, np.int64), _EMPTY_DOCS, _EMPTY_PACKED)
+        with self.lock:
+            self.base = merged
+            self.deltas = self.deltas[taken:]
+            self.dead_postings = 0
+
+    def needs_compaction(self) -> bool:
+        with self.lock:
+            delta = sum(len(d) for d in self.deltas)
+            return (delta > 200_000 and delta > len(self.base) // 4) or (
+                self.dead_postings > 100_000 and self.dead_postings > len(self.base) // 4)
+
+    def _merge_deltas(self) -> None:
+        parts = [d.triples() for d in self.deltas]
+        self.deltas = [Segment(np.concatenate([p[0] for p in parts]),
+                               np.concatenate([p[1] for p in parts]),
+                               np.concatenate([p[2] for p in parts]))]
+
+    def _grow(self, need: int) -> None:
+        cap = len(self.alive)
+        if need <= cap:
+            return
+        new = max(need, cap * 2)
+        self.alive = _resized(self.alive, new)
+        self.workspace = _resized(self.workspace, new)
+        self.file = _resized(self.file, new)
+        self.lang = _resized(self.lang, new)
+        self.kind = _resized(self.kind, new)
+        lengths = np.zeros((N_FIELDS, new), dtype=np.float32)
+        lengths[:, :cap] = self.lengths
+        self.lengths = lengths
+
+    # ---- searching --------------------------------------------------------------------
+
+    def doc_count(self, workspace: int) -> int:
+        return self._ws_docs.get(workspace, 0)
+
+    def postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = [s.lookup(term) for s in (self.base, *self.deltas)]
+        parts = [p for p in parts if len(p[0])]
+        if not parts:
+            return _EMPTY_DOCS, _EMPTY_PACKED
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def score(self, workspace: int, terms: list[int], ranking: Ranking
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, scores) of every chunk of `workspace` matching any term."""
+        with self.lock:
+            n_docs = self._ws_docs.get(workspace, 0)
+            if not n_docs or not terms:
+                return _EMPTY_DOCS, np.zeros(0, dtype=np.float32)
+            avg = np.maximum(self._ws_length_sums[workspace] / n_docs, 1e-6).astype(
+                np.float32)
+            weights = np.asarray(ranking.weights, dtype=np.float32)
+            k1, b = ranking.k1, ranking.b
+            found_docs, found_scores = [], []
+            for term in dict.fromkeys(terms):
+                docs, packed = self.postings(term)
+                if not len(docs):
+                    continue
+                keep = self.alive[docs] & (self.workspace[docs] == workspace)
+                docs, packed = docs[keep], packed[keep]
+                if not len(docs):
+                    continue
+                fields = (packed >> 12).astype(np.intp)
+                tf = (packed & 0xFFF).astype(np.float32)
+                norm = (1.0 - b) + b * self.lengths[fields, docs] / avg[fields]
+                contrib = weights[fields] * tf / norm
+                starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
+                tf_sum = np.add.reduceat(contrib, starts)
+                unique_docs = docs[starts]
+                df = len(unique_docs)
+                idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+                found_docs.append(unique_docs)
+                found_scores.append(idf * tf_sum * (k1 + 1.0) / (k1 + tf_sum))
+        if not found_docs:
+            return _EMPTY_DOCS, np.zeros(0, dtype=np.float32)
+        docs = np.concatenate(found_docs)
+        scores = np.concatenate(found_scores)
+        if len(found_docs) == 1:
+            return docs, scores.astype(np.float32)
+        unique, inverse = np.unique(docs, return_inverse=True)
+        return unique, np.bincount(inverse, weights=scores).astype(np.float32)
+
+    def containing_all(self, workspace: int, terms: list[int]) -> np.ndarray:
+        """Chunk ids of `workspace` that contain every term (any field)."""
+        result: np.ndarray | None = None
+        with self.lock:
+            for term in dict.fromkeys(terms):
+                docs, _ = self.postings(term)
+                docs = np.unique(docs[self.alive[docs] & (self.workspace[docs] == workspace)])
+                result = docs if result is None else np.intersect1d(result, docs,
+                                                                     assume_unique=True)
+                if not len(result):
+                    break
+        return result if result is not None else _EMPTY_DOCS
+
+    def docs_of(self, workspace: int) -> np.ndarray:
+        with self.lock:
+            return np.flatnonzero(self.alive & (self.workspace == workspace))
+
+    def memory_bytes(self) -> int:
+        segs = [self.base, *self.deltas]
+        total = sum(s.docs.nbytes + s.packed.nbytes + s.keys.nbytes + s.offsets.nbytes
+                    for s in segs)
+        return total + self.lengths.nbytes + self.alive.nbytes * 12
+
+    def posting_count(self) -> int:
+        return len(self.base) + sum(len(d) for d in self.deltas)
+
+
+def _resized(arr: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros(size, dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out

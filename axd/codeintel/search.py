@@ -1,0 +1,201 @@
+"""Answering queries against the in-memory index: find (BM25F), def, refs.
+
+These are plain synchronous functions over `Postings` and `Store`; the service runs them
+in worker threads so the event loop stays free for `/v1/status`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from axd.codeintel import languages, tokens
+from axd.codeintel.postings import Postings, Ranking
+from axd.codeintel.query import Query
+from axd.codeintel.store import Store
+
+LANG_CODES = {name: i + 1 for i, name in enumerate(languages.LANGUAGES)}
+KIND_CODES = {name: i + 1 for i, name in enumerate(languages.KINDS)}
+SNIPPET_SCAN_LINES = 400
+
+
+@dataclass
+class Timings:
+    marks: dict[str, float] = field(default_factory=dict)
+    _last: float = field(default_factory=time.perf_counter)
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.marks[name] = round((now - self._last) * 1000, 3)
+        self._last = now
+
+
+def find(postings: Postings, store: Store, root: str, workspace: int, query: Query,
+         limit: int, ranking: Ranking, timings: Timings) -> list[dict[str, Any]]:
+    hashes = [tokens.term_hash(t) for t in query.terms]
+    if hashes:
+        docs, scores = postings.score(workspace, hashes, ranking)
+    else:
+        docs = postings.docs_of(workspace)
+        scores = np.zeros(len(docs), dtype=np.float32)
+    timings.mark("retrieve")
+    if query.has_filters and len(docs):
+        keep = _filter_mask(postings, store, workspace, query, docs)
+        docs, scores = docs[keep], scores[keep]
+    if len(docs) > limit:
+        top = np.argpartition(-scores, limit - 1)[:limit] if hashes else np.arange(limit)
+        docs, scores = docs[top], scores[top]
+    order = np.lexsort((docs, -scores))
+    docs, scores = docs[order], scores[order]
+    timings.mark("rank")
+    rows = store.chunk_rows([int(d) for d in docs])
+    results = []
+    lines_cache: dict[str, list[str] | None] = {}
+    for doc, score in zip(docs.tolist(), scores.tolist(), strict=True):
+        row = rows.get(doc)
+        if row is None:
+            continue  # removed between scoring and rendering
+        results.append({
+            "path": row["path"],
+            "start_line": row["start_line"],
+            "end_line": row["end_line"],
+            "symbol": row["symbol"],
+            "qualname": row["qualname"],
+            "kind": row["kind"],
+            "lang": row["lang"],
+            "score": round(float(score), 4),
+            "snippet": _snippet(root, row, set(query.terms), lines_cache),
+        })
+    timings.mark("render")
+    return results
+
+
+def _filter_mask(postings: Postings, store: Store, workspace: int, query: Query,
+                 docs: np.ndarray) -> np.ndarray:
+    keep = np.ones(len(docs), dtype=bool)
+    for flt, codes, column in ((query.lang, LANG_CODES, postings.lang),
+                               (query.kind, KIND_CODES, postings.kind)):
+        values = column[docs]
+        if flt.include:
+            keep &= np.isin(values, [codes[v] for v in flt.include])
+        if flt.exclude:
+            keep &= ~np.isin(values, [codes[v] for v in flt.exclude])
+    if query.path:
+        paths = store.file_paths(workspace)
+        allowed = [fid for fid, p in paths.items() if _path_allowed(p, query)]
+        keep &= np.isin(postings.file[docs], allowed)
+    return keep
+
+
+def _path_allowed(path: str, query: Query) -> bool:
+    if query.path.include and not any(path_matches(path, g) for g in query.path.include):
+        return False
+    return not any(path_matches(path, g) for g in query.path.exclude)
+
+
+def path_matches(path: str, glob: str) -> bool:
+    """`path:GLOB` matches the file itself or anything under a matching folder."""
+    glob = glob.strip("/") or "*"
+    return fnmatch.fnmatchcase(path, glob) or fnmatch.fnmatchcase(path, glob + "/*")
+
+
+def _snippet(root: str, row: dict[str, Any], terms: set[str],
+             cache: dict[str, list[str] | None]) -> str:
+    """The definition's first line, plus its best-matching line when that is elsewhere."""
+    lines = _file_lines(root, row["path"], cache)
+    start, end = row["start_line"], row["end_line"]
+    if lines is None or start > len(lines):
+        return row.get("signature") or ""
+    first = lines[start - 1].rstrip()
+    best_line, best_hits = start, 0
+    if terms:
+        for number in range(start, min(end, start + SNIPPET_SCAN_LINES) + 1):
+            hits = len(terms.intersection(tokens.terms(lines[number - 1])))
+            if hits > best_hits:
+                best_line, best_hits = number, hits
+    if best_line == start:
+        return first
+    return f"{first}\n{lines[best_line - 1].rstrip()}"
+
+
+def _file_lines(root: str, path: str, cache: dict[str, list[str] | None]) -> list[str] | None:
+    if path not in cache:
+        try:
+            with open(os.path.join(root, path), encoding="utf-8", errors="replace") as fh:
+                cache[path] = fh.read().splitlines()
+        except OSError:
+            cache[path] = None
+    return cache[path]
+
+
+# ---- definitions and references -------------------------------------------------------
+
+
+def definitions(store: Store, workspace: int, name: str, limit: int,
+                symbol_names: Callable[[], list[str]]) -> tuple[str, list[dict[str, Any]]]:
+    """Exact (case-sensitive, then not), then prefix, then fuzzy matches of `name`."""
+    exact = store.definitions(workspace, "(c.symbol = ? OR c.qualname = ?)", (name, name),
+                              limit)
+    if exact:
+        return "exact", exact
+    folded = store.definitions(
+        workspace, "(c.symbol = ? COLLATE NOCASE OR c.qualname = ? COLLATE NOCASE)",
+        (name, name), limit)
+    if folded:
+        return "exact_nocase", folded
+    like = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    prefix = store.definitions(workspace, "c.symbol LIKE ? ESCAPE '\\'", (like,), limit)
+    if prefix:
+        return "prefix", prefix
+    close = difflib.get_close_matches(name, symbol_names(), n=10, cutoff=0.6)
+    if not close:
+        return "none", []
+    marks = ",".join("?" * len(close))
+    fuzzy = store.definitions(workspace, f"c.symbol IN ({marks})", tuple(close), limit)
+    rank = {n: i for i, n in enumerate(close)}
+    fuzzy.sort(key=lambda d: rank.get(d["symbol"], len(rank)))
+    return "fuzzy", fuzzy
+
+
+def references(postings: Postings, store: Store, root: str, workspace: int, name: str,
+               limit: int) -> list[dict[str, Any]]:
+    """Every occurrence of the identifier `name` (whole word, case-sensitive)."""
+    parts = [tokens.term_hash(t) for t in tokens.terms(name)]
+    if not parts:
+        return []
+    docs = postings.containing_all(workspace, parts)
+    rows = store.chunk_rows([int(d) for d in docs])
+    by_file: dict[str, list[tuple[int, int, str]]] = {}
+    for row in rows.values():
+        by_file.setdefault(row["path"], []).append(
+            (row["start_line"], row["end_line"], row["qualname"]))
+    pattern = re.compile(rf"(?<![A-Za-z0-9_$]){re.escape(name)}(?![A-Za-z0-9_$])")
+    found: list[dict[str, Any]] = []
+    cache: dict[str, list[str] | None] = {}
+    for path in sorted(by_file):
+        lines = _file_lines(root, path, cache)
+        if lines is None:
+            continue
+        claimed: set[int] = set()
+        # Tightest chunks first, so a line inside a method is reported in the method.
+        for start, end, qualname in sorted(by_file[path], key=lambda c: c[1] - c[0]):
+            for number in range(start, min(end, len(lines)) + 1):
+                if number in claimed:
+                    continue
+                claimed.add(number)
+                line = lines[number - 1]
+                found.extend({"path": path, "line": number, "column": m.start() + 1,
+                              "text": line.strip(), "in": qualname}
+                             for m in pattern.finditer(line))
+        if len(found) >= limit:
+            break
+    found.sort(key=lambda r: (r["path"], r["line"], r["column"]))
+    return found[:limit]

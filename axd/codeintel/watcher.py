@@ -1,0 +1,108 @@
+"""Following a workspace's changes with watchfiles, folder by folder.
+
+Only folders the walker kept are watched (non-recursively), so ignored trees cost no
+inotify watches. Changes are coalesced into batches: a save, a rename or a branch switch
+of thousands of files all become "these paths may have changed". Every batch gets a
+sequence number; `--fresh` queries use a cookie file to learn the number of the batch that
+follows their request, then wait until it is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+import watchfiles
+
+from axd.codeintel.ignore import COOKIE_PREFIX
+
+log = logging.getLogger("axd.codeintel.watch")
+
+OnBatch = Callable[[set[str], set[str], int], Awaitable[None]]
+
+
+class Watcher:
+    """Watches `dirs` under `root`; calls `on_batch(changed_paths, cookies, seq)`."""
+
+    def __init__(self, root: str, dirs: list[str], on_batch: OnBatch,
+                 debounce: float) -> None:
+        self.root = root
+        self.dirs = set(dirs)
+        self.on_batch = on_batch
+        self.debounce_ms = max(1, int(debounce * 1000))
+        self.seq = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._restart = asyncio.Event()
+        self.running = False
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="watch")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def add_dirs(self, dirs: list[str]) -> None:
+        """Watch new folders too (the watcher restarts with the bigger set)."""
+        fresh = set(dirs) - self.dirs
+        if fresh:
+            self.dirs |= fresh
+            self._restart.set()
+
+    def remove_dirs(self, prefix: str) -> None:
+        gone = {d for d in self.dirs if d == prefix or d.startswith(prefix + "/")}
+        if gone:
+            self.dirs -= gone
+            self._restart.set()
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            self._restart.clear()
+            paths = [os.path.join(self.root, d) if d else self.root for d in sorted(self.dirs)]
+            paths = [p for p in paths if os.path.isdir(p)]
+            if not paths:
+                self.running = False
+                return
+            stop = _AnyEvent(self._stop, self._restart)
+            try:
+                self.running = True
+                async for changes in watchfiles.awatch(
+                        *paths, recursive=False, debounce=self.debounce_ms, step=20,
+                        stop_event=stop, watch_filter=None, ignore_permission_denied=True):
+                    self.seq += 1
+                    changed: set[str] = set()
+                    cookies: set[str] = set()
+                    for _change, full in changes:
+                        rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+                        if rel.rsplit("/", 1)[-1].startswith(COOKIE_PREFIX):
+                            cookies.add(rel)
+                        elif not rel.startswith(".."):
+                            changed.add(rel)
+                    await self.on_batch(changed, cookies, self.seq)
+            except Exception as exc:  # watching is best effort; searching goes on
+                self.error = str(exc)
+                log.warning("watcher failed", extra={"root": self.root, "error": str(exc)})
+                self.running = False
+                return
+        self.running = False
+
+
+class _AnyEvent:
+    """The stop_event watchfiles polls: set when either of two asyncio events is set."""
+
+    def __init__(self, *events: asyncio.Event) -> None:
+        self._events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self._events)
+
+    def set(self) -> None:  # watchfiles calls this when its task is cancelled
+        self._events[0].set()
