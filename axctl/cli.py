@@ -6,6 +6,7 @@ import os
 
 import click
 
+from axctl.commands import codeintel as codeintel_cmd
 from axctl.commands import config as config_cmd
 from axctl.commands import daemon as daemon_cmd
 from axctl.commands import events as events_cmd
@@ -38,6 +39,8 @@ def cli(ctx: click.Context, socket: str | None, no_autostart: bool) -> None:
 for command in (
     daemon_cmd.status, daemon_cmd.start, daemon_cmd.stop, daemon_cmd.restart,
     events_cmd.events, config_cmd.config,
+    codeintel_cmd.index, codeintel_cmd.workspace, codeintel_cmd.find, codeintel_cmd.def_,
+    codeintel_cmd.refs,
 ):
     cli.add_command(command)
 

@@ -42,9 +42,10 @@ class Session:
             lambda: self.client(timeout).request(method, target, body), start)
         return self.decode(response)
 
-    def stream(self, target: str, *, start: bool = True) -> Iterator[bytes]:
+    def stream(self, target: str, *, method: str = "GET", body: Any = None,
+               start: bool = True) -> Iterator[bytes]:
         head, lines = self._with_daemon(
-            lambda: self.client(None).stream_lines("GET", target), start)
+            lambda: self.client(None).stream_lines(method, target, body), start)
         self.decode(head)
         return lines
 

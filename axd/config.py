@@ -230,6 +230,41 @@ def validate_text(text: str, name: str) -> list[Problem]:
     return problems
 
 
+def parse_cli_value(key: str, raw: str) -> Any:
+    """`1.1` -> 1.1, `true` -> True, `[".git"]` -> list, anything else -> the string;
+    then checked against the key's rules."""
+    opt = BY_KEY.get(key)
+    if opt is None:
+        raise ConfigError([Problem(key, raw, _unknown_key_hint(key), "axctl config set")])
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if opt.kind in ("str", "enum") and not isinstance(value, str):
+        value = raw  # `axctl config set daemon.log_level 1` is the string "1"
+    try:
+        _coerce(opt, value)
+    except ValueError as exc:
+        raise ConfigError([Problem(key, raw, str(exc), "axctl config set")]) from None
+    return value
+
+
+def with_key(text: str, key: str, value: Any) -> str:
+    """`text` (a TOML document) with `key` set to `value`, comments and order kept."""
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    *tables, leaf = key.split(".")
+    node: Any = doc
+    for name in tables:
+        if name not in node:
+            node[name] = tomlkit.table()
+        node = node[name]
+    node[leaf] = value
+    out = tomlkit.dumps(doc)
+    return out if out.endswith("\n") else out + "\n"
+
+
 def parse_toml(text: str, name: str, problems: list[Problem]) -> dict[str, Any]:
     try:
         return tomllib.loads(text)

@@ -70,6 +70,31 @@ class LiveConfig:
                           files=list(fresh.files))
         return changed
 
+    def set_key(self, key: str, raw: str) -> dict[str, object]:
+        """Validate `key = raw`, write it into the user file (keeping its comments and
+        layout), then reload. Nothing is written when the value is invalid."""
+        value = config_mod.parse_cli_value(key, raw)
+        if not self.user_file:
+            raise ConfigError([config_mod.Problem(key, raw, "no user config file to write",
+                                                  "")])
+        text = config_mod.with_key(_read_or_empty(self.user_file), key, value)
+        problems = config_mod.validate_text(text, self.user_file)
+        if problems:
+            raise ConfigError(problems)
+        os.makedirs(os.path.dirname(self.user_file), exist_ok=True)
+        tmp = self.user_file + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, self.user_file)
+        changed = self.reload("config set")
+        shadowed = self.current.sources.get(key, "").startswith("env ")
+        result: dict[str, object] = {"key": key, "value": self.current.display(key),
+                                     "file": self.user_file, "changed": changed}
+        if shadowed:
+            result["warning"] = (f"{self.current.sources[key]} overrides the file; the value "
+                                 "in force is the environment's")
+        return result
+
     def health(self) -> dict[str, object]:
         return {
             "health": "degraded" if self.last_error else "ok",
@@ -77,3 +102,11 @@ class LiveConfig:
             "reloads": self.reloads,
             "last_error": self.last_error,
         }
+
+
+def _read_or_empty(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return ""

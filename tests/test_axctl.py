@@ -185,8 +185,22 @@ def test_every_command_has_json_and_help():
 def test_every_command_prints_valid_json(home, daemon):
     good = home.root / "good.toml"
     good.write_text("")
-    args = {"config validate": [str(good)], "stop": [], "restart": []}
-    for name, _ in leaf_commands(cli):
+    project = home.root / "project"
+    project.mkdir()
+    (project / "app.py").write_text("def hello():\n    return 1\n")
+    args = {
+        "config validate": [str(good)],
+        "config set": ["events.history", "10"],
+        "index add": [str(project)],
+        "index status": ["-w", str(project)],
+        "find": ["hello", "-w", str(project)],
+        "def": ["hello", "-w", str(project)],
+        "refs": ["hello", "-w", str(project)],
+        "workspace remove": [str(project)],
+    }
+    order = sorted((name for name, _ in leaf_commands(cli)),
+                   key=lambda n: (n == "workspace remove", n != "index add"))
+    for name in order:
         if name in ("stop", "restart"):
             continue  # covered by the lifecycle tests, and would end this daemon
         out = home.axctl(*name.split(), *args.get(name, []), "--json")

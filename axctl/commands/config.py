@@ -80,6 +80,29 @@ def reload(session: Session, as_json: bool) -> None:
         click.echo("reloaded; nothing changed")
 
 
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@json_option
+@pass_session
+def set_(session: Session, key: str, value: str, as_json: bool) -> None:
+    """Set KEY to VALUE in your config file (comments kept) and apply it now.
+
+    \b
+    Examples:
+      axctl config set codeintel.bm25.k1 1.1
+      axctl config set daemon.log_level debug
+    """
+    doc = session.call("POST", "/v1/config/set", {"key": key, "value": value})
+    if as_json:
+        output.emit_json(doc)
+        return
+    click.echo(f"{doc['key']} = {_literal(doc['value'])} written to {doc['file']}; "
+               + ("applied" if doc["changed"] else "no change"))
+    if doc.get("warning"):
+        click.echo(f"axctl: warning: {doc['warning']}", err=True)
+
+
 def _literal(value: Any) -> str:
     if isinstance(value, str):
         return f'"{value}"'

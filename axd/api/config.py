@@ -58,6 +58,32 @@ async def reload_config(request: web.Request) -> web.Response:
     return web.json_response({"changed": changed, "files": list(services.config.current.files)})
 
 
+SET_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "key": {"type": "string", "description": "dotted key, e.g. codeintel.bm25.k1"},
+        "value": {"type": "string", "description": "the value as written in TOML or plain"},
+    },
+    "required": ["key", "value"],
+    "additionalProperties": False,
+}
+
+
+@routes.add("POST", "/v1/config/set",
+            "Write one key to the user config file (comments kept) and reload.",
+            body=SET_BODY, responses={200: "written and applied",
+                                      422: "unknown key or invalid value"})
+async def set_config(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    body = await read_json(request, SET_BODY, services.config["api.max_body_size"])
+    try:
+        result = services.config.set_key(body["key"], body["value"])
+    except ConfigError as exc:
+        raise ApiError(422, "config_invalid", str(exc),
+                       {"problems": [p.as_dict() for p in exc.problems]}) from None
+    return web.json_response(result)
+
+
 @routes.add("POST", "/v1/config/validate",
             "Check a TOML document (or, with no text, the files a reload would read).",
             body=VALIDATE_BODY, responses={200: "`valid` and the list of problems"})

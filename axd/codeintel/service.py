@@ -90,7 +90,7 @@ class CodeIntel:
         self.cache = QueryCache(config["codeintel.cache.size"],  # type: ignore[arg-type]
                                 config["codeintel.cache.ttl"])  # type: ignore[arg-type]
         self.workspaces: dict[int, Workspace] = {}
-        self.state = "starting"
+        self.state = "loading"
         self.error: str | None = None
         self.load_ms: float | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="axd-index-writer")
@@ -152,7 +152,8 @@ class CodeIntel:
 
     def health(self) -> dict[str, Any]:
         return {
-            "health": {"ready": "ok", "failed": "failed"}.get(self.state, "degraded"),
+            # Loading the index at start-up is normal; only a failed load is unhealthy.
+            "health": "failed" if self.state == "failed" else "ok",
             "state": self.state,
             "error": self.error,
             "workspaces": len(self.workspaces),

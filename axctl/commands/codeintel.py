@@ -1,0 +1,286 @@
+"""Code search: `index`, `workspace`, `find`, `def`, `refs`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from axctl import output
+from axctl.commands.common import json_option, pass_session
+from axctl.errors import CliError
+from axctl.session import Session
+
+workspace_option = click.option(
+    "-w", "--workspace", metavar="PATH",
+    help="Search this workspace instead of the one containing the current directory.")
+limit_option = click.option("-n", "--limit", type=click.IntRange(1, 1000), metavar="N",
+                            help="How many results [default: codeintel.default_limit].")
+
+
+def _where(workspace: str | None) -> str:
+    return os.path.abspath(workspace) if workspace else os.getcwd()
+
+
+class _IndexGroup(click.Group):
+    """`axctl index [PATH]` indexes; `axctl index status` reports. A folder literally named
+    `status` is reachable as `./status`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["add", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_IndexGroup)
+def index() -> None:
+    """Index a workspace (`axctl index [PATH]`) or show the index (`axctl index status`)."""
+
+
+@index.command("add")
+@click.argument("path", required=False, default=".")
+@click.option("--background", is_flag=True, help="Return at once; indexing goes on.")
+@json_option
+@pass_session
+def index_add(session: Session, path: str, background: bool, as_json: bool) -> None:
+    """Add PATH (default: the current directory) as a workspace and index it.
+
+    Returns when the workspace is fully indexed and searchable, showing progress on a
+    terminal. Indexing an existing workspace catches up with changes on disk.
+    """
+    root = os.path.abspath(path)
+    if background:
+        doc = session.call("POST", "/v1/workspaces", {"path": root, "wait": False})
+        _emit(as_json, doc, f"indexing {doc['root']} in the background "
+                            "(`axctl index status` shows progress)")
+        return
+    show = sys.stderr.isatty() and not as_json
+    result: dict[str, Any] | None = None
+    for line in session.stream("/v1/workspaces", method="POST",
+                               body={"path": root, "progress": True}):
+        event = json.loads(line)
+        if event.get("type") == "index.progress" and show:
+            _progress(event)
+        elif event.get("type") == "result":
+            result = {k: v for k, v in event.items() if k != "type"}
+        elif event.get("type") == "error":
+            error = event["error"]
+            raise CliError(error["message"], code=error["code"], details=error["details"],
+                           as_json=as_json)
+    if show:
+        click.echo("\r\033[K", nl=False, err=True)
+    if result is None:
+        raise CliError("the daemon closed the stream before indexing finished",
+                       hint="see `axctl events` and the daemon log", as_json=as_json)
+    _emit(as_json, result,
+          f"indexed {result['root']}: {result.get('files', 0)} files "
+          f"({result.get('parsed', 0)} parsed, {result.get('unchanged', 0)} unchanged, "
+          f"{result.get('deleted', 0)} removed), {result.get('chunks_added', 0)} chunks added "
+          f"in {result.get('took_ms', 0) / 1000:.1f}s")
+
+
+def _progress(event: dict[str, Any]) -> None:
+    total = max(event["total"], 1)
+    width = 30
+    filled = int(width * event["done"] / total)
+    mb = event["bytes"] / 1e6
+    click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {event['done']}/{event['total']} "
+               f"files  {mb:.1f} MB  {event['elapsed_s']:.1f}s", nl=False, err=True)
+
+
+@index.command("status")
+@workspace_option
+@click.option("--all", "all_", is_flag=True, help="Every workspace, not just this one.")
+@json_option
+@pass_session
+def index_status(session: Session, workspace: str | None, all_: bool, as_json: bool) -> None:
+    """Files, symbols, bytes, languages, last update, lag and cache figures."""
+    if all_:
+        doc = session.call("GET", "/v1/index/status")
+        docs = doc["workspaces"]
+    else:
+        path = _where(workspace)
+        doc = session.call("GET", "/v1/index/status?path=" + _quote(path))
+        docs = [doc]
+    if as_json:
+        output.emit_json(doc)
+        return
+    for ws in docs:
+        click.echo(_render_status(ws))
+
+
+def _render_status(ws: dict[str, Any]) -> str:
+    cache = ws["cache"]
+    by_status = ws["files_by_status"]
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if k != "ok") or "none"
+    langs = ", ".join(f"{k} {v}" for k, v in list(ws["languages"].items())[:8]) or "-"
+    hit_rate = "-" if cache["hit_rate"] is None else f"{cache['hit_rate'] * 100:.1f}%"
+    last = output.clock(ws["last_update"]) if ws["last_update"] else "never"
+    return output.table([
+        ("workspace", f"{ws['root']}  ({ws['state']}"
+                      f"{', watching' if ws['watching'] else ''})"),
+        ("files", f"{ws['files']}  (not indexed or as text: {skipped})"),
+        ("symbols", f"{ws['symbols']} definitions in {ws['chunks']} chunks"),
+        ("bytes", f"{ws['bytes'] / 1e6:.1f} MB"),
+        ("languages", langs),
+        ("last update", f"{last}; lag {ws['lag_s']}s, {ws['pending_changes']} pending"),
+        ("cache", f"{cache['entries']}/{cache['capacity']} entries, hit rate {hit_rate} "
+                  f"({cache['hits']} hits, {cache['misses']} misses, "
+                  f"{cache['evictions']} evictions, {cache['invalidations']} invalidated)"),
+    ])
+
+
+@click.group()
+def workspace() -> None:
+    """List and remove workspaces (add one with `axctl index PATH`)."""
+
+
+@workspace.command("list")
+@json_option
+@pass_session
+def workspace_list(session: Session, as_json: bool) -> None:
+    """The workspaces the daemon indexes and watches."""
+    doc = session.call("GET", "/v1/workspaces")
+    if as_json:
+        output.emit_json(doc)
+        return
+    if not doc["workspaces"]:
+        click.echo("no workspaces; add one with `axctl index PATH`")
+        return
+    click.echo(output.table(
+        [("ROOT", "STATE", "WATCHING", "PENDING")]
+        + [(w["root"], w["state"], w["watching"], w["pending_changes"])
+           for w in doc["workspaces"]]))
+
+
+@workspace.command("remove")
+@click.argument("path")
+@json_option
+@pass_session
+def workspace_remove(session: Session, path: str, as_json: bool) -> None:
+    """Stop watching PATH and drop its index."""
+    doc = session.call("POST", "/v1/workspaces/remove", {"path": os.path.abspath(path)})
+    _emit(as_json, doc, f"removed {doc['removed']} ({doc['chunks']} chunks)")
+
+
+@click.command()
+@click.argument("query", nargs=-1, required=True)
+@limit_option
+@workspace_option
+@click.option("--fresh", is_flag=True,
+              help="First wait until every file change made before now is indexed.")
+@click.option("--debug", is_flag=True,
+              help="Show the timing breakdown, terms, ranking and cache figures.")
+@click.option("--no-cache", is_flag=True, help="Bypass the query cache.")
+@json_option
+@pass_session
+def find(session: Session, query: tuple[str, ...], limit: int | None, workspace: str | None,
+         fresh: bool, debug: bool, no_cache: bool, as_json: bool) -> None:
+    """Search definitions, ranked (BM25F over name, path, signature, doc and body).
+
+    \b
+    Filters (negate with -): lang:python  kind:class,method  path:'src/*'
+    Examples:
+      axctl find terminal size
+      axctl find http connection lang:python -path:tests
+      axctl find kind:class path:axd/codeintel
+    """
+    body: dict[str, Any] = {"query": " ".join(query), "path": _where(workspace),
+                            "fresh": fresh, "debug": debug}
+    if limit:
+        body["limit"] = limit
+    if no_cache:
+        body["cache"] = False
+    doc = session.call("POST", "/v1/search", body)
+    if as_json:
+        output.emit_json(doc)
+        return
+    for warning in doc.get("warnings", []):
+        click.echo(f"axctl: warning: {warning}", err=True)
+    for r in doc["results"]:
+        click.echo(click.style(f"{r['path']}:{r['start_line']}", fg="magenta")
+                   + f"-{r['end_line']}  {r['kind']}  "
+                   + click.style(r["qualname"], bold=True) + f"  ({r['score']:.2f})")
+        for line in r["snippet"].splitlines():
+            click.echo(f"    {line.strip()}")
+    if not doc["results"]:
+        click.echo("no results", err=True)
+    if debug:
+        d = doc["debug"]
+        click.echo(f"-- {len(doc['results'])} results in {doc['took_ms']} ms, "
+                   f"cache {doc['cache']}", err=True)
+        click.echo("-- timings ms: " + output.fields(d["timings_ms"]), err=True)
+        click.echo(f"-- terms: {' '.join(d['terms'])}", err=True)
+        click.echo("-- ranking: " + output.fields(d["ranking"]), err=True)
+        click.echo("-- cache: " + output.fields(d["cache"]), err=True)
+
+
+@click.command("def")
+@click.argument("name")
+@limit_option
+@workspace_option
+@json_option
+@pass_session
+def def_(session: Session, name: str, limit: int | None, workspace: str | None,
+         as_json: bool) -> None:
+    """Where NAME is defined: exact matches first, then prefix, then fuzzy.
+
+    NAME may be qualified (`Class.method`).
+    """
+    doc = session.call("POST", "/v1/definitions", _name_body(name, limit, workspace))
+    if as_json:
+        output.emit_json(doc)
+        return
+    if doc["match"] not in ("exact", "exact_nocase") and doc["results"]:
+        click.echo(f"no exact definition of {name}; {doc['match']} matches:", err=True)
+    for r in doc["results"]:
+        click.echo(f"{r['path']}:{r['start_line']}  {r['kind']}  {r['qualname']}  "
+                   f"{r['signature']}")
+    if not doc["results"]:
+        raise CliError(f"no definition of {name} found", code="not_found",
+                       hint="`axctl find` searches bodies and docs too")
+
+
+@click.command()
+@click.argument("name")
+@limit_option
+@workspace_option
+@json_option
+@pass_session
+def refs(session: Session, name: str, limit: int | None, workspace: str | None,
+         as_json: bool) -> None:
+    """Every occurrence of the identifier NAME (whole word), grep-style."""
+    body = _name_body(name, limit, workspace)
+    body.setdefault("limit", 1000)
+    doc = session.call("POST", "/v1/references", body)
+    if as_json:
+        output.emit_json(doc)
+        return
+    for r in doc["results"]:
+        click.echo(f"{r['path']}:{r['line']}:{r['column']}: {r['text']}")
+    if not doc["results"]:
+        click.echo(f"no occurrences of {name}", err=True)
+
+
+def _name_body(name: str, limit: int | None, workspace: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": name, "path": _where(workspace)}
+    if limit:
+        body["limit"] = limit
+    return body
+
+
+def _emit(as_json: bool, doc: dict[str, Any], text: str) -> None:
+    if as_json:
+        output.emit_json(doc)
+    else:
+        click.echo(text)
+
+
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/~")
+
+
+def _quote(text: str) -> str:
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in text.encode())
