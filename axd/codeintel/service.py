@@ -446,10 +446,17 @@ class CodeIntel:
         for rel in sorted(paths):
             full = os.path.join(ws.root, rel)
             if os.path.isdir(full) and not os.path.islink(full):
-                if not ws.rules.ignored(rel, is_dir=True):
+                if rel in ("", ".") or not ws.rules.ignored(rel, is_dir=True):
+                    # A new folder, or one re-synced after a watcher restart: walk it and
+                    # index what differs from what we know.
                     sub = await asyncio.to_thread(_walk_subdir, ws.root, rel, ws.rules)
                     new_dirs.extend(sub.dirs)
-                    to_index.extend(p for p in sub.files if p not in ws.known)
+                    to_index.extend(p for p, st in sub.files.items()
+                                    if p not in ws.known
+                                    or ws.known[p][:2] != (st.size, st.mtime_ns))
+                    prefix = "" if rel in ("", ".") else rel + "/"
+                    to_delete.update(p for p in ws.known
+                                     if p.startswith(prefix) and p not in sub.files)
             elif os.path.isfile(full) and not os.path.islink(full):
                 if not ws.rules.ignored(rel, is_dir=False):
                     to_index.append(rel)
@@ -633,6 +640,8 @@ def _hash(term: str) -> int:
 
 
 def _walk_subdir(root: str, rel: str, rules: IgnoreRules) -> walker.WalkResult:
+    if rel in ("", "."):
+        return walker.walk(root, rules)
     result = walker.walk(os.path.join(root, rel), _Prefixed(rules, rel))
     result.files = {f"{rel}/{p}": st for p, st in result.files.items()}
     result.dirs = [f"{rel}/{d}" if d else rel for d in result.dirs]

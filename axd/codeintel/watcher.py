@@ -22,15 +22,24 @@ from axd.codeintel.ignore import COOKIE_PREFIX
 log = logging.getLogger("axd.codeintel.watch")
 
 OnBatch = Callable[[set[str], set[str], int], Awaitable[None]]
+# How often the watch thread comes back with nothing; the first return after a (re)start
+# tells us the new watches are in place.
+IDLE_TIMEOUT_MS = 500
 
 
 class Watcher:
-    """Watches `dirs` under `root`; calls `on_batch(changed_paths, cookies, seq)`."""
+    """Watches `dirs` under `root`; calls `on_batch(changed_paths, cookies, seq)`.
+
+    Adding folders restarts the underlying watch; whatever happened in them in between is
+    caught by reporting the added folders themselves as changed once the new watch is up
+    (the service re-walks a changed folder), so no event is lost in the gap.
+    """
 
     def __init__(self, root: str, dirs: list[str], on_batch: OnBatch,
                  debounce: float) -> None:
         self.root = root
         self.dirs = set(dirs)
+        self._unsynced: set[str] = set()
         self.on_batch = on_batch
         self.debounce_ms = max(1, int(debounce * 1000))
         self.seq = 0
@@ -55,6 +64,7 @@ class Watcher:
         fresh = set(dirs) - self.dirs
         if fresh:
             self.dirs |= fresh
+            self._unsynced |= fresh
             self._restart.set()
 
     def remove_dirs(self, prefix: str) -> None:
@@ -72,14 +82,23 @@ class Watcher:
                 self.running = False
                 return
             stop = _AnyEvent(self._stop, self._restart)
+            just_started = True
             try:
                 self.running = True
                 async for changes in watchfiles.awatch(
                         *paths, recursive=False, debounce=self.debounce_ms, step=20,
-                        stop_event=stop, watch_filter=None, ignore_permission_denied=True):
+                        stop_event=stop, watch_filter=None, ignore_permission_denied=True,
+                        rust_timeout=IDLE_TIMEOUT_MS, yield_on_timeout=True):
+                    if not changes and not just_started:
+                        continue
                     self.seq += 1
                     changed: set[str] = set()
                     cookies: set[str] = set()
+                    if just_started:
+                        just_started = False
+                        changed |= self._unsynced
+                        self._unsynced.clear()
+                        cookies |= self._existing_cookies()
                     for _change, full in changes:
                         rel = os.path.relpath(full, self.root).replace(os.sep, "/")
                         if rel.rsplit("/", 1)[-1].startswith(COOKIE_PREFIX):
@@ -93,6 +112,14 @@ class Watcher:
                 self.running = False
                 return
         self.running = False
+
+
+    def _existing_cookies(self) -> set[str]:
+        """After a (re)start, cookies written in the gap are still on disk: count them seen."""
+        try:
+            return {n for n in os.listdir(self.root) if n.startswith(COOKIE_PREFIX)}
+        except OSError:
+            return set()
 
 
 class _AnyEvent:

@@ -1,0 +1,325 @@
+"""End-to-end code search: a real daemon indexes a real workspace and follows its edits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+DATA = Path(__file__).parent / "data" / "polyglot"
+
+
+@pytest.fixture
+def project(home) -> Path:
+    root = home.root / "project"
+    shutil.copytree(DATA, root)
+    (root / ".gitignore").write_text("generated/\n*.log\n")
+    (root / "generated").mkdir()
+    (root / "generated" / "junk.py").write_text("def ignored_function():\n    pass\n")
+    (root / "debug.log").write_text("get_terminal_size in a log\n")
+    return root
+
+
+def api(home, method, target, body=None, status=200):
+    resp = home.client(60).request(method, target, body)
+    assert resp.status == status, resp.body
+    return resp.json()
+
+
+def index(home, root):
+    return api(home, "POST", "/v1/workspaces", {"path": str(root)})
+
+
+def find(home, root, query, **extra):
+    return api(home, "POST", "/v1/search", {"query": query, "path": str(root), **extra})
+
+
+@pytest.fixture
+def indexed(home, daemon, project):
+    index(home, project)
+    return project
+
+
+def test_index_then_find_the_tightest_definition(home, indexed):
+    doc = find(home, indexed, "terminal size get")
+    top = doc["results"][0]
+    assert set(top) >= {"path", "start_line", "end_line", "symbol", "kind", "lang", "score",
+                        "snippet"}
+    assert (top["path"], top["symbol"], top["kind"]) == ("terminal.py", "get_terminal_size",
+                                                         "method")
+    assert (top["start_line"], top["end_line"]) == (13, 16)
+    assert "def get_terminal_size" in top["snippet"]
+    assert doc["cache"] == "miss" and doc["took_ms"] > 0
+    assert find(home, indexed, "terminal size get")["cache"] == "hit"
+
+
+def test_identifier_spellings_meet(home, indexed):
+    for query in ("HTTPConnection", "http_connection", "http connection"):
+        names = [r["symbol"] for r in find(home, indexed, query)["results"][:2]]
+        assert "HTTPConnection" in names or "makeHttpConnection" in names, query
+
+
+def test_filters(home, indexed):
+    only_go = find(home, indexed, "server lang:go")["results"]
+    assert only_go and all(r["lang"] == "go" for r in only_go)
+    no_py = find(home, indexed, "terminal -lang:python")["results"]
+    assert all(r["lang"] != "python" for r in no_py)
+    classes = find(home, indexed, "kind:class")["results"]  # filter only: lists symbols
+    assert {r["symbol"] for r in classes} >= {"Terminal", "HTTPConnection", "Pool"}
+    assert all(r["kind"] == "class" for r in classes)
+    in_ts = find(home, indexed, "connection path:*.ts")["results"]
+    assert in_ts and all(r["path"].endswith(".ts") for r in in_ts)
+
+
+def test_gitignored_files_are_not_indexed(home, indexed):
+    assert not [r for r in find(home, indexed, "ignored function")["results"]
+                if r["path"].startswith("generated/")]
+    assert all(r["path"] != "debug.log" for r in find(home, indexed, "terminal")["results"])
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({"query": ""}, 422, "invalid_query"),
+    ({"query": "foo lang:cobol"}, 422, "invalid_query"),
+    ({"query": "foo kind:lambda"}, 422, "invalid_query"),
+    ({"query": 5}, 422, "invalid_value"),
+    ({"query": "x", "limit": 0}, 422, "invalid_value"),
+])
+def test_bad_queries_get_clear_errors(home, indexed, body, status, code):
+    doc = api(home, "POST", "/v1/search", {"path": str(indexed), **body}, status=status)
+    assert doc["error"]["code"] == code
+    if "cobol" in str(body):
+        assert "python" in doc["error"]["message"]
+
+
+def test_operators_are_literal_and_huge_queries_answer(home, indexed):
+    doc = find(home, indexed, '"terminal" NEAR size* AND get:')
+    assert doc["results"][0]["symbol"] == "get_terminal_size"
+    big = find(home, indexed, "terminal " * 20000)
+    assert big["results"] and "warnings" not in big  # one distinct word
+    many = find(home, indexed, " ".join(f"w{i}x" for i in range(12000)))
+    assert "warnings" in many
+
+
+def test_path_outside_every_workspace(home, indexed):
+    doc = api(home, "POST", "/v1/search", {"query": "x", "path": "/"}, status=404)
+    assert doc["error"]["code"] == "no_workspace"
+    assert "axctl index" in doc["error"]["message"]
+
+
+def test_definitions_exact_prefix_fuzzy(home, indexed):
+    def defs(name):
+        return api(home, "POST", "/v1/definitions", {"name": name, "path": str(indexed)})
+
+    exact = defs("Terminal.get_terminal_size")
+    assert exact["match"] == "exact" and exact["results"][0]["start_line"] == 13
+    assert defs("get_terminal_size")["results"][0]["path"] == "terminal.py"
+    assert defs("get_terminal")["match"] == "prefix"
+    fuzzy = defs("get_terminl_size")
+    assert fuzzy["match"] == "fuzzy" and fuzzy["results"][0]["symbol"] == "get_terminal_size"
+
+
+def test_references(home, indexed):
+    doc = api(home, "POST", "/v1/references",
+              {"name": "makeHttpConnection", "path": str(indexed)})
+    got = [(r["path"], r["line"], r["in"]) for r in doc["results"]]
+    assert got == [("app.js", 2, "makeHttpConnection"), ("app.js", 6, "Pool.acquire")]
+
+
+def test_index_status_counts(home, indexed):
+    st = api(home, "GET", f"/v1/index/status?path={indexed}")
+    assert st["files"] == 12 and st["symbols"] > 40
+    assert st["languages"]["python"] == 1 and "rust" in st["languages"]
+    assert st["state"] == "ready" and st["watching"] is True
+    assert {"hits", "misses", "evictions", "hit_rate"} <= set(st["cache"])
+
+
+def test_bad_files_are_counted_not_fatal(home, daemon, project):
+    (project / "broken.py").write_text("def broken(:\n    return )\n")
+    (project / "latin1.py").write_bytes(b"# caf\xe9\ndef cafe_menu():\n    return '\xff'\n")
+    (project / "blob.bin").write_bytes(b"\0\1\2" * 100)
+    (project / "huge.txt").write_text("x" * (2 << 20))
+    index(home, project)
+    st = api(home, "GET", f"/v1/index/status?path={project}")
+    assert st["files_by_status"]["parse_error"] == 1
+    assert st["files_by_status"]["binary"] == 1
+    assert st["files_by_status"]["too_large"] == 1
+    assert find(home, project, "broken")["results"][0]["path"] == "broken.py"
+    assert find(home, project, "menu")["results"][0]["path"] == "latin1.py"
+
+
+def test_edit_create_rename_delete_then_search(home, indexed):
+    target = indexed / "terminal.py"
+    target.write_text(target.read_text() + "\ndef freshly_added_helper():\n    return 42\n")
+    hit = find(home, indexed, "freshly added helper", fresh=True)["results"][0]
+    assert hit["symbol"] == "freshly_added_helper" and hit["path"] == "terminal.py"
+
+    (indexed / "pkg").mkdir()
+    (indexed / "pkg" / "new_mod.py").write_text("class BrandNewThing:\n    pass\n")
+    assert find(home, indexed, "brand new thing", fresh=True)["results"][0]["path"] == \
+        "pkg/new_mod.py"
+
+    os.rename(indexed / "pkg" / "new_mod.py", indexed / "pkg" / "renamed.py")
+    def pkg_paths():
+        return {r["path"] for r in find(home, indexed, "brand new thing", fresh=True)["results"]
+                if r["path"].startswith("pkg/")}
+
+    assert pkg_paths() == {"pkg/renamed.py"}
+    shutil.rmtree(indexed / "pkg")
+    assert pkg_paths() == set()
+
+
+def test_many_changes_at_once_are_coalesced(home, indexed):
+    for i in range(300):
+        (indexed / f"gen_{i}.py").write_text(f"def generated_number_{i}():\n    pass\n")
+    doc = find(home, indexed, "generated number 299", fresh=True)
+    assert doc["results"][0]["symbol"] == "generated_number_299"
+    st = api(home, "GET", f"/v1/index/status?path={indexed}")
+    assert st["files"] == 312 and st["pending_changes"] == 0
+
+
+def test_cache_is_invalidated_by_a_change_that_matters(home, indexed):
+    find(home, indexed, "pool acquire")
+    assert find(home, indexed, "pool acquire")["cache"] == "hit"
+    (indexed / "other.py").write_text("def unrelated_words():\n    pass\n")
+    assert find(home, indexed, "unrelated words", fresh=True)["results"]
+    assert find(home, indexed, "pool acquire")["cache"] == "hit"  # untouched by that edit
+    (indexed / "app.js").write_text((indexed / "app.js").read_text() + "\n// pool again\n")
+    assert find(home, indexed, "pool acquire", fresh=True)["cache"] == "miss"
+
+
+def test_ranking_changes_live_and_clear_the_cache(home, indexed):
+    find(home, indexed, "terminal")
+    assert find(home, indexed, "terminal")["cache"] == "hit"
+    out = home.axctl("config", "set", "codeintel.bm25.k1", "2.5")
+    assert out.returncode == 0, out.stderr
+    doc = find(home, indexed, "terminal", debug=True)
+    assert doc["cache"] == "miss"
+    assert doc["debug"]["ranking"]["k1"] == 2.5
+    assert set(doc["debug"]["timings_ms"]) == {"parse", "retrieve", "rank", "render"}
+
+
+def test_batch_search(home, indexed):
+    doc = api(home, "POST", "/v1/search/batch",
+              {"queries": ["terminal", "pool acquire", "lang:cobol"], "path": str(indexed)})
+    answers = doc["answers"]
+    assert answers[0]["results"][0]["path"] == "terminal.py"
+    assert answers[1]["results"][0]["symbol"] == "acquire"
+    assert answers[2]["error"]["code"] == "invalid_query"
+
+
+def test_restart_serves_the_index_and_reparses_only_changes(home, daemon_factory, project):
+    first = daemon_factory()
+    first.start()
+    index(home, project)
+    (project / "app.js").write_text("function changedWhileDown() {}\n")
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+    second = daemon_factory()
+    second.start()
+    # the old index answers; the catch-up re-parses app.js alone
+    _head, lines = home.client(None).stream_lines(
+        "GET", "/v1/events?follow=true&limit=100&types=index.updated")
+    for line in lines:
+        event = json.loads(line)
+        if event["reason"] == "startup":
+            break
+    assert event["parsed"] == 1 and event["unchanged"] == 0
+    assert find(home, project, "changed while down")["results"][0]["path"] == "app.js"
+    assert find(home, project, "terminal size")["results"][0]["path"] == "terminal.py"
+
+
+def test_killed_mid_index_leaves_a_consistent_index(home, daemon_factory, project):
+    for i in range(400):
+        (project / f"bulk_{i}.py").write_text(
+            "".join(f"def bulk_{i}_{j}():\n    return {j}\n" for j in range(20)))
+    d = daemon_factory()
+    d.start()
+    home.client().request("POST", "/v1/workspaces", {"path": str(project), "wait": False})
+    db = home.state_dir / "index.sqlite3"
+    wait_for(lambda: db.exists() and _count(db, "chunks") > 0, timeout=30)
+    d.signal(signal.SIGKILL)
+    d.wait()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # every file row has exactly the chunks it claims: no half-written file
+    bad = conn.execute("SELECT f.path FROM files f WHERE f.chunks != (SELECT COUNT(*) FROM "
+                       "chunks c WHERE c.file_id = f.id)").fetchall()
+    assert bad == []
+    conn.close()
+    again = daemon_factory()
+    again.start()
+    index(home, project)
+    assert find(home, project, "bulk 399 19")["results"][0]["symbol"] == "bulk_399_19"
+    assert api(home, "GET", f"/v1/index/status?path={project}")["files"] == 412
+
+
+def test_workspace_deleted_while_indexed(home, indexed):
+    shutil.rmtree(indexed)
+    wait_for(lambda: home.client().request("GET", "/v1/workspaces").json()
+             ["workspaces"][0]["state"] == "missing", timeout=20)
+    doc = api(home, "POST", "/v1/search", {"query": "x", "path": str(indexed)}, status=409)
+    assert doc["error"]["code"] == "workspace_missing"
+    assert home.client().request("GET", "/v1/status").status == 200
+
+
+def test_status_answers_while_indexing(home, daemon, project):
+    for i in range(300):
+        (project / f"load_{i}.py").write_text("def f():\n    pass\n" * 200)
+    home.client().request("POST", "/v1/workspaces", {"path": str(project), "wait": False})
+    seen_indexing = wait_for(lambda: (s := home.client().request("GET", "/v1/workspaces")
+                                      .json()["workspaces"]) and s[0]["state"] == "indexing")
+    assert seen_indexing
+    assert home.client(5).request("GET", "/v1/status").status == 200
+
+
+def test_workspace_list_and_remove(home, indexed):
+    listed = api(home, "GET", "/v1/workspaces")["workspaces"]
+    assert [w["root"] for w in listed] == [str(indexed)]
+    removed = api(home, "POST", "/v1/workspaces/remove", {"path": str(indexed)})
+    assert removed["chunks"] > 0
+    assert api(home, "GET", "/v1/workspaces")["workspaces"] == []
+    api(home, "POST", "/v1/search", {"query": "x", "path": str(indexed)}, status=404)
+
+
+def test_axctl_find_def_refs_from_inside_the_workspace(home, indexed):
+    import subprocess
+
+    from tests.conftest import BIN
+
+    def run(*args):
+        return subprocess.run([str(BIN / "axctl"), *args], cwd=indexed, env=home.env,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    out = run("find", "terminal", "size", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["results"][0]["path"] == "terminal.py"
+    human = run("find", "terminal", "size")
+    assert "terminal.py:13-16" in human.stdout and "Terminal.get_terminal_size" in human.stdout
+    assert "terminal.py:13" in run("def", "get_terminal_size").stdout
+    assert "app.js:6:" in run("refs", "makeHttpConnection").stdout
+    status = run("index", "status")
+    assert "symbols" in status.stdout and "hit rate" in status.stdout
+    debug = run("find", "terminal", "--debug")
+    assert "timings ms" in debug.stderr
+    bad = run("find", "x", "lang:cobol")
+    assert bad.returncode == 1 and "valid:" in bad.stderr
+
+
+def _count(db: Path, table: str) -> int:
+    try:
+        conn = sqlite3.connect(db, timeout=1)
+        try:
+            return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
