@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 compile:
 	@$(BIN)/python -m compileall -q axd axctl >/dev/null
 
-## run: start axd on this checkout and show that it answers
+## run: start axd, index this checkout, and show a search
 run: setup
 	$(BIN)/axctl start
-	$(BIN)/axctl status
+	$(BIN)/axctl index .
+	$(BIN)/axctl find live config reload --limit 5
 
 ## test: lint, then the whole test suite (unit, in-process API, end-to-end daemons)
 test: setup

@@ -1,0 +1,366 @@
+"""Shared plumbing of the code-intelligence benchmarks (not a benchmark itself).
+
+A private daemon on a temp socket and state dir (the `cli_startup.py` recipe), the machine
+record, percentiles, the `name: value unit (reference: value, ratio: x)` lines, and the
+ripgrep reference. Standard library only (plus `axctl.transport`, which is stdlib-only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(REPO, "bench", "out")
+if REPO not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
+    sys.path.insert(1, REPO)
+
+from axctl.transport import Client, DaemonUnreachable, ProtocolError  # noqa: E402
+
+
+class BenchError(Exception):
+    """The benchmark could not run (exit 2)."""
+
+
+def notifier(name: str) -> Callable[[str], None]:
+    """Progress and warnings go to stderr, so that `--json` output stays parseable."""
+
+    def note(message: str) -> None:
+        print(f"{name}: {message}", file=sys.stderr, flush=True)
+
+    return note
+
+
+def common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", choices=("a", "b"), default="a",
+                        help="a: the stdlib copy; b: PyPI sdists + node_modules (default a)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--smoke", action="store_true",
+                        help="CI: corpus A, few iterations, targets not checked")
+
+
+# -- machine -------------------------------------------------------------------------------
+
+
+def _proc_field(path: str, key: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = _proc_field("/proc/meminfo", "MemTotal")
+    mem_gib = round(int(mem_kb.split()[0]) / 1024 / 1024, 1) if mem_kb else None
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count()
+    rg = rg_path()
+    return {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "memory_gib": mem_gib,
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "executable": sys.executable,
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "rg": rg_version() if rg else None,
+    }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    return (f"machine: {info['cpu']}, {info['cores_usable']}/{info['cores']} cores, "
+            f"{info['memory_gib']} GiB, {info['python']}, {info['os']}, {info['date_utc']}, "
+            f"load {info['load_avg']}")
+
+
+# -- statistics and output -----------------------------------------------------------------
+
+
+def summarize(samples: list[float], keep: bool = True) -> dict[str, Any]:
+    if not samples:
+        return {"n": 0}
+    if len(samples) > 1:
+        cuts = statistics.quantiles(samples, n=100, method="inclusive")
+        p50, p95, p99 = cuts[49], cuts[94], cuts[98]
+    else:
+        p50 = p95 = p99 = samples[0]
+    doc: dict[str, Any] = {
+        "n": len(samples), "p50": p50, "p95": p95, "p99": p99,
+        "mean": statistics.fmean(samples),
+        "stdev": statistics.stdev(samples) if len(samples) > 1 else 0.0,
+        "min": min(samples), "max": max(samples),
+    }
+    if keep:
+        doc["samples"] = [round(s, 4) for s in samples]
+    return doc
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def figure(name: str, value: float, unit: str, ref_name: str | None = None,
+           ref_value: float | None = None, digits: int = 2) -> str:
+    """`name: value unit (reference NAME: value, ratio: x)`."""
+    line = f"{name}: {fmt(value, digits)} {unit}"
+    if ref_name is None:
+        return line
+    if ref_value is None:
+        return f"{line} (reference {ref_name}: not measured)"
+    ratio = f"{value / ref_value:.2f}x" if ref_value else "n/a"
+    return f"{line} (reference {ref_name}: {fmt(ref_value, digits)} {unit}, ratio: {ratio})"
+
+
+def target(name: str, value: float, unit: str, limit: float, higher_is_better: bool = False,
+           digits: int = 2) -> dict[str, Any]:
+    met = value >= limit if higher_is_better else value <= limit
+    return {"name": name, "value": value, "unit": unit, "target": limit,
+            "op": ">=" if higher_is_better else "<=", "met": met, "digits": digits}
+
+
+def target_line(t: dict[str, Any]) -> str:
+    d = t["digits"]
+    ratio = t["value"] / t["target"] if t["target"] else float("nan")
+    return (f"{t['name']}: {t['value']:.{d}f} {t['unit']} (target: {t['op']} "
+            f"{t['target']:.{d}f} {t['unit']}, ratio: {ratio:.2f}x): "
+            f"{'met' if t['met'] else 'MISSED'}")
+
+
+def finish(args: argparse.Namespace, doc: dict[str, Any], lines: list[str],
+           targets: list[dict[str, Any]] | None) -> int:
+    """Print the summary (or JSON) and return the exit status."""
+    doc["targets"] = targets
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(machine_line(doc["machine"]))
+        print("\n".join(lines))
+        if targets is None:
+            print("targets: not checked (--smoke)")
+        else:
+            print("\n".join(target_line(t) for t in targets))
+    missed = targets is not None and not all(t["met"] for t in targets)
+    return 1 if args.check and missed else 0
+
+
+# -- ripgrep reference -------------------------------------------------------------------
+
+
+def rg_path() -> str | None:
+    return shutil.which("rg")
+
+
+def rg_version() -> str | None:
+    rg = rg_path()
+    if rg is None:
+        return None
+    proc = subprocess.run([rg, "--version"], capture_output=True, text=True, check=False)
+    return proc.stdout.splitlines()[0] if proc.stdout else None
+
+
+RG_MISSING = ("ripgrep (rg) is not installed, so the rg reference is skipped; install it "
+              "with `apt-get install -y ripgrep` or `python bench/corpus.py --install-rg`")
+
+
+def rg_command(pattern: str, root: str, count: bool = True) -> list[str]:
+    """rg as a person would run it on the corpus: case-insensitive, every file rg would
+    search by default (it honours .gitignore and skips hidden and binary files)."""
+    rg = rg_path()
+    if rg is None:
+        raise BenchError(RG_MISSING)
+    return [rg, "-c" if count else "-l", "-i", "--no-messages", "-e", pattern, root]
+
+
+def time_rg(pattern: str, root: str) -> tuple[float, int]:
+    """Milliseconds of one rg run (fork/exec included) and the number of matching files."""
+    cmd = rg_command(pattern, root)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    elapsed = (time.perf_counter() - start) * 1000.0
+    if proc.returncode not in (0, 1):  # 1: no match
+        raise BenchError(f"`{' '.join(cmd)}` exited {proc.returncode}: "
+                         f"{proc.stderr.decode(errors='replace')[-500:]}")
+    return elapsed, len(proc.stdout.splitlines())
+
+
+def drop_caches() -> bool:
+    """Drop the page cache (root only) for a cold scan; False when not allowed."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as fh:
+            fh.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+# -- the private daemon --------------------------------------------------------------------
+
+
+def venv_tools() -> tuple[str, str]:
+    python = sys.executable
+    axctl = os.path.join(os.path.dirname(python), "axctl")
+    if not os.access(axctl, os.X_OK):
+        raise BenchError(f"no axctl console script beside {python}; run this with the venv's "
+                         "python (.venv/bin/python)")
+    return python, axctl
+
+
+class Daemon:
+    """A private axd: own socket, state dir and config dir under /tmp/axdb-* (0700)."""
+
+    def __init__(self, note: Callable[[str], None], config: str | None = None) -> None:
+        self.note = note
+        self.python, self.axctl = venv_tools()
+        self.tmp = tempfile.mkdtemp(prefix="axdb-", dir="/tmp")
+        os.chmod(self.tmp, 0o700)
+        run_dir = os.path.join(self.tmp, "run")
+        os.mkdir(run_dir, 0o700)
+        os.chmod(run_dir, 0o700)
+        self.socket = os.path.join(run_dir, "axd.sock")
+        self.state_dir = os.path.join(self.tmp, "state")
+        config_home = os.path.join(self.tmp, "config")
+        self.env = dict(os.environ, AXD_SOCKET=self.socket, AXD_STATE_DIR=self.state_dir,
+                        XDG_CONFIG_HOME=config_home)
+        self.env.pop("AXD_CONFIG", None)
+        if config:
+            os.makedirs(os.path.join(config_home, "axd"), mode=0o700)
+            with open(os.path.join(config_home, "axd", "axd.toml"), "w",
+                      encoding="utf-8") as fh:
+                fh.write(config)
+        self.running = False
+        self.pid: int | None = None
+
+    # lifecycle
+
+    def axctl_cmd(self, *args: str) -> list[str]:
+        return [self.axctl, *args]
+
+    def run(self, *args: str, timeout: float = 120) -> str:
+        proc = subprocess.run(self.axctl_cmd(*args), env=self.env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise BenchError(f"axctl {' '.join(args)} failed (exit {proc.returncode}):\n"
+                             f"{proc.stdout}{proc.stderr}".strip())
+        return proc.stdout
+
+    def start(self) -> float:
+        """`axctl start`; returns its wall time in ms."""
+        started = time.perf_counter()
+        out = self.run("start", "--json")
+        elapsed = (time.perf_counter() - started) * 1000.0
+        self.running = True
+        self.pid = int(json.loads(out)["pid"])
+        return elapsed
+
+    def stop(self) -> float:
+        started = time.perf_counter()
+        try:
+            self.run("stop", "--timeout", "60", timeout=90)
+        except (BenchError, subprocess.TimeoutExpired) as exc:
+            self.note(f"warning: {exc}")
+            if self.pid:
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, 15)
+                    self.note(f"sent SIGTERM to the bench daemon (pid {self.pid})")
+        self.running = False
+        return (time.perf_counter() - started) * 1000.0
+
+    def close(self) -> None:
+        if self.running:
+            self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    # API
+
+    def client(self, timeout: float | None = 30.0) -> Client:
+        return Client(self.socket, timeout=timeout)
+
+    def call(self, method: str, target: str, body: Any = None,
+             timeout: float | None = 30.0) -> Any:
+        try:
+            resp = self.client(timeout).request(method, target, body)
+        except (DaemonUnreachable, ProtocolError, OSError) as exc:
+            raise BenchError(f"{method} {target}: {exc}") from None
+        doc = resp.json()
+        if resp.status >= 400:
+            raise BenchError(f"{method} {target} -> HTTP {resp.status}: {doc}")
+        return doc
+
+    def index(self, root: str) -> tuple[float, dict[str, Any]]:
+        """POST /v1/workspaces (wait); wall ms and the answer."""
+        started = time.perf_counter()
+        doc = self.call("POST", "/v1/workspaces", {"path": root, "wait": True}, timeout=None)
+        return (time.perf_counter() - started) * 1000.0, doc
+
+    def index_status(self, root: str) -> dict[str, Any]:
+        return self.call("GET", "/v1/index/status?path=" + urllib.parse.quote(root))
+
+    def rss_bytes(self) -> int | None:
+        return rss_bytes(self.pid) if self.pid else None
+
+    def db_bytes(self) -> int:
+        """The SQLite index with its WAL and shared-memory files."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(self.state_dir, "index.sqlite3" + suffix))
+        return total
+
+
+def rss_bytes(pid: int) -> int | None:
+    value = _proc_field(f"/proc/{pid}/status", "VmRSS")
+    return int(value.split()[0]) * 1024 if value else None
+
+
+def children_rss_bytes(pid: int) -> int:
+    """RSS of the daemon's child processes (the parse pool), summed."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+            kids = [int(x) for x in fh.read().split()]
+    except OSError:
+        return 0
+    for kid in kids:
+        total += (rss_bytes(kid) or 0) + children_rss_bytes(kid)
+    return total
+
+
+@contextlib.contextmanager
+def guarded(note: Callable[[str], None]) -> Iterator[None]:
+    """Turn the benchmark's own failures into a message (the caller returns 2)."""
+    try:
+        yield
+    except (BenchError, subprocess.TimeoutExpired, OSError, ValueError, KeyError) as exc:
+        note(f"error: {exc}")
+        raise SystemExit(2) from None
