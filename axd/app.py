@@ -14,6 +14,7 @@ from axd.api import config as config_api
 from axd.api import events as events_api
 from axd.api import lifecycle as lifecycle_api
 from axd.api import openapi as openapi_api
+from axd.api import plugins as plugins_api
 from axd.api import status as status_api
 from axd.api.access_log import access_log
 from axd.api.errors import error_middleware
@@ -30,10 +31,11 @@ ROUTE_TABLES = (
     config_api.routes,
     openapi_api.routes,
     codeintel_api.routes,
+    plugins_api.routes,
 )
 
 
-def build_app(services: Services, with_codeintel: bool = True) -> web.Application:
+def build_app(services: Services, with_services: bool = True) -> web.Application:
     # Bodies are read and size-checked by api.inputs against the live config, so aiohttp's
     # own limit only backstops handlers that read bodies some other way.
     app = web.Application(
@@ -45,8 +47,9 @@ def build_app(services: Services, with_codeintel: bool = True) -> web.Applicatio
     app.on_response_prepare.append(_identify)
     app.on_shutdown.append(_end_streams)
     app.cleanup_ctx.append(_loop_lag)
-    if with_codeintel:
+    if with_services:
         app.cleanup_ctx.append(_codeintel)
+        app.cleanup_ctx.append(_plugins)
     _wire_config(services)
     return app
 
@@ -89,6 +92,23 @@ async def _codeintel(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await loading
     await ci.stop()
+
+
+async def _plugins(app: web.Application) -> AsyncIterator[None]:
+    """Plugins start after the socket serves; on shutdown they stop before the index."""
+    from axd.plugins.daemon_api import DaemonApi
+    from axd.plugins.supervisor import Supervisor
+
+    services = app[SERVICES]
+    sup = Supervisor(services.config, services.bus, services.info.state_dir,
+                     DaemonApi(services.codeintel))
+    services.plugins = sup
+    services.components["plugins"] = sup.health
+    starting = asyncio.get_running_loop().create_task(sup.start(), name="plugins-start")
+    yield
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await starting
+    await sup.stop()
 
 
 def _wire_config(services: Services) -> None:

@@ -17,6 +17,7 @@ from axd.live_config import LiveConfig
 
 if TYPE_CHECKING:
     from axd.codeintel.service import CodeIntel
+    from axd.plugins.supervisor import Supervisor
 
 HealthProbe = Callable[[], dict[str, Any]]
 
@@ -41,6 +42,7 @@ class Services:
     request_shutdown: Callable[[str], None]
     components: dict[str, HealthProbe] = field(default_factory=dict)
     codeintel: CodeIntel | None = None
+    plugins: Supervisor | None = None
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {name: probe() for name, probe in self.components.items()}

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -131,8 +132,15 @@ def figure(name: str, value: float, unit: str, ref_name: str | None = None,
         return line
     if ref_value is None:
         return f"{line} (reference {ref_name}: not measured)"
-    ratio = f"{value / ref_value:.2f}x" if ref_value else "n/a"
-    return f"{line} (reference {ref_name}: {fmt(ref_value, digits)} {unit}, ratio: {ratio})"
+    return f"{line} (reference {ref_name}: {fmt(ref_value, digits)} {unit}, " \
+           f"ratio: {ratio_text(value, ref_value)})"
+
+
+def ratio_text(value: float, ref: float | None) -> str:
+    if not ref:
+        return "n/a"
+    ratio = value / ref
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
 
 
 def target(name: str, value: float, unit: str, limit: float, higher_is_better: bool = False,
@@ -144,9 +152,8 @@ def target(name: str, value: float, unit: str, limit: float, higher_is_better: b
 
 def target_line(t: dict[str, Any]) -> str:
     d = t["digits"]
-    ratio = t["value"] / t["target"] if t["target"] else float("nan")
     return (f"{t['name']}: {t['value']:.{d}f} {t['unit']} (target: {t['op']} "
-            f"{t['target']:.{d}f} {t['unit']}, ratio: {ratio:.2f}x): "
+            f"{t['target']:.{d}f} {t['unit']}, ratio: {ratio_text(t['value'], t['target'])}): "
             f"{'met' if t['met'] else 'MISSED'}")
 
 
@@ -161,7 +168,7 @@ def finish(args: argparse.Namespace, doc: dict[str, Any], lines: list[str],
         print("\n".join(lines))
         if targets is None:
             print("targets: not checked (--smoke)")
-        else:
+        elif targets:
             print("\n".join(target_line(t) for t in targets))
     missed = targets is not None and not all(t["met"] for t in targets)
     return 1 if args.check and missed else 0
@@ -187,12 +194,14 @@ RG_MISSING = ("ripgrep (rg) is not installed, so the rg reference is skipped; in
 
 
 def rg_command(pattern: str, root: str, count: bool = True) -> list[str]:
-    """rg as a person would run it on the corpus: case-insensitive, every file rg would
-    search by default (it honours .gitignore and skips hidden and binary files)."""
+    """rg as a person would run it on the corpus: case-insensitive, every file rg searches
+    by default (it skips hidden and binary files). Like axd, it honours the corpus's own
+    .gitignore files even outside a git checkout, and none above the corpus root."""
     rg = rg_path()
     if rg is None:
         raise BenchError(RG_MISSING)
-    return [rg, "-c" if count else "-l", "-i", "--no-messages", "-e", pattern, root]
+    return [rg, "-c" if count else "-l", "-i", "--no-messages", "--no-ignore-parent",
+            "--no-require-git", "-e", pattern, root]
 
 
 def time_rg(pattern: str, root: str) -> tuple[float, int]:
@@ -364,3 +373,19 @@ def guarded(note: Callable[[str], None]) -> Iterator[None]:
     except (BenchError, subprocess.TimeoutExpired, OSError, ValueError, KeyError) as exc:
         note(f"error: {exc}")
         raise SystemExit(2) from None
+
+
+# -- words -----------------------------------------------------------------------------------
+
+# The daemon's tokenizer (axd/codeintel/tokens.py), restated so that query sampling does not
+# depend on axd: identifier parts of two characters or more, lower-cased.
+_WORD = re.compile(r"[A-Z]{2,}(?![a-z])|[A-Z][a-z]+|[a-z]{2,}|[0-9]{2,}")
+
+
+def words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def rg_alternation(query: str) -> str:
+    """The query's words as a case-insensitive regex alternation, for the rg reference."""
+    return "|".join(re.escape(w) for w in dict.fromkeys(words(query))) or re.escape(query)

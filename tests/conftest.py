@@ -83,6 +83,7 @@ def home() -> Iterator[Home]:
         XDG_CONFIG_HOME=str(root / "config"),
         XDG_RUNTIME_DIR=str(root),
         PYTHONUNBUFFERED="1",
+        AXD_PLUGINS_ENABLED="false",  # plugin tests turn them on
     )
     h = Home(root, env)
     yield h
@@ -237,7 +238,8 @@ def _lock_free(lock: Path) -> bool:
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
     bus = EventBus(history=100, queue_size=100)
-    live = LiveConfig(config_mod.defaults(), None, bus, env={})
+    env = {"AXD_PLUGINS_ENABLED": "false"}
+    live = LiveConfig(config_mod.load(None, env), None, bus, env=env)
     shutdowns: list[str] = []
     svc = Services(bus=bus, config=live, info=ProcessInfo("/tmp/test.sock", str(tmp_path)),
                    request_shutdown=shutdowns.append)

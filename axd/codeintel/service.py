@@ -37,7 +37,7 @@ log = logging.getLogger("axd.codeintel")
 BATCH_FILES = 48
 SMALL_BATCH = 8
 FRESH_TIMEOUT = 5.0
-RANKING_KEYS = ("codeintel.bm25.k1", "codeintel.bm25.b")
+MAX_EVENT_PATHS = 1000
 
 
 class CodeIntelError(Exception):
@@ -477,6 +477,11 @@ class CodeIntel:
             started = time.perf_counter()
             summary = await self._index(ws, sorted(set(to_index)), sorted(to_delete))
             took = round((time.perf_counter() - started) * 1000, 1)
+        changed = sorted(set(to_index))
+        self.bus.publish("file.changed", workspace=ws.root, paths=changed[:MAX_EVENT_PATHS],
+                         deleted=sorted(to_delete)[:MAX_EVENT_PATHS],
+                         truncated=len(changed) > MAX_EVENT_PATHS
+                         or len(to_delete) > MAX_EVENT_PATHS)
         self.bus.publish("index.updated", workspace=ws.root, reason="watch", took_ms=took,
                          **summary)
 

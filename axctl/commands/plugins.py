@@ -1,0 +1,199 @@
+"""`axctl plugin ...` and `axctl budgets validate`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from axctl import output
+from axctl.commands.common import json_option, pass_session
+from axctl.errors import CliError
+from axctl.session import Session
+
+
+@click.group()
+def plugin() -> None:
+    """Run, inspect and call plugins."""
+
+
+@plugin.command("list")
+@json_option
+@pass_session
+def plugin_list(session: Session, as_json: bool) -> None:
+    """Every plugin: state, pid, version, uptime, restarts, budget and enforcement."""
+    doc = session.call("GET", "/v1/plugins")
+    if as_json:
+        output.emit_json(doc)
+        return
+    enf = doc["enforcement"]
+    click.echo(f"budgets: {enf['backend']} ({'enforced' if enf['enforcing'] else 'advisory'})"
+               f" - {enf['reason']}")
+    rows = [("NAME", "STATE", "PID", "VERSION", "UPTIME", "RESTARTS", "CPU", "MEMORY", "PIDS")]
+    for p in doc["plugins"]:
+        b = p["budget"]
+        rows.append((p["name"], p["state"], p["pid"], p["version"],
+                     output.duration(p["uptime_s"]) if p["uptime_s"] is not None else "-",
+                     p["restarts"], b["cpu"], b["memory"], b["pids"]))
+    click.echo(output.table(rows))
+    for p in doc["plugins"]:
+        if p["last_error"]:
+            click.echo(f"{p['name']}: {p['last_error']}", err=True)
+    for bad in doc["invalid"]:
+        click.echo(f"invalid manifest {bad['manifest']}: {'; '.join(bad['problems'])}",
+                   err=True)
+    for problem in doc.get("budget_problems", []):
+        click.echo(f"budget problem: {problem}", err=True)
+
+
+@plugin.command("call")
+@click.argument("name")
+@click.argument("method")
+@click.argument("params", required=False)
+@click.option("--timeout", type=float, metavar="SECONDS",
+              help="Give up after this long [default: plugins.call_timeout].")
+@json_option
+@pass_session
+def plugin_call(session: Session, name: str, method: str, params: str | None,
+                timeout: float | None, as_json: bool) -> None:
+    """Call METHOD of plugin NAME with PARAMS (JSON: an object for keyword arguments).
+
+    \b
+    Example: axctl plugin call todos list '{"tag": "FIXME"}'
+    """
+    body: dict[str, Any] = {"method": method}
+    if params is not None:
+        try:
+            body["params"] = json.loads(params)
+        except ValueError as exc:
+            raise CliError(f"PARAMS is not valid JSON: {exc}", code="invalid_json",
+                           hint="quote it for the shell: '{\"key\": \"value\"}'",
+                           as_json=as_json) from None
+    if timeout is not None:
+        body["timeout"] = timeout
+    doc = session.call("POST", f"/v1/plugins/{name}/call", body,
+                       timeout=(timeout or 60) + 5)
+    if as_json:
+        output.emit_json(doc)
+    else:
+        result = doc["result"]
+        click.echo(result if isinstance(result, str) else json.dumps(result, indent=2))
+
+
+def _action(action: str, doc: str) -> None:
+    @plugin.command(action, help=doc)
+    @click.argument("name")
+    @json_option
+    @pass_session
+    def command(session: Session, name: str, as_json: bool) -> None:
+        info = session.call("POST", f"/v1/plugins/{name}/{action}", {}, timeout=120)
+        if as_json:
+            output.emit_json(info)
+            return
+        click.echo(f"{info['name']}: {info['state']}"
+                   + (f" (pid {info['pid']})" if info["pid"] else ""))
+        if info["state"] == "failed" and info["last_error"]:
+            raise CliError(f"{name} failed: {info['last_error']}",
+                           hint=f"`axctl plugin logs {name}` shows the traceback")
+
+
+for _name, _doc in (
+    ("start", "Start plugin NAME (a failed one too: its crash count is reset)."),
+    ("stop", "Stop plugin NAME: ask it, then SIGTERM, then SIGKILL its cgroup."),
+    ("restart", "Stop, then start plugin NAME."),
+    ("enable", "Enable plugin NAME (remembered) and start it."),
+    ("disable", "Stop plugin NAME and keep it off (remembered)."),
+):
+    _action(_name, _doc)
+
+
+@plugin.command("logs")
+@click.argument("name")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("-n", "--lines", "limit", default=50, show_default=True, type=click.IntRange(0),
+              help="Recent lines to show first.")
+@json_option
+@pass_session
+def plugin_logs(session: Session, name: str, follow: bool, limit: int, as_json: bool) -> None:
+    """Log lines of plugin NAME: its logger, its stdout/stderr, crashes with tracebacks."""
+    target = f"/v1/plugins/{name}/logs?follow={'true' if follow else 'false'}&limit={limit}"
+    try:
+        for line in session.stream(target):
+            if as_json:
+                click.echo(line.decode())
+                continue
+            record = json.loads(line)
+            click.echo(f"{output.clock(record.get('ts', 0))}  {record.get('level', ''):<7} "
+                       f"{record.get('msg', '')}")
+            if record.get("exc"):
+                click.echo(record["exc"].rstrip())
+    except KeyboardInterrupt:
+        pass
+
+
+@plugin.command("stats")
+@click.argument("name")
+@json_option
+@pass_session
+def plugin_stats(session: Session, name: str, as_json: bool) -> None:
+    """CPU %, memory and peak, throttling, OOM kills, calls, errors, RPC latency."""
+    s = session.call("GET", f"/v1/plugins/{name}/stats")
+    if as_json:
+        output.emit_json(s)
+        return
+    lat = s["latency"]
+    click.echo(output.table([
+        ("plugin", f"{s['plugin']} ({s['state']}, pid {s['pid'] or '-'})"),
+        ("cpu", f"{_num(s['cpu_percent'], '%')} of budget {s['budget']['cpu']} cores"),
+        ("memory", f"{_mb(s['memory_bytes'])} (peak {_mb(s['peak_memory_bytes'])}) "
+                   f"of {s['budget']['memory']}"),
+        ("throttled", f"{s['throttled_s']}s over {s['throttle_count']} periods"
+                      f" (recent fraction {_num(s['throttled_fraction'])})"),
+        ("oom kills", s["oom_kills"]),
+        ("pids", f"{s['pids']} of {s['budget']['pids']}"),
+        ("calls", f"{s['calls']} ({s['errors']} errors, {s['timeouts']} timeouts)"),
+        ("latency", f"p50 {_num(lat['p50_ms'], ' ms')}, p95 {_num(lat['p95_ms'], ' ms')}, "
+                    f"p99 {_num(lat['p99_ms'], ' ms')}"),
+        ("enforcement", f"{s['enforcement']['backend']}"),
+    ]))
+
+
+@click.group()
+def budgets() -> None:
+    """Check plugin budgets."""
+
+
+@budgets.command("validate")
+@click.argument("file", required=False)
+@json_option
+@pass_session
+def budgets_validate(session: Session, file: str | None, as_json: bool) -> None:
+    """Check FILE (default: the budgets file in force): unknown plugins, bad units such as
+    `512MiB`, `0.5` cores or `50%`, and impossible values, each with its file and key."""
+    body: dict[str, Any] = {}
+    if file:
+        try:
+            with open(file, encoding="utf-8") as fh:
+                body = {"text": fh.read(), "name": file}
+        except OSError as exc:
+            raise CliError(f"cannot read {file}: {exc.strerror}", as_json=as_json) from None
+    doc = session.call("POST", "/v1/budgets/validate", body)
+    if as_json:
+        output.emit_json(doc)
+    elif doc["valid"]:
+        click.echo(f"{doc['name']}: valid")
+    else:
+        for problem in doc["problems"]:
+            click.echo(problem, err=True)
+    if not doc["valid"]:
+        sys.exit(1)
+
+
+def _num(value: Any, unit: str = "") -> str:
+    return "-" if value is None else f"{value}{unit}"
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / (1 << 20):.1f} MiB"

@@ -1,0 +1,198 @@
+"""Plugin routes: list, control, call, logs, stats; budgets."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from axd.api.errors import ApiError
+from axd.api.inputs import query_bool, query_int, read_json
+from axd.api.registry import Param, RouteTable
+from axd.plugins import budgets as budgets_mod
+from axd.plugins.supervisor import PluginError, Supervisor
+from axd.services import SERVICES
+
+routes = RouteTable()
+
+CALL_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "method": {"type": "string"},
+        "params": {"description": "passed to the method: an object (keyword arguments), "
+                                  "an array (positional) or one value"},
+        "timeout": {"type": "number", "minimum": 0.001, "maximum": 3600},
+    },
+    "required": ["method"], "additionalProperties": False,
+}
+VALIDATE_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"text": {"type": "string"}, "name": {"type": "string"}},
+    "additionalProperties": False,
+}
+NAME = Param("name", "string", "plugin name", location="path", required=True)
+
+
+def _supervisor(request: web.Request) -> Supervisor:
+    sup = request.app[SERVICES].plugins
+    if sup is None:
+        raise ApiError(503, "not_ready", "the plugin supervisor is not running")
+    return sup
+
+
+async def _guard(call: Any) -> Any:
+    try:
+        return await call
+    except PluginError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+
+
+def _get(sup: Supervisor, request: web.Request) -> Any:
+    try:
+        return sup.get(request.match_info["name"])
+    except PluginError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+
+
+@routes.add("GET", "/v1/plugins", "Every plugin: state, pid, version, uptime, restarts, "
+            "budget, enforcement; and manifests that failed to load.",
+            responses={200: "plugins"})
+async def list_plugins(request: web.Request) -> web.Response:
+    sup = _supervisor(request)
+    return web.json_response({
+        "plugins": [sup.info(name) for name in sorted(sup.plugins)],
+        "invalid": sup.invalid,
+        "enforcement": sup.enforcement(),
+        "budget_problems": sup.budget_problems,
+    })
+
+
+@routes.add("GET", "/v1/plugins/{name}", "One plugin, with its manifest listing.",
+            params=(NAME,), responses={200: "plugin", 404: "no such plugin"})
+async def get_plugin(request: web.Request) -> web.Response:
+    sup = _supervisor(request)
+    ps = _get(sup, request)
+    return web.json_response({**sup.info(ps.name), "manifest": ps.manifest.listing()})
+
+
+@routes.add("POST", "/v1/plugins/{name}/call", "Call a plugin method (timeout from "
+            "plugins.call_timeout unless given).", params=(NAME,), body=CALL_BODY,
+            responses={200: "result", 404: "no such plugin or method", 500: "the plugin raised",
+                       503: "not running", 504: "no answer in time"})
+async def call_plugin(request: web.Request) -> web.Response:
+    sup = _supervisor(request)
+    ps = _get(sup, request)
+    body = await read_json(request, CALL_BODY, request.app[SERVICES].config["api.max_body_size"])
+    started = time.perf_counter()
+    result = await _guard(sup.call(ps.name, body["method"], body.get("params"),
+                                   body.get("timeout")))
+    return web.json_response({"result": result,
+                              "took_ms": round((time.perf_counter() - started) * 1000, 3)},
+                             dumps=lambda o: json.dumps(o, default=str))
+
+
+def _control(action: str, summary: str) -> None:
+    @routes.add("POST", f"/v1/plugins/{{name}}/{action}", summary, params=(NAME,),
+                responses={200: "the plugin after the action", 404: "no such plugin",
+                           409: "not allowed in this state"})
+    async def handler(request: web.Request) -> web.Response:
+        sup = _supervisor(request)
+        ps = _get(sup, request)
+        return web.json_response(await _guard(getattr(sup, f"{action}_plugin" if action in (
+            "start", "stop", "restart") else action)(ps.name)))
+
+    handler.__name__ = f"{action}_plugin"
+
+
+for _action, _summary in (
+    ("start", "Start a stopped or failed plugin (resets its crash count)."),
+    ("stop", "Stop a plugin: ask, SIGTERM, then SIGKILL its cgroup."),
+    ("restart", "Stop, then start."),
+    ("enable", "Enable (remembered across restarts) and start."),
+    ("disable", "Stop and disable (remembered across restarts)."),
+):
+    _control(_action, _summary)
+
+
+@routes.add("GET", "/v1/plugins/{name}/logs", "Recent log lines of a plugin as NDJSON; with "
+            "follow, new ones as they come.",
+            params=(NAME, Param("follow", "boolean", "keep streaming"),
+                    Param("limit", "integer", "recent lines first (default 100)")),
+            responses={200: "NDJSON log records", 404: "no such plugin"}, streams=True)
+async def plugin_logs(request: web.Request) -> web.StreamResponse:
+    import asyncio
+
+    sup = _supervisor(request)
+    ps = _get(sup, request)
+    follow = query_bool(request, "follow", False)
+    limit = query_int(request, "limit", 100, maximum=100_000)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+    if follow:
+        ps.logs.followers.add(queue)
+    backlog = list(ps.logs.lines)[-limit:] if limit else []
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    bus = request.app[SERVICES].bus
+    try:
+        for record in backlog:
+            await response.write(_line(ps.name, record))
+        while follow and not bus.closed:
+            try:
+                record = await asyncio.wait_for(queue.get(), 1.0)
+            except TimeoutError:
+                continue
+            await response.write(_line(ps.name, record))
+    except (ConnectionResetError, ConnectionError):
+        pass
+    finally:
+        ps.logs.followers.discard(queue)
+    await response.write_eof()
+    return response
+
+
+def _line(name: str, record: dict[str, Any]) -> bytes:
+    return json.dumps({"plugin": name, **record}, default=str).encode() + b"\n"
+
+
+@routes.add("GET", "/v1/plugins/{name}/stats", "CPU %, memory and peak, throttling, OOM "
+            "kills, pids, calls, errors, RPC latency P50/P95/P99.", params=(NAME,),
+            responses={200: "stats", 404: "no such plugin"})
+async def plugin_stats(request: web.Request) -> web.Response:
+    sup = _supervisor(request)
+    ps = _get(sup, request)
+    return web.json_response(sup.monitor.stats(ps))
+
+
+@routes.add("POST", "/v1/budgets/validate", "Check a budgets file (or, with no text, the one "
+            "in force): unknown plugins, bad units, impossible values.", body=VALIDATE_BODY,
+            responses={200: "`valid` and the problems"})
+async def validate_budgets(request: web.Request) -> web.Response:
+    import os
+    import tempfile
+
+    sup = _supervisor(request)
+    body = await read_json(request, VALIDATE_BODY,
+                           request.app[SERVICES].config["api.max_body_size"])
+    if "text" in body:
+        name = body.get("name") or "<text>"
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
+            fh.write(body["text"])
+        try:
+            _, problems = budgets_mod.load_overrides(fh.name, set(sup.plugins))
+        finally:
+            os.unlink(fh.name)
+        problems = [p.replace(fh.name, name) for p in problems]
+    else:
+        name = sup.budgets_file()
+        _, problems = budgets_mod.load_overrides(name, set(sup.plugins))
+    return web.json_response({"valid": not problems, "name": name, "problems": problems})
+
+
+@routes.add("POST", "/v1/budgets/apply", "Re-read budgets (config and budgets file) and apply "
+            "them to running plugins without restarting them.",
+            responses={200: "the budgets applied, and problems"})
+async def apply_budgets(request: web.Request) -> web.Response:
+    sup = _supervisor(request)
+    return web.json_response(await sup.apply_budgets())

@@ -1,0 +1,2 @@
+"""Plugins: manifests, the child-process host, the framed JSON-RPC channel, cgroup budgets,
+supervision and monitoring."""

@@ -1,0 +1,244 @@
+"""The plugin process: `python -m axd.plugins.host`, one per running plugin.
+
+It waits for `init` (the daemon sends it only after placing this process in the plugin's
+cgroup), imports the plugin, calls `start()`, and says `ready` with what it exports. A reader
+thread takes frames off the channel; calls and events run one at a time on the main thread.
+When the channel closes (the daemon stopped or died) the process exits: no orphans.
+Stdlib and the SDK only, so a plugin starts in tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import itertools
+import logging
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from axd.plugins.protocol import ProtocolError, SyncChannel
+from axd.sdk._plugin import DaemonClient, DaemonError, Plugin, exported
+
+PR_SET_PDEATHSIG = 1
+PR_SET_PTRACER = 0x59616D61
+
+
+class ChannelLogHandler(logging.Handler):
+    def __init__(self, channel: SyncChannel) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            params = {"level": record.levelname.lower(), "msg": record.getMessage(),
+                      "logger": record.name, "ts": record.created}
+            if record.exc_info:
+                params["exc"] = "".join(traceback.format_exception(*record.exc_info))
+            self.channel.send({"jsonrpc": "2.0", "method": "log", "params": params})
+        except Exception:
+            pass
+
+
+class Host:
+    def __init__(self, channel: SyncChannel) -> None:
+        self.channel = channel
+        self.plugin: Plugin | None = None
+        self.methods: dict[str, Any] = {}
+        self.handlers: dict[str, list[Any]] = {}
+        self.work: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, tuple[threading.Event, list[Any]]] = {}
+        self._lock = threading.Lock()
+
+    # -- plugin -> daemon requests -------------------------------------------------------
+
+    def ask_daemon(self, name: str, params: dict[str, Any], timeout: float) -> Any:
+        request_id = next(self._ids)
+        done = threading.Event()
+        slot: list[Any] = []
+        with self._lock:
+            self._waiting[request_id] = (done, slot)
+        self.channel.send({"jsonrpc": "2.0", "id": f"p{request_id}", "method": name,
+                           "params": params})
+        if not done.wait(timeout):
+            with self._lock:
+                self._waiting.pop(request_id, None)
+            raise DaemonError("timeout", f"the daemon did not answer {name} in {timeout}s")
+        reply = slot[0]
+        if "error" in reply:
+            raise DaemonError(reply["error"].get("code", "error"), reply["error"]["message"])
+        return reply.get("result")
+
+    # -- reader thread ---------------------------------------------------------------------
+
+    def read_forever(self) -> None:
+        try:
+            while True:
+                message = self.channel.recv()
+                if message is None:
+                    break
+                msg_id = message.get("id")
+                if isinstance(msg_id, str) and msg_id.startswith("p") and "method" not in message:
+                    with self._lock:
+                        waiter = self._waiting.pop(int(msg_id[1:]), None)
+                    if waiter is not None:
+                        waiter[1].append(message)
+                        waiter[0].set()
+                elif message.get("method") == "ping":
+                    self.reply(message, {"pong": time.time()})
+                else:
+                    self.work.put(message)
+        except (OSError, ProtocolError):
+            pass
+        self.work.put(None)  # channel closed: the main loop stops the plugin and exits
+
+    # -- main thread -----------------------------------------------------------------------
+
+    def reply(self, message: dict[str, Any], result: Any) -> None:
+        if "id" in message:
+            self.channel.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+    def fail(self, message: dict[str, Any], code: str, text: str, tb: str = "") -> None:
+        if "id" in message:
+            self.channel.send({"jsonrpc": "2.0", "id": message["id"],
+                               "error": {"code": code, "message": text,
+                                         "data": {"traceback": tb}}})
+
+    def serve(self) -> int:
+        while True:
+            message = self.work.get()
+            if message is None:
+                self._stop_plugin()
+                return 0
+            method = message.get("method")
+            params = message.get("params") or {}
+            if method == "shutdown":
+                self._stop_plugin()
+                self.reply(message, {"stopped": True})
+                return 0
+            try:
+                result = self._dispatch(method, params)
+            except _NoSuchMethod as exc:
+                self.fail(message, "no_such_method", str(exc))
+            except Exception as exc:  # the plugin's own error, reported to the caller
+                self.fail(message, "plugin_error", f"{type(exc).__name__}: {exc}",
+                          traceback.format_exc())
+            else:
+                self.reply(message, result)
+
+    def _dispatch(self, method: str | None, params: dict[str, Any]) -> Any:
+        assert self.plugin is not None
+        if method == "call":
+            name = params.get("method", "")
+            func = self.methods.get(name)
+            if func is None:
+                raise _NoSuchMethod(f"{self.plugin.name} has no method {name!r}; it has: "
+                                    + (", ".join(sorted(self.methods)) or "none"))
+            args = params.get("params")
+            if isinstance(args, dict):
+                return func(**args)
+            if isinstance(args, list):
+                return func(*args)
+            return func() if args is None else func(args)
+        if method == "event":
+            event = params.get("event", {})
+            for handler in self.handlers.get(event.get("type", ""), []):
+                handler(event)
+            return None
+        if method == "snapshot":
+            return {"state": self.plugin.snapshot()}
+        if method == "restore":
+            self.plugin.restore(params.get("state"))
+            return {"restored": True}
+        raise _NoSuchMethod(f"unknown host method {method!r}")
+
+    def _stop_plugin(self) -> None:
+        if self.plugin is not None:
+            try:
+                self.plugin.stop()
+            except Exception:
+                logging.getLogger("plugin").exception("stop() failed")
+
+    def load(self, init: dict[str, Any]) -> dict[str, Any]:
+        """Import and start the plugin; return the `ready` payload or raise _StartFailed."""
+        folder, entry = init["folder"], init["entry"]
+        module_name, _, class_name = entry.partition(":")
+        sys.path.insert(0, folder)
+        log = logging.getLogger(f"plugin.{init['name']}")
+        try:
+            module = importlib.import_module(module_name)
+            cls = getattr(module, class_name) if class_name else _find_plugin_class(module)
+            plugin: Plugin = cls()
+        except Exception as exc:
+            raise _StartFailed("import", exc) from None
+        plugin.name = init["name"]
+        plugin.version = init.get("version", "")
+        plugin.config = init.get("config", {})
+        plugin.log = log
+        plugin.daemon = DaemonClient(self.ask_daemon)
+        self.plugin = plugin
+        self.methods, self.handlers = exported(plugin)
+        try:
+            plugin.start()
+        except Exception as exc:
+            raise _StartFailed("start", exc) from None
+        return {"pid": os.getpid(), "methods": sorted(self.methods),
+                "events": sorted(self.handlers), "version": plugin.version}
+
+
+class _NoSuchMethod(Exception):
+    pass
+
+
+class _StartFailed(Exception):
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__name__}: {exc}")
+        self.stage = stage
+        self.tb = "".join(traceback.format_exception(exc))
+
+
+def _find_plugin_class(module: Any) -> type[Plugin]:
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Plugin) and value is not Plugin:
+            return value
+    raise ImportError(f"{module.__name__} defines no Plugin subclass")
+
+
+def _prctl(option: int, arg: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
+
+
+def main() -> int:
+    fd = int(os.environ.pop("AXD_PLUGIN_FD"))
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the daemon died: stop too
+    if os.getppid() == 1:
+        return 1  # the daemon died before we got here
+    _prctl(PR_SET_PTRACER, os.getppid())  # lets the daemon profile us under Yama
+    channel = SyncChannel(socket.socket(fileno=fd))
+    logging.basicConfig(level=logging.DEBUG, handlers=[ChannelLogHandler(channel)])
+    host = Host(channel)
+    init = channel.recv()
+    if init is None or init.get("method") != "init":
+        return 1
+    try:
+        ready = host.load(init.get("params", {}))
+    except _StartFailed as exc:
+        channel.send({"jsonrpc": "2.0", "method": "failed",
+                      "params": {"stage": exc.stage, "error": str(exc), "traceback": exc.tb}})
+        return 1
+    channel.send({"jsonrpc": "2.0", "method": "ready", "params": ready})
+    threading.Thread(target=host.read_forever, name="axd-channel", daemon=True).start()
+    return host.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

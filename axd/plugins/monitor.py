@@ -1,0 +1,169 @@
+"""Samples each plugin's group and turns the numbers into usage figures and budget events.
+
+`budget.warning` fires when memory crosses `budget.warn_fraction` of the limit, or when
+more than `budget.throttle_warn` of the CPU periods in `budget.window` were throttled;
+`budget.exceeded` when throttling is sustained for two windows or the kernel OOM-kills.
+Each event carries the numbers behind it. Warnings are edge-triggered: one per crossing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from axd.events import EventBus
+from axd.plugins.cgroups import CgroupStats
+from axd.plugins.state import PluginState
+
+if TYPE_CHECKING:
+    from axd.plugins.supervisor import Supervisor
+
+
+class Monitor:
+    def __init__(self, supervisor: Supervisor, bus: EventBus) -> None:
+        self.supervisor = supervisor
+        self.bus = bus
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+        self.busy_s = 0.0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="plugin-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            interval = float(self.supervisor.config["plugins.sample_interval"])  # type: ignore[arg-type]
+            await asyncio.sleep(interval)
+            started = time.process_time()
+            groups = [(ps, ps.group) for ps in self.supervisor.plugins.values()
+                      if ps.group is not None and ps.state in ("running", "starting",
+                                                                "backoff")]
+            if groups:
+                samples = await asyncio.to_thread(_sample, groups)
+                now = time.monotonic()
+                for ps, stats in samples:
+                    self.observe(ps, now, stats)
+            self.ticks += 1
+            self.busy_s += time.process_time() - started
+
+    def observe(self, ps: PluginState, now: float, stats: CgroupStats) -> None:
+        usage = ps.usage
+        previous = usage.samples[-1] if usage.samples else None
+        usage.samples.append((now, stats))
+        if previous is not None and stats.cpu_usage_s is not None and \
+                previous[1].cpu_usage_s is not None and now > previous[0]:
+            usage.cpu_percent = round(
+                100 * (stats.cpu_usage_s - previous[1].cpu_usage_s) / (now - previous[0]), 2)
+        usage.memory_bytes = stats.memory_bytes
+        usage.peak_memory_bytes = max(usage.peak_memory_bytes, stats.memory_peak_bytes or 0,
+                                      stats.memory_bytes or 0)
+        usage.pids = stats.pids
+        usage.pressure = stats.pressure
+        if stats.throttled_s is not None:
+            usage.throttled_s = stats.throttled_s
+        if stats.nr_throttled is not None:
+            usage.throttle_count = stats.nr_throttled
+        self._memory(ps, stats)
+        self._cpu(ps, now, stats)
+
+    def _memory(self, ps: PluginState, stats: CgroupStats) -> None:
+        usage, limit = ps.usage, ps.budget.memory
+        if stats.oom_kills is not None and stats.oom_kills > usage.oom_kills:
+            self.bus.publish("budget.exceeded", plugin=ps.name, resource="memory",
+                             reason="oom_kill", oom_kills=stats.oom_kills,
+                             limit_bytes=limit, peak_bytes=usage.peak_memory_bytes)
+            usage.oom_kills = stats.oom_kills
+        if not limit or stats.memory_bytes is None:
+            return
+        fraction = stats.memory_bytes / limit
+        threshold = float(self.supervisor.config["budget.warn_fraction"])  # type: ignore[arg-type]
+        if fraction >= threshold and not usage.memory_warned:
+            usage.memory_warned = True
+            self.bus.publish("budget.warning", plugin=ps.name, resource="memory",
+                             bytes=stats.memory_bytes, limit_bytes=limit,
+                             fraction=round(fraction, 3), threshold=threshold)
+        elif fraction < threshold * 0.9:
+            usage.memory_warned = False
+
+    def _cpu(self, ps: PluginState, now: float, stats: CgroupStats) -> None:
+        usage = ps.usage
+        cfg = self.supervisor.config
+        window = float(cfg["budget.window"])  # type: ignore[arg-type]
+        threshold = float(cfg["budget.throttle_warn"])  # type: ignore[arg-type]
+        oldest = next(((t, s) for t, s in usage.samples if now - t <= window), None)
+        if oldest is None or oldest[0] == now:
+            return
+        first = oldest[1]
+        if stats.nr_periods is not None and first.nr_periods is not None and \
+                stats.nr_throttled is not None and first.nr_throttled is not None:
+            periods = stats.nr_periods - first.nr_periods
+            if periods <= 0:
+                return
+            fraction = (stats.nr_throttled - first.nr_throttled) / periods
+            usage.throttled_fraction = round(fraction, 3)
+            self._judge_cpu(ps, now, fraction, threshold, window, periods)
+        elif ps.budget.cpu and usage.cpu_percent is not None:
+            # Advisory mode: no throttling counters; compare use with the budget.
+            over = usage.cpu_percent / 100 / ps.budget.cpu
+            self._judge_cpu(ps, now, over - 1 + threshold if over > 1 else 0.0, threshold,
+                            window, None)
+
+    def _judge_cpu(self, ps: PluginState, now: float, fraction: float, threshold: float,
+                   window: float, periods: int | None) -> None:
+        usage = ps.usage
+        details: dict[str, Any] = {"plugin": ps.name, "resource": "cpu",
+                                   "throttled_fraction": round(fraction, 3),
+                                   "threshold": threshold, "window_s": window,
+                                   "quota_cores": ps.budget.cpu,
+                                   "cpu_percent": usage.cpu_percent}
+        if periods is not None:
+            details["periods"] = periods
+        if fraction > threshold:
+            if usage.over_since is None:
+                usage.over_since = now
+                self.bus.publish("budget.warning", **details)
+            elif not usage.exceeded_sent and now - usage.over_since >= window:
+                usage.exceeded_sent = True
+                self.bus.publish("budget.exceeded", reason="sustained_throttling",
+                                 sustained_s=round(now - usage.over_since, 1), **details)
+        elif fraction < threshold / 2:
+            usage.over_since = None
+            usage.exceeded_sent = False
+
+    def stats(self, ps: PluginState) -> dict[str, Any]:
+        usage = ps.usage
+        return {
+            "plugin": ps.name,
+            "state": ps.state,
+            "pid": ps.pid,
+            "cpu_percent": usage.cpu_percent,
+            "memory_bytes": usage.memory_bytes,
+            "peak_memory_bytes": usage.peak_memory_bytes,
+            "throttled_s": round(usage.throttled_s, 3),
+            "throttle_count": usage.throttle_count,
+            "throttled_fraction": usage.throttled_fraction,
+            "oom_kills": usage.oom_kills,
+            "pids": usage.pids,
+            "pressure": usage.pressure,
+            "calls": ps.latency.calls,
+            "errors": ps.latency.errors,
+            "timeouts": ps.latency.timeouts,
+            "latency": ps.latency.percentiles(),
+            "start_ms": ps.start_ms,
+            "restarts": ps.restarts,
+            "budget": ps.budget.describe(),
+            "enforcement": self.supervisor.enforcement(),
+            "monitor": {"ticks": self.ticks, "cpu_s": round(self.busy_s, 4)},
+        }
+
+
+def _sample(groups: list[Any]) -> list[tuple[PluginState, CgroupStats]]:
+    return [(ps, group.stats()) for ps, group in groups]

@@ -1,0 +1,292 @@
+"""One plugin process, seen from the daemon: spawn, handshake, calls, events, stop.
+
+The child gets one end of a socketpair; the daemon places it in its cgroup before sending
+`init`, so no plugin code ever runs outside its budget. Every call has a timeout; a child
+that sends garbage is killed; its stdout and stderr become log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from axd.plugins.cgroups import Group
+from axd.plugins.manifest import Manifest
+from axd.plugins.protocol import HEADER, ProtocolError, check_length, decode, encode
+
+DaemonHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+LogSink = Callable[[dict[str, Any]], None]
+
+
+class PluginUnavailable(Exception):
+    """Not running, or the channel broke: HTTP 503."""
+
+
+class PluginTimeout(Exception):
+    """No answer within the call's timeout: HTTP 504."""
+
+
+class PluginCallError(Exception):
+    """The plugin raised; carries its message and traceback."""
+
+    def __init__(self, code: str, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.traceback = traceback
+
+
+class StartFailed(Exception):
+    def __init__(self, stage: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"{stage}: {message}")
+        self.stage = stage
+        self.message = message
+        self.traceback = traceback
+
+
+class PluginProcess:
+    def __init__(self, manifest: Manifest, group: Group, on_log: LogSink,
+                 on_daemon_request: DaemonHandler) -> None:
+        self.manifest = manifest
+        self.group = group
+        self.on_log = on_log
+        self.on_daemon_request = on_daemon_request
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ready: dict[str, Any] = {}
+        self.started_at = 0.0
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._ready_future: asyncio.Future[dict[str, Any]] | None = None
+        self.protocol_error: str | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=50)
+        self.closed = asyncio.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self, timeout: float) -> dict[str, Any]:
+        """Spawn, cgroup, init, and wait for `ready`; raise StartFailed with the reason."""
+        loop = asyncio.get_running_loop()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ, AXD_PLUGIN_FD=str(child.fileno()), PYTHONUNBUFFERED="1")
+        for name in ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
+            env.pop(name, None)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "axd.plugins.host", pass_fds=(child.fileno(),),
+                env=env, cwd=self.manifest.folder, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True)
+        finally:
+            child.close()
+        self.started_at = time.monotonic()
+        try:
+            self.group.add(self.proc.pid)
+        except OSError as exc:
+            await self.kill()
+            parent.close()
+            raise StartFailed("cgroup", f"could not join its cgroup: {exc}") from None
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=parent)
+        self._ready_future = loop.create_future()
+        self._tasks = [
+            loop.create_task(self._read_channel(), name=f"plugin-{self.manifest.name}-rx"),
+            loop.create_task(self._pipe(self.proc.stdout, "stdout")),
+            loop.create_task(self._pipe(self.proc.stderr, "stderr")),
+        ]
+        self._send({"jsonrpc": "2.0", "method": "init", "params": {
+            "name": self.manifest.name, "version": self.manifest.version,
+            "folder": self.manifest.folder, "entry": self.manifest.entry,
+            "config": self.manifest.config}})
+        try:
+            self.ready = await asyncio.wait_for(asyncio.shield(self._ready_future), timeout)
+        except TimeoutError:
+            await self.kill()
+            raise StartFailed("handshake", f"no ready message within {timeout:g}s") from None
+        except StartFailed as exc:
+            if exc.stage == "start" and self.proc.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), 2)
+            await self.kill()
+            if exc.stage == "start":
+                code = self.proc.returncode
+                last = next((x for x in reversed(self.stderr_tail) if x.strip()), "")
+                raise StartFailed("start", f"exited with status {code} before it was ready"
+                                  + (f": {last}" if last else ""),
+                                  "\n".join(self.stderr_tail)) from None
+            raise
+        return self.ready
+
+    async def call(self, method: str, params: Any, timeout: float) -> Any:
+        return await self.request("call", {"method": method, "params": params}, timeout)
+
+    async def request(self, method: str, params: dict[str, Any], timeout: float) -> Any:
+        if self._writer is None or self.closed.is_set():
+            raise PluginUnavailable(f"{self.manifest.name} is not running")
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            self._send({"jsonrpc": "2.0", "id": request_id, "method": method,
+                        "params": params})
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise PluginTimeout(f"{self.manifest.name} did not answer {method} "
+                                f"within {timeout:g}s") from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        if self._writer is not None and not self.closed.is_set():
+            with contextlib.suppress(OSError, RuntimeError):
+                self._send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    async def stop(self, grace: float) -> int | None:
+        """Ask (`shutdown`), then SIGTERM, then SIGKILL the whole group."""
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None and not self.closed.is_set():
+            with contextlib.suppress(PluginUnavailable, PluginTimeout, PluginCallError):
+                await self.request("shutdown", {}, grace)
+        if await self._wait(grace):
+            return await self._finish()
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        if await self._wait(grace):
+            return await self._finish()
+        return await self.kill()
+
+    async def kill(self) -> int | None:
+        if self.proc is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        await asyncio.to_thread(self.group.kill_all)
+        await self._wait(10)
+        return await self._finish()
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        code = await self.proc.wait()
+        await self._finish()
+        return code
+
+    async def _wait(self, timeout: float) -> bool:
+        assert self.proc is not None
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _finish(self) -> int | None:
+        # Forked children stay in the group; they go with the plugin.
+        await asyncio.to_thread(self.group.kill_all)
+        self._close_channel("the plugin exited")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        return self.proc.returncode if self.proc else None
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._writer is not None
+        self._writer.write(encode(message))
+
+    def _close_channel(self, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(PluginUnavailable(f"{self.manifest.name}: {reason}"))
+        if self._ready_future is not None and not self._ready_future.done():
+            tail = "\n".join(self.stderr_tail)
+            self._ready_future.set_exception(StartFailed("start", reason, tail))
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+
+    async def _read_channel(self) -> None:
+        assert self._reader is not None
+        try:
+            while True:
+                head = await self._reader.readexactly(HEADER.size)
+                (length,) = HEADER.unpack(head)
+                check_length(length)
+                message = decode(await self._reader.readexactly(length))
+                await self._handle(message)
+        except asyncio.IncompleteReadError:
+            self._close_channel("the channel closed")
+        except ProtocolError as exc:
+            # Garbage on the channel: this process cannot be trusted to answer anything.
+            self.protocol_error = str(exc)
+            self.on_log({"level": "error", "msg": f"protocol error, killing: {exc}",
+                         "logger": "axd.plugin", "ts": time.time()})
+            self._close_channel(f"protocol error: {exc}")
+            if self.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+        except (ConnectionError, OSError) as exc:
+            self._close_channel(f"channel error: {exc}")
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        method = message.get("method")
+        msg_id = message.get("id")
+        if method is None:
+            future = self._pending.get(msg_id) if isinstance(msg_id, int) else None
+            if future is not None and not future.done():
+                if "error" in message:
+                    err = message["error"]
+                    future.set_exception(PluginCallError(
+                        err.get("code", "plugin_error"), err.get("message", "error"),
+                        (err.get("data") or {}).get("traceback", "")))
+                else:
+                    future.set_result(message.get("result"))
+            return
+        params = message.get("params") or {}
+        if method == "log":
+            self.on_log(params)
+        elif method == "ready":
+            if self._ready_future is not None and not self._ready_future.done():
+                self._ready_future.set_result(params)
+        elif method == "failed":
+            if self._ready_future is not None and not self._ready_future.done():
+                self._ready_future.set_exception(StartFailed(
+                    params.get("stage", "start"), params.get("error", "failed"),
+                    params.get("traceback", "")))
+        elif msg_id is not None:
+            asyncio.get_running_loop().create_task(self._answer_plugin(msg_id, method, params))
+
+    async def _answer_plugin(self, msg_id: Any, method: str, params: dict[str, Any]) -> None:
+        try:
+            result = await self.on_daemon_request(method, params)
+            reply = {"jsonrpc": "2.0", "id": msg_id, "result": result}
+        except Exception as exc:  # the plugin asked for something wrong; tell it
+            reply = {"jsonrpc": "2.0", "id": msg_id, "error": {
+                "code": getattr(exc, "code", "error"), "message": str(exc)}}
+        if not self.closed.is_set():
+            with contextlib.suppress(OSError, RuntimeError):
+                self._send(reply)
+
+    async def _pipe(self, stream: asyncio.StreamReader | None, name: str) -> None:
+        if stream is None:
+            return
+        while line := await stream.readline():
+            text = line.decode(errors="replace").rstrip()
+            if name == "stderr":
+                self.stderr_tail.append(text)
+            self.on_log({"level": "info" if name == "stdout" else "warning", "msg": text,
+                         "logger": name, "ts": time.time()})

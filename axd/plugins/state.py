@@ -1,0 +1,130 @@
+"""What the daemon remembers about each plugin: lifecycle state, crashes, logs, latency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from axd.plugins.budgets import Budget
+from axd.plugins.cgroups import CgroupStats, Group
+from axd.plugins.manifest import Manifest
+from axd.plugins.runner import PluginProcess
+
+LOG_LINES = 2000
+
+
+class Latency:
+    """RPC latency of recent calls (a bounded window) plus lifetime counters."""
+
+    def __init__(self, window: int = 4096) -> None:
+        self.samples: deque[float] = deque(maxlen=window)
+        self.calls = 0
+        self.errors = 0
+        self.timeouts = 0
+
+    def record(self, ms: float, outcome: str) -> None:
+        self.calls += 1
+        self.samples.append(ms)
+        if outcome == "error":
+            self.errors += 1
+        elif outcome == "timeout":
+            self.timeouts += 1
+
+    def percentiles(self) -> dict[str, float | None]:
+        ordered = sorted(self.samples)
+        if not ordered:
+            return {"p50_ms": None, "p95_ms": None, "p99_ms": None}
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+        return {"p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99)}
+
+
+class LogBuffer:
+    """The plugin's recent log lines, and live followers (`axctl plugin logs -f`)."""
+
+    def __init__(self) -> None:
+        self.lines: deque[dict[str, Any]] = deque(maxlen=LOG_LINES)
+        self.followers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.lines.append(record)
+        for queue in list(self.followers):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(record)
+
+
+@dataclass
+class Usage:
+    """Derived figures from the last samples of the plugin's group."""
+
+    cpu_percent: float | None = None
+    memory_bytes: int | None = None
+    peak_memory_bytes: int = 0
+    throttled_fraction: float | None = None
+    throttled_s: float = 0.0
+    throttle_count: int = 0
+    oom_kills: int = 0
+    pids: int | None = None
+    pressure: dict[str, float] = field(default_factory=dict)
+    samples: deque[tuple[float, CgroupStats]] = field(default_factory=lambda: deque(maxlen=600))
+    memory_warned: bool = False
+    over_since: float | None = None  # throttled beyond the threshold since
+    exceeded_sent: bool = False
+
+
+@dataclass
+class PluginState:
+    manifest: Manifest
+    enabled: bool = True
+    state: str = "stopped"  # stopped starting running backoff failed disabled
+    process: PluginProcess | None = None
+    group: Group | None = None
+    budget: Budget = field(default_factory=Budget)
+    budget_notes: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    wanted: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    restarts: int = 0
+    crashes: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    last_error: str | None = None
+    last_traceback: str | None = None
+    started_at: float | None = None
+    start_ms: float | None = None
+    backoff_s: float = 0.0
+    logs: LogBuffer = field(default_factory=LogBuffer)
+    latency: Latency = field(default_factory=Latency)
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.state == "running" else None
+
+    def info(self, enforcement: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.manifest.version,
+            "description": self.manifest.description,
+            "state": self.state,
+            "enabled": self.enabled,
+            "pid": self.pid,
+            "uptime_s": round(time.monotonic() - self.started_at, 1)
+            if self.started_at and self.state == "running" else None,
+            "restarts": self.restarts,
+            "budget": self.budget.describe(),
+            "budget_notes": self.budget_notes,
+            "enforcement": enforcement,
+            "last_error": self.last_error,
+            "last_traceback": self.last_traceback,
+            "methods": (self.process.ready.get("methods", []) if self.process else []),
+            "folder": self.manifest.folder,
+        }

@@ -1,0 +1,404 @@
+"""Keeps every enabled plugin running inside its budget.
+
+One task per plugin runs its lifecycle: start, wait for the exit, and on a crash restart
+after a capped exponential backoff, until too many crashes inside the window put it in
+`failed` with the last error and traceback kept. Stopping asks, then SIGTERMs, then
+SIGKILLs the plugin's whole cgroup. The supervisor knows manifests, processes and groups;
+nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from axd.events import Event, EventBus, TypeFilter
+from axd.live_config import LiveConfig
+from axd.plugins import budgets as budgets_mod
+from axd.plugins import manifest as manifest_mod
+from axd.plugins.budgets import Budget
+from axd.plugins.cgroups import Backend, choose
+from axd.plugins.monitor import Monitor
+from axd.plugins.runner import (
+    PluginCallError,
+    PluginProcess,
+    PluginTimeout,
+    PluginUnavailable,
+    StartFailed,
+)
+from axd.plugins.state import PluginState
+
+log = logging.getLogger("axd.plugins")
+
+BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "plugins")
+DaemonApi = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class PluginError(Exception):
+    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+class Supervisor:
+    def __init__(self, config: LiveConfig, bus: EventBus, state_dir: str,
+                 daemon_api: DaemonApi) -> None:
+        self.config = config
+        self.bus = bus
+        self.state_file = os.path.join(state_dir, "plugins.json")
+        self.daemon_api = daemon_api
+        self.plugins: dict[str, PluginState] = {}
+        self.invalid: list[dict[str, Any]] = []
+        self.backend: Backend | None = None
+        self.budget_problems: list[str] = []
+        self.monitor = Monitor(self, bus)
+        self._events_task: asyncio.Task[None] | None = None
+        config.on_change(self._config_changed)
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        preference = str(self.config["plugins.cgroup"])
+        self.backend = await asyncio.to_thread(choose, preference, f"axd-{os.getpid()}")
+        log.info("plugin budgets", extra=self.backend.describe())
+        if not self.config["plugins.enabled"]:
+            return
+        self.discover()
+        for ps in self.plugins.values():
+            if ps.enabled:
+                self._launch(ps)
+        self.monitor.start()
+        self._events_task = asyncio.get_running_loop().create_task(
+            self._forward_events(), name="plugin-events")
+
+    async def stop(self) -> None:
+        await self.monitor.stop()
+        if self._events_task is not None:
+            self._events_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events_task
+        await asyncio.gather(*(self._halt(ps) for ps in self.plugins.values()),
+                             return_exceptions=True)
+        for ps in self.plugins.values():
+            if ps.group is not None:
+                await asyncio.to_thread(ps.group.remove)
+        if self.backend is not None:
+            await asyncio.to_thread(self.backend.close)
+
+    def discover(self) -> None:
+        folders = [BUILTIN_DIR] if self.config["plugins.builtin"] else []
+        folders += [os.path.expanduser(p) for p in self.config["plugins.paths"]]  # type: ignore[attr-defined]
+        found, broken = manifest_mod.discover(folders)
+        self.invalid = [{"manifest": b.path, "problems": b.problems} for b in broken]
+        for b in broken:
+            log.error("invalid plugin manifest", extra={"manifest": b.path,
+                                                         "problems": b.problems})
+            self.bus.publish("plugin.invalid", manifest=b.path, problems=b.problems)
+        disabled = self._load_disabled()
+        for manifest in found:
+            if manifest.name not in self.plugins:
+                self.plugins[manifest.name] = PluginState(manifest,
+                                                          manifest.name not in disabled)
+            if not self.plugins[manifest.name].enabled:
+                self.plugins[manifest.name].state = "disabled"
+        self._resolve_budgets()
+
+    def enforcement(self) -> dict[str, Any]:
+        return self.backend.describe() if self.backend else {"backend": "none"}
+
+    def health(self) -> dict[str, Any]:
+        states = [ps.state for ps in self.plugins.values()]
+        return {
+            "health": "degraded" if "failed" in states or self.invalid else "ok",
+            "enabled": bool(self.config["plugins.enabled"]),
+            "plugins": len(states),
+            "running": states.count("running"),
+            "failed": states.count("failed"),
+            "invalid_manifests": len(self.invalid),
+            "enforcement": self.enforcement(),
+        }
+
+    # ---- per-plugin control ------------------------------------------------------------
+
+    def get(self, name: str) -> PluginState:
+        ps = self.plugins.get(name)
+        if ps is None:
+            raise PluginError(404, "no_such_plugin", f"no plugin named {name!r}",
+                              plugins=sorted(self.plugins))
+        return ps
+
+    async def start_plugin(self, name: str) -> dict[str, Any]:
+        ps = self.get(name)
+        if not ps.enabled:
+            raise PluginError(409, "plugin_disabled", f"{name} is disabled; "
+                              f"`axctl plugin enable {name}` first")
+        if ps.state in ("running", "starting"):
+            return self.info(name)
+        if ps.state == "backoff":
+            ps.backoff_s = 0.0
+            ps.wake.set()  # cut the wait short
+        else:
+            ps.crashes.clear()
+            self._launch(ps)
+        await self._wait_settled(ps)
+        return self.info(name)
+
+    async def stop_plugin(self, name: str) -> dict[str, Any]:
+        ps = self.get(name)
+        await self._halt(ps)
+        return self.info(name)
+
+    async def restart_plugin(self, name: str) -> dict[str, Any]:
+        await self.stop_plugin(name)
+        return await self.start_plugin(name)
+
+    async def enable(self, name: str) -> dict[str, Any]:
+        ps = self.get(name)
+        ps.enabled = True
+        self._save_disabled()
+        if ps.state == "disabled":
+            ps.state = "stopped"
+        return await self.start_plugin(name)
+
+    async def disable(self, name: str) -> dict[str, Any]:
+        ps = self.get(name)
+        ps.enabled = False
+        self._save_disabled()
+        await self._halt(ps)
+        ps.state = "disabled"
+        return self.info(name)
+
+    def info(self, name: str) -> dict[str, Any]:
+        return self.get(name).info(self.enforcement())
+
+    async def call(self, name: str, method: str, params: Any,
+                   timeout: float | None = None) -> Any:
+        ps = self.get(name)
+        limit = timeout if timeout is not None else float(
+            self.config["plugins.call_timeout"])  # type: ignore[arg-type]
+        if ps.state != "running" or ps.process is None:
+            raise PluginError(503, "plugin_unavailable",
+                              f"{name} is {ps.state}, not running"
+                              + (f" (last error: {ps.last_error})" if ps.last_error else ""),
+                              state=ps.state)
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await ps.process.call(method, params, limit)
+        except PluginTimeout as exc:
+            outcome = "timeout"
+            raise PluginError(504, "plugin_timeout", str(exc), timeout_s=limit) from None
+        except PluginUnavailable as exc:
+            outcome = "error"
+            raise PluginError(503, "plugin_unavailable", str(exc)) from None
+        except PluginCallError as exc:
+            outcome = "error"
+            status = 404 if exc.code == "no_such_method" else 500
+            raise PluginError(status, exc.code, str(exc), traceback=exc.traceback) from None
+        finally:
+            ps.latency.record((time.perf_counter() - started) * 1000, outcome)
+
+    # ---- the lifecycle task ------------------------------------------------------------
+
+    def _launch(self, ps: PluginState) -> None:
+        ps.wanted = True
+        if ps.task is None or ps.task.done():
+            ps.task = asyncio.get_running_loop().create_task(self._run(ps),
+                                                             name=f"plugin-{ps.name}")
+
+    async def _halt(self, ps: PluginState) -> None:
+        ps.wanted = False
+        ps.wake.set()
+        if ps.process is not None:
+            await ps.process.stop(float(self.config["plugins.stop_grace"]))  # type: ignore[arg-type]
+        if ps.task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ps.task
+        if ps.state != "disabled":
+            ps.state = "stopped"
+
+    async def _wait_settled(self, ps: PluginState, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while ps.state == "starting" and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def _run(self, ps: PluginState) -> None:
+        while ps.wanted:
+            if ps.group is None:
+                ps.group = await asyncio.to_thread(self.backend.create, ps.name)  # type: ignore[union-attr]
+                ps.budget_notes = await asyncio.to_thread(ps.group.apply, ps.budget)
+            ps.state = "starting"
+            process = PluginProcess(ps.manifest, ps.group, ps.logs.add, self.daemon_api)
+            ps.process = process
+            began = time.perf_counter()
+            oom_before = await asyncio.to_thread(_oom_count, ps)
+            try:
+                ready = await process.start(float(self.config["plugins.start_timeout"]))  # type: ignore[arg-type]
+            except StartFailed as exc:
+                if not await self._crashed(ps, f"{exc.stage} failed: {exc.message}",
+                                           exc.traceback, exit_code=None):
+                    return
+                continue
+            ps.state = "running"
+            ps.started_at = time.monotonic()
+            ps.start_ms = round((time.perf_counter() - began) * 1000, 1)
+            ps.last_error = None
+            self.bus.publish("plugin.started", plugin=ps.name, pid=ready.get("pid"),
+                             version=ps.manifest.version, start_ms=ps.start_ms)
+            code = await process.wait()
+            if not ps.wanted:
+                self.bus.publish("plugin.exited", plugin=ps.name, exit_code=code)
+                return
+            reason = _describe_exit(code, process.protocol_error)
+            oom_after = await asyncio.to_thread(_oom_count, ps)
+            if oom_after > oom_before:
+                reason = "killed by the kernel for exceeding its memory budget (OOM)"
+                ps.usage.oom_kills = oom_after  # reported here, not again by the monitor
+                self.bus.publish("budget.exceeded", plugin=ps.name, resource="memory",
+                                 reason="oom_kill", oom_kills=oom_after,
+                                 limit_bytes=ps.budget.memory,
+                                 peak_bytes=ps.usage.peak_memory_bytes)
+            tail = "\n".join(process.stderr_tail)
+            if not await self._crashed(ps, reason, _traceback_in(tail), exit_code=code):
+                return
+
+    async def _crashed(self, ps: PluginState, reason: str, tb: str,
+                       exit_code: int | None) -> bool:
+        """Record a crash; back off and return True to retry, or fail and return False."""
+        now = time.monotonic()
+        ps.crashes.append(now)
+        ps.last_error = reason
+        ps.last_traceback = tb or ps.last_traceback
+        ps.logs.add({"level": "error", "msg": f"crashed: {reason}", "logger": "axd.plugins",
+                     "ts": time.time(), **({"exc": tb} if tb else {})})
+        window = float(self.config["plugins.crash_loop_window"])  # type: ignore[arg-type]
+        limit = int(self.config["plugins.crash_loop_count"])  # type: ignore[arg-type]
+        recent = [t for t in ps.crashes if now - t <= window]
+        self.bus.publish("plugin.crashed", plugin=ps.name, reason=reason, exit_code=exit_code,
+                         crashes_in_window=len(recent), restarts=ps.restarts)
+        if len(recent) >= limit:
+            ps.state = "failed"
+            ps.wanted = False
+            self.bus.publish("plugin.failed", plugin=ps.name, reason=reason,
+                             crashes=len(recent), window_s=window)
+            log.error("plugin failed", extra={"plugin": ps.name, "reason": reason})
+            return False
+        initial = float(self.config["plugins.backoff_initial"])  # type: ignore[arg-type]
+        cap = float(self.config["plugins.backoff_max"])  # type: ignore[arg-type]
+        ps.backoff_s = min(cap, initial * (2 ** (len(recent) - 1)))
+        ps.state = "backoff"
+        ps.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ps.wake.wait(), ps.backoff_s)
+        if not ps.wanted:
+            ps.state = "stopped"
+            return False
+        ps.restarts += 1
+        return True
+
+    # ---- events and budgets ------------------------------------------------------------
+
+    async def _forward_events(self) -> None:
+        """Deliver bus events to the plugins that subscribed to their types."""
+        sub = self.bus.subscribe(TypeFilter())
+        try:
+            async for event in sub:
+                if event["type"].startswith("plugin.log"):
+                    continue
+                for ps in self.plugins.values():
+                    if ps.state == "running" and ps.process and _wants(ps, event):
+                        ps.process.notify("event", {"event": event})
+        finally:
+            sub.close()
+
+    def budgets_file(self) -> str:
+        configured = str(self.config["plugins.budgets_file"])
+        if configured:
+            return os.path.expanduser(configured)
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        return os.path.join(base, "axd", "budgets.toml")
+
+    def default_budget(self) -> Budget:
+        cfg = self.config
+        return Budget(cpu=float(cfg["budget.cpu"]), memory=int(cfg["budget.memory"]),  # type: ignore[arg-type]
+                      memory_high=int(cfg["budget.memory_high"]),  # type: ignore[arg-type]
+                      pids=int(cfg["budget.pids"]))  # type: ignore[arg-type]
+
+    def _resolve_budgets(self) -> None:
+        overrides, problems = budgets_mod.load_overrides(self.budgets_file(),
+                                                         set(self.plugins))
+        self.budget_problems = problems
+        for problem in problems:
+            log.error("budget problem", extra={"problem": problem})
+        base = self.default_budget()
+        for ps in self.plugins.values():
+            budget = base.merged(ps.manifest.budget).merged(overrides.get(ps.name, Budget()))
+            if budget.memory_high and budget.memory and budget.memory_high > budget.memory:
+                budget = Budget(budget.cpu, budget.memory, budget.memory, budget.pids)
+            ps.budget = budget
+
+    async def apply_budgets(self) -> dict[str, Any]:
+        """Re-read defaults and the budgets file; apply to running plugins in place."""
+        self._resolve_budgets()
+        applied = {}
+        for ps in self.plugins.values():
+            if ps.group is not None:
+                ps.budget_notes = await asyncio.to_thread(ps.group.apply, ps.budget)
+                applied[ps.name] = ps.budget.describe()
+        self.bus.publish("budget.applied", plugins=applied, problems=self.budget_problems)
+        return {"applied": applied, "problems": self.budget_problems}
+
+    def _config_changed(self, cfg: Any, changed: list[str]) -> None:
+        if any(k.startswith(("budget.", "plugins.budgets_file")) for k in changed):
+            asyncio.get_running_loop().create_task(self.apply_budgets())
+
+    def _load_disabled(self) -> set[str]:
+        try:
+            with open(self.state_file) as fh:
+                return set(json.load(fh).get("disabled", []))
+        except (OSError, ValueError):
+            return set()
+
+    def _save_disabled(self) -> None:
+        disabled = sorted(ps.name for ps in self.plugins.values() if not ps.enabled)
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"disabled": disabled}, fh)
+        os.replace(tmp, self.state_file)
+
+
+def _wants(ps: PluginState, event: Event) -> bool:
+    patterns = ps.manifest.events
+    return bool(patterns) and TypeFilter(patterns)(event["type"])
+
+
+def _oom_count(ps: PluginState) -> int:
+    if ps.group is None:
+        return 0
+    return ps.group.stats().oom_kills or 0
+
+
+def _describe_exit(code: int | None, protocol_error: str | None) -> str:
+    if protocol_error:
+        return f"killed for a protocol error: {protocol_error}"
+    if code is None:
+        return "exited"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _traceback_in(stderr: str) -> str:
+    start = stderr.rfind("Traceback (most recent call last)")
+    return stderr[start:] if start >= 0 else ""

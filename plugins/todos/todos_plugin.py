@@ -1,0 +1,119 @@
+"""todos: an index of TODO/FIXME/XXX/HACK comments, updated from `file.changed` events."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any
+
+from axd.sdk import Plugin, method, on
+
+TAGS = ("TODO", "FIXME", "XXX", "HACK")
+MAX_FILE = 2 << 20
+# A tag right after a comment marker: `# TODO: x`, `// FIXME(ana) x`, `/* XXX x */`, `-- HACK`.
+_PATTERN = re.compile(
+    r"(?:#|//|/\*|^\s*\*|--|;|<!--)\s*(?P<tag>TODO|FIXME|XXX|HACK)\b"
+    r"(?:\((?P<who>[^)]*)\))?[:\s]*(?P<text>.*?)\s*(?:\*/|-->)?\s*$")
+
+
+def scan_text(text: str) -> list[dict[str, Any]]:
+    """Tagged comments of one file: line, column, tag, author (from `TODO(name)`), text."""
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not any(tag in line for tag in TAGS):
+            continue
+        match = _PATTERN.search(line)
+        if match:
+            found.append({"line": number, "column": match.start("tag") + 1,
+                          "tag": match.group("tag"), "author": match.group("who") or None,
+                          "text": match.group("text")})
+    return found
+
+
+def scan_file(path: str) -> list[dict[str, Any]]:
+    try:
+        if os.path.getsize(path) > MAX_FILE:
+            return []
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return []
+    if "\0" in text[:8192]:
+        return []
+    return scan_text(text)
+
+
+class Todos(Plugin):
+    def start(self) -> None:
+        self.items: dict[str, dict[str, list[dict[str, Any]]]] = {}  # root -> path -> items
+        self.lock = threading.Lock()
+        threading.Thread(target=self._scan_all, name="todos-scan", daemon=True).start()
+
+    def _scan_all(self) -> None:
+        for ws in self.daemon.call("workspaces"):
+            if ws["state"] != "missing":
+                self._scan_workspace(ws["root"])
+
+    def _scan_workspace(self, root: str) -> None:
+        listing = self.daemon.call("files", path=root)
+        found = {}
+        for rel in listing["files"]:
+            hits = scan_file(os.path.join(root, rel))
+            if hits:
+                found[rel] = hits
+        with self.lock:
+            self.items[root] = found
+        self.log.info("scanned %s: %d files with tags", root, len(found))
+
+    @on("file.changed")
+    def changed(self, event: dict[str, Any]) -> None:
+        root = event["workspace"]
+        with self.lock:
+            files = self.items.setdefault(root, {})
+            for rel in event.get("deleted", []):
+                files.pop(rel, None)
+            for rel in event.get("paths", []):
+                hits = scan_file(os.path.join(root, rel))
+                if hits:
+                    files[rel] = hits
+                else:
+                    files.pop(rel, None)
+
+    @on("index.updated")
+    def indexed(self, event: dict[str, Any]) -> None:
+        if event.get("reason") != "watch" and event["workspace"] not in self.items:
+            threading.Thread(target=self._scan_workspace, args=(event["workspace"],),
+                             daemon=True).start()
+
+    @on("workspace.removed")
+    def removed(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.items.pop(event["workspace"], None)
+
+    @method
+    def list(self, path: str | None = None, tag: str | None = None,
+             limit: int = 500) -> list[dict[str, Any]]:
+        """Tagged comments, optionally under `path` (a workspace, folder or file) and of
+        one `tag`; sorted by file and line."""
+        wanted = os.path.realpath(path) if path else None
+        out = []
+        with self.lock:
+            for root, files in self.items.items():
+                for rel, hits in files.items():
+                    full = os.path.join(root, rel)
+                    if wanted and not (full == wanted or full.startswith(wanted + os.sep)
+                                       or root.startswith(wanted + os.sep) or root == wanted):
+                        continue
+                    out += [{"path": full, **h} for h in hits
+                            if tag is None or h["tag"] == tag.upper()]
+        out.sort(key=lambda h: (h["path"], h["line"]))
+        return out[:limit]
+
+    @method
+    def count(self, path: str | None = None) -> dict[str, int]:
+        """How many of each tag."""
+        counts = dict.fromkeys(TAGS, 0)
+        for item in self.list(path=path, limit=10**9):
+            counts[item["tag"]] += 1
+        return counts
