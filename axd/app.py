@@ -95,7 +95,8 @@ async def _codeintel(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _plugins(app: web.Application) -> AsyncIterator[None]:
-    """Plugins start after the socket serves; on shutdown they stop before the index."""
+    """Plugins are launched before the socket serves (they become ready in the background);
+    on shutdown they stop before the index."""
     from axd.plugins.daemon_api import DaemonApi
     from axd.plugins.supervisor import Supervisor
 
@@ -104,10 +105,8 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
                      DaemonApi(services.codeintel))
     services.plugins = sup
     services.components["plugins"] = sup.health
-    starting = asyncio.get_running_loop().create_task(sup.start(), name="plugins-start")
+    await sup.start()  # quick: picks the cgroup backend, reads manifests, launches tasks
     yield
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await starting
     await sup.stop()
 
 

@@ -72,6 +72,9 @@ _JS_DEF = re.compile(
     r"|^[ \t]+(?:(?:static|async|public|private|protected|readonly)[ \t]+)*"
     r"([A-Za-z_$][\w$]*)[ \t]*\([^)\n]*\)[ \t]*[:{]", re.M)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+_NOT_DOC = re.compile(r"^\s*#|eslint-(?:disable|enable)|@ts-|istanbul|prettier-ignore|copyright",
+                     re.I)
+_URL = re.compile(r"\(?https?://\S+\)?")
 _MARKUP = re.compile(r":[a-z]+:|[`*]|\{@\w+\s*|\}")
 note = notifier("relevance")
 
@@ -215,6 +218,9 @@ def doc_query(doc: str, symbol: str, qualname: str) -> str | None:
             break
         lines.append(line.strip())
     text = " ".join(lines)
+    if _NOT_DOC.search(text):
+        return None  # a directive, region marker or licence header, not documentation
+    text = _URL.sub(" ", text)
     text = _SENTENCE_END.split(text, 1)[0]
     text = _MARKUP.sub(" ", text)
     for name in sorted({qualname, symbol}, key=len, reverse=True):

@@ -39,7 +39,7 @@ def plugin_list(session: Session, as_json: bool) -> None:
                      p["restarts"], b["cpu"], b["memory"], b["pids"]))
     click.echo(output.table(rows))
     for p in doc["plugins"]:
-        if p["last_error"]:
+        if p["last_error"] and p["state"] in ("failed", "backoff", "starting"):
             click.echo(f"{p['name']}: {p['last_error']}", err=True)
     for bad in doc["invalid"]:
         click.echo(f"invalid manifest {bad['manifest']}: {'; '.join(bad['problems'])}",

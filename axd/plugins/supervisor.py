@@ -211,6 +211,7 @@ class Supervisor:
     def _launch(self, ps: PluginState) -> None:
         ps.wanted = True
         if ps.task is None or ps.task.done():
+            ps.state = "starting"
             ps.task = asyncio.get_running_loop().create_task(self._run(ps),
                                                              name=f"plugin-{ps.name}")
 
@@ -250,7 +251,6 @@ class Supervisor:
             ps.state = "running"
             ps.started_at = time.monotonic()
             ps.start_ms = round((time.perf_counter() - began) * 1000, 1)
-            ps.last_error = None
             self.bus.publish("plugin.started", plugin=ps.name, pid=ready.get("pid"),
                              version=ps.manifest.version, start_ms=ps.start_ms)
             code = await process.wait()

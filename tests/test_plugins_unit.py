@@ -1,0 +1,192 @@
+"""Plugin manifests, budgets, the channel's framing, the v2 backend on a fake cgroupfs, and
+the monitor's budget events."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from axd.events import EventBus, TypeFilter
+from axd.plugins import budgets, manifest, protocol
+from axd.plugins.budgets import Budget
+from axd.plugins.cgroups.base import CgroupStats
+from axd.plugins.cgroups.v2 import V2Backend
+from axd.plugins.monitor import Monitor
+from axd.plugins.state import PluginState
+
+DATA = Path(__file__).parent / "data" / "plugins"
+
+
+def test_a_good_manifest():
+    m = manifest.load(str(DATA / "echo"))
+    assert (m.name, m.version, m.entry) == ("echo", "1.0.0", "echo_plugin:Echo")
+    assert m.events == ("config.reloaded", "file.changed")
+    assert m.budget == Budget(cpu=0.2, memory=96 << 20, pids=16)
+    assert m.config == {"greeting": "hi"}
+    assert m.listing()["homepage"] == "https://example.invalid/echo"
+
+
+def test_a_bad_manifest_names_every_field():
+    with pytest.raises(manifest.ManifestError) as info:
+        manifest.load(str(DATA / "badmanifest"))
+    text = str(info.value)
+    for field in ("plugin.version", "plugin.description", "plugin.name = 'Bad Name'",
+                  "plugin.entry = 'x:y:z'", "plugin.keywords", "budget.memory = 'lots'"):
+        assert field in text, field
+    assert text.startswith(str(DATA / "badmanifest" / "plugin.toml"))
+
+
+def test_discover_returns_broken_manifests_instead_of_raising():
+    found, broken = manifest.discover([str(DATA)])
+    assert {m.name for m in found} == {"echo", "badimport", "garbage", "exitloop"}
+    assert [b.path for b in broken] == [str(DATA / "badmanifest" / "plugin.toml")]
+
+
+@pytest.mark.parametrize(("raw", "cores"), [(0.5, 0.5), ("50%", 0.5), ("0.25", 0.25), (1, 1.0)])
+def test_cpu_units(raw, cores):
+    assert budgets.parse_cpu(raw) == cores
+
+
+@pytest.mark.parametrize(("table", "problem"), [
+    ({"cpu": "lots"}, "cores (0.5) or a percentage"),
+    ({"cpu": 0}, "at least 0.01"),
+    ({"cpu": 10_000}, "machine's count"),
+    ({"memory": "12 parsecs"}, "a size such as"),
+    ({"memory": "1MiB"}, "at least 8MiB"),
+    ({"pids": 1}, "at least 2"),
+    ({"memory": "64MiB", "memory_high": "128MiB"}, "memory_high (128MiB) is above memory"),
+    ({"disk": 5}, "unknown budget key"),
+])
+def test_budget_problems(table, problem):
+    _, problems = budgets.parse_budget(table, "f.toml: echo")
+    assert any(problem in p for p in problems), problems
+    assert all(p.startswith("f.toml: echo") for p in problems)
+
+
+def test_budgets_file_overrides_and_unknown_plugins(tmp_path):
+    f = tmp_path / "budgets.toml"
+    f.write_text('[echo]\ncpu = "25%"\nmemory = "64MiB"\n[ghost]\ncpu = 1\n')
+    overrides, problems = budgets.load_overrides(str(f), {"echo", "todos"})
+    assert overrides["echo"] == Budget(cpu=0.25, memory=64 << 20)
+    assert problems == [f"{f}: [ghost]: no such plugin; known: echo, todos"]
+    base = Budget(cpu=1.0, memory=512 << 20, memory_high=448 << 20, pids=64)
+    merged = base.merged(Budget(pids=16)).merged(overrides["echo"])
+    assert merged == Budget(cpu=0.25, memory=64 << 20, memory_high=448 << 20, pids=16)
+
+
+def test_frames_round_trip_and_garbage_is_refused():
+    a, b = socket.socketpair()
+    chan = protocol.SyncChannel(b)
+    a.sendall(protocol.encode({"id": 1, "method": "x"}) + protocol.encode({"id": 2}))
+    assert chan.recv() == {"id": 1, "method": "x"}
+    assert chan.recv() == {"id": 2}
+    a.sendall(b"\x00\x00\x00\x05nope!")
+    with pytest.raises(protocol.ProtocolError, match="not JSON"):
+        chan.recv()
+    a.sendall(b"\xff\xff\xff\xff")
+    with pytest.raises(protocol.ProtocolError, match="not speaking the protocol"):
+        chan.recv()
+    a.close()
+    assert chan.recv() is None
+
+
+def fake_cgroup2(root: Path) -> Path:
+    """A directory laid out like a delegated cgroup v2 group."""
+    base = root / "user.slice" / "axd.service"
+    base.mkdir(parents=True)
+    (base / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (base / "cgroup.subtree_control").write_text("\n")
+    (base / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    return base
+
+
+def test_v2_backend_on_a_fake_cgroupfs(tmp_path):
+    base = fake_cgroup2(tmp_path)
+    backend = V2Backend(str(base))
+    assert (base / "daemon" / "cgroup.procs").read_text() == str(os.getpid())
+    assert (base / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+    group = backend.create("echo")
+    path = base / "plugin-echo"
+    group.apply(Budget(cpu=0.5, memory=256 << 20, memory_high=200 << 20, pids=32))
+    assert (path / "cpu.max").read_text() == "50000 100000"
+    assert (path / "memory.max").read_text() == str(256 << 20)
+    assert (path / "memory.high").read_text() == str(200 << 20)
+    assert (path / "pids.max").read_text() == "32"
+    group.apply(Budget())
+    assert (path / "cpu.max").read_text() == "max 100000"
+    assert (path / "memory.max").read_text() == "max"
+    (path / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n"
+                                   "nr_periods 40\nnr_throttled 10\nthrottled_usec 750000\n")
+    (path / "memory.current").write_text("1048576\n")
+    (path / "memory.peak").write_text("4194304\n")
+    (path / "memory.events").write_text("low 0\nhigh 3\nmax 1\noom 1\noom_kill 1\n")
+    (path / "pids.current").write_text("4\n")
+    (path / "cpu.pressure").write_text("some avg10=1.50 avg60=0.00 avg300=0.00 total=1\n"
+                                       "full avg10=0.25 avg60=0.00 avg300=0.00 total=1\n")
+    stats = group.stats()
+    assert stats.cpu_usage_s == 2.5 and stats.throttled_s == 0.75
+    assert (stats.nr_periods, stats.nr_throttled) == (40, 10)
+    assert (stats.memory_bytes, stats.memory_peak_bytes) == (1 << 20, 4 << 20)
+    assert (stats.oom_kills, stats.memory_high_events, stats.pids) == (1, 3, 4)
+    assert stats.pressure == {"cpu_some_avg10": 1.5, "cpu_full_avg10": 0.25}
+
+
+def test_v2_refuses_a_subtree_without_controllers(tmp_path):
+    base = fake_cgroup2(tmp_path)
+    (base / "cgroup.controllers").write_text("cpuset io\n")
+    with pytest.raises(OSError, match="cpu, memory, pids"):
+        V2Backend(str(base))
+
+
+class FakeConfig(dict):
+    def on_change(self, _listener):
+        pass
+
+
+def monitor_with(budget: Budget) -> tuple[Monitor, PluginState, EventBus]:
+    config = FakeConfig({"plugins.sample_interval": 1.0, "budget.warn_fraction": 0.8,
+                         "budget.throttle_warn": 0.25, "budget.window": 10.0})
+    bus = EventBus()
+
+    class Sup:
+        pass
+
+    sup = Sup()
+    sup.config = config
+    sup.enforcement = lambda: {"backend": "test"}
+    m = Monitor(sup, bus)  # type: ignore[arg-type]
+    ps = PluginState(manifest.load(str(DATA / "echo")))
+    ps.budget = budget
+    return m, ps, bus
+
+
+def test_monitor_memory_warning_once_per_crossing():
+    m, ps, bus = monitor_with(Budget(memory=100 << 20))
+    for t, used in enumerate([50, 85, 90, 40, 95]):
+        m.observe(ps, float(t), CgroupStats(memory_bytes=used << 20))
+    warnings = bus.recent(TypeFilter(["budget.warning"]))
+    assert [w["bytes"] >> 20 for w in warnings] == [85, 95]
+    assert warnings[0]["limit_bytes"] == 100 << 20 and warnings[0]["fraction"] == 0.85
+
+
+def test_monitor_cpu_throttling_warns_then_exceeds_when_sustained():
+    m, ps, bus = monitor_with(Budget(cpu=0.2))
+    for t in range(25):  # every period throttled, for 25 s
+        m.observe(ps, float(t), CgroupStats(cpu_usage_s=0.2 * t, nr_periods=10 * t,
+                                            nr_throttled=10 * t))
+    kinds = [e["type"] for e in bus.recent(TypeFilter(["budget.*"]))]
+    assert kinds == ["budget.warning", "budget.exceeded"]
+    exceeded = bus.recent(TypeFilter(["budget.exceeded"]))[0]
+    assert exceeded["resource"] == "cpu" and exceeded["throttled_fraction"] == 1.0
+    assert ps.usage.cpu_percent == pytest.approx(20.0)
+
+
+def test_monitor_reports_oom_kills():
+    m, ps, bus = monitor_with(Budget(memory=64 << 20))
+    m.observe(ps, 0.0, CgroupStats(oom_kills=0, memory_bytes=1))
+    m.observe(ps, 1.0, CgroupStats(oom_kills=1, memory_bytes=1))
+    [event] = bus.recent(TypeFilter(["budget.exceeded"]))
+    assert event["reason"] == "oom_kill" and event["oom_kills"] == 1
