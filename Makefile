@@ -44,6 +44,12 @@ bench: setup
 ## bench-smoke: each benchmark once, briefly, to prove it still runs (CI)
 bench-smoke: setup
 	$(BIN)/python bench/cli_startup.py --smoke
+	$(BIN)/python bench/corpus.py --smoke
+	$(BIN)/python bench/index_build.py --smoke
+	$(BIN)/python bench/search_latency.py --smoke
+	$(BIN)/python bench/restart.py --smoke
+	$(BIN)/python bench/save_to_search.py --smoke
+	$(BIN)/python bench/relevance.py --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

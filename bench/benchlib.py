@@ -87,13 +87,25 @@ def machine() -> dict[str, Any]:
         "executable": sys.executable,
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "rg": rg_version() if rg else None,
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "worktree_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
     }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def machine_line(info: dict[str, Any]) -> str:
     return (f"machine: {info['cpu']}, {info['cores_usable']}/{info['cores']} cores, "
             f"{info['memory_gib']} GiB, {info['python']}, {info['os']}, {info['date_utc']}, "
-            f"load {info['load_avg']}")
+            f"load {info['load_avg']}, commit {info['commit']}"
+            f"{' (dirty)' if info['worktree_dirty'] else ''}")
 
 
 # -- statistics and output -----------------------------------------------------------------
@@ -127,12 +139,13 @@ def fmt(value: float | None, digits: int = 2) -> str:
 def figure(name: str, value: float, unit: str, ref_name: str | None = None,
            ref_value: float | None = None, digits: int = 2) -> str:
     """`name: value unit (reference NAME: value, ratio: x)`."""
-    line = f"{name}: {fmt(value, digits)} {unit}"
+    unit = f" {unit}" if unit else ""
+    line = f"{name}: {fmt(value, digits)}{unit}"
     if ref_name is None:
         return line
     if ref_value is None:
         return f"{line} (reference {ref_name}: not measured)"
-    return f"{line} (reference {ref_name}: {fmt(ref_value, digits)} {unit}, " \
+    return f"{line} (reference {ref_name}: {fmt(ref_value, digits)}{unit}, " \
            f"ratio: {ratio_text(value, ref_value)})"
 
 
@@ -352,17 +365,39 @@ def rss_bytes(pid: int) -> int | None:
     return int(value.split()[0]) * 1024 if value else None
 
 
-def children_rss_bytes(pid: int) -> int:
-    """RSS of the daemon's child processes (the parse pool), summed."""
-    total = 0
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
             kids = [int(x) for x in fh.read().split()]
     except OSError:
-        return 0
-    for kid in kids:
-        total += (rss_bytes(kid) or 0) + children_rss_bytes(kid)
-    return total
+        return []
+    return kids + [d for k in kids for d in descendants(k)]
+
+
+def process_tree(pid: int) -> dict[str, dict[str, Any]]:
+    """The daemon's descendants by kind: `parse` (the multiprocessing parse pool: its
+    forkserver, workers, resource tracker) and `other` (plugin hosts, ...): count, RSS
+    bytes and CPU seconds, summed."""
+    out = {kind: {"count": 0, "rss_bytes": 0, "cpu_s": 0.0} for kind in ("parse", "other")}
+    for kid in descendants(pid):
+        try:
+            with open(f"/proc/{kid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            rss, cpu = rss_bytes(kid) or 0, cpu_seconds(kid)
+        except OSError:
+            continue  # exited meanwhile
+        kind = out["parse" if "multiprocessing" in cmd else "other"]
+        kind["count"] += 1
+        kind["rss_bytes"] += rss
+        kind["cpu_s"] = round(kind["cpu_s"] + cpu, 2)
+    return out
 
 
 @contextlib.contextmanager

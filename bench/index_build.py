@@ -21,8 +21,6 @@ that the other benchmarks' smoke runs start from.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import statistics
 import sys
 import time
@@ -33,7 +31,7 @@ from benchlib import (
     RG_MISSING,
     BenchError,
     Daemon,
-    children_rss_bytes,
+    cpu_seconds,
     common_args,
     drop_caches,
     figure,
@@ -41,6 +39,7 @@ from benchlib import (
     guarded,
     machine,
     notifier,
+    process_tree,
     rg_command,
     rg_path,
     summarize,
@@ -69,38 +68,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def descendants(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
-            kids = [int(x) for x in fh.read().split()]
-    except OSError:
-        return []
-    return kids + [d for k in kids for d in descendants(k)]
-
-
 def one_build(root: str, name: str, manifest: dict[str, Any], save_cache: bool
               ) -> dict[str, Any]:
     with Daemon(note) as daemon:
         daemon.start()
         cold = drop_caches()
         cpu_before = cpu_seconds(daemon.pid or 0)
+        kids_before = process_tree(daemon.pid or 0)
         ms, doc = daemon.index(root)
         main_cpu = cpu_seconds(daemon.pid or 0) - cpu_before
-        workers = descendants(daemon.pid or 0)
-        worker_cpu = 0.0
-        for pid in workers:
-            with contextlib.suppress(OSError):
-                worker_cpu += cpu_seconds(pid)
+        kids = process_tree(daemon.pid or 0)
         status = daemon.index_status(root)
         rss = daemon.rss_bytes() or 0
-        kids_rss = children_rss_bytes(daemon.pid or 0)
         if save_cache:
             corpus.save_index_cache(daemon, name, manifest)
         db = daemon.db_bytes()
@@ -112,8 +91,10 @@ def one_build(root: str, name: str, manifest: dict[str, Any], save_cache: bool
         "languages": status["languages"], "postings": status["index"]["postings"],
         "postings_memory_bytes": status["index"]["memory_bytes"],
         "mb_s": status["bytes"] / 1e6 / seconds, "files_s": status["files"] / seconds,
-        "daemon_cpu_s": round(main_cpu, 2), "workers_cpu_s": round(worker_cpu, 2),
-        "workers": len(workers), "rss_bytes": rss, "children_rss_bytes": kids_rss,
+        "daemon_cpu_s": round(main_cpu, 2), "workers_cpu_s": kids["parse"]["cpu_s"],
+        "workers": kids["parse"]["count"], "rss_bytes": rss,
+        "children_rss_bytes": kids["parse"]["rss_bytes"],
+        "other_children": kids["other"], "other_children_before": kids_before["other"],
         "db_bytes": db,
     }
 
@@ -184,10 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         figure("index build files p50", med_files_s, "files/s", "rg cold scan",
                rg_doc.get("files_s_cold"), digits=0),
         f"where the time goes (median build): daemon process {best['daemon_cpu_s']} CPU s, "
-        f"{best['workers']} worker processes {best['workers_cpu_s']} CPU s, over "
+        f"parse pool ({best['workers']} processes) {best['workers_cpu_s']} CPU s, over "
         f"{best['wall_ms'] / 1000:.1f} s wall on {info['cores_usable']} cores",
-        f"after the build: daemon RSS {best['rss_bytes'] / 2**20:.0f} MiB (+ workers "
-        f"{best['children_rss_bytes'] / 2**20:.0f} MiB), SQLite db "
+        f"after the build: daemon RSS {best['rss_bytes'] / 2**20:.0f} MiB (+ parse pool "
+        f"{best['children_rss_bytes'] / 2**20:.0f} MiB, + {best['other_children']['count']} "
+        f"other children {best['other_children']['rss_bytes'] / 2**20:.0f} MiB), SQLite db "
         f"{best['db_bytes'] / 1e6:.1f} MB, postings {best['postings']}",
     ]
     if not rg_rounds:

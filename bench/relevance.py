@@ -377,10 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         sub = _metrics([p["file_rank"] for p in result["per_query"][:len(subset)]], k)
         lines.append(figure(f"file-level Recall@{k} on {len(subset)} queries",
                             sub["recall"], "", "rg -c -i ranking files", rg["recall"],
-                            digits=3).replace("  (", " ("))
+                            digits=3))
         lines.append(figure(f"file-level MRR@{k} on {len(subset)} queries",
                             sub["mrr"], "", "rg -c -i ranking files", rg["mrr"],
-                            digits=3).replace("  (", " ("))
+                            digits=3))
     elif not has_rg:
         lines.append(f"rg reference: skipped ({RG_MISSING})")
     lines.append("targets: none set (relevance is reported, not gated)")

@@ -29,13 +29,13 @@ import corpus
 from benchlib import (
     BenchError,
     Daemon,
-    children_rss_bytes,
     common_args,
     figure,
     finish,
     guarded,
     machine,
     notifier,
+    process_tree,
     summarize,
     target,
 )
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         # Settle: the first index may still have parse workers and caches around.
         poll_ready(daemon, root, query, time.perf_counter(), args.timeout)
         rss_indexed = daemon.rss_bytes() or 0
-        kids_indexed = children_rss_bytes(daemon.pid or 0)
+        kids_indexed = process_tree(daemon.pid or 0)
         for _ in range(3):
             time_pass(daemon.python)  # warm-up
         for r in range(args.runs):
@@ -121,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                            "first_result": doc["results"][0]["path"],
                            "load_ms": status["index"]["load_ms"],
                            "rss_bytes": daemon.rss_bytes(),
-                           "children_rss_bytes": children_rss_bytes(daemon.pid or 0)})
+                           "children": process_tree(daemon.pid or 0)})
             note(f"restart {r + 1}/{args.runs}: ready in {ready_s:.2f} s (axctl start "
                  f"{start_ms:.0f} ms, index load {status['index']['load_ms']} ms)")
         # Let the start-up catch-up walk finish, then the steady-state memory.
         daemon.index(root)
         rss_restarted = daemon.rss_bytes() or 0
-        kids_restarted = children_rss_bytes(daemon.pid or 0)
+        kids_restarted = process_tree(daemon.pid or 0)
         db_bytes = daemon.db_bytes()
 
     ready = summarize([r["ready_s"] for r in rounds])
@@ -152,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                "SQLite index size", db_bytes / mib, digits=0),
         figure("daemon RSS after restart", rss_restarted / mib, "MiB",
                "daemon RSS, corpus indexed", rss_indexed / mib, digits=0),
-        f"child processes (parse pool) RSS: {kids_indexed / mib:.0f} MiB after indexing, "
-        f"{kids_restarted / mib:.0f} MiB after restart",
+        "child processes, RSS: " + "; ".join(
+            f"{when}: parse pool {k['parse']['count']} processes "
+            f"{k['parse']['rss_bytes'] / mib:.0f} MiB, other (plugin hosts) "
+            f"{k['other']['count']} processes {k['other']['rss_bytes'] / mib:.0f} MiB"
+            for when, k in (("indexed", kids_indexed), ("restarted", kids_restarted))),
         f"SQLite index: {db_bytes / 1e6:.1f} MB for {status['bytes'] / 1e6:.1f} MB of "
         f"source ({db_bytes / max(status['bytes'], 1):.2f}x)",
     ]
@@ -170,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
            "index": {k: v for k, v in how.items() if k != "manifest"}, "query": query,
            "rounds": rounds, "ready_s": ready, "axctl_start_ms": starts, "load_ms": loads,
            "python_pass_s": floor, "rss_indexed_bytes": rss_indexed,
-           "rss_restarted_bytes": rss_restarted, "children_rss_indexed_bytes": kids_indexed,
-           "children_rss_restarted_bytes": kids_restarted, "db_bytes": db_bytes,
+           "rss_restarted_bytes": rss_restarted, "children_indexed": kids_indexed,
+           "children_restarted": kids_restarted, "db_bytes": db_bytes,
            "index_status": status, "smoke": args.smoke}
     return finish(args, doc, lines, targets)
 
