@@ -182,7 +182,17 @@ def test_every_command_has_json_and_help():
         assert cmd.help and len(cmd.help) > 20, name
 
 
-def test_every_command_prints_valid_json(home, daemon):
+def test_every_command_prints_valid_json(home, daemon_factory):
+    import shutil
+    from pathlib import Path
+
+    plugins = home.root / "plugins"
+    shutil.copytree(Path(__file__).parent / "data" / "plugins" / "echo", plugins / "echo")
+    home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false",
+                    AXD_PLUGINS_PATHS=str(plugins))
+    daemon_factory().start()
+    wait_for(lambda: home.axctl("plugin", "stats", "echo", "--json").returncode == 0
+             and '"running"' in home.axctl("plugin", "stats", "echo", "--json").stdout)
     good = home.root / "good.toml"
     good.write_text("")
     project = home.root / "project"
@@ -197,15 +207,21 @@ def test_every_command_prints_valid_json(home, daemon):
         "def": ["hello", "-w", str(project)],
         "refs": ["hello", "-w", str(project)],
         "workspace remove": [str(project)],
+        "plugin call": ["echo", "noop"],
+        "plugin start": ["echo"], "plugin stop": ["echo"], "plugin restart": ["echo"],
+        "plugin enable": ["echo"], "plugin disable": ["echo"],
+        "plugin logs": ["echo"], "plugin stats": ["echo"],
     }
     order = sorted((name for name, _ in leaf_commands(cli)),
-                   key=lambda n: (n == "workspace remove", n != "index add"))
+                   key=lambda n: (n in ("workspace remove", "plugin disable", "plugin stop"),
+                                  n != "index add"))
     for name in order:
         if name in ("stop", "restart"):
             continue  # covered by the lifecycle tests, and would end this daemon
         out = home.axctl(*name.split(), *args.get(name, []), "--json")
         assert out.returncode == 0, (name, out.stderr)
-        for line in out.stdout.strip().split("\n") if name == "events" else [out.stdout]:
+        streams = ("events", "plugin logs")
+        for line in out.stdout.strip().split("\n") if name in streams else [out.stdout]:
             json.loads(line)
 
 

@@ -140,6 +140,7 @@ def test_crash_restarts_with_backoff_then_fails_in_a_loop(home, pdaemon):
 
 
 def test_garbage_on_the_channel_kills_only_that_plugin(home, pdaemon):
+    wait_for(lambda: plugin(home, "garbage")["state"] == "running")
     api(home, "POST", "/v1/plugins/garbage/call", {"method": "corrupt"}, status=503)
     wait_for(lambda: any("protocol error" in e["reason"]
                          for e in events(home, "plugin.crashed") if e["plugin"] == "garbage"))
@@ -244,9 +245,9 @@ def test_budgets_change_live_without_restarting(home, pdaemon, tmp_path):
     budgets.write_text('[echo]\ncpu = "50%"\npids = 20\n')
     home.write_config(f'[plugins]\nbudgets_file = "{budgets}"\n')
     api(home, "POST", "/v1/config/reload")
-    wait_for(lambda: plugin(home, "echo")["budget"]["cpu"] == 0.5)
-    quota = Path(_group_dir("cpu", pdaemon.pid, "echo"), "cpu.cfs_quota_us").read_text()
-    assert int(quota) == 50_000
+    quota = Path(_group_dir("cpu", pdaemon.pid, "echo"), "cpu.cfs_quota_us")
+    wait_for(lambda: int(quota.read_text()) == 50_000)
+    assert plugin(home, "echo")["budget"]["cpu"] == 0.5
     assert plugin(home, "echo")["pid"] == pid  # same process
 
 
