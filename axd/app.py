@@ -106,7 +106,15 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     services.plugins = sup
     services.components["plugins"] = sup.health
     await sup.start()  # quick: picks the cgroup backend, reads manifests, launches tasks
+    watcher = None
+    if services.config["daemon.watch_config"]:
+        from axd.config_watch import ConfigWatcher
+
+        watcher = ConfigWatcher(services.config, sup.budgets_file, sup.apply_budgets)
+        watcher.start()
     yield
+    if watcher is not None:
+        await watcher.stop()
     await sup.stop()
 
 

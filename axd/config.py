@@ -67,6 +67,10 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1, maximum=1_000_000,
     ),
     Option(
+        "daemon.watch_config", True, "bool",
+        "Reload the config (and the plugin budgets file) when the file changes on disk.",
+    ),
+    Option(
         "health.loop_lag_warn", "100ms", "duration",
         "Event-loop lag above which `axctl status` reports the daemon as degraded.",
         minimum=0.001, maximum=60,
@@ -138,6 +142,11 @@ OPTIONS: tuple[Option, ...] = (
            "Load the plugins shipped in this checkout's plugins/ folder."),
     Option("plugins.paths", ["~/.local/share/axd/plugins"], "list",
            "More folders holding plugins, one sub-folder with a plugin.toml each."),
+    Option("plugins.hot_reload", True, "bool",
+           "Reload a plugin when a file in its folder changes (blue/green, with rollback)."),
+    Option("plugins.reload_debounce", "50ms", "duration",
+           "How long a plugin folder must be quiet after a save before the reload starts.",
+           minimum=0.005, maximum=60),
     Option("plugins.cgroup", "auto", "enum",
            "How budgets are enforced: auto picks cgroup v2 (delegated), else v1, else "
            "advisory (measures and warns only).", choices=("auto", "v2", "v1", "advisory")),

@@ -31,13 +31,22 @@ def plugin_list(session: Session, as_json: bool) -> None:
     enf = doc["enforcement"]
     click.echo(f"budgets: {enf['backend']} ({'enforced' if enf['enforcing'] else 'advisory'})"
                f" - {enf['reason']}")
-    rows = [("NAME", "STATE", "PID", "VERSION", "UPTIME", "RESTARTS", "CPU", "MEMORY", "PIDS")]
+    rows = [("NAME", "STATE", "PID", "VERSION", "UPTIME", "RESTARTS", "RELOAD", "CPU",
+             "MEMORY", "PIDS")]
     for p in doc["plugins"]:
         b = p["budget"]
+        reload = p.get("reload") or {}
+        last = {"ok": f"ok (gen {p['generation']})",
+                "failed": f"FAILED ({reload.get('stage')})"}.get(reload.get("state"), "-")
         rows.append((p["name"], p["state"], p["pid"], p["version"],
                      output.duration(p["uptime_s"]) if p["uptime_s"] is not None else "-",
-                     p["restarts"], b["cpu"], b["memory"], b["pids"]))
+                     p["restarts"], last, b["cpu"], b["memory"], b["pids"]))
     click.echo(output.table(rows))
+    for p in doc["plugins"]:
+        reload = p.get("reload") or {}
+        if reload.get("state") == "failed":
+            click.echo(f"{p['name']}: serving version {p['version']}; the last reload failed "
+                       f"at {reload['stage']}: {reload['error']}", err=True)
     for p in doc["plugins"]:
         if p["last_error"] and p["state"] in ("failed", "backoff", "starting"):
             click.echo(f"{p['name']}: {p['last_error']}", err=True)
@@ -107,6 +116,70 @@ for _name, _doc in (
     ("disable", "Stop plugin NAME and keep it off (remembered)."),
 ):
     _action(_name, _doc)
+
+
+@plugin.command("reload")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Reload even if no file changed.")
+@json_option
+@pass_session
+def plugin_reload(session: Session, name: str, force: bool, as_json: bool) -> None:
+    """Hot-reload plugin NAME now: the new version starts beside the old one, takes over its
+    state, then serves; if anything fails the old version keeps serving."""
+    doc = session.call("POST", f"/v1/plugins/{name}/reload", {"force": force}, timeout=120)
+    if as_json:
+        output.emit_json(doc)
+    elif doc.get("reloaded"):
+        click.echo(f"{name}: reloaded to version {doc['version']} (generation "
+                   f"{doc['generation']}) in {doc['took_ms']:.0f} ms"
+                   + (", budget applied in place" if doc.get("in_place") else ""))
+    elif "stage" in doc:
+        raise CliError(f"{name}: reload failed at {doc['stage']}: {doc['error']}; version "
+                       f"{doc['serving_version']} keeps serving",
+                       hint=f"`axctl plugin logs {name}` shows the traceback",
+                       code="reload_failed")
+    else:
+        click.echo(f"{name}: {doc.get('reason', 'not reloaded')} (use --force to reload anyway)")
+
+
+@plugin.command("timeline")
+@click.argument("name")
+@click.option("--since", default="10m", show_default=True, metavar="DURATION",
+              help="How far back: 30s, 10m, 2h.")
+@json_option
+@pass_session
+def plugin_timeline(session: Session, name: str, since: str, as_json: bool) -> None:
+    """Calls (method, latency, outcome), reloads, crashes, budget events and log lines of
+    plugin NAME, oldest first."""
+    seconds = _seconds(since)
+    doc = session.call("GET", f"/v1/plugins/{name}/timeline?since={seconds}")
+    if as_json:
+        output.emit_json(doc)
+        return
+    rows = [("TIME", "KIND", "WHAT", "DETAILS")]
+    for e in doc["entries"]:
+        kind = e["kind"]
+        if kind == "call":
+            what, details = e["method"], f"{e['ms']:.2f} ms {e['outcome']}"
+        elif kind == "log":
+            what, details = e.get("level", ""), e.get("msg", "")
+        else:
+            what = e.get("type", kind)
+            details = output.fields(e, skip=("ts", "type", "kind", "plugin", "traceback"))
+        rows.append((output.clock(e.get("ts", 0)), kind, what, details[:120]))
+    click.echo(output.table(rows))
+
+
+def _seconds(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = text.strip().lower()
+    try:
+        if raw[-1:] in units:
+            return int(float(raw[:-1]) * units[raw[-1]])
+        return int(float(raw))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration such as 30s, 10m or 2h",
+                                 param_hint="--since") from None
 
 
 @plugin.command("logs")

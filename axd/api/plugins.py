@@ -116,6 +116,39 @@ for _action, _summary in (
     _control(_action, _summary)
 
 
+RELOAD_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"force": {"type": "boolean", "description": "reload even if unchanged"}},
+    "additionalProperties": False,
+}
+
+
+@routes.add("POST", "/v1/plugins/{name}/reload", "Hot-reload a plugin (blue/green, rollback "
+            "on failure); unchanged files are a no-op unless `force`.", params=(NAME,),
+            body=RELOAD_BODY, responses={200: "`reloaded`, or the failed stage and error",
+                                         404: "no such plugin"})
+async def reload_plugin(request: web.Request) -> web.Response:
+    sup = _supervisor(request)
+    ps = _get(sup, request)
+    body = await read_json(request, RELOAD_BODY,
+                           request.app[SERVICES].config["api.max_body_size"])
+    return web.json_response(await _guard(sup.reload(ps.name, reason="manual",
+                                                     force=body.get("force", False))))
+
+
+@routes.add("GET", "/v1/plugins/{name}/timeline", "One time-ordered view: RPC calls, "
+            "reloads, crashes, budget events, log lines.",
+            params=(NAME, Param("since", "integer", "seconds back (default 600)")),
+            responses={200: "entries, oldest first"})
+async def plugin_timeline(request: web.Request) -> web.Response:
+    sup = _supervisor(request)
+    ps = _get(sup, request)
+    since = query_int(request, "since", 600, maximum=10 * 365 * 86400)
+    return web.json_response({"plugin": ps.name,
+                              "entries": ps.timeline(time.time() - since)},
+                             dumps=lambda o: json.dumps(o, default=str))
+
+
 @routes.add("GET", "/v1/plugins/{name}/logs", "Recent log lines of a plugin as NDJSON; with "
             "follow, new ones as they come.",
             params=(NAME, Param("follow", "boolean", "keep streaming"),

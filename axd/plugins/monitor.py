@@ -59,7 +59,8 @@ class Monitor:
         previous = usage.samples[-1] if usage.samples else None
         usage.samples.append((now, stats))
         if previous is not None and stats.cpu_usage_s is not None and \
-                previous[1].cpu_usage_s is not None and now > previous[0]:
+                previous[1].cpu_usage_s is not None and now > previous[0] and \
+                stats.cpu_usage_s >= previous[1].cpu_usage_s:
             usage.cpu_percent = round(
                 100 * (stats.cpu_usage_s - previous[1].cpu_usage_s) / (now - previous[0]), 2)
         usage.memory_bytes = stats.memory_bytes
@@ -159,6 +160,10 @@ class Monitor:
             "latency": ps.latency.percentiles(),
             "start_ms": ps.start_ms,
             "restarts": ps.restarts,
+            "reloads": ps.reloads,
+            "reload_failures": dict(ps.reload_failures),
+            "reload_ms": _histogram(list(ps.reload_ms)),
+            "generation": ps.generation,
             "budget": ps.budget.describe(),
             "enforcement": self.supervisor.enforcement(),
             "monitor": {"ticks": self.ticks, "cpu_s": round(self.busy_s, 4)},
@@ -167,3 +172,18 @@ class Monitor:
 
 def _sample(groups: list[Any]) -> list[tuple[PluginState, CgroupStats]]:
     return [(ps, group.stats()) for ps, group in groups]
+
+
+RELOAD_BUCKETS_MS = (50, 100, 150, 200, 250, 300, 500, 1000, 2000, 5000)
+
+
+def _histogram(values: list[float]) -> dict[str, Any]:
+    """Reload durations: percentiles and cumulative bucket counts (Prometheus style)."""
+    ordered = sorted(values)
+
+    def pick(q: float) -> float | None:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+    buckets = {f"le_{b}": sum(v <= b for v in ordered) for b in RELOAD_BUCKETS_MS}
+    return {"count": len(ordered), "p50": pick(0.5), "p95": pick(0.95), "max": pick(1.0),
+            "buckets": {**buckets, "le_inf": len(ordered)}}

@@ -152,6 +152,10 @@ class PluginProcess:
             with contextlib.suppress(OSError, RuntimeError):
                 self._send({"jsonrpc": "2.0", "method": method, "params": params})
 
+    def busy(self) -> bool:
+        """Calls still waiting for an answer (a retiring version drains these first)."""
+        return bool(self._pending)
+
     async def stop(self, grace: float) -> int | None:
         """Ask (`shutdown`), then SIGTERM, then SIGKILL the whole group."""
         if self.proc is None:

@@ -97,7 +97,17 @@ class PluginState:
     started_at: float | None = None
     start_ms: float | None = None
     backoff_s: float = 0.0
+    generation: int = 0
+    code_digest: str = ""
+    reloads: int = 0
+    reload_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    reload_failures: dict[str, int] = field(default_factory=dict)
+    reload_status: dict[str, Any] | None = None
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reload_pending: bool = False
     logs: LogBuffer = field(default_factory=LogBuffer)
+    calls: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
     latency: Latency = field(default_factory=Latency)
     usage: Usage = field(default_factory=Usage)
 
@@ -108,6 +118,16 @@ class PluginState:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process and self.state == "running" else None
+
+    def timeline(self, since: float) -> list[dict[str, Any]]:
+        """Calls, lifecycle and budget events, and log lines after `since` (epoch s)."""
+        entries = [{"kind": "call", **c} for c in self.calls if c["ts"] >= since]
+        entries += [{"kind": e["type"].split(".")[0] if e["type"].startswith("budget.")
+                     else "event", **e} for e in self.events if e["ts"] >= since]
+        entries += [{"kind": "log", **line} for line in self.logs.lines
+                    if line.get("ts", 0) >= since]
+        entries.sort(key=lambda e: e.get("ts", 0))
+        return entries
 
     def info(self, enforcement: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -126,5 +146,7 @@ class PluginState:
             "last_error": self.last_error,
             "last_traceback": self.last_traceback,
             "methods": (self.process.ready.get("methods", []) if self.process else []),
+            "generation": self.generation,
+            "reload": self.reload_status,
             "folder": self.manifest.folder,
         }

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import os
 import signal
 import time
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +37,9 @@ from axd.plugins.runner import (
     StartFailed,
 )
 from axd.plugins.state import PluginState
+
+if typing.TYPE_CHECKING:
+    from axd.plugins.reloader import Reloader
 
 log = logging.getLogger("axd.plugins")
 
@@ -60,6 +66,7 @@ class Supervisor:
         self.backend: Backend | None = None
         self.budget_problems: list[str] = []
         self.monitor = Monitor(self, bus)
+        self.reloader: Reloader | None = None
         self._events_task: asyncio.Task[None] | None = None
         config.on_change(self._config_changed)
 
@@ -76,10 +83,17 @@ class Supervisor:
             if ps.enabled:
                 self._launch(ps)
         self.monitor.start()
+        if self.config["plugins.hot_reload"]:
+            from axd.plugins.reloader import Reloader
+
+            self.reloader = Reloader(self)
+            self.reloader.start()
         self._events_task = asyncio.get_running_loop().create_task(
             self._forward_events(), name="plugin-events")
 
     async def stop(self) -> None:
+        if self.reloader is not None:
+            await self.reloader.stop()
         await self.monitor.stop()
         if self._events_task is not None:
             self._events_task.cancel()
@@ -204,7 +218,10 @@ class Supervisor:
             status = 404 if exc.code == "no_such_method" else 500
             raise PluginError(status, exc.code, str(exc), traceback=exc.traceback) from None
         finally:
-            ps.latency.record((time.perf_counter() - started) * 1000, outcome)
+            ms = (time.perf_counter() - started) * 1000
+            ps.latency.record(ms, outcome)
+            ps.calls.append({"ts": time.time(), "method": method, "ms": round(ms, 3),
+                             "outcome": outcome, "generation": ps.generation})
 
     # ---- the lifecycle task ------------------------------------------------------------
 
@@ -234,8 +251,9 @@ class Supervisor:
     async def _run(self, ps: PluginState) -> None:
         while ps.wanted:
             if ps.group is None:
-                ps.group = await asyncio.to_thread(self.backend.create, ps.name)  # type: ignore[union-attr]
-                ps.budget_notes = await asyncio.to_thread(ps.group.apply, ps.budget)
+                ps.group = await self._new_group(ps, ps.name)
+            if not ps.code_digest:
+                ps.code_digest = await asyncio.to_thread(code_digest, ps.manifest.folder)
             ps.state = "starting"
             process = PluginProcess(ps.manifest, ps.group, ps.logs.add, self.daemon_api)
             ps.process = process
@@ -253,7 +271,11 @@ class Supervisor:
             ps.start_ms = round((time.perf_counter() - began) * 1000, 1)
             self.bus.publish("plugin.started", plugin=ps.name, pid=ready.get("pid"),
                              version=ps.manifest.version, start_ms=ps.start_ms)
-            code = await process.wait()
+            while True:
+                code = await process.wait()
+                if ps.process is process or ps.process is None:
+                    break
+                process = ps.process  # a hot reload replaced it: follow the new one
             if not ps.wanted:
                 self.bus.publish("plugin.exited", plugin=ps.name, exit_code=code)
                 return
@@ -304,6 +326,118 @@ class Supervisor:
         ps.restarts += 1
         return True
 
+    # ---- hot reload ---------------------------------------------------------------------
+
+    async def reload(self, name: str, reason: str = "manual", force: bool = False,
+                     requested_at: float | None = None) -> dict[str, Any]:
+        """Blue/green: start the new version beside the old, hand the state over, switch,
+        drain and stop the old one. Any failure keeps the old version serving."""
+        ps = self.get(name)
+        if ps.reload_lock.locked():
+            ps.reload_pending = True  # coalesce: one more reload after this one
+        async with ps.reload_lock:
+            ps.reload_pending = False
+            result = await self._reload(ps, reason, force, requested_at or time.monotonic())
+        return result
+
+    async def _reload(self, ps: PluginState, reason: str, force: bool,
+                      requested_at: float) -> dict[str, Any]:
+        try:
+            manifest = await asyncio.to_thread(manifest_mod.load, ps.manifest.folder)
+        except manifest_mod.ManifestError as exc:
+            return self._reload_failed(ps, "manifest", "; ".join(exc.problems), "", reason)
+        if manifest.name != ps.name:
+            return self._reload_failed(ps, "manifest", f"plugin.name changed from {ps.name!r} "
+                                       f"to {manifest.name!r}; restart the daemon", "", reason)
+        digest = await asyncio.to_thread(code_digest, manifest.folder)
+        code_changed = digest != ps.code_digest or _without_budget(manifest) != \
+            _without_budget(ps.manifest)
+        if not code_changed and not force:
+            if manifest.budget != ps.manifest.budget:
+                ps.manifest = manifest
+                await self.apply_budgets()
+                return self._reloaded(ps, reason, requested_at, in_place=True)
+            return {"plugin": ps.name, "reloaded": False, "reason": "nothing changed"}
+        if ps.state != "running" or ps.process is None:
+            ps.manifest, ps.code_digest = manifest, digest
+            self._resolve_budgets()
+            if ps.enabled and ps.state in ("failed", "backoff", "stopped"):
+                ps.crashes.clear()
+                await self._halt(ps)
+                await self.start_plugin(ps.name)
+            return self._reloaded(ps, reason, requested_at, in_place=False)
+        old, old_group = ps.process, ps.group
+        group_name = ps.name if old_group is not None and old_group.name != ps.name \
+            else f"{ps.name}.b"
+        saved_manifest, saved_budget = ps.manifest, ps.budget
+        ps.manifest = manifest
+        self._resolve_budgets()
+        group = await self._new_group(ps, group_name)
+        new = PluginProcess(manifest, group, ps.logs.add, self.daemon_api)
+        timeout = float(self.config["plugins.start_timeout"])  # type: ignore[arg-type]
+        began = time.perf_counter()
+        try:
+            await new.start(timeout)
+            state = await old.request("snapshot", {}, timeout)
+            await new.request("restore", {"state": (state or {}).get("state")}, timeout)
+        except (StartFailed, PluginTimeout, PluginUnavailable, PluginCallError) as exc:
+            ps.manifest, ps.budget = saved_manifest, saved_budget
+            await new.kill()
+            await asyncio.to_thread(group.remove)
+            stage = exc.stage if isinstance(exc, StartFailed) else "handover"
+            tb = getattr(exc, "traceback", "")
+            return self._reload_failed(ps, stage, str(exc), tb, reason)
+        ps.process, ps.group = new, group  # the switch: new calls go to the new version
+        ps.usage.samples.clear()  # counters restart with the new group
+        ps.code_digest = digest
+        ps.generation += 1
+        ps.started_at = time.monotonic()
+        ps.start_ms = round((time.perf_counter() - began) * 1000, 1)
+        asyncio.get_running_loop().create_task(self._retire(old, old_group))
+        return self._reloaded(ps, reason, requested_at, in_place=False)
+
+    async def _retire(self, old: PluginProcess, group: Any) -> None:
+        """Let the old version finish its in-flight calls (bounded), then stop it."""
+        limit = float(self.config["plugins.call_timeout"])  # type: ignore[arg-type]
+        deadline = time.monotonic() + limit
+        while old.busy() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await old.stop(float(self.config["plugins.stop_grace"]))  # type: ignore[arg-type]
+        if group is not None:
+            await asyncio.to_thread(group.remove)
+
+    def _reloaded(self, ps: PluginState, reason: str, requested_at: float,
+                  in_place: bool) -> dict[str, Any]:
+        took = round((time.monotonic() - requested_at) * 1000, 1)
+        ps.reloads += 1
+        ps.reload_ms.append(took)
+        ps.reload_status = {"state": "ok", "at": time.time(), "reason": reason,
+                            "took_ms": took, "in_place": in_place}
+        self.bus.publish("plugin.reloaded", plugin=ps.name, version=ps.manifest.version,
+                         generation=ps.generation, reason=reason, took_ms=took,
+                         in_place=in_place)
+        return {"plugin": ps.name, "reloaded": True, "version": ps.manifest.version,
+                "generation": ps.generation, "took_ms": took, "in_place": in_place}
+
+    def _reload_failed(self, ps: PluginState, stage: str, error: str, tb: str,
+                       reason: str) -> dict[str, Any]:
+        ps.reload_failures[stage] = ps.reload_failures.get(stage, 0) + 1
+        ps.reload_status = {"state": "failed", "at": time.time(), "stage": stage,
+                            "error": error, "traceback": tb, "reason": reason}
+        ps.logs.add({"level": "error", "msg": f"reload failed ({stage}): {error}",
+                     "logger": "axd.reload", "ts": time.time(),
+                     **({"exc": tb} if tb else {})})
+        self.bus.publish("plugin.reload_failed", plugin=ps.name, stage=stage, error=error,
+                         traceback=tb, reason=reason, serving_version=ps.manifest.version,
+                         generation=ps.generation)
+        return {"plugin": ps.name, "reloaded": False, "stage": stage, "error": error,
+                "traceback": tb, "serving_version": ps.manifest.version}
+
+    async def _new_group(self, ps: PluginState, name: str) -> Any:
+        group = await asyncio.to_thread(self.backend.create, name)  # type: ignore[union-attr]
+        ps.budget_notes = await asyncio.to_thread(group.apply, ps.budget)
+        return group
+
     # ---- events and budgets ------------------------------------------------------------
 
     async def _forward_events(self) -> None:
@@ -311,8 +445,9 @@ class Supervisor:
         sub = self.bus.subscribe(TypeFilter())
         try:
             async for event in sub:
-                if event["type"].startswith("plugin.log"):
-                    continue
+                owner = self.plugins.get(str(event.get("plugin", "")))
+                if owner is not None:
+                    owner.events.append(event)
                 for ps in self.plugins.values():
                     if ps.state == "running" and ps.process and _wants(ps, event):
                         ps.process.notify("event", {"event": event})
@@ -373,6 +508,31 @@ class Supervisor:
         with open(tmp, "w") as fh:
             json.dump({"disabled": disabled}, fh)
         os.replace(tmp, self.state_file)
+
+
+def code_digest(folder: str) -> str:
+    """A hash of the plugin's files (not the manifest): did the code change?"""
+    digest = hashlib.blake2b(digest_size=16)
+    for base, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+        for name in sorted(files):
+            if name == "plugin.toml" or is_scratch_file(name):
+                continue
+            path = os.path.join(base, name)
+            digest.update(os.path.relpath(path, folder).encode())
+            with contextlib.suppress(OSError), open(path, "rb") as fh:
+                digest.update(fh.read())
+    return digest.hexdigest()
+
+
+def is_scratch_file(name: str) -> bool:
+    """Editor swap, backup and temp files, and bytecode: never a reason to reload."""
+    return (name.endswith(("~", ".swp", ".swo", ".swx", ".tmp", ".pyc", ".pyo"))
+            or name.startswith((".#", "#")) or name == "4913")
+
+
+def _without_budget(m: manifest_mod.Manifest) -> manifest_mod.Manifest:
+    return dataclasses.replace(m, budget=Budget())
 
 
 def _wants(ps: PluginState, event: Event) -> bool:

@@ -1,0 +1,72 @@
+"""Live config: edits to the config file (and the plugin budgets file) apply on save.
+
+The folders are watched rather than the files, so a file created later, or replaced by an
+editor's write-and-rename, is still seen. An invalid file changes nothing (the reload
+reports it, as SIGHUP would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+import watchfiles
+
+from axd.config import ConfigError
+from axd.live_config import LiveConfig
+
+log = logging.getLogger("axd.config")
+
+
+class ConfigWatcher:
+    def __init__(self, live: LiveConfig, budgets_file: Callable[[], str | None],
+                 on_budgets: Callable[[], Awaitable[object]]) -> None:
+        self.live = live
+        self.budgets_file = budgets_file
+        self.on_budgets = on_budgets
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="config-watch")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def _files(self) -> dict[str, str]:
+        files = {}
+        if self.live.user_file:
+            files[os.path.realpath(self.live.user_file)] = "config"
+        budgets = self.budgets_file()
+        if budgets:
+            files[os.path.realpath(budgets)] = "budgets"
+        return files
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            files = self._files()
+            folders = sorted({os.path.dirname(f) for f in files if os.path.isdir(
+                os.path.dirname(f))})
+            if not folders:
+                return
+            try:
+                async for changes in watchfiles.awatch(*folders, recursive=False, debounce=200,
+                                                       step=50, stop_event=self._stop):
+                    touched = {files.get(os.path.realpath(p)) for _, p in changes}
+                    if "config" in touched:
+                        with contextlib.suppress(ConfigError):
+                            self.live.reload("file changed")
+                    if "budgets" in touched or self._files() != files:
+                        await self.on_budgets()
+                    if self._files() != files:
+                        break  # the budgets file moved: watch the new folder
+            except Exception as exc:
+                log.warning("not watching the config file", extra={"error": str(exc)})
+                return
