@@ -69,6 +69,10 @@ PASS = "python -I -c pass"
 SDK = "python -c 'import axd.sdk'"
 START = "echo start_ms"
 START_CPU1 = "echo-cpu1 start_ms"
+ON = "10 plugins, sampled every 1s"
+HOURLY = "10 plugins, sampled every 3600s"
+NOWATCH = "10 plugins, sampled every 1s, hot reload off"
+OFF = "plugins disabled"
 WALL = "restart wall"
 
 note = notifier("plugins")
@@ -157,12 +161,22 @@ def plugin_folder(parent: str, names: dict[str, float | None]) -> str:
     return base
 
 
-def plugin_daemon(enabled: bool, paths: str | None, interval: str = "1s") -> Daemon:
+def plugin_daemon(enabled: bool, paths: str | None, interval: str = "1s",
+                  hot_reload: bool | None = None) -> Daemon:
+    """A private daemon; hot_reload None leaves `plugins.hot_reload` at its default."""
     daemon = Daemon(note)
     daemon.env.update(AXD_PLUGINS_ENABLED="true" if enabled else "false",
                       AXD_PLUGINS_BUILTIN="false", AXD_PLUGINS_SAMPLE_INTERVAL=interval,
                       AXD_PLUGINS_PATHS=paths or os.path.join(daemon.tmp, "none"))
+    if hot_reload is not None:
+        daemon.env["AXD_PLUGINS_HOT_RELOAD"] = "true" if hot_reload else "false"
     return daemon
+
+
+def has_option(key: str) -> bool:
+    from axd.config import BY_KEY
+
+    return key in BY_KEY
 
 
 def wait_running(daemon: Daemon, names: list[str], timeout: float = 60.0) -> None:
@@ -355,6 +369,63 @@ def children_cpu(pid: int) -> float:
     return total
 
 
+def thread_runtimes(pid: int) -> dict[int, float]:
+    """Seconds on CPU of each live thread, from `se.sum_exec_runtime` (ns precision) in
+    /proc/PID/task/TID/sched; empty when the kernel does not provide it."""
+    out: dict[int, float] = {}
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/sched", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("se.sum_exec_runtime"):
+                        out[tid] = float(line.split(":")[1]) / 1000.0
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def runtime_delta(pid: int, before: dict[int, float], after: dict[int, float],
+                  elapsed: float) -> dict[str, Any] | None:
+    """The precise figure: main thread and other threads; threads that ended inside the
+    window are lost (counted in `threads_gone`)."""
+    if not after:
+        return None
+    main = after.get(pid, 0.0) - before.get(pid, 0.0)
+    others = sum(v - before.get(tid, 0.0) for tid, v in after.items() if tid != pid)
+    return {"cpu_s": round(main + others, 5), "cpu_pct": 100 * (main + others) / elapsed,
+            "main_thread_pct": 100 * main / elapsed, "other_threads_pct": 100 * others / elapsed,
+            "threads": len(after), "threads_gone": len(set(before) - set(after))}
+
+
+def cpu_window(pids: dict[str, int], window: float) -> dict[str, Any]:
+    """Each daemon's CPU over the same window: /proc/PID/stat (all threads, 10 ms ticks),
+    per-second slices of it, and the per-thread precise runtimes."""
+    threads0 = {label: thread_runtimes(pid) for label, pid in pids.items()}
+    t0 = time.perf_counter()
+    cpu0 = {label: cpu_seconds(pid) for label, pid in pids.items()}
+    slices: dict[str, list[float]] = {label: [] for label in pids}
+    last, last_t = dict(cpu0), t0
+    while (now := time.perf_counter()) < t0 + window:
+        time.sleep(min(1.0, t0 + window - now))
+        now = time.perf_counter()
+        for label, pid in pids.items():
+            cpu = cpu_seconds(pid)
+            slices[label].append(100 * (cpu - last[label]) / (now - last_t))
+            last[label] = cpu
+        last_t = now
+    threads1 = {label: thread_runtimes(pid) for label, pid in pids.items()}
+    elapsed = last_t - t0
+    return {"elapsed": elapsed, "cpu_s": {k: last[k] - cpu0[k] for k in pids},
+            "slices": slices,
+            "threads": {k: runtime_delta(pids[k], threads0[k], threads1[k], elapsed)
+                        for k in pids}}
+
+
 def monitor_delta(before: dict[str, Any], after: dict[str, Any],
                   elapsed_s: float) -> dict[str, Any]:
     ticks = float(after["ticks"]) - float(before["ticks"])
@@ -374,34 +445,25 @@ def monitor_figures(daemon: Daemon, name: str | None) -> dict[str, float] | None
 def measure_monitoring(tmp: str, window: float, settle: float) -> dict[str, Any]:
     names = [f"echo-{i:02d}" for i in range(10)]
     folder = plugin_folder(tmp, dict.fromkeys(names))
-    setups = {  # label -> (daemon, the plugin whose stats carry the monitor's figures)
-        "10 plugins, sampled every 1s": (plugin_daemon(True, folder, "1s"), names[0]),
-        "10 plugins, sampled every 3600s": (plugin_daemon(True, folder, "3600s"), names[0]),
-        "plugins disabled": (plugin_daemon(False, None), None),
-    }
+    setups: dict[str, tuple[Daemon, str | None]] = {}
     try:
+        # label -> (daemon, the plugin whose stats carry the monitor's figures)
+        setups[ON] = (plugin_daemon(True, folder, "1s"), names[0])
+        setups[HOURLY] = (plugin_daemon(True, folder, "3600s"), names[0])
+        if has_option("plugins.hot_reload"):  # one folder watcher per plugin (polls)
+            setups[NOWATCH] = (plugin_daemon(True, folder, "1s", hot_reload=False), names[0])
+        setups[OFF] = (plugin_daemon(False, None), None)
         for daemon, plugin in setups.values():
             daemon.start()
             if plugin:
                 wait_running(daemon, names)
-        note(f"3 daemons idle; settling {settle:g}s, then a {window:g}s window")
+        note(f"{len(setups)} daemons idle; settling {settle:g}s, then a {window:g}s window")
         time.sleep(settle)
         mon0 = {label: monitor_figures(d, p) for label, (d, p) in setups.items()}
         pids = {label: d.pid or 0 for label, (d, _p) in setups.items()}
-        t0 = time.perf_counter()
-        cpu0 = {label: cpu_seconds(pid) for label, pid in pids.items()}
         kids0 = {label: children_cpu(pid) for label, pid in pids.items()}
-        slices: dict[str, list[float]] = {label: [] for label in setups}
-        last, last_t = dict(cpu0), t0
-        while (now := time.perf_counter()) < t0 + window:
-            time.sleep(min(1.0, t0 + window - now))
-            now = time.perf_counter()
-            for label, pid in pids.items():
-                cpu = cpu_seconds(pid)
-                slices[label].append(100 * (cpu - last[label]) / (now - last_t))
-                last[label] = cpu
-            last_t = now
-        elapsed = last_t - t0
+        win = cpu_window(pids, window)
+        elapsed = win["elapsed"]
         kids1 = {label: children_cpu(pid) for label, pid in pids.items()}
         mon1 = {label: monitor_figures(d, p) for label, (d, p) in setups.items()}
     finally:
@@ -410,11 +472,12 @@ def measure_monitoring(tmp: str, window: float, settle: float) -> dict[str, Any]
     out: dict[str, Any] = {"window_s": round(elapsed, 3), "settle_s": settle,
                            "clock_tick_s": 1 / os.sysconf("SC_CLK_TCK"), "daemons": {}}
     for label in setups:
-        cpu_s = last[label] - cpu0[label]
+        cpu_s = win["cpu_s"][label]
         doc: dict[str, Any] = {
             "cpu_s": round(cpu_s, 3), "cpu_pct": 100 * cpu_s / elapsed,
+            "precise": win["threads"][label],
             "children_cpu_s": round(kids1[label] - kids0[label], 3),
-            "per_second_pct": summarize(slices[label]),
+            "per_second_pct": summarize(win["slices"][label]),
         }
         if mon0[label] and mon1[label]:
             doc["monitor"] = monitor_delta(mon0[label], mon1[label], elapsed)
@@ -475,30 +538,45 @@ def start_lines(cold: dict[str, Any]) -> list[str]:
     return lines
 
 
+def sampling_pct(mon: dict[str, Any]) -> tuple[float, str]:
+    """CPU attributable to sampling 10 plugins every 1s, and how it was obtained: 10 plugins
+    with their folder watchers off, minus plugins disabled (or, on a daemon without hot
+    reload, the default 10-plugin daemon minus plugins disabled)."""
+    d = mon["daemons"]
+    if NOWATCH in d:
+        return d[NOWATCH]["cpu_pct"] - d[OFF]["cpu_pct"], "hot reload off, minus disabled"
+    return d[ON]["cpu_pct"] - d[OFF]["cpu_pct"], "minus disabled"
+
+
 def monitor_lines(mon: dict[str, Any]) -> list[str]:
     d = mon["daemons"]
-    on, hourly, off = (d["10 plugins, sampled every 1s"], d["10 plugins, sampled every 3600s"],
-                       d["plugins disabled"])
+    on, hourly, off = d[ON], d[HOURLY], d[OFF]
     w = mon["window_s"]
-    lines = [
-        figure(f"daemon CPU, 10 plugins sampled every 1s ({w:.0f}s idle)", on["cpu_pct"],
-               "% of a core", "plugins disabled", off["cpu_pct"], 3),
-        figure("daemon CPU, 10 plugins sampled every 3600s", hourly["cpu_pct"], "% of a core",
-               "plugins disabled", off["cpu_pct"], 3),
-        figure("CPU attributable to 10 plugins sampled every 1s (minus disabled)",
-               on["cpu_pct"] - off["cpu_pct"], "% of a core"),
-        figure("CPU attributable to sampling alone (1s minus 3600s)",
-               on["cpu_pct"] - hourly["cpu_pct"], "% of a core"),
-    ]
-    m = on.get("monitor")
-    if m:
-        lines.append(figure("monitor's own accounting (monitor.cpu_s / window)", m["cpu_pct"],
-                            "% of a core", "measured, 1s minus disabled",
-                            on["cpu_pct"] - off["cpu_pct"], 3)
-                     + f"; {m['ticks']:.0f} ticks, {m['cpu_s']} s, "
-                       f"{fmt_opt(m['ms_per_tick'])} ms per tick")
-    lines.append(f"plugin hosts' own CPU over the window: {on['children_cpu_s']} s (1s), "
-                 f"{hourly['children_cpu_s']} s (3600s); /proc resolution "
+    unit = "% of a core"
+    lines = [figure(f"daemon CPU, {label} ({w:.0f}s idle)", d[label]["cpu_pct"], unit, OFF,
+                    off["cpu_pct"], 3) for label in d if label != OFF]
+    lines.append(figure(f"daemon CPU, {OFF}", off["cpu_pct"], unit, digits=3))
+    sampling, how = sampling_pct(mon)
+    lines.append(figure(f"CPU attributable to sampling 10 plugins every 1s ({how})", sampling,
+                        unit, digits=3))
+    lines.append(figure("CPU attributable to sampling, cross-check (1s minus 3600s)",
+                        on["cpu_pct"] - hourly["cpu_pct"], unit, digits=3))
+    lines.append(figure("CPU of the whole plugin runtime at defaults (10 plugins, minus "
+                        "disabled)", on["cpu_pct"] - off["cpu_pct"], unit, digits=3))
+    if NOWATCH in d:
+        lines.append(figure("CPU attributable to 10 plugin folder watchers (hot reload on "
+                            "minus off)", on["cpu_pct"] - d[NOWATCH]["cpu_pct"], unit,
+                            digits=3))
+    for label in (ON, NOWATCH):
+        m = d.get(label, {}).get("monitor")
+        if m:
+            lines.append(figure(f"monitor's own accounting, {label} (monitor.cpu_s / window)",
+                                m["cpu_pct"], unit, "measured, attributable to sampling",
+                                sampling, 3)
+                         + f"; {m['ticks']:.0f} ticks, {m['cpu_s']} s, "
+                           f"{fmt_opt(m['ms_per_tick'])} ms per tick")
+    kids = ", ".join(f"{v['children_cpu_s']} s ({k})" for k, v in d.items() if k != OFF)
+    lines.append(f"plugin hosts' own CPU over the window: {kids}; /proc resolution "
                  f"{mon['clock_tick_s'] * 1000:.0f} ms = "
                  f"{100 * mon['clock_tick_s'] / w:.3f} % over the window")
     return lines
@@ -510,8 +588,7 @@ def fmt_opt(value: float | None) -> str:
 
 def targets_for(rpc: dict[str, Any], cold: dict[str, Any],
                 mon: dict[str, Any]) -> list[dict[str, Any]]:
-    d = mon["daemons"]
-    sampling = d["10 plugins, sampled every 1s"]["cpu_pct"] - d["plugins disabled"]["cpu_pct"]
+    sampling, _how = sampling_pct(mon)
 
     def make(name: str, value: float, unit: str, limit: float, op: str,
              digits: int) -> dict[str, Any]:

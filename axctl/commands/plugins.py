@@ -10,6 +10,7 @@ import click
 
 from axctl import output
 from axctl.commands.common import json_option, pass_session
+from axctl.commands.debug import plugin_debug
 from axctl.errors import CliError
 from axctl.session import Session
 
@@ -116,6 +117,9 @@ for _name, _doc in (
     ("disable", "Stop plugin NAME and keep it off (remembered)."),
 ):
     _action(_name, _doc)
+
+
+plugin.add_command(plugin_debug)
 
 
 @plugin.command("reload")

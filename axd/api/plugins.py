@@ -12,6 +12,7 @@ from axd.api.errors import ApiError
 from axd.api.inputs import query_bool, query_int, read_json
 from axd.api.registry import Param, RouteTable
 from axd.plugins import budgets as budgets_mod
+from axd.plugins.debug_session import COMMANDS, DebugFailure
 from axd.plugins.supervisor import PluginError, Supervisor
 from axd.services import SERVICES
 
@@ -134,6 +135,101 @@ async def reload_plugin(request: web.Request) -> web.Response:
                            request.app[SERVICES].config["api.max_body_size"])
     return web.json_response(await _guard(sup.reload(ps.name, reason="manual",
                                                      force=body.get("force", False))))
+
+
+COMMAND_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "session": {"type": "string"},
+        "command": {"type": "string", "enum": list(COMMANDS)},
+        "arg": {"type": "string", "description": "FILE:LINE [if COND] for break, an "
+                                                 "expression for print, on|off for logs"},
+    },
+    "required": ["session", "command"], "additionalProperties": False,
+}
+HEARTBEAT_S = 1.0
+
+
+@routes.add("POST", "/v1/plugins/{name}/debug", "Open a debug session; the NDJSON response "
+            "streams its events (attached, paused with stack and source, resumed, output, "
+            "condition_error, exited) until the session ends. Closing the stream ends it.",
+            params=(NAME, Param("dap", "boolean", "also start debugpy on 127.0.0.1 and "
+                                                  "send its attach configuration")),
+            responses={200: "NDJSON events", 409: "a session is already open",
+                       503: "plugin not running"}, streams=True)
+async def debug_session(request: web.Request) -> web.StreamResponse:
+    import asyncio
+
+    sup = _supervisor(request)
+    ps = _get(sup, request)
+    dap = query_bool(request, "dap", False)
+    session = await _guard(sup.open_debug(ps.name))
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    bus = request.app[SERVICES].bus
+    reason = "stream closed"
+    try:
+        await response.write(_json_line({"type": "session", "id": session.id,
+                                         "plugin": ps.name, "commands": list(COMMANDS)}))
+        if dap:
+            where = await _guard(_dap(ps))
+            await response.write(_json_line({"type": "dap", "configuration": {
+                "name": f"axd plugin {ps.name}", "type": "python", "request": "attach",
+                "connect": where, "justMyCode": False,
+                "pathMappings": [{"localRoot": ps.manifest.folder,
+                                  "remoteRoot": ps.manifest.folder}]}}))
+        while not session.closed and not bus.closed:
+            try:
+                event = await asyncio.wait_for(session.events.get(), HEARTBEAT_S)
+            except TimeoutError:
+                event = {"type": "heartbeat"}
+            await response.write(_json_line(event))
+        while not session.events.empty():
+            await response.write(_json_line(session.events.get_nowait()))
+        reason = "session ended"
+    except (ConnectionResetError, ConnectionError):
+        reason = "client disconnected"
+    finally:
+        if ps.debug is session:
+            await sup.close_debug(ps.name, reason)
+        if dap:  # the debugpy listener lives until its process does: replace the process
+            await sup.reload(ps.name, reason="debug adapter closed", force=True)
+    await response.write_eof()
+    return response
+
+
+async def _dap(ps: Any) -> Any:
+    try:
+        return await ps.process.request("debug.dap", {}, 30)
+    except Exception as exc:
+        raise PluginError(503, "dap_unavailable", f"could not start debugpy in {ps.name}: "
+                          f"{exc}") from None
+
+
+@routes.add("POST", "/v1/plugins/{name}/debug/command", "Run a debugger command in the open "
+            "session: break, clear, breakpoints, continue, step, next, return, where, print, "
+            "locals, logs, quit.", params=(NAME,), body=COMMAND_BODY,
+            responses={200: "the command's result", 404: "no such plugin",
+                       409: "no such session", 422: "bad command or arguments",
+                       504: "the plugin did not answer"})
+async def debug_command(request: web.Request) -> web.Response:
+    sup = _supervisor(request)
+    ps = _get(sup, request)
+    body = await read_json(request, COMMAND_BODY,
+                           request.app[SERVICES].config["api.max_body_size"])
+    session = ps.debug
+    if session is None or session.closed or session.id != body["session"]:
+        raise ApiError(409, "no_session", f"{ps.name} has no open debug session "
+                       f"{body['session']}; open one with POST /v1/plugins/{ps.name}/debug")
+    try:
+        result = await session.command(body["command"], body.get("arg", ""))
+    except DebugFailure as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return web.json_response({"result": result}, dumps=lambda o: json.dumps(o, default=str))
+
+
+def _json_line(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, default=str).encode() + b"\n"
 
 
 @routes.add("GET", "/v1/plugins/{name}/timeline", "One time-ordered view: RPC calls, "

@@ -57,6 +57,10 @@ class Host:
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[threading.Event, list[Any]]] = {}
         self._lock = threading.Lock()
+        self.folder = ""
+        self.debugger: Any = None
+        self.dap: dict[str, Any] | None = None
+        self.serve_frame: Any = None
 
     # -- plugin -> daemon requests -------------------------------------------------------
 
@@ -94,11 +98,82 @@ class Host:
                         waiter[0].set()
                 elif message.get("method") == "ping":
                     self.reply(message, {"pong": time.time()})
+                elif str(message.get("method", "")).startswith("debug."):
+                    self.debug_control(message)
                 else:
                     self.work.put(message)
         except (OSError, ProtocolError):
             pass
         self.work.put(None)  # channel closed: the main loop stops the plugin and exits
+
+    # -- debugging (reader thread) ----------------------------------------------------------
+
+    def debug_control(self, message: dict[str, Any]) -> None:
+        """Debug messages are handled off the main thread: it may be paused at a line."""
+        from axd.plugins.debugger import DebugError, PluginDebugger
+
+        method = message["method"]
+        params = message.get("params") or {}
+        dbg = self.debugger
+        try:
+            if method == "debug.attach":
+                if dbg is None:
+                    dbg = self.debugger = PluginDebugger(self.folder, self.emit)
+                self.work.put({"method": "debug.arm"})
+                self.reply(message, {"attached": True})
+            elif dbg is None:
+                raise DebugError("no debug session is attached")
+            elif method == "debug.break":
+                self.reply(message, dbg.add_break(str(params.get("file", "")),
+                                                  int(params.get("line", 0)),
+                                                  params.get("cond") or None))
+            elif method == "debug.clear":
+                line = params.get("line")
+                self.reply(message, {"cleared": dbg.remove_breaks(
+                    params.get("file"), int(line) if line is not None else None)})
+            elif method == "debug.breakpoints":
+                self.reply(message, dbg.breakpoints())
+            elif method == "debug.cmd":
+                if dbg.paused_frame is None:
+                    raise DebugError("the plugin is running, not paused; set a breakpoint "
+                                     "and call the plugin")
+                dbg.commands.put((str(params.get("command")), str(params.get("arg", "")),
+                                  lambda result, error, m=message: self._answer(m, result,
+                                                                                error)))
+            elif method == "debug.detach":
+                dbg.remove_breaks(None, None)
+                dbg.attached = False
+                if dbg.paused_frame is not None:
+                    dbg.commands.put(("quit", "", lambda *_: None))
+                self.work.put({"method": "debug.disarm"})
+                self.reply(message, {"detached": True})
+            elif method == "debug.dap":
+                self.reply(message, self.start_dap())
+            else:
+                raise DebugError(f"unknown debug message {method}")
+        except DebugError as exc:
+            self.fail(message, "debug_error", str(exc))
+        except Exception as exc:
+            self.fail(message, "debug_error", f"{type(exc).__name__}: {exc}",
+                      traceback.format_exc())
+
+    def _answer(self, message: dict[str, Any], result: Any, error: str | None) -> None:
+        if error is None:
+            self.reply(message, result)
+        else:
+            self.fail(message, "debug_error", error)
+
+    def emit(self, method: str, params: dict[str, Any]) -> None:
+        self.channel.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def start_dap(self) -> dict[str, Any]:
+        """debugpy on a free loopback port, one client; the port dies with this process."""
+        import debugpy
+
+        if self.dap is None:
+            host, port = debugpy.listen(("127.0.0.1", 0))
+            self.dap = {"host": host, "port": port}
+        return self.dap
 
     # -- main thread -----------------------------------------------------------------------
 
@@ -113,6 +188,7 @@ class Host:
                                          "data": {"traceback": tb}}})
 
     def serve(self) -> int:
+        self.serve_frame = sys._getframe()
         while True:
             message = self.work.get()
             if message is None:
@@ -153,6 +229,12 @@ class Host:
             for handler in self.handlers.get(event.get("type", ""), []):
                 handler(event)
             return None
+        if method == "debug.arm" and self.debugger is not None:
+            self.debugger.arm(self.serve_frame)
+            return None
+        if method == "debug.disarm" and self.debugger is not None:
+            self.debugger.disarm()
+            return None
         if method == "snapshot":
             return {"state": self.plugin.snapshot()}
         if method == "restore":
@@ -170,6 +252,7 @@ class Host:
     def load(self, init: dict[str, Any]) -> dict[str, Any]:
         """Import and start the plugin; return the `ready` payload or raise _StartFailed."""
         folder, entry = init["folder"], init["entry"]
+        self.folder = folder
         module_name, _, class_name = entry.partition(":")
         sys.path.insert(0, folder)
         log = logging.getLogger(f"plugin.{init['name']}")

@@ -71,6 +71,7 @@ class PluginProcess:
         self.protocol_error: str | None = None
         self.stderr_tail: deque[str] = deque(maxlen=50)
         self.closed = asyncio.Event()
+        self.on_debug: Callable[[str, dict[str, Any]], None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -271,6 +272,9 @@ class PluginProcess:
                 self._ready_future.set_exception(StartFailed(
                     params.get("stage", "start"), params.get("error", "failed"),
                     params.get("traceback", "")))
+        elif method.startswith("debug."):
+            if self.on_debug is not None:
+                self.on_debug(method, params)
         elif msg_id is not None:
             asyncio.get_running_loop().create_task(self._answer_plugin(msg_id, method, params))
 

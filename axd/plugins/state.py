@@ -105,6 +105,7 @@ class PluginState:
     reload_status: dict[str, Any] | None = None
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reload_pending: bool = False
+    debug: Any = None  # the open DebugSession, if any
     logs: LogBuffer = field(default_factory=LogBuffer)
     calls: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))

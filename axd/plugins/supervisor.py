@@ -271,6 +271,9 @@ class Supervisor:
             ps.start_ms = round((time.perf_counter() - began) * 1000, 1)
             self.bus.publish("plugin.started", plugin=ps.name, pid=ready.get("pid"),
                              version=ps.manifest.version, start_ms=ps.start_ms)
+            if ps.debug is not None and not ps.debug.closed:
+                with contextlib.suppress(Exception):  # restarted under an open session
+                    await ps.debug.carry_over(process)
             while True:
                 code = await process.wait()
                 if ps.process is process or ps.process is None:
@@ -280,6 +283,8 @@ class Supervisor:
                 self.bus.publish("plugin.exited", plugin=ps.name, exit_code=code)
                 return
             reason = _describe_exit(code, process.protocol_error)
+            if ps.debug is not None:
+                ps.debug.plugin_exited(reason)
             oom_after = await asyncio.to_thread(_oom_count, ps)
             if oom_after > oom_before:
                 reason = "killed by the kernel for exceeding its memory budget (OOM)"
@@ -387,6 +392,10 @@ class Supervisor:
             stage = exc.stage if isinstance(exc, StartFailed) else "handover"
             tb = getattr(exc, "traceback", "")
             return self._reload_failed(ps, stage, str(exc), tb, reason)
+        if ps.debug is not None and not ps.debug.closed:
+            # Resume the old version (it must drain) and carry the session over.
+            with contextlib.suppress(Exception):
+                await old.request("debug.detach", {}, 5)
         ps.process, ps.group = new, group  # the switch: new calls go to the new version
         ps.usage.samples.clear()  # counters restart with the new group
         ps.code_digest = digest
@@ -394,7 +403,39 @@ class Supervisor:
         ps.started_at = time.monotonic()
         ps.start_ms = round((time.perf_counter() - began) * 1000, 1)
         asyncio.get_running_loop().create_task(self._retire(old, old_group))
+        if ps.debug is not None and not ps.debug.closed:
+            with contextlib.suppress(Exception):
+                await ps.debug.carry_over(new)
         return self._reloaded(ps, reason, requested_at, in_place=False)
+
+    # ---- debug sessions -----------------------------------------------------------------
+
+    async def open_debug(self, name: str) -> Any:
+        from axd.plugins.debug_session import DebugFailure, DebugSession
+
+        ps = self.get(name)
+        if ps.debug is not None and not ps.debug.closed:
+            raise PluginError(409, "session_exists", f"{name} already has a debug session "
+                              f"({ps.debug.id}); one at a time")
+        if ps.state != "running" or ps.process is None:
+            raise PluginError(503, "plugin_unavailable", f"{name} is {ps.state}, not running")
+        session = DebugSession(ps)
+        ps.debug = session
+        try:
+            await session.attach(ps.process)
+        except DebugFailure as exc:
+            ps.debug = None
+            raise PluginError(exc.status, exc.code, exc.message) from None
+        self.bus.publish("plugin.debug_opened", plugin=name, session=session.id)
+        return session
+
+    async def close_debug(self, name: str, reason: str) -> None:
+        ps = self.plugins.get(name)
+        if ps is None or ps.debug is None:
+            return
+        session, ps.debug = ps.debug, None
+        await session.close(reason)
+        self.bus.publish("plugin.debug_closed", plugin=name, session=session.id, reason=reason)
 
     async def _retire(self, old: PluginProcess, group: Any) -> None:
         """Let the old version finish its in-flight calls (bounded), then stop it."""
