@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # PYTHONDONTWRITEBYTECODE=1 machines never cache bytecode on import: compile our sources
 # up front, or every axctl start pays for compiling them.
 compile:
-	@$(BIN)/python -m compileall -q axd axctl >/dev/null
+	@$(BIN)/python -m compileall -q axd axctl plugins >/dev/null
 
 ## run: start axd, index this checkout, and show a search
 run: setup
@@ -50,6 +50,7 @@ bench-smoke: setup
 	$(BIN)/python bench/restart.py --smoke
 	$(BIN)/python bench/save_to_search.py --smoke
 	$(BIN)/python bench/relevance.py --smoke
+	$(BIN)/python bench/plugins.py --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -51,6 +51,10 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0, maximum=300,
     ),
     Option(
+        "daemon.watch_config", True, "bool",
+        "Reload the config (and the plugin budgets file) when the file changes on disk.",
+    ),
+    Option(
         "api.max_body_size", "1MiB", "size",
         "Largest request body the API accepts; larger ones get 413.",
         minimum=1024, maximum=1 << 30,
@@ -65,10 +69,6 @@ OPTIONS: tuple[Option, ...] = (
         "Events buffered per streaming client; a slower client loses the oldest "
         "and is told how many it missed.",
         minimum=1, maximum=1_000_000,
-    ),
-    Option(
-        "daemon.watch_config", True, "bool",
-        "Reload the config (and the plugin budgets file) when the file changes on disk.",
     ),
     Option(
         "health.loop_lag_warn", "100ms", "duration",

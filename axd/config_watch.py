@@ -50,6 +50,10 @@ class ConfigWatcher:
         return files
 
     async def _run(self) -> None:
+        if self.live.user_file:
+            # Watch the folder even before the file exists (created 0700, as XDG asks).
+            with contextlib.suppress(OSError):
+                os.makedirs(os.path.dirname(self.live.user_file), mode=0o700, exist_ok=True)
         while not self._stop.is_set():
             files = self._files()
             folders = sorted({os.path.dirname(f) for f in files if os.path.isdir(

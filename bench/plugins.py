@@ -11,11 +11,15 @@
    `python -I -c pass` and `python -c "import axd.sdk"`. A diagnostic copy of the plugin
    whose manifest budget is `cpu = 1.0` instead of `0.2` (`echo-cpu1`) restarts in the
    same rounds, to show what the CPU budget does to start-up.
-3. **Monitoring overhead.** Three private daemons idle side by side over the same window:
-   10 copies of the echo plugin sampled every 1 s (the default), the same 10 plugins
-   sampled once an hour, and plugins disabled. Each daemon's CPU time (utime + stime of
-   /proc/PID/stat, all threads) over the window, as % of one core; the monitor's own
-   accounting (`monitor.cpu_s`, `ticks`) from `GET /v1/plugins/NAME/stats`.
+3. **Monitoring overhead.** Four private daemons idle side by side over the same window:
+   10 copies of the echo plugin sampled every 1 s (the defaults), the same 10 plugins
+   sampled once an hour, the same sampled every 1 s with hot reload off (its folder
+   watchers poll, which is not sampling), and plugins disabled (the reference). Each
+   daemon's CPU time over the window as % of one core: utime + stime of /proc/PID/stat
+   (all threads, 10 ms ticks) and, where the kernel gives it, the per-thread
+   `se.sum_exec_runtime` (ns) of /proc/PID/task/TID/sched, which the figures use. The
+   target figure is "10 plugins, 1 s, hot reload off" minus "disabled"; the monitor's own
+   accounting (`monitor.cpu_s`, `ticks` of `GET /v1/plugins/NAME/stats`) is set beside it.
 
 Every daemon is private (temp socket, state and config dirs under /tmp/axdb-*), with
 `AXD_PLUGINS_BUILTIN=false` and a temp `AXD_PLUGINS_PATHS` holding copies of
@@ -165,6 +169,8 @@ def plugin_daemon(enabled: bool, paths: str | None, interval: str = "1s",
                   hot_reload: bool | None = None) -> Daemon:
     """A private daemon; hot_reload None leaves `plugins.hot_reload` at its default."""
     daemon = Daemon(note)
+    for key in [k for k in daemon.env if k.startswith(("AXD_PLUGINS_", "AXD_BUDGET_"))]:
+        del daemon.env[key]  # the caller's own settings must not leak into the bench daemons
     daemon.env.update(AXD_PLUGINS_ENABLED="true" if enabled else "false",
                       AXD_PLUGINS_BUILTIN="false", AXD_PLUGINS_SAMPLE_INTERVAL=interval,
                       AXD_PLUGINS_PATHS=paths or os.path.join(daemon.tmp, "none"))
@@ -244,7 +250,14 @@ def timed_request(client: Client, method: str, target: str,
     return elapsed, resp
 
 
-def measure_rpc(daemon: Daemon, runs: int, warmup: int) -> dict[str, Any]:
+def measure_rpc(daemon: Daemon, runs: int, warmup: int, idle_s: float) -> dict[str, Any]:
+    # First the monitor's self-accounting on this daemon at idle, for comparison with the
+    # same figure while it serves calls.
+    idle0 = daemon.call("GET", "/v1/plugins/echo/stats")["monitor"]
+    started = time.perf_counter()
+    time.sleep(idle_s)
+    idle = monitor_delta(idle0, daemon.call("GET", "/v1/plugins/echo/stats")["monitor"],
+                         time.perf_counter() - started)
     client = daemon.client()
     pair = PairEcho()
     took: list[float] = []
@@ -287,6 +300,7 @@ def measure_rpc(daemon: Daemon, runs: int, warmup: int) -> dict[str, Any]:
         # its idle figures in the monitoring section).
         "monitor_during_calls": monitor_delta(before["monitor"], after["monitor"],
                                               elapsed_s),
+        "monitor_idle": idle,
     }
 
 
@@ -514,10 +528,12 @@ def rpc_lines(rpc: dict[str, Any]) -> list[str]:
                  f"p95 {window['p95_ms']} ms, p99 {window['p99_ms']} ms; plugin CPU throttling "
                  f"during the calls: {thr['count']} periods, {thr['seconds']} s "
                  f"(budget cpu {thr['budget']['cpu']}, {thr['enforcement']})")
-    busy = rpc["monitor_during_calls"]
-    lines.append(f"monitor's own accounting while serving calls: {fmt_opt(busy['ms_per_tick'])} "
-                 f"ms per tick over {busy['ticks']:.0f} ticks (2 plugins; compare with idle "
-                 "below)")
+    busy, idle = rpc["monitor_during_calls"], rpc["monitor_idle"]
+    if busy["ms_per_tick"] is not None and idle["ms_per_tick"] is not None:
+        lines.append(figure("monitor's own accounting while serving calls, per tick (2 "
+                            f"plugins, {busy['ticks']:.0f} ticks)", busy["ms_per_tick"], "ms",
+                            f"same daemon idle ({idle['ticks']:.0f} ticks)",
+                            idle["ms_per_tick"], 3))
     return lines
 
 
@@ -538,14 +554,36 @@ def start_lines(cold: dict[str, Any]) -> list[str]:
     return lines
 
 
+def pct(doc: dict[str, Any]) -> float:
+    """A daemon's CPU % over the window: the per-thread runtimes (ns) when the kernel gives
+    them, else utime + stime (10 ms ticks)."""
+    precise = doc.get("precise")
+    return float(precise["cpu_pct"] if precise else doc["cpu_pct"])
+
+
 def sampling_pct(mon: dict[str, Any]) -> tuple[float, str]:
     """CPU attributable to sampling 10 plugins every 1s, and how it was obtained: 10 plugins
     with their folder watchers off, minus plugins disabled (or, on a daemon without hot
     reload, the default 10-plugin daemon minus plugins disabled)."""
     d = mon["daemons"]
     if NOWATCH in d:
-        return d[NOWATCH]["cpu_pct"] - d[OFF]["cpu_pct"], "hot reload off, minus disabled"
-    return d[ON]["cpu_pct"] - d[OFF]["cpu_pct"], "minus disabled"
+        return pct(d[NOWATCH]) - pct(d[OFF]), "hot reload off, minus disabled"
+    return pct(d[ON]) - pct(d[OFF]), "minus disabled"
+
+
+def daemon_line(label: str, doc: dict[str, Any], off: dict[str, Any], window: float) -> str:
+    unit = "% of a core"
+    if label == OFF:
+        line = figure(f"daemon CPU, {label} ({window:.0f}s idle)", pct(doc), unit, digits=3)
+    else:
+        line = figure(f"daemon CPU, {label} ({window:.0f}s idle)", pct(doc), unit, OFF,
+                      pct(off), 3)
+    precise = doc.get("precise")
+    if precise:
+        line += (f"; main thread {precise['main_thread_pct']:.3f} %, other threads "
+                 f"{precise['other_threads_pct']:.3f} % ({precise['threads']} threads); "
+                 f"/proc/PID/stat: {doc['cpu_pct']:.2f} %")
+    return line
 
 
 def monitor_lines(mon: dict[str, Any]) -> list[str]:
@@ -553,20 +591,17 @@ def monitor_lines(mon: dict[str, Any]) -> list[str]:
     on, hourly, off = d[ON], d[HOURLY], d[OFF]
     w = mon["window_s"]
     unit = "% of a core"
-    lines = [figure(f"daemon CPU, {label} ({w:.0f}s idle)", d[label]["cpu_pct"], unit, OFF,
-                    off["cpu_pct"], 3) for label in d if label != OFF]
-    lines.append(figure(f"daemon CPU, {OFF}", off["cpu_pct"], unit, digits=3))
+    lines = [daemon_line(label, doc, off, w) for label, doc in d.items()]
     sampling, how = sampling_pct(mon)
     lines.append(figure(f"CPU attributable to sampling 10 plugins every 1s ({how})", sampling,
                         unit, digits=3))
     lines.append(figure("CPU attributable to sampling, cross-check (1s minus 3600s)",
-                        on["cpu_pct"] - hourly["cpu_pct"], unit, digits=3))
+                        pct(on) - pct(hourly), unit, digits=3))
     lines.append(figure("CPU of the whole plugin runtime at defaults (10 plugins, minus "
-                        "disabled)", on["cpu_pct"] - off["cpu_pct"], unit, digits=3))
+                        "disabled)", pct(on) - pct(off), unit, digits=3))
     if NOWATCH in d:
         lines.append(figure("CPU attributable to 10 plugin folder watchers (hot reload on "
-                            "minus off)", on["cpu_pct"] - d[NOWATCH]["cpu_pct"], unit,
-                            digits=3))
+                            "minus off)", pct(on) - pct(d[NOWATCH]), unit, digits=3))
     for label in (ON, NOWATCH):
         m = d.get(label, {}).get("monitor")
         if m:
@@ -576,7 +611,7 @@ def monitor_lines(mon: dict[str, Any]) -> list[str]:
                          + f"; {m['ticks']:.0f} ticks, {m['cpu_s']} s, "
                            f"{fmt_opt(m['ms_per_tick'])} ms per tick")
     kids = ", ".join(f"{v['children_cpu_s']} s ({k})" for k, v in d.items() if k != OFF)
-    lines.append(f"plugin hosts' own CPU over the window: {kids}; /proc resolution "
+    lines.append(f"plugin hosts' own CPU over the window: {kids}; /proc/PID/stat resolution "
                  f"{mon['clock_tick_s'] * 1000:.0f} ms = "
                  f"{100 * mon['clock_tick_s'] / w:.3f} % over the window")
     return lines
@@ -619,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                 wait_running(daemon, ["echo", "echo-cpu1"])
                 note(f"daemon pid {daemon.pid}; {args.warmup} warm-up and {args.runs} measured "
                      "round trips of each kind")
-                rpc = measure_rpc(daemon, args.runs, args.warmup)
+                rpc = measure_rpc(daemon, args.runs, args.warmup, max(args.settle, 2.0))
                 note(f"{args.restarts} restarts of each plugin, interleaved with references")
                 cold = measure_cold_start(daemon, os.path.join(folder, "echo"), args.restarts)
             mon = measure_monitoring(tmp, args.window, args.settle)

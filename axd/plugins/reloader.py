@@ -32,54 +32,69 @@ def _source_filter(_change: watchfiles.Change, path: str) -> bool:
 
 
 class Reloader:
+    """One watcher for every plugin folder (a watch thread wakes every `step`, so one
+    thread for all keeps idle cost flat however many plugins there are)."""
+
     def __init__(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._first: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._settling: dict[str, asyncio.Task[None]] = {}
 
     def start(self) -> None:
-        for ps in self.supervisor.plugins.values():
-            self._tasks[ps.name] = asyncio.get_running_loop().create_task(
-                self._watch(ps.name, ps.manifest.folder), name=f"reload-{ps.name}")
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name="reload")
 
     async def stop(self) -> None:
         self._stop.set()
-        for task in self._tasks.values():
+        tasks = [t for t in (self._task, *self._settling.values()) if t is not None]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks.values():
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _watch(self, name: str, folder: str) -> None:
+    def _owner(self, path: str) -> str | None:
+        for ps in self.supervisor.plugins.values():
+            folder = ps.manifest.folder.rstrip(os.sep) + os.sep
+            if path.startswith(folder):
+                return ps.name
+        return None
+
+    async def _watch(self) -> None:
+        folders = [ps.manifest.folder for ps in self.supervisor.plugins.values()]
+        if not folders:
+            return
         quiet = float(self.supervisor.config["plugins.reload_debounce"])  # type: ignore[arg-type]
-        step = max(5, int(quiet * 1000 / 2))
-        first_change: float | None = None
-        pending: asyncio.Task[None] | None = None
-        last_change = 0.0
-
-        async def settle() -> None:
-            nonlocal first_change
-            while time.monotonic() - last_change < quiet:
-                await asyncio.sleep(quiet - (time.monotonic() - last_change))
-            started, first_change = first_change, None
-            ps = self.supervisor.plugins.get(name)
-            if ps is None or not ps.enabled:
-                return
-            try:
-                await self.supervisor.reload(name, reason="file changed", requested_at=started)
-            except Exception:  # one broken reload must not stop the watching
-                log.exception("reload failed", extra={"plugin": name})
-
+        # Batches must arrive well inside the quiet period while a burst goes on, or the
+        # burst would look quiet between two batches.
+        step = max(5, int(quiet * 1000 / 4))
         try:
-            async for _changes in watchfiles.awatch(
-                    folder, watch_filter=_source_filter, debounce=max(step * 2, 10),
+            async for changes in watchfiles.awatch(
+                    *folders, watch_filter=_source_filter, debounce=max(step * 2, 10),
                     step=step, stop_event=self._stop, recursive=True):
                 now = time.monotonic()
-                last_change = now
-                if first_change is None:
-                    first_change = now
-                if pending is None or pending.done():
-                    pending = asyncio.get_running_loop().create_task(settle())
+                for name in {self._owner(path) for _, path in changes} - {None}:
+                    assert name is not None
+                    self._last[name] = now
+                    self._first.setdefault(name, now)
+                    task = self._settling.get(name)
+                    if task is None or task.done():
+                        self._settling[name] = asyncio.get_running_loop().create_task(
+                            self._settle(name, quiet))
         except Exception as exc:
-            log.warning("not watching plugin folder", extra={"plugin": name,
-                                                             "error": str(exc)})
+            log.warning("not watching plugin folders", extra={"error": str(exc)})
+
+    async def _settle(self, name: str, quiet: float) -> None:
+        """Wait until the folder has been quiet, then reload once with its files as now."""
+        while (idle := time.monotonic() - self._last[name]) < quiet:
+            await asyncio.sleep(quiet - idle)
+        started = self._first.pop(name, time.monotonic())
+        ps = self.supervisor.plugins.get(name)
+        if ps is None or not ps.enabled:
+            return
+        try:
+            await self.supervisor.reload(name, reason="file changed", requested_at=started)
+        except Exception:  # one broken reload must not stop the watching
+            log.exception("reload failed", extra={"plugin": name})

@@ -149,5 +149,7 @@ class PluginState:
             "methods": (self.process.ready.get("methods", []) if self.process else []),
             "generation": self.generation,
             "reload": self.reload_status,
+            "debug_session": self.debug.id if self.debug is not None and not self.debug.closed
+            else None,
             "folder": self.manifest.folder,
         }

@@ -255,6 +255,7 @@ class Supervisor:
             if not ps.code_digest:
                 ps.code_digest = await asyncio.to_thread(code_digest, ps.manifest.folder)
             ps.state = "starting"
+            await asyncio.to_thread(ps.group.apply, _startup(ps.budget))
             process = PluginProcess(ps.manifest, ps.group, ps.logs.add, self.daemon_api)
             ps.process = process
             began = time.perf_counter()
@@ -266,6 +267,7 @@ class Supervisor:
                                            exc.traceback, exit_code=None):
                     return
                 continue
+            ps.budget_notes = await asyncio.to_thread(ps.group.apply, ps.budget)
             ps.state = "running"
             ps.started_at = time.monotonic()
             ps.start_ms = round((time.perf_counter() - began) * 1000, 1)
@@ -371,7 +373,12 @@ class Supervisor:
                 await self._halt(ps)
                 await self.start_plugin(ps.name)
             return self._reloaded(ps, reason, requested_at, in_place=False)
+        return await self._blue_green(ps, manifest, digest, reason, requested_at)
+
+    async def _blue_green(self, ps: PluginState, manifest: manifest_mod.Manifest, digest: str,
+                          reason: str, requested_at: float) -> dict[str, Any]:
         old, old_group = ps.process, ps.group
+        assert old is not None
         group_name = ps.name if old_group is not None and old_group.name != ps.name \
             else f"{ps.name}.b"
         saved_manifest, saved_budget = ps.manifest, ps.budget
@@ -382,7 +389,9 @@ class Supervisor:
         timeout = float(self.config["plugins.start_timeout"])  # type: ignore[arg-type]
         began = time.perf_counter()
         try:
+            await asyncio.to_thread(group.apply, _startup(ps.budget))
             await new.start(timeout)
+            await asyncio.to_thread(group.apply, ps.budget)
             state = await old.request("snapshot", {}, timeout)
             await new.request("restore", {"state": (state or {}).get("state")}, timeout)
         except (StartFailed, PluginTimeout, PluginUnavailable, PluginCallError) as exc:
@@ -549,6 +558,15 @@ class Supervisor:
         with open(tmp, "w") as fh:
             json.dump({"disabled": disabled}, fh)
         os.replace(tmp, self.state_file)
+
+
+def _startup(budget: Budget) -> Budget:
+    """Until `ready`, a plugin may use at least one core: imports under a 0.2-core quota
+    would take four times as long. Memory and pids limits hold from the first instruction;
+    `plugins.start_timeout` bounds the boost."""
+    if budget.cpu is None or budget.cpu >= 1.0:
+        return budget
+    return dataclasses.replace(budget, cpu=1.0)
 
 
 def code_digest(folder: str) -> str:
