@@ -373,3 +373,26 @@ def _alive(pid: int) -> bool:
             return fh.read().split(") ")[1][0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def test_dap_listens_on_loopback_until_the_session_ends(home, pd):
+    reader = home.client(None)._open("POST", "/v1/plugins/echo/debug?dap=true", {})
+    status, headers = transport._read_head(reader)
+    assert status == 200
+    lines = transport._lines(reader, headers)
+    assert json.loads(next(lines))["type"] == "session"
+    config = json.loads(next(lines))["configuration"]
+    assert config["request"] == "attach" and config["connect"]["host"] == "127.0.0.1"
+    port = config["connect"]["port"]
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    reader.raw._sock.shutdown(socket.SHUT_RDWR)
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return True
+        return False
+
+    wait_for(refused, timeout=20)  # the plugin process (and its listener) was replaced
+    assert info(home)["generation"] == 1
