@@ -51,6 +51,7 @@ bench-smoke: setup
 	$(BIN)/python bench/save_to_search.py --smoke
 	$(BIN)/python bench/relevance.py --smoke
 	$(BIN)/python bench/plugins.py --smoke
+	$(BIN)/python bench/reload.py --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from axctl import trace
 from axctl.commands import codeintel as codeintel_cmd
 from axctl.commands import config as config_cmd
 from axctl.commands import daemon as daemon_cmd
@@ -13,6 +14,8 @@ from axctl.commands import events as events_cmd
 from axctl.commands import plugins as plugins_cmd
 from axctl.session import Session
 from axd import __version__
+
+trace.mark("imports")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,9 +25,13 @@ from axd import __version__
 @click.option("--no-autostart", is_flag=True,
               help="Fail (exit 3) instead of starting axd when it is not running. "
                    "Also AXCTL_NO_AUTOSTART=1.")
+@click.option("--trace", "trace_phases", is_flag=True,
+              help="Print where this command spent its time (imports, config, connect, "
+                   "request, render) on stderr.")
 @click.version_option(__version__, "-V", "--version", prog_name="axctl")
 @click.pass_context
-def cli(ctx: click.Context, socket: str | None, no_autostart: bool) -> None:
+def cli(ctx: click.Context, socket: str | None, no_autostart: bool,
+        trace_phases: bool) -> None:
     """Talk to axd, the resident developer daemon.
 
     Commands that need the daemon start it when it is not running; `status` and `stop`
@@ -35,6 +42,15 @@ def cli(ctx: click.Context, socket: str | None, no_autostart: bool) -> None:
     env_off = os.environ.get("AXCTL_NO_AUTOSTART", "").lower() in ("1", "true", "yes")
     ctx.obj = Session(socket=os.path.abspath(socket) if socket else None,
                       autostart=not (no_autostart or env_off))
+    trace.enabled = trace_phases
+    trace.mark("config")
+    if trace_phases:
+        ctx.call_on_close(_print_trace)
+
+
+def _print_trace() -> None:
+    trace.mark("render")
+    click.echo(trace.report(), err=True)
 
 
 for command in (

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+from axctl import trace
 from axd import API_VERSION, __version__
 
 
@@ -67,6 +68,7 @@ class Client:
         with self._open(method, target, body) as reader:
             status, headers = _read_head(reader)
             data = b"".join(_body_chunks(reader, headers))
+        trace.mark("request")
         _check_api(headers)
         return Response(status, headers, data)
 
@@ -91,6 +93,7 @@ class Client:
         except OSError as exc:
             sock.close()
             raise DaemonUnreachable(self.path, _why(exc)) from None
+        trace.mark("connect")
         payload = b"" if body is None else json.dumps(body).encode()
         head = (
             f"{method} {target} HTTP/1.1\r\nHost: axd\r\n"

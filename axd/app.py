@@ -13,11 +13,13 @@ from axd.api import codeintel as codeintel_api
 from axd.api import config as config_api
 from axd.api import events as events_api
 from axd.api import lifecycle as lifecycle_api
+from axd.api import metrics as metrics_api
 from axd.api import openapi as openapi_api
 from axd.api import plugins as plugins_api
 from axd.api import status as status_api
 from axd.api.access_log import access_log
 from axd.api.errors import error_middleware
+from axd.api.metrics import request_telemetry
 from axd.api.peer import same_uid_only
 from axd.api.registry import install
 from axd.config import Config
@@ -32,6 +34,7 @@ ROUTE_TABLES = (
     openapi_api.routes,
     codeintel_api.routes,
     plugins_api.routes,
+    metrics_api.routes,
 )
 
 
@@ -39,13 +42,20 @@ def build_app(services: Services, with_services: bool = True) -> web.Application
     # Bodies are read and size-checked by api.inputs against the live config, so aiohttp's
     # own limit only backstops handlers that read bodies some other way.
     app = web.Application(
-        middlewares=[access_log, error_middleware, same_uid_only],
+        middlewares=[request_telemetry, access_log, error_middleware, same_uid_only],
         client_max_size=1 << 30,
     )
     app[SERVICES] = services
+    if services.telemetry is None:
+        from axd.telemetry import Telemetry
+
+        services.telemetry = Telemetry(services.config)
+        services.bus.listeners.append(services.telemetry.event)
+    services.components["telemetry"] = services.telemetry.describe
     app[openapi_api.ROUTES] = install(app, ROUTE_TABLES)
     app.on_response_prepare.append(_identify)
     app.on_shutdown.append(_end_streams)
+    app.on_cleanup.append(_flush_telemetry)
     app.cleanup_ctx.append(_loop_lag)
     if with_services:
         app.cleanup_ctx.append(_codeintel)
@@ -62,6 +72,12 @@ async def _identify(request: web.Request, response: web.StreamResponse) -> None:
 
 async def _end_streams(app: web.Application) -> None:
     app[SERVICES].bus.close()
+
+
+async def _flush_telemetry(app: web.Application) -> None:
+    telemetry = app[SERVICES].telemetry
+    if telemetry is not None:
+        await asyncio.to_thread(telemetry.shutdown)
 
 
 async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
@@ -83,7 +99,7 @@ async def _codeintel(app: web.Application) -> AsyncIterator[None]:
     from axd.codeintel.service import CodeIntel
 
     services = app[SERVICES]
-    ci = CodeIntel(services.info.state_dir, services.config, services.bus)
+    ci = CodeIntel(services.info.state_dir, services.config, services.bus, services.telemetry)
     services.codeintel = ci
     services.components["codeintel"] = ci.health
     loading = asyncio.get_running_loop().create_task(ci.start(), name="codeintel-start")
@@ -102,7 +118,7 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
 
     services = app[SERVICES]
     sup = Supervisor(services.config, services.bus, services.info.state_dir,
-                     DaemonApi(services.codeintel))
+                     DaemonApi(services.codeintel), services.telemetry)
     services.plugins = sup
     services.components["plugins"] = sup.health
     await sup.start()  # quick: picks the cgroup backend, reads manifests, launches tasks

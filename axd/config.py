@@ -174,6 +174,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("plugins.sample_interval", "1s", "duration",
            "How often CPU, memory and throttling of each plugin are sampled.",
            minimum=0.05, maximum=3600),
+    Option("telemetry.enabled", False, "bool",
+           "Export traces, metrics and events over OTLP/HTTP. Also on when an "
+           "OTEL_EXPORTER_OTLP_*ENDPOINT variable is set; OTEL_SDK_DISABLED=true wins."),
+    Option("telemetry.endpoint", "", "str",
+           "OTLP/HTTP base URL (/v1/traces, /v1/metrics, /v1/logs are appended); empty means "
+           "OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4318."),
+    Option("telemetry.headers", [], "list",
+           "Extra request headers for the collector, as key=value."),
+    Option("telemetry.service_name", "axd", "str", "service.name of everything exported."),
+    Option("telemetry.export_interval", "5s", "duration",
+           "How often spans, logs and metrics are pushed.", minimum=0.1, maximum=3600),
+    Option("telemetry.timeout", "5s", "duration",
+           "Per-export timeout; exports run off the request path.", minimum=0.1, maximum=300),
+    Option("telemetry.queue_size", 2048, "int",
+           "Spans (and log records) buffered while the collector is slow; more are dropped "
+           "and counted.", minimum=16, maximum=1_000_000),
     Option("budget.cpu", 1.0, "float",
            "Default CPU budget of a plugin, in cores.", minimum=0.01, maximum=1024),
     Option("budget.memory", "512MiB", "size",

@@ -11,7 +11,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 Event = dict[str, Any]
@@ -100,6 +100,7 @@ class EventBus:
         self.published = 0
         self.dropped = 0
         self.closed = False
+        self.listeners: list[Callable[[Event], None]] = []
 
     def publish(self, event_type: str, **fields: Any) -> Event:
         event = make_event(event_type, **fields)
@@ -107,6 +108,8 @@ class EventBus:
         self._history.append(event)
         for sub in list(self._subscribers):
             sub.offer(event)
+        for listener in self.listeners:
+            listener(event)  # synchronous and cheap by contract (telemetry)
         return event
 
     def recent(self, wanted: TypeFilter, limit: int | None = None) -> list[Event]:

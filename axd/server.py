@@ -106,6 +106,10 @@ def run(opts: Options) -> int:
         return _fail(ready, "unsafe_dir", str(exc), EXIT_FAILURE)
     except AlreadyRunning as exc:
         return _fail(ready, "already_running", str(exc), EXIT_FAILURE, pid=exc.pid)
+    except Exception as exc:  # a bug: say so on the ready pipe instead of vanishing
+        log.exception("axd failed")
+        return _fail(ready, "internal_error", f"{type(exc).__name__}: {exc} (a bug in axd; "
+                     "the daemon log has the traceback)", EXIT_FAILURE)
     finally:
         if sock is not None:
             sock.close()

@@ -18,6 +18,7 @@ from axd.live_config import LiveConfig
 if TYPE_CHECKING:
     from axd.codeintel.service import CodeIntel
     from axd.plugins.supervisor import Supervisor
+    from axd.telemetry import Telemetry
 
 HealthProbe = Callable[[], dict[str, Any]]
 
@@ -43,6 +44,7 @@ class Services:
     components: dict[str, HealthProbe] = field(default_factory=dict)
     codeintel: CodeIntel | None = None
     plugins: Supervisor | None = None
+    telemetry: Telemetry | None = None
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {name: probe() for name, probe in self.components.items()}

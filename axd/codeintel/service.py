@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from axd.codeintel.watcher import Watcher
 from axd.config import Config
 from axd.events import EventBus
 from axd.live_config import LiveConfig
+
+if TYPE_CHECKING:
+    from axd.telemetry import Telemetry
 
 log = logging.getLogger("axd.codeintel")
 
@@ -81,7 +84,8 @@ class Workspace:
 
 
 class CodeIntel:
-    def __init__(self, state_dir: str, config: LiveConfig, bus: EventBus) -> None:
+    def __init__(self, state_dir: str, config: LiveConfig, bus: EventBus,
+                 telemetry: Telemetry | None = None) -> None:
         self.db_path = os.path.join(state_dir, "index.sqlite3")
         self.config = config
         self.bus = bus
@@ -101,7 +105,15 @@ class CodeIntel:
         self._cookie_seq = 0
         self._symbols: dict[int, tuple[int, list[str]]] = {}
         self.generation = 0
+        self.telemetry = telemetry
         config.on_change(self._config_changed)
+        if telemetry is not None:
+            telemetry.gauge("axd.index.chunks", "Definitions and text chunks indexed", "1",
+                            self._chunk_counts)
+            telemetry.gauge("axd.index.postings", "Postings held in memory", "1",
+                            lambda: [(self.postings.posting_count(), {})])
+            telemetry.gauge("axd.index.memory", "Bytes of the in-memory index", "By",
+                            lambda: [(self.postings.memory_bytes(), {})])
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -162,6 +174,10 @@ class CodeIntel:
             "load_ms": self.load_ms,
             "pending_changes": sum(len(w.pending) for w in self.workspaces.values()),
         }
+
+    def _chunk_counts(self) -> list[tuple[float, dict[str, Any]]]:
+        return [(self.postings.doc_count(ws.id), {"workspace": ws.root})
+                for ws in self.workspaces.values()]
 
     def _load_postings(self) -> int:
         store = self._store()
@@ -340,7 +356,13 @@ class CodeIntel:
                 ws.known[path] = (size, mtime, ws.known[path][2])
         if not fresh and not deleted:
             return
-        applied: Applied = await self._write(self._apply_sync, ws.id, fresh, deleted)
+        began = time.perf_counter()
+        with self._span("codeintel.index_batch", workspace=ws.root, files=len(fresh),
+                        deleted=len(deleted)):
+            applied: Applied = await self._write(self._apply_sync, ws.id, fresh, deleted)
+        if self.telemetry is not None:
+            self.telemetry.index_batch_duration.record(
+                (time.perf_counter() - began) * 1000, {"workspace": ws.root})
         summary["chunks_added"] += len(applied.added)
         summary["chunks_removed"] += len(applied.removed_chunks)
         for data in fresh:
@@ -524,8 +546,26 @@ class CodeIntel:
                           for f in extract.FIELDS),
         )
 
+    def _span(self, name: str, **attributes: Any) -> Any:
+        if self.telemetry is None:
+            return contextlib.nullcontext()
+        return self.telemetry.span(name, **attributes)
+
     async def search(self, ws: Workspace, text: str, limit: int, fresh: bool = False,
                      debug: bool = False, use_cache: bool = True) -> dict[str, Any]:
+        with self._span("codeintel.search", workspace=ws.root, limit=limit,
+                        fresh=fresh) as span:
+            doc = await self._search(ws, text, limit, fresh, debug, use_cache)
+            if span is not None:
+                span.set_attribute("cache", doc["cache"])
+                span.set_attribute("results", len(doc["results"]))
+        if self.telemetry is not None:
+            self.telemetry.search_duration.record(doc["took_ms"], {"cache": doc["cache"]})
+            self.telemetry.search_cache.add(1, {"result": doc["cache"]})
+        return doc
+
+    async def _search(self, ws: Workspace, text: str, limit: int, fresh: bool, debug: bool,
+                      use_cache: bool) -> dict[str, Any]:
         started = time.perf_counter()
         warnings: list[str] = []
         if fresh:

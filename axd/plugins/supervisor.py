@@ -40,6 +40,7 @@ from axd.plugins.state import PluginState
 
 if typing.TYPE_CHECKING:
     from axd.plugins.reloader import Reloader
+    from axd.telemetry import Telemetry
 
 log = logging.getLogger("axd.plugins")
 
@@ -56,7 +57,7 @@ class PluginError(Exception):
 
 class Supervisor:
     def __init__(self, config: LiveConfig, bus: EventBus, state_dir: str,
-                 daemon_api: DaemonApi) -> None:
+                 daemon_api: DaemonApi, telemetry: Telemetry | None = None) -> None:
         self.config = config
         self.bus = bus
         self.state_file = os.path.join(state_dir, "plugins.json")
@@ -68,7 +69,17 @@ class Supervisor:
         self.monitor = Monitor(self, bus)
         self.reloader: Reloader | None = None
         self._events_task: asyncio.Task[None] | None = None
+        self.telemetry = telemetry
         config.on_change(self._config_changed)
+        if telemetry is not None:
+            for name, desc, unit, attr in (
+                    ("axd.plugin.cpu", "Plugin CPU use", "%", "cpu_percent"),
+                    ("axd.plugin.memory", "Plugin memory in its cgroup", "By", "memory_bytes"),
+                    ("axd.plugin.throttled", "Plugin CPU time throttled", "s", "throttled_s"),
+                    ("axd.plugin.oom_kills", "Plugin OOM kills", "1", "oom_kills")):
+                telemetry.gauge(name, desc, unit, lambda a=attr: [
+                    (float(getattr(ps.usage, a)), {"plugin": ps.name})
+                    for ps in self.plugins.values() if getattr(ps.usage, a) is not None])
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -205,6 +216,8 @@ class Supervisor:
                               state=ps.state)
         started = time.perf_counter()
         outcome = "ok"
+        span = self._span("plugin.call", plugin=name, method=method)
+        span.__enter__()
         try:
             return await ps.process.call(method, params, limit)
         except PluginTimeout as exc:
@@ -219,6 +232,10 @@ class Supervisor:
             raise PluginError(status, exc.code, str(exc), traceback=exc.traceback) from None
         finally:
             ms = (time.perf_counter() - started) * 1000
+            span.__exit__(None, None, None)
+            if self.telemetry is not None:
+                self.telemetry.plugin_call_duration.record(
+                    ms, {"plugin": name, "method": method, "outcome": outcome})
             ps.latency.record(ms, outcome)
             ps.calls.append({"ts": time.time(), "method": method, "ms": round(ms, 3),
                              "outcome": outcome, "generation": ps.generation})
@@ -344,8 +361,20 @@ class Supervisor:
             ps.reload_pending = True  # coalesce: one more reload after this one
         async with ps.reload_lock:
             ps.reload_pending = False
-            result = await self._reload(ps, reason, force, requested_at or time.monotonic())
+            with self._span("plugin.reload", plugin=name, reason=reason, force=force) as span:
+                result = await self._reload(ps, reason, force,
+                                            requested_at or time.monotonic())
+                if span is not None:
+                    span.set_attribute("reloaded", bool(result.get("reloaded")))
+                    span.set_attribute("stage", str(result.get("stage", "")))
+        if self.telemetry is not None and result.get("reloaded"):
+            self.telemetry.plugin_reload_duration.record(result["took_ms"], {"plugin": name})
         return result
+
+    def _span(self, name: str, **attributes: Any) -> Any:
+        if self.telemetry is None:
+            return contextlib.nullcontext()
+        return self.telemetry.span(name, **attributes)
 
     async def _reload(self, ps: PluginState, reason: str, force: bool,
                       requested_at: float) -> dict[str, Any]:
@@ -429,6 +458,8 @@ class Supervisor:
         if ps.state != "running" or ps.process is None:
             raise PluginError(503, "plugin_unavailable", f"{name} is {ps.state}, not running")
         session = DebugSession(ps)
+        session.span = self._span("plugin.debug_session", plugin=name, session=session.id)
+        session.span.__enter__()
         ps.debug = session
         try:
             await session.attach(ps.process)
@@ -444,6 +475,8 @@ class Supervisor:
             return
         session, ps.debug = ps.debug, None
         await session.close(reason)
+        if session.span is not None:
+            session.span.__exit__(None, None, None)
         self.bus.publish("plugin.debug_closed", plugin=name, session=session.id, reason=reason)
 
     async def _retire(self, old: PluginProcess, group: Any) -> None:
