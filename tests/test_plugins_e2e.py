@@ -222,8 +222,9 @@ def test_cpu_is_held_to_its_quota(home, pdaemon):
 @needs_cgroups
 def test_memory_past_the_limit_is_oom_killed_and_reported(home, pdaemon):
     first = plugin(home, "echo")["pid"]
-    api(home, "POST", "/v1/plugins/echo/call", {"method": "alloc", "params": [300]},
-        status=503, timeout=60)
+    resp = home.client(90).request("POST", "/v1/plugins/echo/call",
+                                   {"method": "alloc", "params": [300], "timeout": 60})
+    assert resp.status == 503, resp.body  # the process died under the call
     wait_for(lambda: any(e["plugin"] == "echo" and e["reason"] == "oom_kill"
                          for e in events(home, "budget.exceeded")), timeout=20)
     crash = [e for e in events(home, "plugin.crashed") if e["plugin"] == "echo"][-1]
