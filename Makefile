@@ -43,6 +43,7 @@ bench: setup
 
 ## bench-smoke: each benchmark once, briefly, to prove it still runs (CI)
 bench-smoke: setup
+	$(BIN)/axctl perf run bench/workloads/smoke.toml
 	$(BIN)/python bench/cli_startup.py --smoke
 	$(BIN)/python bench/corpus.py --smoke
 	$(BIN)/python bench/index_build.py --smoke

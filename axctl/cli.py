@@ -11,6 +11,7 @@ from axctl.commands import codeintel as codeintel_cmd
 from axctl.commands import config as config_cmd
 from axctl.commands import daemon as daemon_cmd
 from axctl.commands import events as events_cmd
+from axctl.commands import perf as perf_cmd
 from axctl.commands import plugins as plugins_cmd
 from axctl.session import Session
 from axd import __version__
@@ -57,7 +58,7 @@ for command in (
     daemon_cmd.status, daemon_cmd.start, daemon_cmd.stop, daemon_cmd.restart,
     events_cmd.events, config_cmd.config,
     codeintel_cmd.index, codeintel_cmd.workspace, codeintel_cmd.find, codeintel_cmd.def_,
-    codeintel_cmd.refs, plugins_cmd.plugin, plugins_cmd.budgets,
+    codeintel_cmd.refs, plugins_cmd.plugin, plugins_cmd.budgets, perf_cmd.perf,
 ):
     cli.add_command(command)
 

@@ -15,6 +15,7 @@ from axd.api import events as events_api
 from axd.api import lifecycle as lifecycle_api
 from axd.api import metrics as metrics_api
 from axd.api import openapi as openapi_api
+from axd.api import perf as perf_api
 from axd.api import plugins as plugins_api
 from axd.api import status as status_api
 from axd.api.access_log import access_log
@@ -35,6 +36,7 @@ ROUTE_TABLES = (
     codeintel_api.routes,
     plugins_api.routes,
     metrics_api.routes,
+    perf_api.routes,
 )
 
 

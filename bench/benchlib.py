@@ -25,8 +25,8 @@ from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, "bench", "out")
-if REPO not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
-    sys.path.insert(1, REPO)
+if REPO not in sys.path:  # a python without the editable install: this checkout, last
+    sys.path.append(REPO)
 
 from axctl.transport import Client, DaemonUnreachable, ProtocolError  # noqa: E402
 
@@ -89,7 +89,24 @@ def machine() -> dict[str, Any]:
         "rg": rg_version() if rg else None,
         "commit": _git("rev-parse", "--short", "HEAD"),
         "worktree_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "code_under_test": code_under_test(),
     }
+
+
+def code_under_test() -> dict[str, Any]:
+    """Where the daemon's code comes from: this checkout, or a snapshot of a commit put
+    first on PYTHONPATH (a folder with a `.bench-commit` file naming the commit), so that
+    the figures belong to one known commit even while the checkout changes."""
+    import axd
+
+    top = os.path.dirname(os.path.dirname(os.path.abspath(axd.__file__)))
+    doc: dict[str, Any] = {"path": top, "axd_version": getattr(axd, "__version__", None)}
+    try:
+        with open(os.path.join(top, ".bench-commit"), encoding="utf-8") as fh:
+            doc["commit"] = fh.read().strip()
+    except OSError:
+        doc["commit"] = _git("rev-parse", "--short", "HEAD") if top == REPO else None
+    return doc
 
 
 def _git(*args: str) -> str | None:
@@ -102,10 +119,12 @@ def _git(*args: str) -> str | None:
 
 
 def machine_line(info: dict[str, Any]) -> str:
+    dirty = info["worktree_dirty"] and info["code_under_test"]["path"] == REPO
     return (f"machine: {info['cpu']}, {info['cores_usable']}/{info['cores']} cores, "
             f"{info['memory_gib']} GiB, {info['python']}, {info['os']}, {info['date_utc']}, "
-            f"load {info['load_avg']}, commit {info['commit']}"
-            f"{' (dirty)' if info['worktree_dirty'] else ''}")
+            f"load {info['load_avg']}, axd from {info['code_under_test']['path']} "
+            f"(commit {info['code_under_test']['commit']}"
+            f"{', dirty' if dirty else ''})")
 
 
 # -- statistics and output -----------------------------------------------------------------

@@ -76,6 +76,7 @@ TARGET_BURST_RELOADS = 2
 
 ECHO_SRC = os.path.join(REPO, "tests", "data", "plugins", "echo")
 ORIGINAL = 'return {"value": value, "greeting": self.config.get("greeting")}'
+START_LINE = "    def start(self):\n"
 EDITED = 'return {{"value": value, "greeting": self.config.get("greeting"), "edit": {n}}}'
 CALL_TARGET = "/v1/plugins/echo/call"
 POLL_S = 0.002
@@ -104,6 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--late", type=int, default=12,
                         help="trials of the diagnostic second-save-during-a-reload, the "
                              "second save's delay spread over the first one's reload")
+    parser.add_argument("--slow-start", type=int, default=3,
+                        help="trials of the same with a first version whose start() sleeps "
+                             "0.4 s, the second save 0.3 s after the first")
     parser.add_argument("--write-bytecode", action="store_true",
                         help="diagnostic: run the daemon (and so the plugin hosts) without "
                              "PYTHONDONTWRITEBYTECODE, as a shell that does not set it")
@@ -114,9 +118,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="CI: 5 edits, 2 restarts, 1 late-save trial; targets not checked")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.runs, args.warmup, args.restarts, args.late = 5, 1, 2, 1
+        args.runs, args.warmup, args.restarts, args.late, args.slow_start = 5, 1, 2, 1, 1
     if args.runs < 1 or args.warmup < 0 or args.restarts < 1 or args.burst < 2 \
-            or args.burst_window <= 0 or args.late < 0:
+            or args.burst_window <= 0 or args.late < 0 or args.slow_start < 0:
         parser.error("--runs, --restarts >= 1, --burst >= 2, --burst-window > 0, "
                      "the others >= 0")
     return args
@@ -132,14 +136,17 @@ class Source:
         self.path = os.path.join(folder, "echo_plugin.py")
         with open(self.path, encoding="utf-8") as fh:
             self.text = fh.read()
-        if self.text.count(ORIGINAL) != 1:
-            raise BenchError(f"{ECHO_SRC}/echo_plugin.py no longer has the line `{ORIGINAL}`")
+        if self.text.count(ORIGINAL) != 1 or self.text.count(START_LINE) != 1:
+            raise BenchError(f"{ECHO_SRC}/echo_plugin.py no longer has the lines "
+                             f"`{ORIGINAL}` and `{START_LINE.strip()}`")
         self.last = 0
 
-    def save(self, n: int) -> float:
-        """Rewrite the module so that `echo` returns `"edit": n`; perf_counter() just
-        before the write."""
+    def save(self, n: int, start_sleep: float = 0.0) -> float:
+        """Rewrite the module so that `echo` returns `"edit": n` (and, with start_sleep,
+        its `start()` first sleeps that long); perf_counter() just before the write."""
         text = self.text.replace(ORIGINAL, EDITED.format(n=n))
+        if start_sleep:
+            text = text.replace(START_LINE, f"{START_LINE}        time.sleep({start_sleep})\n")
         started = time.perf_counter()
         with open(self.path, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -428,6 +435,38 @@ def measure_late(daemon: Daemon, source: Source, delays: list[float],
     return {"trials": out, "lost": lost, "timeout_s": timeout}
 
 
+def measure_slow_start(daemon: Daemon, source: Source, trials: int, sleep_s: float,
+                       delay_ms: float, rng: random.Random) -> dict[str, Any]:
+    """The same race made certain: the first save's `start()` sleeps `sleep_s`, so a second
+    save `delay_ms` later lands after the new version imported its module and before it
+    serves. Then a third save (fast start again) recovers."""
+    client = daemon.client()
+    out: list[dict[str, Any]] = []
+    timeout = 3.0
+    for _ in range(trials):
+        gen0 = generation(daemon)
+        a = source.last + 1
+        first = source.save(a, sleep_s)
+        time.sleep(max(0.0, first + delay_ms / 1000.0 - time.perf_counter()))
+        second = source.save(a + 1, sleep_s)
+        ms_a, _seen, _p = wait_served(client, a, first, timeout)
+        ms_b, seen, _p = wait_served(client, a + 1, second, timeout)
+        trial: dict[str, Any] = {"first": a, "second": a + 1,
+                                 "delay_ms": round((second - first) * 1000.0, 1),
+                                 "first_served_ms": ms_a, "second_served_ms": ms_b,
+                                 "served_at_timeout": seen,
+                                 "reloads": generation(daemon) - gen0}
+        c = source.last + 1
+        started = source.save(c)
+        trial["recovery_ms"], _seen, _p = wait_served(client, c, started)
+        trial["recovery_took_ms"] = events(daemon, "plugin.reloaded")[-1]["took_ms"]
+        out.append(trial)
+        time.sleep(rng.uniform(0.3, 0.5))
+    lost = sum(1 for t in out if t["second_served_ms"] is None)
+    return {"trials": out, "lost": lost, "start_sleep_s": sleep_s, "delay_ms": delay_ms,
+            "timeout_s": timeout}
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -508,6 +547,22 @@ def lines_for(cold: dict[str, Any], edits: dict[str, Any], calls: dict[str, Any]
     return lines
 
 
+def slow_lines(res: dict[str, Any]) -> list[str]:
+    slow = res.get("slow_start_save")
+    if not slow:
+        return []
+    trials = slow["trials"]
+    took = res["edits"]["results_ms"][TOOK].get("p50")
+    first = [t["first_served_ms"] for t in trials if t["first_served_ms"] is not None]
+    line = (f"diagnostic, second save {slow['delay_ms']:.0f} ms after a first whose start() "
+            f"sleeps {slow['start_sleep_s']:g} s: {slow['lost']} of {len(trials)} never served "
+            f"(not within {slow['timeout_s']:g}s), the first served after "
+            + (f"{summarize(first)['p50']:.0f} ms (p50)" if first else "never"))
+    recovery = [float(t["recovery_took_ms"]) for t in trials]
+    return [line, figure("diagnostic, took_ms of the next reload (a third save) p50",
+                         summarize(recovery)["p50"], "ms", f"{TOOK} p50", took, 1)]
+
+
 def targets_for(edits: dict[str, Any], calls: dict[str, Any],
                 burst: dict[str, Any]) -> list[dict[str, Any]]:
     save = edits["results_ms"][SAVE]
@@ -564,8 +619,13 @@ def measure_all(args: argparse.Namespace, daemon: Daemon, folder: str,
         note(f"{args.late} trials of a second save {delays[0]:.0f}-{delays[-1]:.0f} ms after "
              "a first")
         late = measure_late(daemon, source, delays, rng)
+    slow = None
+    if args.slow_start:
+        note(f"{args.slow_start} trials of a second save 300 ms after a first whose start() "
+             "sleeps 0.4 s")
+        slow = measure_slow_start(daemon, source, args.slow_start, 0.4, 300.0, rng)
     return {"reload_debounce": debounce, "cold_start_ms": cold, "edits": edits,
-            "calls": calls, "burst": burst, "late_save": late}
+            "calls": calls, "burst": burst, "late_save": late, "slow_start_save": slow}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -589,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     debounce = res["reload_debounce"]
     lines = lines_for(res["cold_start_ms"], res["edits"], res["calls"], res["burst"],
-                      res["late_save"], debounce_ms(debounce))
+                      res["late_save"], debounce_ms(debounce)) + slow_lines(res)
     pyc = bytecode["daemon_pythondontwritebytecode"]
     lines.insert(0, f"daemon environment: PYTHONDONTWRITEBYTECODE={pyc or '(unset)'} ("
                  + ("plugin hosts write no .pyc" if pyc else "plugin hosts write .pyc files")

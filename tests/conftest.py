@@ -81,6 +81,7 @@ def home() -> Iterator[Home]:
         AXD_SOCKET=str(root / "run" / "axd.sock"),
         AXD_STATE_DIR=str(root / "state"),
         XDG_CONFIG_HOME=str(root / "config"),
+        XDG_CACHE_HOME=str(root / "cache"),
         XDG_RUNTIME_DIR=str(root),
         PYTHONUNBUFFERED="1",
         AXD_PLUGINS_ENABLED="false",  # plugin tests turn them on

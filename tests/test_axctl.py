@@ -195,6 +195,10 @@ def test_every_command_prints_valid_json(home, daemon_factory):
              and '"running"' in home.axctl("plugin", "stats", "echo", "--json").stdout)
     good = home.root / "good.toml"
     good.write_text("")
+    tiny = home.root / "tiny.toml"
+    tiny.write_text('[[workload]]\nname = "rpc"\nkind = "cli"\nwarmup = 0\niterations = 2\n')
+    rel = home.root / "rel.json"
+    rel.write_text('{"queries": [{"query": "hello", "path": "app.py", "start_line": 1}]}')
     project = home.root / "project"
     project.mkdir()
     (project / "app.py").write_text("def hello():\n    return 1\n")
@@ -212,10 +216,16 @@ def test_every_command_prints_valid_json(home, daemon_factory):
         "plugin enable": ["echo"], "plugin disable": ["echo"],
         "plugin logs": ["echo"], "plugin stats": ["echo"], "plugin debug": ["echo"],
         "plugin reload": ["echo"], "plugin timeline": ["echo"],
+        "perf run": [str(tiny), "-o", str(home.root / "r.json")],
+        "perf compare": [str(home.root / "r.json"), str(home.root / "r.json")],
+        "perf sweep": ["--set", str(rel), "-w", str(project), "--k1", "1,2,3",
+                       "--b", "0.5,0.7"],
+        "perf inspect": ["--seconds", "0.2", "--sampler", "builtin",
+                         "-o", str(home.root / "p.svg")],
     }
     order = sorted((name for name, _ in leaf_commands(cli)),
                    key=lambda n: (n in ("workspace remove", "plugin disable", "plugin stop"),
-                                  n != "index add"))
+                                  n != "index add", n == "perf compare"))
     for name in order:
         if name in ("stop", "restart"):
             continue  # covered by the lifecycle tests, and would end this daemon

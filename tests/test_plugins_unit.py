@@ -190,3 +190,24 @@ def test_monitor_reports_oom_kills():
     m.observe(ps, 1.0, CgroupStats(oom_kills=1, memory_bytes=1))
     [event] = bus.recent(TypeFilter(["budget.exceeded"]))
     assert event["reason"] == "oom_kill" and event["oom_kills"] == 1
+
+
+def test_a_method_named_like_an_sdk_attribute_is_refused():
+    from axd.sdk import Plugin, method
+    from axd.sdk._plugin import exported
+
+    class Clash(Plugin):
+        @method
+        def version(self):
+            return 1
+
+    with pytest.raises(TypeError, match=r"clashes with the SDK attribute Plugin\.version"):
+        exported(Clash())
+
+    class Renamed(Plugin):
+        @method(name="version")
+        def get_version(self):
+            return 2
+
+    methods, _ = exported(Renamed())
+    assert methods["version"]() == 2

@@ -12,6 +12,7 @@ from aiohttp import web
 from axd.api.errors import ApiError
 from axd.api.inputs import read_json
 from axd.api.registry import Param, RouteTable
+from axd.codeintel.extract import FIELDS
 from axd.codeintel.query import QueryError
 from axd.codeintel.service import CodeIntel, CodeIntelError, Workspace
 from axd.events import TypeFilter
@@ -35,11 +36,24 @@ REMOVE_BODY: dict[str, Any] = {
     "type": "object", "properties": {"path": {"type": "string"}},
     "required": ["path"], "additionalProperties": False,
 }
+_WEIGHT = {"type": "number", "minimum": 0, "maximum": 100}
+RANKING: dict[str, Any] = {
+    "type": "object",
+    "description": "override the configured BM25 parameters for this query (sweeps)",
+    "properties": {
+        "k1": {"type": "number", "minimum": 0, "maximum": 10},
+        "b": {"type": "number", "minimum": 0, "maximum": 1},
+        "weights": {"type": "object", "additionalProperties": False,
+                    "properties": {f: _WEIGHT for f in FIELDS}},
+    },
+    "additionalProperties": False,
+}
 SEARCH_BODY: dict[str, Any] = {
     "type": "object",
     "properties": {"query": {"type": "string"}, "path": _PATH, "limit": _LIMIT,
                    "fresh": {"type": "boolean"}, "debug": {"type": "boolean"},
-                   "cache": {"type": "boolean", "description": "false bypasses the cache"}},
+                   "cache": {"type": "boolean", "description": "false bypasses the cache"},
+                   "ranking": RANKING},
     "required": ["query", "path"], "additionalProperties": False,
 }
 BATCH_BODY: dict[str, Any] = {
@@ -170,7 +184,8 @@ async def search(request: web.Request) -> web.Response:
     ws = _workspace(ci, body["path"])
     return web.json_response(await _guard(ci.search(
         ws, body["query"], _limit(ci, body), fresh=body.get("fresh", False),
-        debug=body.get("debug", False), use_cache=body.get("cache", True))))
+        debug=body.get("debug", False), use_cache=body.get("cache", True),
+        ranking=body.get("ranking"))))
 
 
 @routes.add("POST", "/v1/search/batch", "Many searches in one call, answered concurrently; "

@@ -537,12 +537,15 @@ class CodeIntel:
 
     # ---- searching --------------------------------------------------------------------
 
-    def ranking(self) -> Ranking:
+    def ranking(self, override: dict[str, Any] | None = None) -> Ranking:
+        """The configured BM25F parameters, with a per-query `override` (sweeps) on top."""
         cfg = self.config
+        over = override or {}
+        weights = over.get("weights", {})
         return Ranking(
-            k1=float(cfg["codeintel.bm25.k1"]),  # type: ignore[arg-type]
-            b=float(cfg["codeintel.bm25.b"]),  # type: ignore[arg-type]
-            weights=tuple(float(cfg[f"codeintel.weights.{f}"])  # type: ignore[arg-type]
+            k1=float(over.get("k1", cfg["codeintel.bm25.k1"])),  # type: ignore[arg-type]
+            b=float(over.get("b", cfg["codeintel.bm25.b"])),  # type: ignore[arg-type]
+            weights=tuple(float(weights.get(f, cfg[f"codeintel.weights.{f}"]))  # type: ignore[arg-type]
                           for f in extract.FIELDS),
         )
 
@@ -552,10 +555,11 @@ class CodeIntel:
         return self.telemetry.span(name, **attributes)
 
     async def search(self, ws: Workspace, text: str, limit: int, fresh: bool = False,
-                     debug: bool = False, use_cache: bool = True) -> dict[str, Any]:
+                     debug: bool = False, use_cache: bool = True,
+                     ranking: dict[str, Any] | None = None) -> dict[str, Any]:
         with self._span("codeintel.search", workspace=ws.root, limit=limit,
                         fresh=fresh) as span:
-            doc = await self._search(ws, text, limit, fresh, debug, use_cache)
+            doc = await self._search(ws, text, limit, fresh, debug, use_cache, ranking)
             if span is not None:
                 span.set_attribute("cache", doc["cache"])
                 span.set_attribute("results", len(doc["results"]))
@@ -565,7 +569,7 @@ class CodeIntel:
         return doc
 
     async def _search(self, ws: Workspace, text: str, limit: int, fresh: bool, debug: bool,
-                      use_cache: bool) -> dict[str, Any]:
+                      use_cache: bool, override: dict[str, Any] | None) -> dict[str, Any]:
         started = time.perf_counter()
         warnings: list[str] = []
         if fresh:
@@ -578,7 +582,7 @@ class CodeIntel:
             warnings.append(f"the query has more than {query_mod.MAX_TERMS} distinct words; "
                             "only the first ones are used")
         timings.mark("parse")
-        ranking = self.ranking()
+        ranking = self.ranking(override)
         key = (ws.id, parsed.normalized(), limit, ranking)
         cached = self.cache.get(key) if use_cache else None
         if cached is not None:

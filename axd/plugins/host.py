@@ -98,7 +98,7 @@ class Host:
                         waiter[0].set()
                 elif message.get("method") == "ping":
                     self.reply(message, {"pong": time.time()})
-                elif str(message.get("method", "")).startswith("debug."):
+                elif str(message.get("method", "")).startswith(("debug.", "profile.")):
                     self.debug_control(message)
                 else:
                     self.work.put(message)
@@ -116,7 +116,9 @@ class Host:
         params = message.get("params") or {}
         dbg = self.debugger
         try:
-            if method == "debug.attach":
+            if method == "profile.sample":
+                self._profile(message, params)
+            elif method == "debug.attach":
                 if dbg is None:
                     dbg = self.debugger = PluginDebugger(self.folder, self.emit)
                 self.work.put({"method": "debug.arm"})
@@ -156,6 +158,19 @@ class Host:
         except Exception as exc:
             self.fail(message, "debug_error", f"{type(exc).__name__}: {exc}",
                       traceback.format_exc())
+
+    def _profile(self, message: dict[str, Any], params: dict[str, Any]) -> None:
+        """Sample the main thread (where plugin code runs) from a thread of our own."""
+        from axd.perf import stacks
+
+        main = threading.main_thread().ident
+
+        def run() -> None:
+            collected = stacks.sample(float(params.get("seconds", 5)),
+                                      float(params.get("rate", 100)), {main} if main else None)
+            self.reply(message, {"collapsed": stacks.collapsed(collected)})
+
+        threading.Thread(target=run, name="axd-profile", daemon=True).start()
 
     def _answer(self, message: dict[str, Any], result: Any, error: str | None) -> None:
         if error is None:
@@ -268,7 +283,10 @@ class Host:
         plugin.log = log
         plugin.daemon = DaemonClient(self.ask_daemon)
         self.plugin = plugin
-        self.methods, self.handlers = exported(plugin)
+        try:
+            self.methods, self.handlers = exported(plugin)
+        except TypeError as exc:
+            raise _StartFailed("import", exc) from None
         try:
             plugin.start()
         except Exception as exc:

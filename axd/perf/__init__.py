@@ -1,0 +1,1 @@
+"""Measuring axd itself: sampling profiles of the daemon and of plugins."""
