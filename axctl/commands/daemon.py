@@ -193,7 +193,13 @@ def _render_status(doc: dict[str, Any]) -> str:
         ("health", doc["health"]),
     ])
     parts = [
-        (name, comp.get("health", "?"), output.fields(comp, skip=("health",)))
+        (name, comp.get("health", "?"), output.fields(comp, skip=("health", "enforcement")))
         for name, comp in sorted(doc["components"].items())
     ]
-    return head + "\n" + output.table(parts, indent=2)
+    text = head + "\n" + output.table(parts, indent=2)
+    enforcement = doc["components"].get("plugins", {}).get("enforcement")
+    if enforcement:
+        mode = "enforced by the kernel" if enforcement["enforcing"] else "advisory only"
+        text += (f"\nbudgets    {enforcement['backend']} ({mode}): "
+                 f"{enforcement.get('reason', '')}")
+    return text
