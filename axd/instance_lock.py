@@ -12,15 +12,16 @@ import os
 
 
 class AlreadyRunning(Exception):
-    def __init__(self, pid: int | None, lock: str) -> None:
+    def __init__(self, pid: int | None, lock: str, what: str = "this socket") -> None:
         self.pid = pid
         who = f"pid {pid}" if pid else "pid unknown"
-        super().__init__(f"another axd is already running on this socket ({who}; lock {lock})")
+        super().__init__(f"another axd is already running on {what} ({who}; lock {lock})")
 
 
 class InstanceLock:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, what: str = "this socket") -> None:
         self.path = path
+        self.what = what
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -30,7 +31,7 @@ class InstanceLock:
         except BlockingIOError:
             pid = _read_pid(fd)
             os.close(fd)
-            raise AlreadyRunning(pid, self.path) from None
+            raise AlreadyRunning(pid, self.path, self.what) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

@@ -77,6 +77,7 @@ class ReadyPipe:
 def run(opts: Options) -> int:
     ready = ReadyPipe(opts.ready_fd)
     lock: InstanceLock | None = None
+    state_lock: InstanceLock | None = None
     sock: socket.socket | None = None
     owns_socket_file = False
     try:
@@ -89,6 +90,10 @@ def run(opts: Options) -> int:
         ensure_private_dir(os.path.dirname(opts.socket))
         lock = InstanceLock(lock_path(opts.socket))
         lock.acquire()
+        # Two daemons on one state dir would write one index each into the same database.
+        state_lock = InstanceLock(os.path.join(opts.state_dir, "axd.state.lock"),
+                                  what=f"state dir {opts.state_dir}")
+        state_lock.acquire()
         if inherited is not None:
             sock = inherited
         else:
@@ -116,6 +121,8 @@ def run(opts: Options) -> int:
         if owns_socket_file:
             with contextlib.suppress(OSError):
                 os.unlink(opts.socket)
+        if state_lock is not None:
+            state_lock.release()
         if lock is not None:
             lock.release()
 

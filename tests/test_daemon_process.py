@@ -309,3 +309,12 @@ def _refuses(path: str) -> bool:
         except OSError:
             return True
     return False
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused(daemon, daemon_factory, home):
+    other = daemon_factory()
+    ready = other.start(env={"AXD_SOCKET": str(home.root / "run2" / "axd.sock")},
+                        expect_ready=False)
+    assert ready["code"] == "already_running" and ready["pid"] == daemon.pid
+    assert f"state dir {home.state_dir}" in ready["message"]
+    assert other.wait() == 1

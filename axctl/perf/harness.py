@@ -126,6 +126,7 @@ class Harness:
         except BlockingIOError:
             self.progress(f"another `axctl perf run` uses {CACHE}; waiting for it")
             fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._stop_leftover()
         self._write_plugin(0)
         env = {"AXD_SOCKET": self.socket, "AXD_STATE_DIR": str(CACHE / "state"),
                "XDG_CONFIG_HOME": str(self.tmp / "config"), "AXD_PLUGINS_ENABLED": "true",
@@ -143,6 +144,23 @@ class Harness:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+    def _stop_leftover(self) -> None:
+        """A run killed before its cleanup leaves its daemon on the cached state: stop it
+        (we hold the run lock, so it is nobody else's)."""
+        try:
+            pid = int((CACHE / "state" / "axd.state.lock").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if b"axd" not in cmdline:
+            return
+        self.progress(f"stopping a daemon left by an interrupted run (pid {pid})")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -30,6 +30,7 @@ SNIPPET_SCAN_LINES = 400
 @dataclass
 class Timings:
     marks: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     _last: float = field(default_factory=time.perf_counter)
 
     def mark(self, name: str) -> None:
@@ -47,6 +48,7 @@ def find(postings: Postings, store: Store, root: str, workspace: int, query: Que
         docs = postings.docs_of(workspace)
         scores = np.zeros(len(docs), dtype=np.float32)
     timings.mark("retrieve")
+    timings.counts["matched"] = len(docs)
     if query.has_filters and len(docs):
         keep = _filter_mask(postings, store, workspace, query, docs)
         docs, scores = docs[keep], scores[keep]
@@ -57,6 +59,7 @@ def find(postings: Postings, store: Store, root: str, workspace: int, query: Que
     docs, scores = docs[order], scores[order]
     timings.mark("rank")
     rows = store.chunk_rows([int(d) for d in docs])
+    timings.counts["rendered"] = len(rows)
     results = []
     lines_cache: dict[str, list[str] | None] = {}
     for doc, score in zip(docs.tolist(), scores.tolist(), strict=True):

@@ -604,7 +604,8 @@ class CodeIntel:
         if warnings:
             doc["warnings"] = warnings
         if debug:
-            doc["debug"] = {"timings_ms": timings.marks, "terms": list(parsed.terms),
+            doc["debug"] = {"timings_ms": timings.marks, **timings.counts,
+                            "terms": list(parsed.terms),
                             "filters": {"lang": parsed.lang.__dict__,
                                         "kind": parsed.kind.__dict__,
                                         "path": parsed.path.__dict__},
