@@ -29,7 +29,9 @@ trace.mark("imports")
 @click.option("--trace", "trace_phases", is_flag=True,
               help="Print where this command spent its time (imports, config, connect, "
                    "request, render) on stderr.")
-@click.version_option(__version__, "-V", "--version", prog_name="axctl")
+@click.option("-V", "--version", is_flag=True, is_eager=True, expose_value=False,
+              callback=lambda ctx, _p, v: _version(ctx) if v else None,
+              help="Show the version and exit.")
 @click.pass_context
 def cli(ctx: click.Context, socket: str | None, no_autostart: bool,
         trace_phases: bool) -> None:
@@ -47,6 +49,12 @@ def cli(ctx: click.Context, socket: str | None, no_autostart: bool,
     trace.mark("config")
     if trace_phases:
         ctx.call_on_close(_print_trace)
+
+
+def _version(ctx: click.Context) -> None:
+    # Not click.version_option: its gettext call imports `locale` on every start.
+    click.echo(f"axctl {__version__}")
+    ctx.exit()
 
 
 def _print_trace() -> None:

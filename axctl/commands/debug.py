@@ -8,7 +8,6 @@ which ends the session: breakpoints are cleared and the plugin resumes.
 from __future__ import annotations
 
 import json
-import shlex
 import threading
 from typing import Any
 
@@ -103,7 +102,7 @@ def _parse(line: str) -> tuple[str, str]:
     head, _, rest = text.partition(" ")
     command = ALIASES.get(head, head)
     if command == "logs":
-        rest = " ".join(shlex.split(rest)) if rest else rest
+        rest = rest.strip().strip("'\"")
     return command, rest.strip()
 
 
