@@ -199,6 +199,18 @@ def debounce_ms(text: Any) -> float:
     return 50.0
 
 
+def plugin_events(daemon: Daemon, since: float) -> list[dict[str, Any]]:
+    """The echo plugin's lifecycle events since `since` (epoch s), tracebacks cut short."""
+    out = []
+    for e in events(daemon, "plugin.*"):
+        if e["ts"] >= since:
+            doc = {k: v for k, v in e.items() if k != "traceback"}
+            if e.get("traceback"):
+                doc["traceback_tail"] = str(e["traceback"])[-400:]
+            out.append(doc)
+    return out
+
+
 def generation(daemon: Daemon) -> int:
     return int(daemon.call("GET", "/v1/plugins/echo")["generation"])
 
@@ -345,10 +357,12 @@ def measure_edits(daemon: Daemon, source: Source, runs: int, warmup: int,
         "polls_per_edit": summarize([float(p) for p in polls], keep=False),
         "daemon_reload_ms": stats["reload_ms"], "daemon_reload_failures":
             stats["reload_failures"],
-        "plugin_throttled": {"count": stats["throttle_count"] - stats0["throttle_count"],
-                             "seconds": round(stats["throttled_s"] - stats0["throttled_s"], 3),
-                             "budget": stats["budget"],
-                             "enforcement": stats["enforcement"].get("backend")},
+        # The current cgroup's own counters (each reload starts a new group, so they are not
+        # cumulative and can go down): kept raw, not reported as a figure.
+        "throttle_counters": {"before": [stats0["throttle_count"], stats0["throttled_s"]],
+                              "after": [stats["throttle_count"], stats["throttled_s"]],
+                              "budget": stats["budget"],
+                              "enforcement": stats["enforcement"].get("backend")},
     }
 
 
@@ -412,6 +426,7 @@ def measure_late(daemon: Daemon, source: Source, delays: list[float],
     timeout = 3.0
     for delay in delays:
         gen0 = generation(daemon)
+        since = time.time()
         a = source.last + 1
         first = source.save(a)
         time.sleep(max(0.0, first + delay / 1000.0 - time.perf_counter()))
@@ -429,6 +444,7 @@ def measure_late(daemon: Daemon, source: Source, delays: list[float],
             trial["recovery_ms"], _seen, _p = wait_served(client, c, started)
             last = events(daemon, "plugin.reloaded")[-1]
             trial["recovery_took_ms"] = last["took_ms"]
+            trial["events"] = plugin_events(daemon, since)
         out.append(trial)
         time.sleep(rng.uniform(0.3, 0.5))
     lost = sum(1 for t in out if t["second_served_ms"] is None)
@@ -445,6 +461,7 @@ def measure_slow_start(daemon: Daemon, source: Source, trials: int, sleep_s: flo
     timeout = 3.0
     for _ in range(trials):
         gen0 = generation(daemon)
+        since = time.time()
         a = source.last + 1
         first = source.save(a, sleep_s)
         time.sleep(max(0.0, first + delay_ms / 1000.0 - time.perf_counter()))
@@ -460,6 +477,7 @@ def measure_slow_start(daemon: Daemon, source: Source, trials: int, sleep_s: flo
         started = source.save(c)
         trial["recovery_ms"], _seen, _p = wait_served(client, c, started)
         trial["recovery_took_ms"] = events(daemon, "plugin.reloaded")[-1]["took_ms"]
+        trial["events"] = plugin_events(daemon, since)
         out.append(trial)
         time.sleep(rng.uniform(0.3, 0.5))
     lost = sum(1 for t in out if t["second_served_ms"] is None)
@@ -501,10 +519,6 @@ def lines_for(cold: dict[str, Any], edits: dict[str, Any], calls: dict[str, Any]
                             cold[SDK][key], 1))
         lines.append(figure(f"{SDK} {key}", cold[SDK][key], "ms", f"{PASS} {key}",
                             cold[PASS][key], 1))
-    thr = edits["plugin_throttled"]
-    lines.append(f"plugin CPU throttling during the edits: {thr['count']} periods, "
-                 f"{thr['seconds']} s (budget cpu {thr['budget'].get('cpu')}, "
-                 f"{thr['enforcement']})")
     lines.append(f"edits: {edits['edits']} measured ({edits['warmup']} warm-up), "
                  f"{len(edits['not_served'])} not served within {SERVE_TIMEOUT_S:g}s; "
                  f"generation +{edits['generations']}, plugin.reloaded events "
@@ -540,6 +554,9 @@ def lines_for(cold: dict[str, Any], edits: dict[str, Any], calls: dict[str, Any]
                      + (f"; served ones p50 {summarize(served_ms)['p50']:.1f} ms after the "
                         "second save" if served_ms else ""))
         if lost:
+            kinds = sorted({e["type"] + (f" ({e['stage']})" if e.get("stage") else "")
+                            for t in lost for e in t.get("events", [])})
+            lines.append("diagnostic, events around the lost saves: " + ", ".join(kinds))
             took = [t["recovery_took_ms"] for t in lost]
             lines.append(figure("diagnostic, took_ms of the reload after a lost save (a "
                                 "third save) p50", summarize(took)["p50"], "ms",
@@ -567,14 +584,18 @@ def targets_for(edits: dict[str, Any], calls: dict[str, Any],
                 burst: dict[str, Any]) -> list[dict[str, Any]]:
     save = edits["results_ms"][SAVE]
     missing = len(edits["not_served"])
-    p95 = save["p95"] if save["n"] and not missing else float("inf")
+    p95 = float(save["p95"]) if save["n"] else 0.0
+    name = f"{SAVE} p95" + (f" ({missing} of {edits['edits'] + edits['warmup']} edits never "
+                            "served, so missed)" if missing else "")
 
     def make(name: str, value: float, unit: str, limit: float, digits: int) -> dict[str, Any]:
         return {"name": name, "value": value, "unit": unit, "target": limit, "op": "<=",
                 "met": value <= limit, "digits": digits}
 
+    first = make(name, p95, "ms", TARGET_RELOAD_P95_MS, 1)
+    first["met"] = first["met"] and not missing and bool(save["n"])
     return [
-        make(f"{SAVE} p95", p95, "ms", TARGET_RELOAD_P95_MS, 1),
+        first,
         make("calls failed during reloads", float(calls["failed"]), "calls", TARGET_FAILED, 0),
         make("calls dropped during reloads", float(calls["dropped"]), "calls",
              TARGET_DROPPED, 0),

@@ -140,3 +140,21 @@ def test_filter_only_entries_are_dropped_by_any_change():
     c = cache_mod.QueryCache()
     c.put("kind:class", [], workspace=1, terms=[], paths=[])
     assert c.invalidate(1, {5}, {"z.py"}) == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 2), doc_strategy), min_size=1, max_size=25),
+       st.lists(st.sampled_from(WORDS), min_size=1, max_size=3))
+def test_bulk_load_scores_like_incremental_adds(items, query):
+    """What a restart builds (one vectorized load) must rank exactly like the index that
+    was built file by file."""
+    rows = [row(i, ws, fields) for i, (ws, fields) in enumerate(items, start=1)]
+    incremental, loaded = Postings(), Postings()
+    for r in rows:
+        incremental.add([r])
+    loaded.load(rows)
+    for ws in (1, 2):
+        a = incremental.score(ws, [term_hash(t) for t in query], Ranking())
+        b = loaded.score(ws, [term_hash(t) for t in query], Ranking())
+        assert a[0].tolist() == b[0].tolist()
+        assert a[1] == pytest.approx(b[1], rel=1e-5)

@@ -148,9 +148,12 @@ def test_garbage_on_the_channel_kills_only_that_plugin(home, pdaemon):
 
 
 def test_logs_stream_from_the_plugin(home, pdaemon):
-    resp = home.client().request("GET", "/v1/plugins/echo/logs?limit=100")
-    lines = [json.loads(x) for x in resp.body.splitlines()]
-    assert any(x["msg"] == "echo started with greeting hi" for x in lines)
+    def echo_lines():
+        resp = home.client().request("GET", "/v1/plugins/echo/logs?limit=100")
+        return [json.loads(x) for x in resp.body.splitlines()]
+
+    wait_for(lambda: any(x["msg"] == "echo started with greeting hi" for x in echo_lines()))
+    wait_for(lambda: plugin(home, "badimport")["last_error"])
     out = home.axctl("plugin", "logs", "badimport")
     assert "ModuleNotFoundError" in out.stdout
 

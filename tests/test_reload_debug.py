@@ -367,6 +367,19 @@ def test_axctl_debug_scripted_with_json(home, pd, folder):
     assert seen[0]["type"] == "session"
 
 
+def _children_of(pid: int) -> list[int]:
+    """Plugin host processes of the daemon (two while a blue/green reload runs)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat.split(") ")[1].split()[1]) == pid and \
+                        b"axd.plugins.host" in (entry / "cmdline").read_bytes():
+                    out.append(int(entry.name))
+    return out
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -396,3 +409,17 @@ def test_dap_listens_on_loopback_until_the_session_ends(home, pd):
 
     wait_for(refused, timeout=20)  # the plugin process (and its listener) was replaced
     assert info(home)["generation"] == 1
+
+
+def test_a_save_during_a_reload_is_not_lost(home, pd, folder):
+    path = folder / "echo_plugin.py"
+    original = path.read_text()
+    slow = original.replace("    def start(self):\n",
+                            "    def start(self):\n        import time; time.sleep(0.6)\n")
+    path.write_text(slow.replace('"value": value', '"value": value, "mark": 1'))
+    # The second save lands while the first reload is still starting the (slow) plugin:
+    # wait until that reload has begun, i.e. a new process is being started.
+    wait_for(lambda: len([p for p in _children_of(pd.pid)]) >= 2, timeout=10)
+    path.write_text(slow.replace('"value": value', '"value": value, "mark": 2'))
+    path.write_text(slow.replace('"value": value', '"value": value, "mark": 2'))
+    wait_for(lambda: call(home, "echo", [0])["result"].get("mark") == 2, timeout=20)

@@ -98,19 +98,16 @@ def _chunk_data(chunk: chunker.Chunk, path_terms: Counter[str]) -> ChunkData:
 
 
 def pack_terms(per_field: tuple[Counter[str], ...]) -> bytes:
+    """(term hash, field<<12|tf) pairs of one chunk: two numpy arrays built from flat
+    Python lists (one conversion each, not one per field)."""
     lookup = tokens.HASHES.__getitem__
-    hashes = []
-    packed = []
-    for number, counts in enumerate(per_field):
-        if not counts:
-            continue
-        n = len(counts)
-        hashes.append(np.fromiter(map(lookup, counts.keys()), dtype=np.int64, count=n))
-        tf = np.fromiter(counts.values(), dtype=np.int64, count=n)
-        packed.append(((number << 12) | np.minimum(tf, MAX_TF)).astype(np.uint16))
+    hashes = [lookup(term) for counts in per_field for term in counts]
     if not hashes:
         return b""
-    return np.concatenate(hashes).tobytes() + np.concatenate(packed).tobytes()
+    packed = [(number << 12) | (tf if tf < MAX_TF else MAX_TF)
+              for number, counts in enumerate(per_field) for tf in counts.values()]
+    return (np.array(hashes, dtype=np.int64).tobytes()
+            + np.array(packed, dtype=np.uint16).tobytes())
 
 
 def unpack_terms(blob: bytes) -> tuple[np.ndarray, np.ndarray]:

@@ -37,8 +37,12 @@ class Ranking:
 class Segment:
     """Postings sorted by (term, doc): one run of docs per term, found by binary search."""
 
-    def __init__(self, terms: np.ndarray, docs: np.ndarray, packed: np.ndarray) -> None:
-        order = np.lexsort((docs, terms))
+    def __init__(self, terms: np.ndarray, docs: np.ndarray, packed: np.ndarray,
+                 docs_ascending: bool = False) -> None:
+        # Input already in doc order (a bulk load by chunk id) needs only a stable sort by
+        # term, which is much cheaper than a two-key sort.
+        order = (np.argsort(terms, kind="stable") if docs_ascending
+                 else np.lexsort((docs, terms)))
         terms, self.docs, self.packed = terms[order], docs[order], packed[order]
         if len(terms):
             starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]])
@@ -116,6 +120,38 @@ class Postings:
             self.deltas.append(segment)
             if len(self.deltas) > MAX_DELTAS:
                 self._merge_deltas()
+
+    def load(self, rows: list[tuple[int, int, int, int, int, bytes, bytes]]) -> None:
+        """Replace everything with `rows` (id-ordered), building one base segment with
+        vectorized numpy: what a restart does, for hundreds of thousands of chunks."""
+        n = len(rows)
+        if not n:
+            return
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        blobs = [r[6] for r in rows]
+        counts = np.fromiter((len(b) // 10 for b in blobs), dtype=np.int64, count=n)
+        hashes = np.frombuffer(b"".join(b[: len(b) // 10 * 8] for b in blobs), dtype=np.int64)
+        packed = np.frombuffer(b"".join(b[len(b) // 10 * 8:] for b in blobs), dtype=np.uint16)
+        docs = np.repeat(ids, counts).astype(np.int32)
+        lengths = np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4").reshape(
+            n, N_FIELDS).T.astype(np.float32)
+        workspaces = np.fromiter((r[1] for r in rows), dtype=np.int32, count=n)
+        base = Segment(hashes, docs, packed, docs_ascending=True)
+        with self.lock:
+            self._grow(int(ids.max()) + 1)
+            self.alive[ids] = True
+            self.workspace[ids] = workspaces
+            self.file[ids] = np.fromiter((r[2] for r in rows), dtype=np.int32, count=n)
+            self.lang[ids] = np.fromiter((r[3] for r in rows), dtype=np.uint8, count=n)
+            self.kind[ids] = np.fromiter((r[4] for r in rows), dtype=np.uint8, count=n)
+            self.lengths[:, ids] = lengths
+            for ws in np.unique(workspaces).tolist():
+                mask = workspaces == ws
+                self._ws_docs[ws] = int(mask.sum())
+                self._ws_length_sums[ws] = lengths[:, mask].sum(axis=1).astype(np.float64)
+            self.base = base
+            self.deltas = []
+            self.dead_postings = 0
 
     def remove(self, ids: list[int], term_counts: int = 0) -> None:
         if not ids:

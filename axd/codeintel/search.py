@@ -10,7 +10,9 @@ import difflib
 import fnmatch
 import os
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,8 +122,9 @@ def _snippet(root: str, row: dict[str, Any], terms: set[str],
     first = lines[start - 1].rstrip()
     best_line, best_hits = start, 0
     if terms:
-        for number in range(start, min(end, start + SNIPPET_SCAN_LINES) + 1):
-            hits = len(terms.intersection(tokens.terms(lines[number - 1])))
+        for number in range(start, min(end, len(lines), start + SNIPPET_SCAN_LINES) + 1):
+            low = lines[number - 1].lower()
+            hits = sum(1 for t in terms if t in low)
             if hits > best_hits:
                 best_line, best_hits = number, hits
     if best_line == start:
@@ -129,21 +132,47 @@ def _snippet(root: str, row: dict[str, Any], terms: set[str],
     return f"{first}\n{lines[best_line - 1].rstrip()}"
 
 
+_LINES: OrderedDict[str, tuple[int, int, list[str]]] = OrderedDict()
+_LINES_LOCK = threading.Lock()
+LINES_CACHED = 512
+
+
 def _file_lines(root: str, path: str, cache: dict[str, list[str] | None]) -> list[str] | None:
-    if path not in cache:
-        try:
-            with open(os.path.join(root, path), encoding="utf-8", errors="replace") as fh:
-                cache[path] = fh.read().splitlines()
-        except OSError:
-            cache[path] = None
-    return cache[path]
+    """A file's lines, from a small LRU checked against size and mtime: rendering results
+    must not re-read and re-split the same files on every query."""
+    if path in cache:
+        return cache[path]
+    full = os.path.join(root, path)
+    try:
+        st = os.stat(full)
+    except OSError:
+        cache[path] = None
+        return None
+    with _LINES_LOCK:
+        hit = _LINES.get(full)
+        if hit is not None and hit[:2] == (st.st_mtime_ns, st.st_size):
+            _LINES.move_to_end(full)
+            cache[path] = hit[2]
+            return hit[2]
+    try:
+        with open(full, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        cache[path] = None
+        return None
+    with _LINES_LOCK:
+        _LINES[full] = (st.st_mtime_ns, st.st_size, lines)
+        while len(_LINES) > LINES_CACHED:
+            _LINES.popitem(last=False)
+    cache[path] = lines
+    return lines
 
 
 # ---- definitions and references -------------------------------------------------------
 
 
 def definitions(store: Store, workspace: int, name: str, limit: int,
-                symbol_names: Callable[[], list[str]]) -> tuple[str, list[dict[str, Any]]]:
+                fuzzy: Callable[[], FuzzyIndex]) -> tuple[str, list[dict[str, Any]]]:
     """Exact (case-sensitive, then not), then prefix, then fuzzy matches of `name`."""
     exact = store.definitions(workspace, "(c.symbol = ? OR c.qualname = ?)", (name, name),
                               limit)
@@ -158,7 +187,7 @@ def definitions(store: Store, workspace: int, name: str, limit: int,
     prefix = store.definitions(workspace, "c.symbol LIKE ? ESCAPE '\\'", (like,), limit)
     if prefix:
         return "prefix", prefix
-    close = difflib.get_close_matches(name, symbol_names(), n=10, cutoff=0.6)
+    close = difflib.get_close_matches(name, fuzzy().candidates(name), n=10, cutoff=0.6)
     if not close:
         return "none", []
     marks = ",".join("?" * len(close))
@@ -166,6 +195,29 @@ def definitions(store: Store, workspace: int, name: str, limit: int,
     rank = {n: i for i, n in enumerate(close)}
     fuzzy.sort(key=lambda d: rank.get(d["symbol"], len(rank)))
     return "fuzzy", fuzzy
+
+
+class FuzzyIndex:
+    """Symbol names by trigram, so a fuzzy lookup hands difflib only names that can reach
+    its 0.6 ratio (a shared trigram, a similar length) instead of every symbol."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.by_gram: dict[str, set[str]] = {}
+        for name in set(names):
+            for gram in _grams(name):
+                self.by_gram.setdefault(gram, set()).add(name)
+
+    def candidates(self, name: str) -> list[str]:
+        found: set[str] = set()
+        for gram in _grams(name):
+            found |= self.by_gram.get(gram, set())
+        lo, hi = len(name) * 0.5, len(name) * 2 + 2
+        return [n for n in found if lo <= len(n) <= hi]
+
+
+def _grams(name: str) -> set[str]:
+    low = name.lower()
+    return {low[i:i + 3] for i in range(max(1, len(low) - 2))}
 
 
 def references(postings: Postings, store: Store, root: str, workspace: int, name: str,

@@ -41,6 +41,7 @@ BATCH_FILES = 48
 SMALL_BATCH = 8
 FRESH_TIMEOUT = 5.0
 MAX_EVENT_PATHS = 1000
+POOL_IDLE_S = 60.0
 
 
 class CodeIntelError(Exception):
@@ -100,10 +101,11 @@ class CodeIntel:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="axd-index-writer")
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="axd-search")
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_timer: asyncio.TimerHandle | None = None
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cookie_seq = 0
-        self._symbols: dict[int, tuple[int, list[str]]] = {}
+        self._symbols: dict[int, tuple[int, search.FuzzyIndex]] = {}
         self.generation = 0
         self.telemetry = telemetry
         config.on_change(self._config_changed)
@@ -155,6 +157,8 @@ class CodeIntel:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._pool_timer is not None:
+            self._pool_timer.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._readers.shutdown(wait=True)
@@ -180,19 +184,11 @@ class CodeIntel:
                 for ws in self.workspaces.values()]
 
     def _load_postings(self) -> int:
-        store = self._store()
-        batch: list[Any] = []
-        count = 0
-        for cid, ws, fid, lang, kind, lengths, terms in store.iter_chunks():
-            batch.append((cid, ws, fid, search.LANG_CODES.get(lang, 0),
-                          search.KIND_CODES.get(kind, 0), lengths, terms))
-            if len(batch) >= 50_000:
-                self.postings.add(batch)
-                count += len(batch)
-                batch = []
-        self.postings.add(batch)
-        self.postings.compact()
-        return count + len(batch)
+        rows = [(cid, ws, fid, search.LANG_CODES.get(lang, 0), search.KIND_CODES.get(kind, 0),
+                 lengths, terms)
+                for cid, ws, fid, lang, kind, lengths, terms in self._store().iter_chunks()]
+        self.postings.load(rows)
+        return len(rows)
 
     # ---- workspaces -------------------------------------------------------------------
 
@@ -619,7 +615,7 @@ class CodeIntel:
         started = time.perf_counter()
         match, found = await asyncio.get_running_loop().run_in_executor(
             self._readers, search.definitions, self._store(), ws.id, name, limit,
-            lambda: self._symbol_names(ws.id))
+            lambda: self._fuzzy_index(ws.id))
         return {"name": name, "match": match, "results": found, "workspace": ws.root,
                 "took_ms": round((time.perf_counter() - started) * 1000, 3)}
 
@@ -631,10 +627,11 @@ class CodeIntel:
         return {"name": name, "results": found, "workspace": ws.root,
                 "took_ms": round((time.perf_counter() - started) * 1000, 3)}
 
-    def _symbol_names(self, ws_id: int) -> list[str]:
+    def _fuzzy_index(self, ws_id: int) -> search.FuzzyIndex:
+        """Built on the first fuzzy lookup after a change, then reused."""
         cached = self._symbols.get(ws_id)
         if cached is None or cached[0] != self.generation:
-            cached = (self.generation, self._store().symbol_names(ws_id))
+            cached = (self.generation, search.FuzzyIndex(self._store().symbol_names(ws_id)))
             self._symbols[ws_id] = cached
         return cached[1]
 
@@ -665,11 +662,24 @@ class CodeIntel:
         return configured or os.cpu_count() or 2
 
     def _process_pool(self) -> ProcessPoolExecutor:
+        """The parse workers; they exit after POOL_IDLE_S without work (each holds the
+        grammars and ~60 MiB), and come back on the next large batch."""
+        if self._pool_timer is not None:
+            self._pool_timer.cancel()
+        self._pool_timer = asyncio.get_running_loop().call_later(POOL_IDLE_S,
+                                                                 self._retire_pool)
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["axd.codeintel.extract"])
             self._pool = ProcessPoolExecutor(self._workers(), mp_context=context)
         return self._pool
+
+    def _retire_pool(self) -> None:
+        self._pool_timer = None
+        if self._pool is not None and not any(
+                ws.state == "indexing" for ws in self.workspaces.values()):
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=False)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

@@ -84,6 +84,10 @@ class Store:
             db.execute("CREATE INDEX chunks_file ON chunks(file_id)")
             db.execute("CREATE INDEX chunks_symbol ON chunks(symbol COLLATE NOCASE)")
             db.execute("CREATE INDEX chunks_qualname ON chunks(qualname COLLATE NOCASE)")
+        # Exact (case-sensitive) lookups need BINARY indexes: a NOCASE index cannot serve
+        # `symbol = ?`, which then scanned every chunk.
+        db.execute("CREATE INDEX IF NOT EXISTS chunks_symbol_exact ON chunks(symbol)")
+        db.execute("CREATE INDEX IF NOT EXISTS chunks_qualname_exact ON chunks(qualname)")
 
     # ---- workspaces -------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ class Watcher:
             try:
                 self.running = True
                 async for changes in watchfiles.awatch(
-                        *paths, recursive=False, debounce=self.debounce_ms, step=20,
+                        *paths, recursive=False, debounce=self.debounce_ms, step=40,
                         stop_event=stop, watch_filter=None, ignore_permission_denied=True,
                         rust_timeout=IDLE_TIMEOUT_MS, yield_on_timeout=True):
                     if not changes and not just_started:

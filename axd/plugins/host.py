@@ -268,6 +268,10 @@ class Host:
         """Import and start the plugin; return the `ready` payload or raise _StartFailed."""
         folder, entry = init["folder"], init["entry"]
         self.folder = folder
+        # Never trust or write plugin bytecode: a .pyc is checked by the source's mtime
+        # second and size, so a same-size save within a second would serve the old code.
+        sys.dont_write_bytecode = True
+        sys.pycache_prefix = os.path.join(folder, ".axd-no-pycache")
         module_name, _, class_name = entry.partition(":")
         sys.path.insert(0, folder)
         log = logging.getLogger(f"plugin.{init['name']}")

@@ -69,7 +69,7 @@ class Reloader:
         quiet = float(self.supervisor.config["plugins.reload_debounce"])  # type: ignore[arg-type]
         # Batches must arrive well inside the quiet period while a burst goes on, or the
         # burst would look quiet between two batches.
-        step = max(5, int(quiet * 1000 / 4))
+        step = max(5, int(quiet * 1000 / 3))
         try:
             async for changes in watchfiles.awatch(
                     *folders, watch_filter=_source_filter, debounce=max(step * 2, 10),
@@ -87,14 +87,21 @@ class Reloader:
             log.warning("not watching plugin folders", extra={"error": str(exc)})
 
     async def _settle(self, name: str, quiet: float) -> None:
-        """Wait until the folder has been quiet, then reload once with its files as now."""
-        while (idle := time.monotonic() - self._last[name]) < quiet:
-            await asyncio.sleep(quiet - idle)
-        started = self._first.pop(name, time.monotonic())
-        ps = self.supervisor.plugins.get(name)
-        if ps is None or not ps.enabled:
-            return
-        try:
-            await self.supervisor.reload(name, reason="file changed", requested_at=started)
-        except Exception:  # one broken reload must not stop the watching
-            log.exception("reload failed", extra={"plugin": name})
+        """Wait until the folder has been quiet, then reload with its files as they are.
+        Saves that arrive while a reload runs (a half-written file, a second edit) are
+        not lost: another quiet period and another reload follow."""
+        while True:
+            while (idle := time.monotonic() - self._last[name]) < quiet:
+                await asyncio.sleep(quiet - idle)
+            started = self._first.pop(name, time.monotonic())
+            began = time.monotonic()
+            ps = self.supervisor.plugins.get(name)
+            if ps is None or not ps.enabled:
+                return
+            try:
+                await self.supervisor.reload(name, reason="file changed",
+                                             requested_at=started)
+            except Exception:  # one broken reload must not stop the watching
+                log.exception("reload failed", extra={"plugin": name})
+            if self._last[name] <= began:
+                return  # nothing changed while reloading

@@ -73,9 +73,19 @@ class Usage:
     pids: int | None = None
     pressure: dict[str, float] = field(default_factory=dict)
     samples: deque[tuple[float, CgroupStats]] = field(default_factory=lambda: deque(maxlen=600))
+    throttled_base_s: float = 0.0  # totals of the groups a hot reload retired
+    throttle_base: int = 0
     memory_warned: bool = False
     over_since: float | None = None  # throttled beyond the threshold since
     exceeded_sent: bool = False
+
+
+    def carry_over(self) -> None:
+        """Keep lifetime totals when the plugin moves to a new cgroup (hot reload)."""
+        self.throttled_base_s += self.throttled_s
+        self.throttle_base += self.throttle_count
+        self.throttled_s, self.throttle_count = 0.0, 0
+        self.samples.clear()
 
 
 @dataclass

@@ -413,21 +413,26 @@ class Supervisor:
         saved_manifest, saved_budget = ps.manifest, ps.budget
         ps.manifest = manifest
         self._resolve_budgets()
-        group = await self._new_group(ps, group_name)
-        new = PluginProcess(manifest, group, ps.logs.add, self.daemon_api)
         timeout = float(self.config["plugins.start_timeout"])  # type: ignore[arg-type]
         began = time.perf_counter()
+        group: Any = None
+        new: PluginProcess | None = None
         try:
+            group = await asyncio.to_thread(self.backend.create, group_name)  # type: ignore[union-attr]
             await asyncio.to_thread(group.apply, _startup(ps.budget))
+            new = PluginProcess(manifest, group, ps.logs.add, self.daemon_api)
             await new.start(timeout)
-            await asyncio.to_thread(group.apply, ps.budget)
+            ps.budget_notes = await asyncio.to_thread(group.apply, ps.budget)
             state = await old.request("snapshot", {}, timeout)
             await new.request("restore", {"state": (state or {}).get("state")}, timeout)
-        except (StartFailed, PluginTimeout, PluginUnavailable, PluginCallError) as exc:
+        except (StartFailed, PluginTimeout, PluginUnavailable, PluginCallError, OSError) as exc:
             ps.manifest, ps.budget = saved_manifest, saved_budget
-            await new.kill()
-            await asyncio.to_thread(group.remove)
-            stage = exc.stage if isinstance(exc, StartFailed) else "handover"
+            if new is not None:
+                await new.kill()
+            if group is not None:
+                await asyncio.to_thread(group.remove)
+            stage = (exc.stage if isinstance(exc, StartFailed)
+                     else "cgroup" if isinstance(exc, OSError) else "handover")
             tb = getattr(exc, "traceback", "")
             return self._reload_failed(ps, stage, str(exc), tb, reason)
         if ps.debug is not None and not ps.debug.closed:
@@ -435,7 +440,7 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await old.request("debug.detach", {}, 5)
         ps.process, ps.group = new, group  # the switch: new calls go to the new version
-        ps.usage.samples.clear()  # counters restart with the new group
+        ps.usage.carry_over()  # the new group's counters start at zero
         ps.code_digest = digest
         ps.generation += 1
         ps.started_at = time.monotonic()
