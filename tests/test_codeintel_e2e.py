@@ -323,3 +323,30 @@ def _count(db: Path, table: str) -> int:
             conn.close()
     except sqlite3.Error:
         return 0
+
+
+def _processes_of(state_dir: Path) -> list[int]:
+    """Processes whose environment names this daemon's state dir (itself, parse workers)."""
+    marker = f"AXD_STATE_DIR={state_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0") and \
+                        (entry / "stat").read_text().split(") ")[1][0] != "Z":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_killed_daemon_leaves_no_parse_workers(home, daemon_factory, project):
+    for i in range(60):
+        (project / f"many_{i}.py").write_text(f"def many_{i}():\n    return {i}\n")
+    d = daemon_factory()
+    d.start()
+    index(home, project)  # more than a handful of files: parsed in the worker pool
+    assert len(_processes_of(home.state_dir)) > 1
+    d.signal(signal.SIGKILL)
+    d.wait()
+    wait_for(lambda: not _processes_of(home.state_dir), timeout=20)

@@ -47,6 +47,25 @@ class FileData:
     chunks: list[ChunkData] = field(default_factory=list)
 
 
+def die_with_daemon(daemon_pid: int) -> None:
+    """Pool initializer: exit when the daemon exits, however it exits. (A pool worker's
+    parent is the forkserver, and the forkserver lives as long as its workers hold its
+    pipe: without this, a SIGKILLed daemon leaves both behind.)"""
+    import select
+    import threading
+
+    try:
+        fd = os.pidfd_open(daemon_pid)
+    except (ProcessLookupError, OSError):
+        os._exit(0)
+
+    def watch() -> None:
+        select.select([fd], [], [])  # readable once the daemon has exited
+        os._exit(0)
+
+    threading.Thread(target=watch, name="axd-watch-daemon", daemon=True).start()
+
+
 def extract_files(root: str, relpaths: list[str], max_size: int) -> list[FileData]:
     return [extract_file(root, rel, max_size) for rel in relpaths]
 

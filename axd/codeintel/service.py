@@ -671,7 +671,9 @@ class CodeIntel:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["axd.codeintel.extract"])
-            self._pool = ProcessPoolExecutor(self._workers(), mp_context=context)
+            self._pool = ProcessPoolExecutor(self._workers(), mp_context=context,
+                                             initializer=extract.die_with_daemon,
+                                             initargs=(os.getpid(),))
         return self._pool
 
     def _retire_pool(self) -> None:
