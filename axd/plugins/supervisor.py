@@ -408,8 +408,9 @@ class Supervisor:
                           reason: str, requested_at: float) -> dict[str, Any]:
         old, old_group = ps.process, ps.group
         assert old is not None
-        group_name = ps.name if old_group is not None and old_group.name != ps.name \
-            else f"{ps.name}.b"
+        # A group of its own per generation: the old one is still being drained (and then
+        # emptied with SIGKILL), so the new version must never land in it.
+        group_name = f"{ps.name}.g{ps.generation + 1}"
         saved_manifest, saved_budget = ps.manifest, ps.budget
         ps.manifest = manifest
         self._resolve_budgets()
