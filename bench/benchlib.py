@@ -93,6 +93,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def compile_sources() -> int:
+    """What the setup step does: the machines set PYTHONDONTWRITEBYTECODE=1, so without
+    .pyc files every axctl or plugin start would compile axd, axctl and their imports."""
+    import sysconfig
+
+    targets = [os.path.join(REPO, "axd"), os.path.join(REPO, "axctl"),
+               sysconfig.get_paths()["purelib"]]
+    proc = subprocess.run([sys.executable, "-m", "compileall", "-q", *targets],
+                          capture_output=True, text=True, check=False)
+    return proc.returncode
+
+
 def code_under_test() -> dict[str, Any]:
     """Where the daemon's code comes from: this checkout, or a snapshot of a commit put
     first on PYTHONPATH (a folder with a `.bench-commit` file naming the commit), so that

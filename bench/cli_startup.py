@@ -20,15 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from typing import Any
+
+import benchlib
 
 # Targets from the issue.
 TARGET_P95_MS = 50.0
@@ -65,37 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # -- machine -------------------------------------------------------------------------------
 
 
-def _proc_field(path: str, key: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                name, _, value = line.partition(":")
-                if name.strip() == key:
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
 def machine() -> dict[str, Any]:
-    mem_kb = _proc_field("/proc/meminfo", "MemTotal")
-    mem_gib = round(int(mem_kb.split()[0]) / 1024 / 1024, 1) if mem_kb else None
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count()
-    return {
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
-        "cores": os.cpu_count(),
-        "cores_usable": usable,
-        "memory_gib": mem_gib,
-        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "executable": sys.executable,
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
-        "pythondontwritebytecode": os.environ.get("PYTHONDONTWRITEBYTECODE"),
-    }
+    return {**benchlib.machine(),
+            "pythondontwritebytecode": os.environ.get("PYTHONDONTWRITEBYTECODE")}
 
 
 # -- bytecode ------------------------------------------------------------------------------
@@ -115,20 +87,12 @@ def ensure_bytecode() -> dict[str, Any]:
         note("warning: axctl/__pycache__ has no compiled cli module; every axctl start "
              "recompiles from source (PYTHONDONTWRITEBYTECODE is set). The setup step must "
              "run `python -m compileall` on axd, axctl and the venv's site-packages.")
-    targets = [os.path.join(REPO, "axd"), os.path.join(REPO, "axctl"),
-               sysconfig.get_paths()["purelib"]]
-    proc = subprocess.run([sys.executable, "-m", "compileall", "-q", *targets],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          check=False)
-    note(f"ran `python -m compileall -q` on {', '.join(targets)} (exit {proc.returncode})")
-    if proc.returncode != 0:
-        note("compileall reported errors (often files meant for other Python versions):\n"
-             + proc.stdout.strip()[-2000:])
+    code = benchlib.compile_sources()
+    note(f"ran `python -m compileall -q` on axd, axctl and site-packages (exit {code})")
     after = cli_pyc_present()
     if not after:
         note("warning: still no .pyc for axctl/cli.py after compileall; figures are pessimistic")
-    return {"cli_pyc_before": before, "cli_pyc_after": after,
-            "compileall_exit": proc.returncode, "compiled": targets}
+    return {"cli_pyc_before": before, "cli_pyc_after": after, "compileall_exit": code}
 
 
 # -- daemon --------------------------------------------------------------------------------

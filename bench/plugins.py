@@ -38,7 +38,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from benchlib import (
     REPO,
     BenchError,
     Daemon,
+    compile_sources,
     cpu_seconds,
     descendants,
     figure,
@@ -136,12 +136,9 @@ def ensure_bytecode() -> dict[str, Any]:
     if not before:
         note("warning: axd/plugins/__pycache__ had no compiled host module (every plugin "
              "start would compile it); running compileall")
-    targets = [os.path.join(REPO, "axd"), os.path.join(REPO, "axctl"),
-               sysconfig.get_paths()["purelib"]]
-    proc = subprocess.run([sys.executable, "-m", "compileall", "-q", *targets],
-                          capture_output=True, text=True, check=False)
+    code = compile_sources()
     return {"host_pyc_before": before, "host_pyc_after": os.path.isfile(pyc),
-            "compileall_exit": proc.returncode}
+            "compileall_exit": code}
 
 
 def plugin_folder(parent: str, names: dict[str, float | None]) -> str:

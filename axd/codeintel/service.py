@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from axd.codeintel import extract, search, walker
+from axd.codeintel import extract, search, tokens, walker
 from axd.codeintel import query as query_mod
 from axd.codeintel.cache import QueryCache
 from axd.codeintel.ignore import COOKIE_PREFIX, IgnoreRules
@@ -589,8 +589,8 @@ class CodeIntel:
                 parsed, limit, ranking, timings)
             status = "miss"
             if use_cache:
-                self.cache.put(key, results, ws.id,
-                               [_hash(t) for t in parsed.terms], [r["path"] for r in results])
+                self.cache.put(key, results, ws.id, [tokens.term_hash(t) for t in parsed.terms],
+                               [r["path"] for r in results])
         doc: dict[str, Any] = {
             "results": results,
             "took_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -694,11 +694,6 @@ class CodeIntel:
         if not task.cancelled() and task.exception() is not None:
             log.error("code intelligence task failed", exc_info=task.exception())
 
-
-def _hash(term: str) -> int:
-    from axd.codeintel.tokens import term_hash
-
-    return term_hash(term)
 
 
 def _walk_subdir(root: str, rel: str, rules: IgnoreRules) -> walker.WalkResult:

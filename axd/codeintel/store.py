@@ -9,6 +9,7 @@ never reused, which lets the in-memory index treat them as stable document numbe
 from __future__ import annotations
 
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -292,6 +293,4 @@ def _next_chunk_id(conn: sqlite3.Connection) -> int:
 
 
 def _pack_lengths(lengths: tuple[int, ...]) -> bytes:
-    import struct
-
     return struct.pack(f"<{len(lengths)}I", *lengths)
