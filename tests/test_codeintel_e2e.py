@@ -350,3 +350,40 @@ def test_a_killed_daemon_leaves_no_parse_workers(home, daemon_factory, project):
     d.signal(signal.SIGKILL)
     d.wait()
     wait_for(lambda: not _processes_of(home.state_dir), timeout=20)
+
+
+UNICODE_SOURCE = '''\
+def 計算する(値):
+    """合計を計算する"""
+    return 値 * 2
+
+
+def grüße_sagen(name):
+    return f"Grüße, {name}"
+
+
+def получитьДанные():
+    return "данные"
+
+
+def ünïcødé_cødé():
+    return "ünïcødé"
+'''
+
+
+def test_find_in_every_script(home, daemon, project):
+    (project / "names.py").write_text(UNICODE_SOURCE, encoding="utf-8")
+    index(home, project)
+    for query, symbol in [("計算する", "計算する"), ("合計", "計算する"),
+                          ("GRÜSSE", "grüße_sagen"), ("grüsse sagen", "grüße_sagen"),
+                          ("ПОЛУЧИТЬ данные", "получитьДанные"),
+                          ("ünïcødé", "ünïcødé_cødé"), ("cødé", "ünïcødé_cødé"),
+                          ("cafe\u0301 ünïcødé", "ünïcødé_cødé")]:
+        results = find(home, project, query)["results"]
+        assert results and results[0]["symbol"] == symbol, (query, results[:2])
+    out = home.axctl("find", "計算する", "--json", "--workspace", str(project))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["results"][0]["symbol"] == "計算する"
+    refs = api(home, "POST", "/v1/references", {"name": "値", "path": str(project)})
+    assert [(r["path"], r["line"]) for r in refs["results"]] == [("names.py", 1),
+                                                                 ("names.py", 3)]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
+import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,10 +27,42 @@ def test_terms(text, expected):
     assert tokens.terms(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("grüße_sagen", ["grüsse", "sagen"]),
+    ("GRÜSSE", ["grüsse"]),
+    ("ünïcødé cødé", ["ünïcødé", "cødé"]),
+    ("cafe\u0301", ["café"]),                       # NFD input meets NFC
+    ("\ufb01le \uff21\uff22\uff23def", ["file", "ab", "cdef"]),   # NFKC: ligature, full-width
+    ("получитьДанные", ["получить", "данные"]),
+    ("ΥπολογισμόςΤιμής", ["υπολογισμόσ", "τιμήσ"]),
+    ("गणना_करें", ["गणना", "करें"]),                  # combining marks stay in the word
+    ("مرحبا_بالعالم", ["مرحبا", "بالعالم"]),
+    ("x = 計算する(1)", ["計", "算", "す", "る", "計算", "算す", "する"]),
+    ("数", ["数"]),
+    ("계산하기", ["계", "산", "하", "기", "계산", "산하", "하기"]),
+    ("HTTPConnection © 2024 grüße", ["http", "connection", "2024", "grüsse"]),
+])
+def test_terms_in_every_script(text, expected):
+    assert tokens.terms(text) == expected
+
+
+def test_queries_ask_for_cjk_bigrams_and_single_characters():
+    assert tokens.query_terms("計算する") == ["計算", "算す", "する"]
+    assert tokens.query_terms("数 sum") == ["数", "sum"]
+    assert set(tokens.query_terms("計算する")) <= set(tokens.terms("def 計算する(): ..."))
+
+
 @given(st.text(max_size=200))
-def test_terms_are_lowercase_and_at_least_two_chars(text):
+def test_ascii_fast_path_agrees_with_the_unicode_rules(text):
+    ascii_text = text.encode("ascii", "replace").decode()
+    assert tokens.terms(ascii_text) == tokens._unicode_terms(ascii_text, unigrams=True)
+
+
+@given(st.text(max_size=200))
+def test_terms_are_case_folded_and_normalized(text):
     for term in tokens.terms(text):
-        assert term == term.lower() and len(term) >= 2
+        assert term == unicodedata.normalize("NFKC", term.casefold())
+        assert len(term) >= 2 or regex.fullmatch(rf"[{tokens._CJK}]", term)
 
 
 def test_term_hashes_are_stable_across_processes():

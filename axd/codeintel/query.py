@@ -70,7 +70,7 @@ def parse(text: str) -> Query:
         for item in value.split(","):
             if item:
                 filters[name][1 if negate else 0].append(_check(name, item))
-    terms = tokens.terms(" ".join(words))
+    terms = tokens.query_terms(" ".join(words))
     unique = list(dict.fromkeys(terms))
     truncated = len(unique) > MAX_TERMS
     query = Query(

@@ -223,7 +223,7 @@ def _grams(name: str) -> set[str]:
 def references(postings: Postings, store: Store, root: str, workspace: int, name: str,
                limit: int) -> list[dict[str, Any]]:
     """Every occurrence of the identifier `name` (whole word, case-sensitive)."""
-    parts = [tokens.term_hash(t) for t in tokens.terms(name)]
+    parts = [tokens.term_hash(t) for t in tokens.query_terms(name)]
     if not parts:
         return []
     docs = postings.containing_all(workspace, parts)
@@ -232,7 +232,7 @@ def references(postings: Postings, store: Store, root: str, workspace: int, name
     for row in rows.values():
         by_file.setdefault(row["path"], []).append(
             (row["start_line"], row["end_line"], row["qualname"]))
-    pattern = re.compile(rf"(?<![A-Za-z0-9_$]){re.escape(name)}(?![A-Za-z0-9_$])")
+    pattern = re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])")
     found: list[dict[str, Any]] = []
     cache: dict[str, list[str] | None] = {}
     for path in sorted(by_file):
