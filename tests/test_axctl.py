@@ -142,20 +142,45 @@ def test_config_validate_show_and_reload(home, daemon):
     assert failed.returncode == 1 and "events.history" in failed.stderr
 
 
-def test_events_follow_streams_as_they_happen(home, daemon):
-    proc = subprocess.Popen([str(BIN / "axctl"), "events", "--follow", "--json", "-n", "0",
-                             "--type", "config.*"], env=home.env, stdout=subprocess.PIPE,
-                            text=True)
+def _ignore_stop_signals() -> None:
+    """What a CI runner or a `cmd &` in a script does: the child inherits ignored signals."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _follower(home, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen([str(BIN / "axctl"), *args], env=home.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ignore_stop_signals)
+    # the stream is open once the daemon counts a subscriber
+    wait_for(lambda: home.client().request("GET", "/v1/status").json()
+             ["components"]["events"]["subscribers"] == 1)
+    return proc
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_events_follow_streams_and_stops_on_a_signal_a_parent_ignored(home, daemon, stop):
+    proc = _follower(home, "events", "--follow", "--json", "-n", "0", "--type", "config.*")
     try:
-        # the stream is open once the daemon counts a subscriber
-        wait_for(lambda: home.client().request("GET", "/v1/status").json()
-                 ["components"]["events"]["subscribers"] == 1)
         home.client().request("POST", "/v1/config/reload", {})
         event = json.loads(proc.stdout.readline())
         assert event["type"] == "config.reloaded" and event["reason"] == "api"
+        proc.send_signal(stop)
+        assert proc.wait(10) == 0
+        assert proc.stderr.read() == ""  # no traceback
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(10)
+        proc.kill()
+        proc.wait()
+
+
+def test_a_follower_whose_reader_goes_away_ends_quietly(home, daemon):
+    proc = _follower(home, "events", "--follow", "--json", "-n", "0")
+    proc.stdout.close()  # `axctl events -f | head -1` after head exits
+    home.client().request("POST", "/v1/config/reload", {})
+    home.client().request("POST", "/v1/config/reload", {})
+    assert proc.wait(10) == -signal.SIGPIPE
+    assert "Traceback" not in proc.stderr.read()
+    proc.stderr.close()
 
 
 def test_bad_event_type_is_a_clear_error(home, daemon):

@@ -59,17 +59,20 @@ def index_add(session: Session, path: str, background: bool, as_json: bool) -> N
         return
     show = sys.stderr.isatty() and not as_json
     result: dict[str, Any] | None = None
-    for line in session.stream("/v1/workspaces", method="POST",
-                               body={"path": root, "progress": True}):
-        event = json.loads(line)
-        if event.get("type") == "index.progress" and show:
-            _progress(event)
-        elif event.get("type") == "result":
-            result = {k: v for k, v in event.items() if k != "type"}
-        elif event.get("type") == "error":
-            error = event["error"]
-            raise CliError(error["message"], code=error["code"], details=error["details"],
-                           as_json=as_json)
+    from axctl.stops import stoppable
+
+    with stoppable(quiet=False):  # Ctrl-C: "Aborted!"; the daemon goes on indexing
+        for line in session.stream("/v1/workspaces", method="POST",
+                                   body={"path": root, "progress": True}):
+            event = json.loads(line)
+            if event.get("type") == "index.progress" and show:
+                _progress(event)
+            elif event.get("type") == "result":
+                result = {k: v for k, v in event.items() if k != "type"}
+            elif event.get("type") == "error":
+                error = event["error"]
+                raise CliError(error["message"], code=error["code"],
+                               details=error["details"], as_json=as_json)
     if show:
         click.echo("\r\033[K", nl=False, err=True)
     if result is None:

@@ -65,7 +65,9 @@ def plugin_debug(session: Session, name: str, dap: bool, as_json: bool) -> None:
             done.set()
 
     threading.Thread(target=read_events, name="axctl-debug-events", daemon=True).start()
-    try:
+    from axctl.stops import stoppable
+
+    with stoppable():
         if dap:
             done.wait()
             return
@@ -91,8 +93,6 @@ def plugin_debug(session: Session, name: str, dap: bool, as_json: bool) -> None:
             if command == "quit":
                 done.wait(5)
                 break
-    except KeyboardInterrupt:
-        pass
 
 
 def _parse(line: str) -> tuple[str, str]:

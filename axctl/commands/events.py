@@ -30,7 +30,9 @@ def events(session: Session, follow: bool, types: tuple[str, ...], limit: int,
     query = f"follow={'true' if follow else 'false'}&limit={limit}"
     if types:
         query += "&types=" + ",".join(_quote(t) for t in types)
-    try:
+    from axctl.stops import stoppable  # signal stays off the start-up path
+
+    with stoppable():
         for line in session.stream("/v1/events?" + query):
             if as_json:
                 click.echo(line.decode())
@@ -38,8 +40,6 @@ def events(session: Session, follow: bool, types: tuple[str, ...], limit: int,
                 event = json.loads(line)
                 click.echo(f"{output.clock(event['ts'])}  {event['type']:<22} "
                            f"{output.fields(event, skip=('ts', 'type'))}".rstrip())
-    except KeyboardInterrupt:
-        pass
 
 
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-*")

@@ -223,7 +223,9 @@ def _top(session: Session, body: dict[str, Any], as_json: bool) -> None:
     interactive = sys.stdout.isatty() and not as_json
     body = {**body, "format": "collapsed", "sampler": "builtin",
             "seconds": min(float(body["seconds"]), 2.0) if interactive else body["seconds"]}
-    try:
+    from axctl.stops import stoppable  # signal stays off the start-up path
+
+    with stoppable():
         while True:
             doc = session.call("POST", "/v1/perf/profile", body, timeout=120)
             rows = doc.get("top", [])
@@ -239,8 +241,6 @@ def _top(session: Session, body: dict[str, Any], as_json: bool) -> None:
                     for r in rows]))
             if not interactive:
                 return
-    except KeyboardInterrupt:
-        pass
 
 
 def _load(path: str, as_json: bool) -> dict[str, Any]:

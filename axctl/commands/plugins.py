@@ -196,7 +196,9 @@ def _seconds(text: str) -> int:
 def plugin_logs(session: Session, name: str, follow: bool, limit: int, as_json: bool) -> None:
     """Log lines of plugin NAME: its logger, its stdout/stderr, crashes with tracebacks."""
     target = f"/v1/plugins/{name}/logs?follow={'true' if follow else 'false'}&limit={limit}"
-    try:
+    from axctl.stops import stoppable  # signal stays off the start-up path
+
+    with stoppable():
         for line in session.stream(target):
             if as_json:
                 click.echo(line.decode())
@@ -206,8 +208,6 @@ def plugin_logs(session: Session, name: str, follow: bool, limit: int, as_json: 
                        f"{record.get('msg', '')}")
             if record.get("exc"):
                 click.echo(record["exc"].rstrip())
-    except KeyboardInterrupt:
-        pass
 
 
 @plugin.command("stats")
