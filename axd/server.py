@@ -25,6 +25,7 @@ from aiohttp import web
 
 from axd import __version__, logs, sdnotify
 from axd import config as config_mod
+from axd.api.bad_requests import DaemonRunner
 from axd.app import build_app
 from axd.config import Config, ConfigError
 from axd.events import EventBus
@@ -217,7 +218,7 @@ async def _serve(
     app = build_app(services)
     # lingering_time: after an early error (413), how long to swallow an unread body so the
     # client sees the answer rather than a reset; local clients need little.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, lingering_time=2.0,
+    runner = DaemonRunner(app, handle_signals=False, access_log=None, lingering_time=2.0,
                            shutdown_timeout=cfg["daemon.shutdown_timeout"])
     await runner.setup()
     site = web.SockSite(runner, sock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -99,6 +100,32 @@ async def test_wrong_types_are_a_422_naming_the_field(api, body, field):
     doc = await resp.json()
     assert_error(doc, "invalid_value")
     assert doc["error"]["details"]["field"] == field
+
+
+def strict_json(text: str):
+    """What a browser's JSON.parse or jq accepts: no NaN, no Infinity."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+async def test_non_finite_numbers_are_answered_in_strict_json(api, tmp_path):
+    body = json.dumps({"query": "x", "path": str(tmp_path), "limit": 1}).replace(
+        '"limit": 1}', '"limit": 1e400}')
+    resp = await api.post("/v1/search", data=body)
+    assert resp.status == 422
+    doc = strict_json(await resp.text())
+    assert doc["error"]["details"]["field"] == "body.limit"
+    assert doc["error"]["details"]["value"] == "Infinity"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+async def test_non_json_literals_in_a_body_are_a_400(api, literal):
+    resp = await api.post("/v1/config/validate", data=f'{{"text": {literal}}}')
+    assert resp.status == 400
+    doc = strict_json(await resp.text())
+    assert_error(doc, "invalid_json")
+    assert literal in doc["error"]["message"]
 
 
 async def test_oversized_body_is_refused_with_413(api):
@@ -219,3 +246,14 @@ async def test_shutdown_answers_before_stopping(api, services):
     assert (await resp.json())["stopping"] is True
     await asyncio.sleep(0)
     assert services.shutdowns == ["api"]
+
+
+def test_every_route_module_renders_through_the_strict_encoder():
+    """`web.json_response` and `json.dumps` default to writing NaN/Infinity: the API's
+    modules go through axd/api/render.py instead."""
+    api_dir = Path(__file__).parent.parent / "axd" / "api"
+    for module in api_dir.glob("*.py"):
+        if module.name == "render.py":
+            continue
+        text = module.read_text()
+        assert "web.json_response(" not in text and "json.dumps(" not in text, module.name

@@ -142,16 +142,16 @@ def test_config_validate_show_and_reload(home, daemon):
     assert failed.returncode == 1 and "events.history" in failed.stderr
 
 
-def _ignore_stop_signals() -> None:
-    """What a CI runner or a `cmd &` in a script does: the child inherits ignored signals."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+# What a CI runner or a `cmd &` in a script does: the child inherits ignored signals.
+IGNORING_PARENT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                   "signal.signal(signal.SIGTERM, signal.SIG_IGN); os.execv(sys.argv[1], "
+                   "sys.argv[1:])")
 
 
 def _follower(home, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([str(BIN / "axctl"), *args], env=home.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_ignore_stop_signals)
+    proc = subprocess.Popen([sys.executable, "-c", IGNORING_PARENT, str(BIN / "axctl"), *args],
+                            env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     # the stream is open once the daemon counts a subscriber
     wait_for(lambda: home.client().request("GET", "/v1/status").json()
              ["components"]["events"]["subscribers"] == 1)

@@ -318,3 +318,63 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused(daemon, daemon_factory
     assert ready["code"] == "already_running" and ready["pid"] == daemon.pid
     assert f"state dir {home.state_dir}" in ready["message"]
     assert other.wait() == 1
+
+
+def _errors(d) -> list[dict]:
+    return [r for r in d.log_records() if r["level"] in ("error", "critical")]
+
+
+def test_a_follower_that_disconnects_is_not_an_error(daemon, home):
+    for _ in range(3):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(home.socket)
+            s.sendall(b"GET /v1/events?follow=true&limit=5 HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        # an event for the gone follower to fail on, then one more to prove it was dropped
+        home.client().request("POST", "/v1/config/reload", {})
+        wait_for(lambda: home.client().request("GET", "/v1/status").json()
+                 ["components"]["events"]["subscribers"] == 0)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    assert _errors(daemon) == []
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) * 40,  # a TLS hello
+    b"HELO example.org\r\n\r\n",
+    b"GET / HTTP/9.9\r\n\r\n",
+    b"GET /v1/status HTTP/1.1\r\nHost: a\r\nBad Header Without Colon\r\n\r\n",
+], ids=["tls", "smtp", "version", "header"])
+def test_bytes_that_are_not_http_get_a_json_error_and_no_echo(daemon, home, garbage):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(home.socket)
+        s.sendall(garbage)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    if reply:  # an answer, if any, is our error shape and small
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"400", head
+        assert json.loads(body)["error"]["code"] == "bad_request"
+        assert len(body) < 300 and garbage[:12] not in body
+    assert home.client().request("GET", "/v1/status").status == 200
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    assert _errors(daemon) == []
+    warnings = [r for r in daemon.log_records() if r["level"] == "warning"]
+    assert len(warnings) <= 1 and all(len(json.dumps(w)) < 600 for w in warnings)
+
+
+def test_a_flood_of_bad_requests_logs_a_bounded_number_of_lines(daemon, home):
+    for _ in range(50):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(home.socket)
+            s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            while s.recv(65536):
+                pass
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    warnings = [r for r in daemon.log_records() if r["level"] == "warning"]
+    assert 1 <= len(warnings) <= 2, warnings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ from aiohttp import web
 from axd.api.errors import ApiError
 from axd.api.inputs import read_json
 from axd.api.registry import Param, RouteTable
+from axd.api.render import NdjsonStream, json_response
 from axd.codeintel.extract import FIELDS
 from axd.codeintel.query import QueryError
 from axd.codeintel.service import CodeIntel, CodeIntelError, Workspace
@@ -110,7 +110,7 @@ async def add_workspace(request: web.Request) -> web.StreamResponse:
     body = await _body(request, ADD_BODY)
     wait = body.get("wait", True)
     if not body.get("progress"):
-        return web.json_response(await _guard(ci.add_workspace(body["path"], wait)))
+        return json_response(await _guard(ci.add_workspace(body["path"], wait)))
     return await _stream_progress(request, ci, body["path"])
 
 
@@ -119,36 +119,34 @@ async def _stream_progress(request: web.Request, ci: CodeIntel,
     bus = request.app[SERVICES].bus
     sub = bus.subscribe(TypeFilter(["index.progress"]))
     task = asyncio.ensure_future(_guard(ci.add_workspace(path, True)))
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
     events = aiter(sub)
     try:
-        while True:
-            nxt = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({task, nxt}, return_when=asyncio.FIRST_COMPLETED)
-            if nxt in done:
-                await response.write(json.dumps(nxt.result()).encode() + b"\n")
-            else:
-                nxt.cancel()
-            if task in done:
-                break
-        try:
-            result = {"type": "result", **task.result()}
-        except ApiError as exc:
-            result = {"type": "error", "error": {"code": exc.code, "message": exc.message,
-                                                 "details": exc.details}}
-        await response.write(json.dumps(result).encode() + b"\n")
+        async with NdjsonStream(request) as out:
+            while True:
+                nxt = asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({task, nxt}, return_when=asyncio.FIRST_COMPLETED)
+                if nxt in done:
+                    await out.send(nxt.result())
+                else:
+                    nxt.cancel()
+                if task in done:
+                    break
+            try:
+                result = {"type": "result", **task.result()}
+            except ApiError as exc:
+                result = {"type": "error", "error": {"code": exc.code, "message": exc.message,
+                                                     "details": exc.details}}
+            await out.send(result)
     finally:
         sub.close()
-    await response.write_eof()
-    return response
+    return out.response
 
 
 @routes.add("GET", "/v1/workspaces", "The workspaces this daemon serves.",
             responses={200: "list of workspaces"})
 async def list_workspaces(request: web.Request) -> web.Response:
     ci = _service(request)
-    return web.json_response({"workspaces": [w.info() for w in ci.workspaces.values()]})
+    return json_response({"workspaces": [w.info() for w in ci.workspaces.values()]})
 
 
 @routes.add("POST", "/v1/workspaces/remove", "Forget a workspace and drop its index.",
@@ -156,7 +154,7 @@ async def list_workspaces(request: web.Request) -> web.Response:
 async def remove_workspace(request: web.Request) -> web.Response:
     ci = _service(request)
     body = await _body(request, REMOVE_BODY)
-    return web.json_response(await _guard(ci.remove_workspace(body["path"])))
+    return json_response(await _guard(ci.remove_workspace(body["path"])))
 
 
 @routes.add("GET", "/v1/index/status", "Files, symbols, bytes, languages, last update, lag "
@@ -168,10 +166,10 @@ async def index_status(request: web.Request) -> web.Response:
     path = request.query.get("path")
     if path:
         ws = _workspace(ci, path)
-        return web.json_response(await _guard(ci.index_status(ws)))
+        return json_response(await _guard(ci.index_status(ws)))
     docs = [await _guard(ci.index_status(ws)) for ws in list(ci.workspaces.values())
             if ws.state != "missing"]
-    return web.json_response({"workspaces": docs, "service": ci.health()})
+    return json_response({"workspaces": docs, "service": ci.health()})
 
 
 @routes.add("POST", "/v1/search", "Ranked definition-level search (BM25F) with lang:, kind:, "
@@ -182,7 +180,7 @@ async def search(request: web.Request) -> web.Response:
     ci = _service(request)
     body = await _body(request, SEARCH_BODY)
     ws = _workspace(ci, body["path"])
-    return web.json_response(await _guard(ci.search(
+    return json_response(await _guard(ci.search(
         ws, body["query"], _limit(ci, body), fresh=body.get("fresh", False),
         debug=body.get("debug", False), use_cache=body.get("cache", True),
         ranking=body.get("ranking"))))
@@ -211,7 +209,7 @@ async def search_batch(request: web.Request) -> web.Response:
 
     started = asyncio.get_running_loop().time()
     answers = await asyncio.gather(*(one(q) for q in body["queries"]))
-    return web.json_response({
+    return json_response({
         "answers": answers,
         "took_ms": round((asyncio.get_running_loop().time() - started) * 1000, 3)})
 
@@ -238,4 +236,4 @@ async def _by_name(request: web.Request,
         raise ApiError(422, "invalid_value", "body.name must not be empty",
                        {"field": "body.name"})
     ws = _workspace(ci, body["path"])
-    return web.json_response(await _guard(call(ci, ws, name, _limit(ci, body))))
+    return json_response(await _guard(call(ci, ws, name, _limit(ci, body))))

@@ -10,6 +10,7 @@ from axd import config as config_mod
 from axd.api.errors import ApiError
 from axd.api.inputs import read_json
 from axd.api.registry import RouteTable
+from axd.api.render import json_response
 from axd.config import ConfigError
 from axd.services import SERVICES
 
@@ -30,7 +31,7 @@ VALIDATE_BODY: dict[str, Any] = {
 async def get_config(request: web.Request) -> web.Response:
     live = request.app[SERVICES].config
     cfg = live.current
-    return web.json_response({
+    return json_response({
         "values": {key: cfg.display(key) for key in cfg.values},
         "sources": dict(cfg.sources),
         "files": list(cfg.files),
@@ -55,7 +56,7 @@ async def reload_config(request: web.Request) -> web.Response:
     except ConfigError as exc:
         raise ApiError(422, "config_invalid", str(exc),
                        {"problems": [p.as_dict() for p in exc.problems]}) from None
-    return web.json_response({"changed": changed, "files": list(services.config.current.files)})
+    return json_response({"changed": changed, "files": list(services.config.current.files)})
 
 
 SET_BODY: dict[str, Any] = {
@@ -81,7 +82,7 @@ async def set_config(request: web.Request) -> web.Response:
     except ConfigError as exc:
         raise ApiError(422, "config_invalid", str(exc),
                        {"problems": [p.as_dict() for p in exc.problems]}) from None
-    return web.json_response(result)
+    return json_response(result)
 
 
 @routes.add("POST", "/v1/config/validate",
@@ -100,6 +101,6 @@ async def validate_config(request: web.Request) -> web.Response:
             problems = []
         except ConfigError as exc:
             problems = exc.problems
-    return web.json_response({
+    return json_response({
         "valid": not problems, "name": name, "problems": [p.as_dict() for p in problems],
     })

@@ -13,6 +13,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from axd.api.render import json_response
+
 log = logging.getLogger("axd.api")
 
 _CODES = {
@@ -27,6 +29,11 @@ _CODES = {
     503: "not_ready",
     504: "timeout",
 }
+
+
+def status_code(status: int) -> str:
+    """The snake_case error code for an HTTP status."""
+    return _CODES.get(status, "http_error")
 
 
 class ApiError(Exception):
@@ -44,7 +51,7 @@ def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None
 ) -> web.Response:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return web.json_response(body, status=status)
+    return json_response(body, status=status)
 
 
 @web.middleware
@@ -57,6 +64,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _from_http_exception(request, exc)
+    except ConnectionResetError:  # the client left mid-answer: aiohttp closes quietly
+        log.debug("client disconnected", extra={"path": request.path})
+        raise
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(
@@ -66,7 +76,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
-    code = _CODES.get(exc.status, "http_error")
+    code = status_code(exc.status)
     details: dict[str, Any] = {}
     if exc.status == 404:
         message = f"no route {request.method} {request.path}; see GET /v1/openapi.json"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from axd.api.errors import ApiError
 from axd.api.inputs import query_bool, query_int, query_list
 from axd.api.registry import Param, RouteTable
+from axd.api.render import NdjsonStream
 from axd.events import TypeFilter
 from axd.services import SERVICES
 
@@ -38,22 +37,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     sub = bus.subscribe(wanted) if follow else None
     backlog = bus.recent(wanted, limit) if limit else []
 
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
     try:
-        for event in backlog:
-            await response.write(_line(event))
-        if sub is not None:
-            async for event in sub:
-                await response.write(_line(event))
-    except (ConnectionResetError, ConnectionError):
-        pass  # the client went away; nothing to tell it
+        async with NdjsonStream(request) as out:
+            for event in backlog:
+                await out.send(event)
+            if sub is not None:
+                async for event in sub:
+                    await out.send(event)
     finally:
         if sub is not None:
             sub.close()
-    await response.write_eof()
-    return response
-
-
-def _line(event: dict[str, object]) -> bytes:
-    return json.dumps(event, default=str).encode() + b"\n"
+    return out.response

@@ -47,7 +47,7 @@ async def read_json(request: web.Request, schema: dict[str, Any], limit: int) ->
         doc: Any = {}
     else:
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw, parse_constant=_not_json)
         except UnicodeDecodeError:
             raise ApiError(400, "invalid_json", "request body is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
@@ -57,6 +57,11 @@ async def read_json(request: web.Request, schema: dict[str, Any], limit: int) ->
             ) from None
     check(doc, schema, "body")
     return doc
+
+
+def _not_json(name: str) -> Any:
+    raise ApiError(400, "invalid_json", f"request body is not valid JSON: {name} is not a "
+                   "JSON value", {"token": name})
 
 
 def check(value: Any, schema: dict[str, Any], where: str) -> None:

@@ -8,6 +8,7 @@ import os
 from aiohttp import web
 
 from axd.api.registry import RouteTable
+from axd.api.render import json_response
 from axd.services import SERVICES
 
 routes = RouteTable()
@@ -20,4 +21,4 @@ async def shutdown(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     # Let this response go out before the listener closes.
     asyncio.get_running_loop().call_soon(services.request_shutdown, "api")
-    return web.json_response({"stopping": True, "pid": os.getpid()}, status=202)
+    return json_response({"stopping": True, "pid": os.getpid()}, status=202)

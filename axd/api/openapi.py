@@ -8,6 +8,7 @@ from aiohttp import web
 
 from axd import API_VERSION, __version__
 from axd.api.registry import Route, RouteTable
+from axd.api.render import json_response
 
 routes = RouteTable()
 
@@ -32,7 +33,7 @@ ERROR_SCHEMA = {
 
 @routes.add("GET", "/v1/openapi.json", "This document.", responses={200: "OpenAPI 3.1"})
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(build_document(request.app[ROUTES]))
+    return json_response(build_document(request.app[ROUTES]))
 
 
 def build_document(installed: list[Route]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from aiohttp import web
 from axd.api.errors import ApiError
 from axd.api.inputs import read_json
 from axd.api.registry import RouteTable
+from axd.api.render import json_response
 from axd.perf import profiler
 from axd.plugins.runner import PluginTimeout, PluginUnavailable
 from axd.services import SERVICES
@@ -58,4 +59,4 @@ async def profile(request: web.Request) -> web.Response:
     except RuntimeError as exc:
         raise ApiError(503, "profiler_unavailable", str(exc)) from None
     doc.update(seconds=seconds, rate=rate)
-    return web.json_response(doc)
+    return json_response(doc)

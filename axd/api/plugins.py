@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -11,6 +10,7 @@ from aiohttp import web
 from axd.api.errors import ApiError
 from axd.api.inputs import query_bool, query_int, read_json
 from axd.api.registry import Param, RouteTable
+from axd.api.render import NdjsonStream, json_response
 from axd.plugins import budgets as budgets_mod
 from axd.plugins.debug_session import COMMANDS, DebugFailure
 from axd.plugins.supervisor import PluginError, Supervisor
@@ -62,7 +62,7 @@ def _get(sup: Supervisor, request: web.Request) -> Any:
             responses={200: "plugins"})
 async def list_plugins(request: web.Request) -> web.Response:
     sup = _supervisor(request)
-    return web.json_response({
+    return json_response({
         "plugins": [sup.info(name) for name in sorted(sup.plugins)],
         "invalid": sup.invalid,
         "enforcement": sup.enforcement(),
@@ -75,7 +75,7 @@ async def list_plugins(request: web.Request) -> web.Response:
 async def get_plugin(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    return web.json_response({**sup.info(ps.name), "manifest": ps.manifest.listing()})
+    return json_response({**sup.info(ps.name), "manifest": ps.manifest.listing()})
 
 
 @routes.add("POST", "/v1/plugins/{name}/call", "Call a plugin method (timeout from "
@@ -89,9 +89,8 @@ async def call_plugin(request: web.Request) -> web.Response:
     started = time.perf_counter()
     result = await _guard(sup.call(ps.name, body["method"], body.get("params"),
                                    body.get("timeout")))
-    return web.json_response({"result": result,
-                              "took_ms": round((time.perf_counter() - started) * 1000, 3)},
-                             dumps=lambda o: json.dumps(o, default=str))
+    return json_response({"result": result,
+                              "took_ms": round((time.perf_counter() - started) * 1000, 3)})
 
 
 def _control(action: str, summary: str) -> None:
@@ -101,7 +100,7 @@ def _control(action: str, summary: str) -> None:
     async def handler(request: web.Request) -> web.Response:
         sup = _supervisor(request)
         ps = _get(sup, request)
-        return web.json_response(await _guard(getattr(sup, f"{action}_plugin" if action in (
+        return json_response(await _guard(getattr(sup, f"{action}_plugin" if action in (
             "start", "stop", "restart") else action)(ps.name)))
 
     handler.__name__ = f"{action}_plugin"
@@ -133,7 +132,7 @@ async def reload_plugin(request: web.Request) -> web.Response:
     ps = _get(sup, request)
     body = await read_json(request, RELOAD_BODY,
                            request.app[SERVICES].config["api.max_body_size"])
-    return web.json_response(await _guard(sup.reload(ps.name, reason="manual",
+    return json_response(await _guard(sup.reload(ps.name, reason="manual",
                                                      force=body.get("force", False))))
 
 
@@ -164,38 +163,34 @@ async def debug_session(request: web.Request) -> web.StreamResponse:
     ps = _get(sup, request)
     dap = query_bool(request, "dap", False)
     session = await _guard(sup.open_debug(ps.name))
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
     bus = request.app[SERVICES].bus
-    reason = "stream closed"
+    reason = "client disconnected"
     try:
-        await response.write(_json_line({"type": "session", "id": session.id,
-                                         "plugin": ps.name, "commands": list(COMMANDS)}))
-        if dap:
-            where = await _guard(_dap(ps))
-            await response.write(_json_line({"type": "dap", "configuration": {
-                "name": f"axd plugin {ps.name}", "type": "python", "request": "attach",
-                "connect": where, "justMyCode": False,
-                "pathMappings": [{"localRoot": ps.manifest.folder,
-                                  "remoteRoot": ps.manifest.folder}]}}))
-        while not session.closed and not bus.closed:
-            try:
-                event = await asyncio.wait_for(session.events.get(), HEARTBEAT_S)
-            except TimeoutError:
-                event = {"type": "heartbeat"}
-            await response.write(_json_line(event))
-        while not session.events.empty():
-            await response.write(_json_line(session.events.get_nowait()))
-        reason = "session ended"
-    except (ConnectionResetError, ConnectionError):
-        reason = "client disconnected"
+        async with NdjsonStream(request) as out:
+            await out.send({"type": "session", "id": session.id, "plugin": ps.name,
+                            "commands": list(COMMANDS)})
+            if dap:
+                where = await _guard(_dap(ps))
+                await out.send({"type": "dap", "configuration": {
+                    "name": f"axd plugin {ps.name}", "type": "python", "request": "attach",
+                    "connect": where, "justMyCode": False,
+                    "pathMappings": [{"localRoot": ps.manifest.folder,
+                                      "remoteRoot": ps.manifest.folder}]}})
+            while not session.closed and not bus.closed:
+                try:
+                    event = await asyncio.wait_for(session.events.get(), HEARTBEAT_S)
+                except TimeoutError:
+                    event = {"type": "heartbeat"}
+                await out.send(event)
+            while not session.events.empty():
+                await out.send(session.events.get_nowait())
+            reason = "session ended"
     finally:
         if ps.debug is session:
             await sup.close_debug(ps.name, reason)
         if dap:  # the debugpy listener lives until its process does: replace the process
             await sup.reload(ps.name, reason="debug adapter closed", force=True)
-    await response.write_eof()
-    return response
+    return out.response
 
 
 async def _dap(ps: Any) -> Any:
@@ -225,11 +220,7 @@ async def debug_command(request: web.Request) -> web.Response:
         result = await session.command(body["command"], body.get("arg", ""))
     except DebugFailure as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
-    return web.json_response({"result": result}, dumps=lambda o: json.dumps(o, default=str))
-
-
-def _json_line(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, default=str).encode() + b"\n"
+    return json_response({"result": result})
 
 
 @routes.add("GET", "/v1/plugins/{name}/timeline", "One time-ordered view: RPC calls, "
@@ -240,9 +231,8 @@ async def plugin_timeline(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
     since = query_int(request, "since", 600, maximum=10 * 365 * 86400)
-    return web.json_response({"plugin": ps.name,
-                              "entries": ps.timeline(time.time() - since)},
-                             dumps=lambda o: json.dumps(o, default=str))
+    return json_response({"plugin": ps.name,
+                              "entries": ps.timeline(time.time() - since)})
 
 
 @routes.add("GET", "/v1/plugins/{name}/logs", "Recent log lines of a plugin as NDJSON; with "
@@ -261,28 +251,20 @@ async def plugin_logs(request: web.Request) -> web.StreamResponse:
     if follow:
         ps.logs.followers.add(queue)
     backlog = list(ps.logs.lines)[-limit:] if limit else []
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
     bus = request.app[SERVICES].bus
     try:
-        for record in backlog:
-            await response.write(_line(ps.name, record))
-        while follow and not bus.closed:
-            try:
-                record = await asyncio.wait_for(queue.get(), 1.0)
-            except TimeoutError:
-                continue
-            await response.write(_line(ps.name, record))
-    except (ConnectionResetError, ConnectionError):
-        pass
+        async with NdjsonStream(request) as out:
+            for record in backlog:
+                await out.send({"plugin": ps.name, **record})
+            while follow and not bus.closed:
+                try:
+                    record = await asyncio.wait_for(queue.get(), 1.0)
+                except TimeoutError:
+                    continue
+                await out.send({"plugin": ps.name, **record})
     finally:
         ps.logs.followers.discard(queue)
-    await response.write_eof()
-    return response
-
-
-def _line(name: str, record: dict[str, Any]) -> bytes:
-    return json.dumps({"plugin": name, **record}, default=str).encode() + b"\n"
+    return out.response
 
 
 @routes.add("GET", "/v1/plugins/{name}/stats", "CPU %, memory and peak, throttling, OOM "
@@ -291,7 +273,7 @@ def _line(name: str, record: dict[str, Any]) -> bytes:
 async def plugin_stats(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    return web.json_response(sup.monitor.stats(ps))
+    return json_response(sup.monitor.stats(ps))
 
 
 @routes.add("POST", "/v1/budgets/validate", "Check a budgets file (or, with no text, the one "
@@ -316,7 +298,7 @@ async def validate_budgets(request: web.Request) -> web.Response:
     else:
         name = sup.budgets_file()
         _, problems = budgets_mod.load_overrides(name, set(sup.plugins))
-    return web.json_response({"valid": not problems, "name": name, "problems": problems})
+    return json_response({"valid": not problems, "name": name, "problems": problems})
 
 
 @routes.add("POST", "/v1/budgets/apply", "Re-read budgets (config and budgets file) and apply "
@@ -324,4 +306,4 @@ async def validate_budgets(request: web.Request) -> web.Response:
             responses={200: "the budgets applied, and problems"})
 async def apply_budgets(request: web.Request) -> web.Response:
     sup = _supervisor(request)
-    return web.json_response(await sup.apply_budgets())
+    return json_response(await sup.apply_budgets())

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from axd import API_VERSION, __version__
 from axd.api.registry import RouteTable
+from axd.api.render import json_response
 from axd.services import SERVICES
 
 routes = RouteTable()
@@ -29,7 +30,7 @@ async def status(request: web.Request) -> web.Response:
     components = services.health()
     worst = max((c.get("health", "ok") for c in components.values()),
                 key=lambda h: _RANK.get(h, 2), default="ok")
-    return web.json_response({
+    return json_response({
         "version": __version__,
         "api": API_VERSION,
         "pid": os.getpid(),
