@@ -11,11 +11,14 @@ from typing import Any
 
 import click
 
-from axctl.errors import EXIT_UNREACHABLE, CliError
+from axctl.errors import EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 from axctl.transport import Client, DaemonUnreachable, ProtocolError, Response, VersionMismatch
 from axd import __version__, paths
 
 RESTART_HINT = "run `axctl restart` to replace it with this installation's axd"
+# Daemon error codes that mean "what you typed is wrong": exit 2, as click's own usage
+# errors do. Not found (404), conflicts, timeouts and invalid files are failures (1).
+USAGE_CODES = frozenset({"invalid_json", "invalid_value", "invalid_query", "invalid_params"})
 
 
 class Session:
@@ -108,8 +111,10 @@ class Session:
         except ProtocolError:
             error = {}
         message = error.get("message") or f"axd answered HTTP {response.status}"
-        return CliError(message, code=error.get("code", "http_error"),
-                        details=error.get("details", {}), as_json=self.as_json)
+        code = error.get("code", "http_error")
+        return CliError(message, code=code, details=error.get("details", {}),
+                        exit_code=EXIT_USAGE if code in USAGE_CODES else EXIT_FAILURE,
+                        hint=error.get("hint"), as_json=self.as_json)
 
 
 def _spawn_hint(code: str) -> str:

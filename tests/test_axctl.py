@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import click
 import pytest
@@ -185,7 +187,7 @@ def test_a_follower_whose_reader_goes_away_ends_quietly(home, daemon):
 
 def test_bad_event_type_is_a_clear_error(home, daemon):
     out = home.axctl("events", "--type", "Not A Type")
-    assert out.returncode == 1 and "bad event type pattern" in out.stderr
+    assert out.returncode == 2 and "bad event type pattern" in out.stderr
 
 
 def test_usage_errors_exit_2(home):
@@ -236,7 +238,7 @@ def test_every_command_prints_valid_json(home, daemon_factory):
         "def": ["hello", "-w", str(project)],
         "refs": ["hello", "-w", str(project)],
         "workspace remove": [str(project)],
-        "plugin call": ["echo", "noop"],
+        "plugin call": ["echo", "noop"], "plugin info": ["echo"],
         "plugin start": ["echo"], "plugin stop": ["echo"], "plugin restart": ["echo"],
         "plugin enable": ["echo"], "plugin disable": ["echo"],
         "plugin logs": ["echo"], "plugin stats": ["echo"], "plugin debug": ["echo"],
@@ -308,3 +310,67 @@ def test_restart_replaces_a_daemon_of_another_api(home, monkeypatch):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["old_pid"] == first and doc["pid"] != first
+
+
+# The table in docs/daemon.md "Exit codes of axctl": 0 ok, 1 failure, 2 usage, 3 unreachable.
+EXIT_CODES = [
+    (0, ["status"]),
+    (0, ["find", "hello", "-w", "{project}"]),
+    (0, ["find", "nothingmatchesthis", "-w", "{project}"]),
+    (1, ["def", "no_such_name_anywhere", "-w", "{project}"]),
+    (1, ["plugin", "info", "ghost"]),
+    (1, ["plugin", "call", "echo", "fail"]),
+    (1, ["budgets", "validate", "{root}/missing-budgets.toml"]),
+    (2, ["frobnicate"]),
+    (2, ["events", "-n", "minus"]),
+    (2, ["events", "--type", "Not A Type"]),
+    (2, ["find", "", "-w", "{project}"]),
+    (2, ["find", "  ", "-w", "{project}"]),
+    (2, ["find", "x", "lang:klingon", "-w", "{project}"]),
+    (2, ["find", "x", "kind:lambda", "-w", "{project}"]),
+    (2, ["config", "set", "api.max_body_size", "-5"]),
+    (2, ["config", "set", "no.such_key", "1"]),
+    (2, ["plugin", "call", "echo", "echo", "{not json"]),
+    (2, ["plugin", "call", "echo", "typed", '{"n": "x"}']),
+    (2, ["plugin", "call", "echo", "typed", '{"n": 0}']),
+    (2, ["plugin", "call", "echo", "typed", '{"nope": 1}']),
+]
+
+
+def test_exit_codes_follow_the_documented_table(home, daemon_factory):
+    plugins = home.root / "plugins"
+    shutil.copytree(Path(__file__).parent / "data" / "plugins" / "echo", plugins / "echo")
+    home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false",
+                    AXD_PLUGINS_PATHS=str(plugins))
+    daemon_factory().start()
+    project = home.root / "project"
+    project.mkdir()
+    (project / "app.py").write_text("def hello():\n    return 1\n")
+    assert home.axctl("index", str(project)).returncode == 0
+    wait_for(lambda: '"running"' in home.axctl("plugin", "info", "echo", "--json").stdout)
+    for expected, args in EXIT_CODES:
+        argv = [a.replace("{project}", str(project)).replace("{root}", str(home.root))
+                for a in args]
+        for extra in ([], ["--json"]):
+            out = home.axctl(*argv, *extra)
+            assert out.returncode == expected, (argv, extra, out.stdout, out.stderr)
+            assert "Traceback" not in out.stderr, argv
+    unreachable = home.axctl("--no-autostart", "status", env={"AXD_SOCKET": str(
+        home.root / "elsewhere" / "axd.sock")})
+    assert unreachable.returncode == 3
+
+
+def test_a_negative_config_value_is_a_value(home, daemon):
+    out = home.axctl("config", "set", "api.max_body_size", "-5")
+    assert out.returncode == 2 and "No such option" not in out.stderr
+    assert "api.max_body_size" in out.stderr
+    assert home.axctl("config", "set", "api.max_body_size", "2MiB").returncode == 0
+
+
+def test_budgets_validate_says_when_the_file_does_not_exist(home, daemon):
+    missing = home.axctl("budgets", "validate", str(home.root / "nope.toml"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    default = home.axctl("budgets", "validate")
+    assert default.returncode == 0
+    assert "does not exist: no budget overrides are in force" in default.stdout
+    assert ": valid" not in default.stdout

@@ -155,3 +155,27 @@ def test_the_four_plugins_under_the_default_configuration(home, daemon_factory, 
     # kept current from file.changed
     (repo / "new.py").write_text("# TODO: fresh one\n")
     wait_for(lambda: call("todos", "count", {"path": str(repo)})["TODO"] == 2, timeout=20)
+    # rubbish in: a clear invalid_params naming the parameter, before the method runs
+    for name, method, params, param in [
+        ("todos", "list", {"tag": 5}, "tag"),
+        ("todos", "list", {"tag": "LATER"}, "tag"),
+        ("todos", "list", {"limit": 0}, "limit"),
+        ("complexity", "worst", {"n": "x"}, "n"),
+        ("complexity", "worst", {"n": -1}, "n"),
+        ("complexity", "worst", {"n": 10**6}, "n"),
+        ("git-recent", "recent", {"path": str(repo), "n": 0}, "n"),
+        ("imports", "importers_of", {"module": ["a"]}, "module"),
+    ]:
+        resp = client.request("POST", f"/v1/plugins/{name}/call",
+                              {"method": method, "params": params})
+        assert resp.status == 422, (name, method, resp.body)
+        error = resp.json()["error"]
+        assert error["code"] == "invalid_params" and error["details"]["param"] == param
+        assert f"{name}.{method}" in error["message"] and param in error["message"]
+    out = home.axctl("plugin", "call", "complexity", "worst", '{"n": -1}')
+    assert out.returncode == 2
+    assert "complexity.worst: parameter 'n' must be at least 1, got -1" in out.stderr
+    assert "Traceback" not in out.stderr
+    info = home.axctl("plugin", "info", "complexity")
+    assert info.returncode == 0
+    assert "worst(n: an integer (1..1000) = 10, path: a string or null = null)" in info.stdout

@@ -311,7 +311,7 @@ def test_axctl_find_def_refs_from_inside_the_workspace(home, indexed):
     debug = run("find", "terminal", "--debug")
     assert "timings ms" in debug.stderr
     bad = run("find", "x", "lang:cobol")
-    assert bad.returncode == 1 and "valid:" in bad.stderr
+    assert bad.returncode == 2 and "valid:" in bad.stderr  # a usage error
 
 
 def _count(db: Path, table: str) -> int:

@@ -66,6 +66,10 @@ def api(home, method, target, body=None, status=200, timeout=30):
     return resp.json()
 
 
+def api_lines(home, target):
+    return [json.loads(x) for x in home.client(30).request("GET", target).body.splitlines()]
+
+
 def plugin(home, name):
     return api(home, "GET", f"/v1/plugins/{name}")
 
@@ -108,8 +112,17 @@ def test_calls_errors_and_timeouts(home, pdaemon):
     missing = call(home, "nope", status=404)
     assert missing["error"]["code"] == "no_such_method" and "echo" in missing["error"]["message"]
     failed = call(home, "fail", status=500)
-    assert "asked to fail" in failed["error"]["message"]
-    assert "ValueError" in failed["error"]["details"]["traceback"]
+    # one sentence naming plugin and method; the traceback goes to the plugin's log
+    assert failed["error"]["message"] == "echo.fail raised ValueError: asked to fail"
+    assert failed["error"]["details"]["exception"] == "ValueError"
+    assert "traceback" not in failed["error"]["details"]
+    logged = wait_for(lambda: [r for r in api_lines(home, "/v1/plugins/echo/logs?limit=50")
+                               if "echo.fail raised" in r["msg"]])
+    assert 'raise ValueError("asked to fail")' in logged[0]["exc"]
+    shown = home.axctl("plugin", "call", "echo", "fail")
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr
+    assert "axctl: echo.fail raised ValueError: asked to fail" in shown.stderr
+    assert "axctl plugin logs echo" in shown.stderr
     slow = call(home, "sleep", [30], status=504, timeout=0.3)
     assert slow["error"]["code"] == "plugin_timeout"
     unavailable = api(home, "POST", "/v1/plugins/exitloop/call", {"method": "x"}, status=503)
@@ -276,7 +289,7 @@ def test_axctl_plugin_commands(home, pdaemon):
     called = home.axctl("plugin", "call", "echo", "echo", '{"value": "x"}', "--json")
     assert json.loads(called.stdout)["result"]["value"] == "x"
     bad_json = home.axctl("plugin", "call", "echo", "echo", "{oops")
-    assert bad_json.returncode == 1 and "not valid JSON" in bad_json.stderr
+    assert bad_json.returncode == 2 and "not valid JSON" in bad_json.stderr
     stats = home.axctl("plugin", "stats", "echo")
     assert "latency" in stats.stdout and "cpu" in stats.stdout
     restarted = home.axctl("plugin", "restart", "echo")

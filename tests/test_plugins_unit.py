@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
 
@@ -16,6 +17,8 @@ from axd.plugins.cgroups.base import CgroupStats
 from axd.plugins.cgroups.v2 import V2Backend
 from axd.plugins.monitor import Monitor
 from axd.plugins.state import PluginState
+from axd.sdk import InvalidParams, Range
+from axd.sdk._params import MethodSpec
 
 DATA = Path(__file__).parent / "data" / "plugins"
 
@@ -211,3 +214,51 @@ def test_a_method_named_like_an_sdk_attribute_is_refused():
 
     methods, _ = exported(Renamed())
     assert methods["version"]() == 2
+
+
+# ---- parameters checked against type hints -----------------------------------------------
+
+def _spec(func):
+    return MethodSpec.of(func.__name__, func)
+
+
+def test_params_are_bound_by_name_position_or_single_value():
+    def worst(n: Annotated[int, Range(1, 100)] = 10, path: str | None = None):
+        return n, path
+
+    spec = _spec(worst)
+    assert spec.bind({"n": 3}) == {"n": 3}
+    assert spec.bind([3, "a"]) == {"n": 3, "path": "a"}
+    assert spec.bind(5) == {"n": 5}
+    assert spec.bind(None) == {}
+    assert spec.signature() == "n: an integer (1..100) = 10, path: a string or null = null"
+
+
+@pytest.mark.parametrize(("params", "param", "message"), [
+    ({"n": "x"}, "n", "parameter 'n' must be an integer, got \"x\" (a string)"),
+    ({"n": True}, "n", "parameter 'n' must be an integer, got true (a boolean)"),
+    ({"n": 0}, "n", "parameter 'n' must be at least 1, got 0 (an integer)"),
+    ({"n": 101}, "n", "parameter 'n' must be at most 100, got 101 (an integer)"),
+    ({"tags": ["a", 1]}, "tags", "parameter 'tags' must be a list of strings"),
+    ({"mode": "loud"}, "mode", "parameter 'mode' must be one of \"fast\", \"exact\""),
+    ({"nope": 1}, "nope", "f has no parameter 'nope'; it takes n: an integer (1..100)"),
+    ({}, "n", "parameter 'n' (an integer) is required"),
+    ([1, [], "fast", 4], "params", "f takes at most 3 parameters"),
+])
+def test_params_that_do_not_fit_are_refused_naming_the_parameter(params, param, message):
+    def f(n: Annotated[int, Range(1, 100)], tags: list[str] | None = None,
+          mode: Literal["fast", "exact"] = "fast"):
+        return n
+
+    with pytest.raises(InvalidParams) as caught:
+        _spec(f).bind(params)
+    assert caught.value.param == param
+    assert message in str(caught.value)
+
+
+def test_unannotated_and_var_keyword_methods_take_anything():
+    def loose(value=None, **extra):
+        return value
+
+    spec = _spec(loose)
+    assert spec.bind({"value": {"x": [1]}, "other": 2}) == {"value": {"x": [1]}, "other": 2}

@@ -231,11 +231,14 @@ def def_(session: Session, name: str, limit: int | None, workspace: str | None,
          as_json: bool) -> None:
     """Where NAME is defined: exact matches first, then prefix, then fuzzy.
 
-    NAME may be qualified (`Class.method`).
+    NAME may be qualified (`Class.method`). Exit status 1 when nothing matches (with
+    --json too, after printing the empty result).
     """
     doc = session.call("POST", "/v1/definitions", _name_body(name, limit, workspace))
     if as_json:
         output.emit_json(doc)
+        if not doc["results"]:
+            sys.exit(1)
         return
     if doc["match"] not in ("exact", "exact_nocase") and doc["results"]:
         click.echo(f"no exact definition of {name}; {doc['match']} matches:", err=True)

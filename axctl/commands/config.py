@@ -9,7 +9,7 @@ import click
 
 from axctl import output
 from axctl.commands.common import json_option, pass_session
-from axctl.errors import CliError
+from axctl.errors import EXIT_USAGE, CliError
 from axctl.session import Session
 
 
@@ -80,7 +80,7 @@ def reload(session: Session, as_json: bool) -> None:
         click.echo("reloaded; nothing changed")
 
 
-@config.command("set")
+@config.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @json_option
@@ -88,12 +88,20 @@ def reload(session: Session, as_json: bool) -> None:
 def set_(session: Session, key: str, value: str, as_json: bool) -> None:
     """Set KEY to VALUE in your config file (comments kept) and apply it now.
 
+    A VALUE that starts with `-` is a value, not an option (`... offset -5`).
+    A value the daemon refuses is a usage error (exit 2) and changes nothing.
+
     \b
     Examples:
       axctl config set codeintel.bm25.k1 1.1
       axctl config set daemon.log_level debug
     """
-    doc = session.call("POST", "/v1/config/set", {"key": key, "value": value})
+    try:
+        doc = session.call("POST", "/v1/config/set", {"key": key, "value": value})
+    except CliError as exc:
+        if exc.code == "config_invalid":
+            exc.exit_code = EXIT_USAGE
+        raise
     if as_json:
         output.emit_json(doc)
         return

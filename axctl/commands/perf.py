@@ -13,7 +13,7 @@ import click
 
 from axctl import output
 from axctl.commands.common import json_option, pass_session
-from axctl.errors import CliError
+from axctl.errors import EXIT_USAGE, CliError
 from axctl.session import Session
 
 DEFAULT_MANIFEST = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -51,7 +51,7 @@ def perf_run(manifest: str, workloads: tuple[str, ...], out: str | None, baselin
     if unknown:
         raise CliError(f"no workload {', '.join(sorted(unknown))} in {manifest}",
                        hint="known: " + ", ".join(w.name for w in plan.workloads),
-                       code="unknown_workload", as_json=as_json)
+                       code="unknown_workload", exit_code=EXIT_USAGE, as_json=as_json)
     bench = harness.Harness(progress=lambda m: click.echo(m, err=True),
                             corpus_files=plan.corpus_files)
     try:
@@ -124,14 +124,15 @@ def perf_sweep(session: Session, relevance: str, workspace: str, k1: str, bs: st
         k1s = [float(x) for x in k1.split(",") if x]
         b_list = [float(x) for x in bs.split(",") if x]
     except (OSError, ValueError) as exc:
-        raise CliError(f"bad sweep input: {exc}", as_json=as_json) from None
+        raise CliError(f"bad sweep input: {exc}", exit_code=EXIT_USAGE,
+                       as_json=as_json) from None
     cfg = session.call("GET", "/v1/config")["values"]
     current = {"k1": cfg["codeintel.bm25.k1"], "b": cfg["codeintel.bm25.b"],
                "weights": {f: cfg[f"codeintel.weights.{f}"] for f in sweep.FIELDS}}
     configs = sweep.configurations(current, k1s, b_list, variants)
     if len(configs) < 5:
         raise CliError(f"only {len(configs)} configurations; give more --k1/--b values",
-                       as_json=as_json)
+                       exit_code=EXIT_USAGE, as_json=as_json)
     root = os.path.abspath(workspace)
     rows = []
     for i, config in enumerate(configs, 1):
@@ -188,7 +189,7 @@ def perf_inspect(session: Session, plugin: str | None, daemon_flag: bool, second
     """A sampling profile of the live daemon or of a plugin (py-spy where it can attach,
     an in-process sampler otherwise; the output says which)."""
     if plugin and daemon_flag:
-        raise CliError("choose --plugin NAME or --daemon", code="usage", exit_code=2,
+        raise CliError("choose --plugin NAME or --daemon", code="usage", exit_code=EXIT_USAGE,
                        as_json=as_json)
     body: dict[str, Any] = {"seconds": seconds, "rate": rate, "format": fmt,
                             "sampler": sampler}

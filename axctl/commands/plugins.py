@@ -11,7 +11,7 @@ import click
 from axctl import output
 from axctl.commands.common import json_option, pass_session
 from axctl.commands.debug import plugin_debug
-from axctl.errors import CliError
+from axctl.errors import EXIT_USAGE, CliError
 from axctl.session import Session
 
 
@@ -58,33 +58,89 @@ def plugin_list(session: Session, as_json: bool) -> None:
         click.echo(f"budget problem: {problem}", err=True)
 
 
+@plugin.command("info")
+@click.argument("name")
+@json_option
+@pass_session
+def plugin_info(session: Session, name: str, as_json: bool) -> None:
+    """What plugin NAME is and offers: state, version, budget, and each method with its
+    parameters (types, bounds, defaults) and what it does."""
+    doc = session.call("GET", f"/v1/plugins/{name}")
+    if as_json:
+        output.emit_json(doc)
+        return
+    b = doc["budget"]
+    click.echo(output.table([
+        ("name", doc["name"]), ("version", doc["version"]),
+        ("description", doc.get("description") or "-"),
+        ("state", doc["state"] + (f" (pid {doc['pid']})" if doc["pid"] else "")),
+        ("budget", f"cpu {b['cpu']}, memory {b['memory']}, pids {b['pids']}"),
+        ("folder", doc["folder"]),
+    ]))
+    _print_methods(doc)
+
+
+def _print_methods(doc: dict[str, Any]) -> None:
+    signatures = doc.get("signatures") or []
+    if not signatures:
+        click.echo(f"\nmethods: {', '.join(doc.get('methods') or []) or 'none'}"
+                   + ("" if doc["state"] == "running" else f" ({doc['state']}: known once "
+                                                           "it runs)"))
+        return
+    click.echo("\nmethods:")
+    for spec in signatures:
+        click.echo(f"  {spec['name']}({spec['signature']})")
+        if spec.get("doc"):
+            click.echo(f"      {spec['doc']}")
+
+
 @plugin.command("call")
 @click.argument("name")
-@click.argument("method")
+@click.argument("method", required=False)
 @click.argument("params", required=False)
 @click.option("--timeout", type=float, metavar="SECONDS",
               help="Give up after this long [default: plugins.call_timeout].")
 @json_option
 @pass_session
-def plugin_call(session: Session, name: str, method: str, params: str | None,
+def plugin_call(session: Session, name: str, method: str | None, params: str | None,
                 timeout: float | None, as_json: bool) -> None:
     """Call METHOD of plugin NAME with PARAMS (JSON: an object for keyword arguments).
+
+    Without METHOD, list the plugin's methods and their parameters. Parameters are checked
+    against the method's types and bounds before it runs; a mismatch is a usage error
+    (exit 2) naming the parameter.
 
     \b
     Example: axctl plugin call todos list '{"tag": "FIXME"}'
     """
+    if method is None:
+        doc = session.call("GET", f"/v1/plugins/{name}")
+        if as_json:
+            output.emit_json({"name": doc["name"], "signatures": doc.get("signatures", [])})
+        else:
+            _print_methods(doc)
+        return
     body: dict[str, Any] = {"method": method}
     if params is not None:
         try:
             body["params"] = json.loads(params)
         except ValueError as exc:
             raise CliError(f"PARAMS is not valid JSON: {exc}", code="invalid_json",
+                           exit_code=EXIT_USAGE,
                            hint="quote it for the shell: '{\"key\": \"value\"}'",
                            as_json=as_json) from None
     if timeout is not None:
         body["timeout"] = timeout
-    doc = session.call("POST", f"/v1/plugins/{name}/call", body,
-                       timeout=(timeout or 60) + 5)
+    try:
+        doc = session.call("POST", f"/v1/plugins/{name}/call", body,
+                           timeout=(timeout or 60) + 5)
+    except CliError as exc:
+        exc.hint = exc.hint or {
+            "plugin_error": f"`axctl plugin logs {name}` shows the traceback",
+            "invalid_params": f"`axctl plugin info {name}` lists the methods and parameters",
+            "no_such_method": f"`axctl plugin info {name}` lists the methods",
+        }.get(exc.code)
+        raise
     if as_json:
         output.emit_json(doc)
     else:
@@ -254,11 +310,18 @@ def budgets_validate(session: Session, file: str | None, as_json: bool) -> None:
         try:
             with open(file, encoding="utf-8") as fh:
                 body = {"text": fh.read(), "name": file}
+        except FileNotFoundError:
+            raise CliError(f"{file} does not exist", code="not_found",
+                           hint="give the path of a budgets TOML file, or no path to check "
+                                "the one in force", as_json=as_json) from None
         except OSError as exc:
             raise CliError(f"cannot read {file}: {exc.strerror}", as_json=as_json) from None
     doc = session.call("POST", "/v1/budgets/validate", body)
     if as_json:
         output.emit_json(doc)
+    elif not doc.get("exists", True):
+        click.echo(f"{doc['name']} does not exist: no budget overrides are in force "
+                   "(plugins run with their manifest's and the config's budgets)")
     elif doc["valid"]:
         click.echo(f"{doc['name']}: valid")
     else:

@@ -80,8 +80,9 @@ async def get_plugin(request: web.Request) -> web.Response:
 
 @routes.add("POST", "/v1/plugins/{name}/call", "Call a plugin method (timeout from "
             "plugins.call_timeout unless given).", params=(NAME,), body=CALL_BODY,
-            responses={200: "result", 404: "no such plugin or method", 500: "the plugin raised",
-                       503: "not running", 504: "no answer in time"})
+            responses={200: "result", 404: "no such plugin or method",
+                       422: "`invalid_params`: the params do not fit the method's signature",
+                       500: "the plugin raised", 503: "not running", 504: "no answer in time"})
 async def call_plugin(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
@@ -295,10 +296,13 @@ async def validate_budgets(request: web.Request) -> web.Response:
         finally:
             os.unlink(fh.name)
         problems = [p.replace(fh.name, name) for p in problems]
+        exists = True
     else:
         name = sup.budgets_file()
+        exists = os.path.exists(name)
         _, problems = budgets_mod.load_overrides(name, set(sup.plugins))
-    return json_response({"valid": not problems, "name": name, "problems": problems})
+    return json_response({"valid": not problems, "name": name, "exists": exists,
+                          "problems": problems})
 
 
 @routes.add("POST", "/v1/budgets/apply", "Re-read budgets (config and budgets file) and apply "

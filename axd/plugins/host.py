@@ -25,6 +25,7 @@ import traceback
 from typing import Any
 
 from axd.plugins.protocol import ProtocolError, SyncChannel
+from axd.sdk._params import InvalidParams, MethodSpec, jsonable
 from axd.sdk._plugin import DaemonClient, DaemonError, Plugin, exported
 
 PR_SET_PDEATHSIG = 1
@@ -52,6 +53,7 @@ class Host:
         self.channel = channel
         self.plugin: Plugin | None = None
         self.methods: dict[str, Any] = {}
+        self.specs: dict[str, MethodSpec] = {}
         self.handlers: dict[str, list[Any]] = {}
         self.work: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._ids = itertools.count(1)
@@ -196,11 +198,12 @@ class Host:
         if "id" in message:
             self.channel.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
 
-    def fail(self, message: dict[str, Any], code: str, text: str, tb: str = "") -> None:
+    def fail(self, message: dict[str, Any], code: str, text: str, tb: str = "",
+             **data: Any) -> None:
         if "id" in message:
             self.channel.send({"jsonrpc": "2.0", "id": message["id"],
                                "error": {"code": code, "message": text,
-                                         "data": {"traceback": tb}}})
+                                         "data": {"traceback": tb, **data}}})
 
     def serve(self) -> int:
         self.serve_frame = sys._getframe()
@@ -219,11 +222,24 @@ class Host:
                 result = self._dispatch(method, params)
             except _NoSuchMethod as exc:
                 self.fail(message, "no_such_method", str(exc))
-            except Exception as exc:  # the plugin's own error, reported to the caller
-                self.fail(message, "plugin_error", f"{type(exc).__name__}: {exc}",
-                          traceback.format_exc())
+            except InvalidParams as exc:
+                self.fail(message, "invalid_params", f"{self._where(params)}: {exc}",
+                          param=exc.param, expected=exc.expected, value=jsonable(exc.value))
+            except Exception as exc:  # the plugin's own error: one sentence to the caller,
+                where = self._where(params) if method == "call" else f"{method} handler"
+                logging.getLogger(f"plugin.{self._name()}").error(  # the traceback to its log
+                    "%s raised %s: %s", where, type(exc).__name__, exc, exc_info=True)
+                self.fail(message, "plugin_error",
+                          f"{where} raised {type(exc).__name__}: {exc}",
+                          traceback.format_exc(), exception=type(exc).__name__)
             else:
                 self.reply(message, result)
+
+    def _name(self) -> str:
+        return self.plugin.name if self.plugin is not None else "plugin"
+
+    def _where(self, params: dict[str, Any]) -> str:
+        return f"{self._name()}.{params.get('method', '?')}"
 
     def _dispatch(self, method: str | None, params: dict[str, Any]) -> Any:
         assert self.plugin is not None
@@ -233,12 +249,7 @@ class Host:
             if func is None:
                 raise _NoSuchMethod(f"{self.plugin.name} has no method {name!r}; it has: "
                                     + (", ".join(sorted(self.methods)) or "none"))
-            args = params.get("params")
-            if isinstance(args, dict):
-                return func(**args)
-            if isinstance(args, list):
-                return func(*args)
-            return func() if args is None else func(args)
+            return func(**self.specs[name].bind(params.get("params")))
         if method == "event":
             event = params.get("event", {})
             for handler in self.handlers.get(event.get("type", ""), []):
@@ -289,13 +300,15 @@ class Host:
         self.plugin = plugin
         try:
             self.methods, self.handlers = exported(plugin)
-        except TypeError as exc:
+            self.specs = {n: MethodSpec.of(n, f) for n, f in self.methods.items()}
+        except (TypeError, ValueError) as exc:
             raise _StartFailed("import", exc) from None
         try:
             plugin.start()
         except Exception as exc:
             raise _StartFailed("start", exc) from None
         return {"pid": os.getpid(), "methods": sorted(self.methods),
+                "signatures": [self.specs[n].describe() for n in sorted(self.specs)],
                 "events": sorted(self.handlers), "version": plugin.version}
 
 

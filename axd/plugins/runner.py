@@ -36,12 +36,15 @@ class PluginTimeout(Exception):
 
 
 class PluginCallError(Exception):
-    """The plugin raised; carries its message and traceback."""
+    """The plugin refused (`invalid_params`, `no_such_method`) or raised (`plugin_error`);
+    carries its message, the error's data and the traceback."""
 
-    def __init__(self, code: str, message: str, traceback: str = "") -> None:
+    def __init__(self, code: str, message: str, traceback: str = "",
+                 data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.traceback = traceback
+        self.data = data or {}
 
 
 class StartFailed(Exception):
@@ -255,9 +258,10 @@ class PluginProcess:
             if future is not None and not future.done():
                 if "error" in message:
                     err = message["error"]
+                    data = dict(err.get("data") or {})
                     future.set_exception(PluginCallError(
                         err.get("code", "plugin_error"), err.get("message", "error"),
-                        (err.get("data") or {}).get("traceback", "")))
+                        data.pop("traceback", ""), data))
                 else:
                     future.set_result(message.get("result"))
             return

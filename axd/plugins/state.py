@@ -157,6 +157,7 @@ class PluginState:
             "last_error": self.last_error,
             "last_traceback": self.last_traceback,
             "methods": (self.process.ready.get("methods", []) if self.process else []),
+            "signatures": (self.process.ready.get("signatures", []) if self.process else []),
             "generation": self.generation,
             "reload": self.reload_status,
             "debug_session": self.debug.id if self.debug is not None and not self.debug.closed

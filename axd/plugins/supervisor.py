@@ -49,6 +49,10 @@ BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 DaemonApi = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
+# A plugin's refusals are the caller's errors; anything else it raised is the plugin's.
+_CALL_ERROR_STATUS = {"no_such_method": 404, "invalid_params": 422}
+
+
 class PluginError(Exception):
     def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -228,8 +232,9 @@ class Supervisor:
             raise PluginError(503, "plugin_unavailable", str(exc)) from None
         except PluginCallError as exc:
             outcome = "error"
-            status = 404 if exc.code == "no_such_method" else 500
-            raise PluginError(status, exc.code, str(exc), traceback=exc.traceback) from None
+            status = _CALL_ERROR_STATUS.get(exc.code, 500)
+            raise PluginError(status, exc.code, str(exc), plugin=name, method=method,
+                              **exc.data) from None
         finally:
             ms = (time.perf_counter() - started) * 1000
             span.__exit__(None, None, None)

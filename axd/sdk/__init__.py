@@ -24,6 +24,7 @@ manifest's `[config]` table. `snapshot()` / `restore(state)` carry state across 
 
 from __future__ import annotations
 
+from axd.sdk._params import InvalidParams, Length, Range
 from axd.sdk._plugin import DaemonError, Plugin, method, on
 
-__all__ = ["DaemonError", "Plugin", "method", "on"]
+__all__ = ["DaemonError", "InvalidParams", "Length", "Plugin", "Range", "method", "on"]

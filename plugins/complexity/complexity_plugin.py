@@ -5,11 +5,12 @@ from __future__ import annotations
 import ast
 import os
 import threading
-from typing import Any
+from typing import Annotated, Any
 
-from axd.sdk import Plugin, method, on
+from axd.sdk import Plugin, Range, method, on
 
 MAX_FILE = 2 << 20
+MAX_ROWS = 1000  # the most `worst` lists in one call
 _DECISIONS = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.IfExp, ast.ExceptHandler,
               ast.Assert, ast.comprehension, ast.match_case)
 
@@ -110,7 +111,8 @@ class Complexity(Plugin):
                 del self.functions[path]
 
     @method
-    def worst(self, n: int = 10, path: str | None = None) -> list[dict[str, Any]]:
+    def worst(self, n: Annotated[int, Range(1, MAX_ROWS)] = 10,
+              path: str | None = None) -> list[dict[str, Any]]:
         """The `n` most complex functions (under `path` if given), most complex first."""
         wanted = os.path.realpath(path) if path else None
         with self.lock:

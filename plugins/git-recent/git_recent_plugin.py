@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Any
+from typing import Annotated, Any
 
-from axd.sdk import Plugin, method
+from axd.sdk import Plugin, Range, method
 
 SEP = "\x1f"
 FORMAT = SEP.join(["%H", "%an", "%ae", "%aI", "%s"])
 TIMEOUT = 20
+MAX_COMMITS = 1000  # the most commits one call returns
 
 
 class GitError(Exception):
@@ -49,7 +50,8 @@ def _where(path: str) -> tuple[str, str]:
 
 class GitRecent(Plugin):
     @method
-    def recent(self, path: str, n: int = 10) -> list[dict[str, str]]:
+    def recent(self, path: str,
+               n: Annotated[int, Range(1, MAX_COMMITS)] = 10) -> list[dict[str, str]]:
         """The last `n` commits touching `path` (a file, following renames, or a folder)."""
         full, folder = _where(path)
         follow = ["--follow"] if os.path.isfile(full) else []
@@ -69,7 +71,8 @@ class GitRecent(Plugin):
         return sorted(by_author.values(), key=lambda a: (-a["commits"], a["author"]))
 
     @method
-    def symbol(self, name: str, path: str, n: int = 10) -> dict[str, Any]:
+    def symbol(self, name: str, path: str,
+               n: Annotated[int, Range(1, MAX_COMMITS)] = 10) -> dict[str, Any]:
         """Commits that changed the definition of `name` (found through the daemon's index
         of the workspace containing `path`), via `git log -L`."""
         found = self.daemon.call("definitions", name=name, path=path, limit=1)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any
+from typing import Annotated, Any
 
-from axd.sdk import Plugin, method, on
+from axd.sdk import InvalidParams, Plugin, Range, method, on
 
 TAGS = ("TODO", "FIXME", "XXX", "HACK")
 MAX_FILE = 2 << 20
+MAX_LIMIT = 10_000  # the most `list` returns in one call
 # A tag right after a comment marker: `# TODO: x`, `// FIXME(ana) x`, `/* XXX x */`, `-- HACK`.
 _PATTERN = re.compile(
     r"(?:#|//|/\*|^\s*\*|--|;|<!--)\s*(?P<tag>TODO|FIXME|XXX|HACK)\b"
@@ -93,9 +94,11 @@ class Todos(Plugin):
 
     @method
     def list(self, path: str | None = None, tag: str | None = None,
-             limit: int = 500) -> list[dict[str, Any]]:
+             limit: Annotated[int, Range(1, MAX_LIMIT)] = 500) -> list[dict[str, Any]]:
         """Tagged comments, optionally under `path` (a workspace, folder or file) and of
-        one `tag`; sorted by file and line."""
+        one `tag` (TODO, FIXME, XXX or HACK, any case); sorted by file and line."""
+        if tag is not None and tag.upper() not in TAGS:
+            raise InvalidParams("tag", "one of " + ", ".join(TAGS) + " (any case)", tag)
         wanted = os.path.realpath(path) if path else None
         out = []
         with self.lock:

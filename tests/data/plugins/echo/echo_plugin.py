@@ -4,8 +4,9 @@ import os
 import subprocess
 import sys
 import time
+from typing import Annotated
 
-from axd.sdk import Plugin, method, on
+from axd.sdk import Plugin, Range, method, on
 
 
 class Echo(Plugin):
@@ -87,3 +88,8 @@ class Echo(Plugin):
 
     def restore(self, state):
         self.state = state
+
+    @method
+    def typed(self, n: Annotated[int, Range(1, 10)], tags: list[str] | None = None) -> int:
+        """A method with typed, bounded parameters: checked before it runs."""
+        return n * len(tags or [""])
