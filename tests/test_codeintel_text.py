@@ -130,3 +130,17 @@ def test_ignore_rules(tmp_path):
     assert rules.ignored("app.min.js", False) and rules.ignored("vendor", True)
     assert rules.ignored(".git", True) and rules.ignored(".axd-cookie-1-2", False)
     assert not rules.ignored("src/main.py", False)
+
+
+def test_fuzzy_definitions_rank_by_edit_distance_first():
+    from axd.codeintel.search import edit_distance, rank_fuzzy
+
+    names = ["_strings", "Postings", "postings_for", "PostingsList", "strings", "settings",
+             "_Postings", "posting"]
+    ranked = rank_fuzzy("Postngs", names)
+    assert ranked[:3] == ["Postings", "_Postings", "posting"]  # 1 edit, then 2
+    assert ranked.index("_strings") > ranked.index("posting")
+    assert rank_fuzzy("get_terminl_size", ["get_terminal_size", "terminal_size",
+                                           "get_size"])[0] == "get_terminal_size"
+    assert edit_distance("psoting", "posting") == 1  # a swap is one edit
+    assert edit_distance("", "abc") == 3 and edit_distance("kitten", "sitting") == 3

@@ -57,6 +57,8 @@ def test_the_gate_fires_on_an_injected_slowdown_and_not_on_a_rerun(home, tmp_pat
     w = doc["workloads"]["plugin-rpc"]
     assert w["samples"] == 200 and 0 < w["p50"] <= w["p95"] <= w["p99"] <= w["max"]
     assert doc["machine"]["cores"] >= 1 and doc["packages"]["axd"]
+    row = next(line for line in first.stdout.splitlines() if line.startswith("plugin-rpc"))
+    assert f"{w['p50']:.3f} ms" in row and "/s" in row  # figures carry their units
     rerun = home.axctl("perf", "run", str(manifest), "-o", str(again), "--baseline", str(base),
                        env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr

@@ -256,12 +256,14 @@ def _summary(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     head = (f"{doc['manifest']['name']}: {m['cpu']}, {m['cores']} cores, python {m['python']}, "
             f"commit {(doc.get('git') or '-')[:12]}, {doc['took_s']}s")
-    rows = [("WORKLOAD", "P50", "P95", "P99", "MEAN", "STDEV", "N", "EXTRA")]
+    rows = [("WORKLOAD", "P50", "P95", "P99", "MEAN", "STDEV", "N", "THROUGHPUT", "EXTRA")]
     for name, w in doc["workloads"].items():
+        unit = w.get("unit", "ms")
         extra = {k: v for k, v in w.items() if k not in (
             "kind", "guardrail", "unit", "samples", "p50", "p95", "p99", "mean", "min", "max",
             "stdev", "throughput_per_s")}
-        rows.append((name, f"{w['p50']:.3f}", f"{w['p95']:.3f}", f"{w['p99']:.3f}",
-                     f"{w['mean']:.3f}", f"{w['stdev']:.3f}", w["samples"],
-                     output.fields(extra)))
+        rate = w.get("throughput_per_s")
+        rows.append((name, *(f"{w[k]:.3f} {unit}" for k in ("p50", "p95", "p99", "mean",
+                                                             "stdev")),
+                     w["samples"], f"{rate:g}/s" if rate else "-", output.fields(extra)))
     return head + "\n" + output.table(rows)

@@ -187,7 +187,7 @@ def definitions(store: Store, workspace: int, name: str, limit: int,
     prefix = store.definitions(workspace, "c.symbol LIKE ? ESCAPE '\\'", (like,), limit)
     if prefix:
         return "prefix", prefix
-    close = difflib.get_close_matches(name, fuzzy().candidates(name), n=10, cutoff=0.6)
+    close = rank_fuzzy(name, fuzzy().candidates(name))[:10]
     if not close:
         return "none", []
     marks = ",".join("?" * len(close))
@@ -195,6 +195,35 @@ def definitions(store: Store, workspace: int, name: str, limit: int,
     rank = {n: i for i, n in enumerate(close)}
     fuzzy.sort(key=lambda d: rank.get(d["symbol"], len(rank)))
     return "fuzzy", fuzzy
+
+
+def rank_fuzzy(name: str, candidates: list[str]) -> list[str]:
+    """Names close to `name`, fewest edits first: a one-letter typo (`Postngs`) finds
+    `Postings` before names that merely share letters (`_strings`). difflib's ratio
+    (>= 0.6) picks the candidates and breaks ties between equal edit distances."""
+    close = difflib.get_close_matches(name, candidates, n=50, cutoff=0.6)
+    folded = name.casefold()
+    scored = [(edit_distance(folded, c.casefold()), -difflib.SequenceMatcher(None, name, c)
+               .ratio(), c) for c in close]
+    return [c for _, _, c in sorted(scored)]
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and
+    swaps of neighbours (`Psoting`) each cost one."""
+    if a == b:
+        return 0
+    before: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, before[j - 2] + 1)
+            current.append(cost)
+        before, previous = previous, current
+    return previous[-1]
 
 
 class FuzzyIndex:
