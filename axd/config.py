@@ -72,7 +72,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "health.loop_lag_warn", "100ms", "duration",
-        "Event-loop lag above which `axctl status` reports the daemon as degraded.",
+        "Event-loop lag (P99 over the last minute) above which `axctl status` reports the "
+        "daemon as degraded, unless the machine's load (1-minute average at or above the "
+        "cores) explains it.",
         minimum=0.001, maximum=60,
     ),
     Option(

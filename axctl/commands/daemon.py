@@ -191,11 +191,20 @@ def _render_status(doc: dict[str, Any]) -> str:
         ("runtime", f"python {doc['python']}, {doc['loop']} loop"),
         ("health", doc["health"]),
     ])
+    words = ("reason", "advice", "note")
     parts = [
-        (name, comp.get("health", "?"), output.fields(comp, skip=("health", "enforcement")))
+        (name, comp.get("health", "?"),
+         output.fields(comp, skip=("health", "enforcement", *words)))
         for name, comp in sorted(doc["components"].items())
     ]
     text = head + "\n" + output.table(parts, indent=2)
+    for name, comp in sorted(doc["components"].items()):
+        if comp.get("reason"):
+            text += f"\n{name}: {comp['health']}: {comp['reason']}"
+            if comp.get("advice"):
+                text += f"\n  what to do: {comp['advice']}"
+        elif comp.get("note"):
+            text += f"\n{name}: {comp['note']}"
     enforcement = doc["components"].get("plugins", {}).get("enforcement")
     if enforcement:
         mode = "enforced by the kernel" if enforcement["enforcing"] else "advisory only"
