@@ -19,6 +19,10 @@ from typing import Any
 from axd.perf import stacks
 
 FORMATS = ("flamegraph", "speedscope", "collapsed")
+# py-spy records busy threads only; a target that slept through the whole profile gives it
+# nothing to draw, and it fails. That is an answer ("idle"), not a failure to attach.
+NO_SAMPLES = b"No stack counts found"
+IDLE = "idle"
 PYSPY_FORMAT = {"flamegraph": "flamegraph", "speedscope": "speedscope", "collapsed": "raw"}
 
 
@@ -39,11 +43,21 @@ async def with_py_spy(pid: int, seconds: float, rate: int, fmt: str) -> tuple[st
             "--rate", str(rate), "--format", PYSPY_FORMAT[fmt], "--output", out,
             "--nonblocking", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         _, err = await proc.communicate()
+        if proc.returncode != 0 and NO_SAMPLES in err:
+            return "", IDLE
         if proc.returncode != 0 or not os.path.exists(out):
             return "", err.decode(errors="replace").strip().splitlines()[-1:][0] \
                 if err.strip() else f"py-spy exited with {proc.returncode}"
         with open(out, encoding="utf-8", errors="replace") as fh:
             return fh.read(), ""
+
+
+def _py_spy_result(content: str, fmt: str, title: str) -> dict[str, Any]:
+    if content:
+        return {"sampler": "py-spy", "content": content, "format": fmt}
+    return {"sampler": "py-spy", "format": fmt, "samples": 0, "top": [],
+            "note": "the target was idle for the whole profile: no busy samples",
+            "content": render(stacks.Stacks(), fmt, title + " (idle)")}
 
 
 def render(collected: stacks.Stacks, fmt: str, title: str) -> str:
@@ -58,9 +72,10 @@ async def profile_daemon(seconds: float, rate: int, fmt: str,
                          sampler: str) -> dict[str, Any]:
     note = ""
     if sampler in ("auto", "py-spy"):
+        title = f"axd pid {os.getpid()}"
         content, error = await with_py_spy(os.getpid(), seconds, rate, fmt)
-        if content:
-            return {"sampler": "py-spy", "content": content, "format": fmt}
+        if content or error == IDLE:
+            return _py_spy_result(content, fmt, title)
         note = f"py-spy unavailable ({error}); used the in-process sampler"
         if sampler == "py-spy":
             raise RuntimeError(f"py-spy could not profile the daemon: {error}")
@@ -76,8 +91,8 @@ async def profile_plugin(process: Any, name: str, seconds: float, rate: int, fmt
     note = ""
     if sampler in ("auto", "py-spy") and process.pid:
         content, error = await with_py_spy(process.pid, seconds, rate, fmt)
-        if content:
-            return {"sampler": "py-spy", "content": content, "format": fmt}
+        if content or error == IDLE:
+            return _py_spy_result(content, fmt, f"plugin {name}")
         note = f"py-spy unavailable ({error}); used the in-process sampler"
         if sampler == "py-spy":
             raise RuntimeError(f"py-spy could not profile {name}: {error}")

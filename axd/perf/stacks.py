@@ -130,4 +130,4 @@ def flamegraph_svg(stacks: Stacks, title: str, width: int = 1200) -> str:
         body = body.replace(f"{{Y{depth}}}", str(y)).replace(f"{{T{depth}}}", str(y + 12))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
             f'<text x="4" y="14" font-size="13" font-family="sans-serif">'
-            f'{html.escape(title)} - {total} samples</text>\n{body}</svg>\n')
+            f'{html.escape(title)} - {root["n"]} samples</text>\n{body}</svg>\n')
