@@ -175,6 +175,23 @@ def daemon(daemon_factory: Any) -> Daemon:
     return d
 
 
+ECHO_PLUGIN = Path(__file__).parent / "data" / "plugins" / "echo"
+
+
+@pytest.fixture
+def echo_daemon(home: Home, daemon_factory: Any) -> Daemon:
+    """A daemon running only the test plugin `echo` (tests/data/plugins/echo)."""
+    plugins = home.root / "plugins"
+    shutil.copytree(ECHO_PLUGIN, plugins / "echo")
+    home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false",
+                    AXD_PLUGINS_PATHS=str(plugins))
+    d = daemon_factory()
+    d.start()
+    wait_for(lambda: home.client().request("GET", "/v1/plugins/echo").json()["state"]
+             == "running", timeout=30)
+    return d
+
+
 def read_ready(fd: int, timeout: float) -> dict[str, Any]:
     """The one JSON line a daemon writes on --ready-fd; {} if it closed without one."""
     deadline = time.monotonic() + timeout

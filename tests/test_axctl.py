@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import click
 import pytest
@@ -209,17 +207,7 @@ def test_every_command_has_json_and_help():
         assert cmd.help and len(cmd.help) > 20, name
 
 
-def test_every_command_prints_valid_json(home, daemon_factory):
-    import shutil
-    from pathlib import Path
-
-    plugins = home.root / "plugins"
-    shutil.copytree(Path(__file__).parent / "data" / "plugins" / "echo", plugins / "echo")
-    home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false",
-                    AXD_PLUGINS_PATHS=str(plugins))
-    daemon_factory().start()
-    wait_for(lambda: home.axctl("plugin", "stats", "echo", "--json").returncode == 0
-             and '"running"' in home.axctl("plugin", "stats", "echo", "--json").stdout)
+def test_every_command_prints_valid_json(home, echo_daemon):
     good = home.root / "good.toml"
     good.write_text("")
     tiny = home.root / "tiny.toml"
@@ -337,17 +325,11 @@ EXIT_CODES = [
 ]
 
 
-def test_exit_codes_follow_the_documented_table(home, daemon_factory):
-    plugins = home.root / "plugins"
-    shutil.copytree(Path(__file__).parent / "data" / "plugins" / "echo", plugins / "echo")
-    home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false",
-                    AXD_PLUGINS_PATHS=str(plugins))
-    daemon_factory().start()
+def test_exit_codes_follow_the_documented_table(home, echo_daemon):
     project = home.root / "project"
     project.mkdir()
     (project / "app.py").write_text("def hello():\n    return 1\n")
     assert home.axctl("index", str(project)).returncode == 0
-    wait_for(lambda: '"running"' in home.axctl("plugin", "info", "echo", "--json").stdout)
     for expected, args in EXIT_CODES:
         argv = [a.replace("{project}", str(project)).replace("{root}", str(home.root))
                 for a in args]

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from axctl.perf import stats
-from tests.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 DATA = Path(__file__).parent / "data"
@@ -77,19 +76,6 @@ def test_bad_manifests_are_refused_clearly(home, tmp_path):
     bad.write_text('[[workload]]\nname = "x"\nkind = "teleport"\n')
     out = home.axctl("perf", "run", str(bad))
     assert out.returncode == 1 and "kind = 'teleport'" in out.stderr and "search" in out.stderr
-
-
-@pytest.fixture
-def echo_daemon(home, daemon_factory):
-    plugins = home.root / "plugins"
-    shutil.copytree(DATA / "plugins" / "echo", plugins / "echo")
-    home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false",
-                    AXD_PLUGINS_PATHS=str(plugins))
-    d = daemon_factory()
-    d.start()
-    wait_for(lambda: home.client().request("GET", "/v1/plugins/echo").json()["state"]
-             == "running", timeout=30)
-    return d
 
 
 def ptrace_allowed() -> bool:
