@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # PYTHONDONTWRITEBYTECODE=1 machines never cache bytecode on import: compile our sources
 # up front, or every axctl start pays for compiling them.
 compile:
-	@$(BIN)/python -m compileall -q axd axctl plugins >/dev/null
+	@$(BIN)/python -m compileall -q -x builtin_plugins axd axctl >/dev/null
 
 ## run: start axd, index this checkout, and show a search
 run: setup

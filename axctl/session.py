@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from axctl.errors import EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, CliError
-from axctl.transport import Client, DaemonUnreachable, ProtocolError, Response, VersionMismatch
-from axd import __version__, paths
+from axd import __version__
+from axd.shared import paths
+from axd.shared.transport import Client, DaemonUnreachable, ProtocolError, Response, VersionMismatch
 
 RESTART_HINT = "run `axctl restart` to replace it with this installation's axd"
 # Daemon error codes that mean "what you typed is wrong": exit 2, as click's own usage
@@ -66,7 +67,7 @@ class Session:
         )
 
     def start_daemon(self) -> dict[str, Any]:
-        from axctl.spawn import SpawnError, spawn_daemon
+        from axd.shared.spawn import SpawnError, spawn_daemon
 
         try:
             return spawn_daemon(self.socket, paths.state_dir())

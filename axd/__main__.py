@@ -1,3 +1,3 @@
-from axd.cli import main
+from axd.daemon.cli import main
 
 main()

@@ -28,7 +28,7 @@ OUT = os.path.join(REPO, "bench", "out")
 if REPO not in sys.path:  # a python without the editable install: this checkout, last
     sys.path.append(REPO)
 
-from axctl.transport import Client, DaemonUnreachable, ProtocolError  # noqa: E402
+from axd.shared.transport import Client, DaemonUnreachable, ProtocolError  # noqa: E402
 
 
 class BenchError(Exception):

@@ -58,8 +58,8 @@ from benchlib import (
     summarize,
 )
 
-from axctl.transport import Client, DaemonUnreachable, ProtocolError
 from axd.plugins.protocol import HEADER, decode, encode
+from axd.shared.transport import Client, DaemonUnreachable, ProtocolError
 
 TARGET_CALL_P95_MS = 2.0
 TARGET_START_P95_MS = 300.0
@@ -177,7 +177,7 @@ def plugin_daemon(enabled: bool, paths: str | None, interval: str = "1s",
 
 
 def has_option(key: str) -> bool:
-    from axd.config import BY_KEY
+    from axd.config.schema import BY_KEY
 
     return key in BY_KEY
 

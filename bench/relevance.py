@@ -55,7 +55,7 @@ from benchlib import (
     words,
 )
 
-from axctl.transport import Client
+from axd.shared.transport import Client
 
 SEED = 20261125
 SET_VERSION = 1

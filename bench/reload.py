@@ -58,8 +58,6 @@ from benchlib import (
     notifier,
     summarize,
 )
-
-from axctl.transport import Client, DaemonUnreachable, ProtocolError
 from plugins import (
     ensure_bytecode,
     interleave,
@@ -68,6 +66,8 @@ from plugins import (
     time_process,
     wait_running,
 )
+
+from axd.shared.transport import Client, DaemonUnreachable, ProtocolError
 
 TARGET_RELOAD_P95_MS = 250.0
 TARGET_FAILED = 0

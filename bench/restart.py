@@ -40,7 +40,7 @@ from benchlib import (
     target,
 )
 
-from axctl.transport import DaemonUnreachable, ProtocolError
+from axd.shared.transport import DaemonUnreachable, ProtocolError
 
 TARGET_READY_S = 2.0  # on corpus B
 TARGET_RSS_MIB = 400.0

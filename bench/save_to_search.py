@@ -42,7 +42,7 @@ from benchlib import (
     time_rg,
 )
 
-from axctl.transport import Client
+from axd.shared.transport import Client
 
 TARGET_P95_MS = 300.0
 SEED = 20261125

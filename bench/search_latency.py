@@ -49,7 +49,7 @@ from benchlib import (
     words,
 )
 
-from axctl.transport import Client
+from axd.shared.transport import Client
 
 TARGET_UNCACHED_P95_MS = {"a": 5.0, "b": 15.0}
 TARGET_CACHED_P95_MS = 1.0

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from axctl.transport import Client
-from axd import config as config_mod
+from axd.config import schema as config_mod
+from axd.config.live import LiveConfig
+from axd.daemon.services import ProcessInfo, Services
 from axd.events import EventBus
-from axd.live_config import LiveConfig
-from axd.services import ProcessInfo, Services
+from axd.shared.transport import Client
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 20.0
@@ -101,12 +101,13 @@ class Daemon:
         self.ready: dict[str, Any] = {}
 
     def start(self, *args: str, env: dict[str, str] | None = None,
-              expect_ready: bool = True) -> dict[str, Any]:
+              expect_ready: bool = True, python: str = sys.executable,
+              cwd: str | None = None) -> dict[str, Any]:
         read_end, write_end = os.pipe()
         log_fd = self._log_file()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "axd", "--foreground", "--ready-fd", str(write_end), *args],
-            env={**self.home.env, **(env or {})}, pass_fds=(write_end,),
+            [python, "-m", "axd", "--foreground", "--ready-fd", str(write_end), *args],
+            env={**self.home.env, **(env or {})}, pass_fds=(write_end,), cwd=cwd,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_fd,
         )
         os.close(write_end)
@@ -267,6 +268,6 @@ def services(tmp_path: Path) -> Services:
 
 @pytest.fixture
 async def api(aiohttp_client: Any, services: Services) -> Any:
-    from axd.app import build_app
+    from axd.daemon.app import build_app
 
     return await aiohttp_client(build_app(services))

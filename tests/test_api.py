@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from axd import API_VERSION, __version__
-from axd.app import ROUTE_TABLES
+from axd.daemon.app import ROUTE_TABLES
 from axd.events import TypeFilter
 
 

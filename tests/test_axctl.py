@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from axctl import session as session_mod
-from axctl import transport
 from axctl.cli import cli
 from axd import __version__
+from axd.shared import transport
 from tests.conftest import BIN, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -269,7 +269,8 @@ def test_the_client_stays_thin(home, daemon):
     heavy = [m for m in modules if m.split(".")[0] in ("aiohttp", "uvloop", "multidict",
                                                         "yarl", "email", "http", "asyncio",
                                                         "urllib", "tomllib")
-             or (m.startswith("axd.") and m != "axd.paths")]
+             or (m.startswith("axd.") and m not in ("axd.shared", "axd.shared.paths",
+                                                    "axd.shared.transport"))]
     assert heavy == []
     assert json.loads(out.stdout)["pid"] == daemon.pid
 

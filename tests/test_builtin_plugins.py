@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import wait_for
 
-PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+PLUGINS = Path(__file__).resolve().parent.parent / "axd" / "builtin_plugins"
 
 
 def load(folder: str, module: str):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from axd import config
-from axd.config import ConfigError
+from axd.config import schema as config
+from axd.config.schema import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 

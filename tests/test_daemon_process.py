@@ -192,7 +192,7 @@ def test_bad_input_gets_json_errors_and_the_daemon_keeps_serving(daemon, home):
 
 PEER_AS_NOBODY = textwrap.dedent("""
     import ctypes, os, sys
-    from axctl.transport import Client
+    from axd.shared.transport import Client
     libc = ctypes.CDLL(None, use_errno=True)
     os.setgroups([]); os.setegid(65534); os.seteuid(65534)
     libc.setfsuid(0)  # lets the path lookup through the 0700 folder; SO_PEERCRED sees euid

@@ -3,7 +3,7 @@ machine's load explains, or one spike, is not."""
 
 from __future__ import annotations
 
-from axd.loop_lag import LoopLagMonitor
+from axd.daemon.loop_lag import LoopLagMonitor
 
 
 def monitor(lags_ms: list[float], load: float, cores: int = 2) -> LoopLagMonitor:

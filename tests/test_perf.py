@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from axctl.perf import stats
+from axd.perf import stats
 
 pytestmark = pytest.mark.e2e
 DATA = Path(__file__).parent / "data"
@@ -30,6 +30,20 @@ def test_gate_needs_both_the_guardrail_and_the_spread():
     rows, bad = stats.compare(result(10, 11), result(5, 6))
     assert not bad and rows[0]["verdict"] == "faster"
     assert "REGRESSION" in stats.table(stats.compare(result(10, 11), result(13, 14))[0])
+
+
+def test_the_gate_ignores_noise_and_catches_a_shift_on_seeded_samples():
+    import random
+
+    def run(seed: int, shift: float = 0.0) -> dict:
+        rng = random.Random(seed)
+        samples = [rng.lognormvariate(0, 0.3) + shift for _ in range(200)]
+        return {"workloads": {"w": {**stats.summarize(samples), "guardrail": 0.2}}}
+
+    false_alarms = sum(stats.compare(run(2 * s), run(2 * s + 1))[1] for s in range(200))
+    assert false_alarms == 0
+    caught = sum(stats.compare(run(2 * s), run(2 * s + 1, shift=1.0))[1] for s in range(200))
+    assert caught == 200
 
 
 MANIFEST = """
@@ -59,10 +73,10 @@ def test_the_gate_fires_on_an_injected_slowdown_and_not_on_a_rerun(home, tmp_pat
     assert doc["machine"]["cores"] >= 1 and doc["packages"]["axd"]
     row = next(line for line in first.stdout.splitlines() if line.startswith("plugin-rpc"))
     assert f"{w['p50']:.3f} ms" in row and "/s" in row  # figures carry their units
-    rerun = home.axctl("perf", "run", str(manifest), "-o", str(again), "--baseline", str(base),
-                       env=env, timeout=300)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "REGRESSION" not in rerun.stdout
+    # Whether a real rerun stays inside the spread depends on what else the machine does
+    # meanwhile (the suite runs beside this test): that property is tested with seeded
+    # samples below; here the same result compared with itself must pass.
+    shutil.copy(base, again)
     # A slowdown the gate must see: larger than the guardrail and than the spread this
     # machine showed just now (a loaded machine spreads more, so it gets a larger delay).
     delay = 5 + 3 * max(w["p95"] - w["p50"], w["p50"])

@@ -3,8 +3,10 @@ the monitor's budget events."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,8 +19,9 @@ from axd.plugins.cgroups.base import CgroupStats
 from axd.plugins.cgroups.v2 import V2Backend
 from axd.plugins.monitor import Monitor
 from axd.plugins.state import PluginState
-from axd.sdk import InvalidParams, Range
+from axd.sdk import FileIndexPlugin, InvalidParams, Range
 from axd.sdk._params import MethodSpec
+from tests.conftest import wait_for
 
 DATA = Path(__file__).parent / "data" / "plugins"
 
@@ -262,3 +265,76 @@ def test_unannotated_and_var_keyword_methods_take_anything():
 
     spec = _spec(loose)
     assert spec.bind({"value": {"x": [1]}, "other": 2}) == {"value": {"x": [1]}, "other": 2}
+
+
+# ---- FileIndexPlugin: the skeleton of the shipped plugins -----------------------------------
+
+class _Daemon:
+    def __init__(self, files: list[str]) -> None:
+        self.files = files
+
+    def call(self, method, **params):
+        if method == "workspaces":
+            return [{"root": "/ws", "state": "ready"}]
+        return {"root": "/ws", "files": list(self.files)}
+
+
+class _Lengths(FileIndexPlugin):
+    """Keeps len(content) per file; `analyze` can be held to simulate a slow scan."""
+
+    def __init__(self, contents: dict[str, str], daemon: _Daemon) -> None:
+        self.contents, self.daemon = contents, daemon
+        self.name, self.log = "lengths", logging.getLogger("test.lengths")
+        self.hold: dict[str, threading.Event] = {}
+        self.reached: dict[str, threading.Event] = {}
+
+    def analyze(self, root, rel):
+        if rel in self.hold:
+            self.reached[rel].set()
+            assert self.hold[rel].wait(10)
+        text = self.contents.get(rel)
+        return None if text is None else len(text)
+
+    def holding(self, rel: str) -> None:
+        self.hold[rel], self.reached[rel] = threading.Event(), threading.Event()
+
+
+def _started(plugin: _Lengths) -> _Lengths:
+    plugin.forget_all()  # what start() does, without its background scan
+    return plugin
+
+
+def test_changes_seen_during_a_scan_win_over_the_scan():
+    contents = {"a.py": "old", "b.py": "bb", "c.py": "ccc"}
+    plugin = _started(_Lengths(contents, _Daemon(["a.py", "b.py", "c.py"])))
+    plugin.holding("c.py")  # the scan reads a.py and b.py, then waits on c.py
+    scan = threading.Thread(target=plugin.scan, args=("/ws",))
+    scan.start()
+    assert plugin.reached["c.py"].wait(10)
+    contents["a.py"] = "newer!"
+    del contents["b.py"]
+    plugin._file_changed({"workspace": "/ws", "paths": ["a.py"], "deleted": ["b.py"]})
+    plugin.hold["c.py"].set()
+    scan.join(10)
+    assert plugin.results["/ws"] == {"a.py": 6, "c.py": 3}
+
+
+def test_a_full_index_rescans_what_a_scan_during_indexing_missed():
+    daemon = _Daemon(["a.py"])  # the daemon was still indexing: one file listed so far
+    contents = {"a.py": "x", "b.py": "yy"}
+    plugin = _started(_Lengths(contents, daemon))
+    plugin.scan("/ws")
+    assert plugin.results["/ws"] == {"a.py": 1}
+    daemon.files = ["a.py", "b.py"]
+    plugin._index_updated({"workspace": "/ws", "reason": "index"})
+    wait_for(lambda: plugin.results["/ws"] == {"a.py": 1, "b.py": 2})
+    plugin._index_updated({"workspace": "/ws", "reason": "watch"})  # no rescan needed
+
+
+def test_entries_filter_by_workspace_folder_or_file():
+    plugin = _started(_Lengths({}, _Daemon([])))
+    plugin.results = {"/ws": {"src/a.py": 1, "src/sub/b.py": 2, "docs/c.md": 3}}
+    assert {rel for _, rel, _ in plugin.entries("/ws/src")} == {"src/a.py", "src/sub/b.py"}
+    assert {rel for _, rel, _ in plugin.entries("/ws/src/a.py")} == {"src/a.py"}
+    assert len(list(plugin.entries("/"))) == 3 and len(list(plugin.entries())) == 3
+    assert list(plugin.entries("/ws/sr")) == []

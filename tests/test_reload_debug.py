@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from axctl import transport
+from axd.shared import transport
 from tests.conftest import BIN, wait_for
 
 pytestmark = pytest.mark.e2e

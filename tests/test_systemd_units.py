@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from axd import config, paths
-from axd.units import parse_duration
+from axd.config import schema as config
+from axd.config.units import parse_duration
+from axd.shared import paths
 
 UNITS_DIR = Path(__file__).resolve().parent.parent / "systemd"
 SERVICE = "axd.service"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from axd.units import UnitError, format_duration, format_size, parse_duration, parse_size
+from axd.config.units import UnitError, format_duration, format_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -15,8 +15,9 @@ from axctl import output
 from axctl.commands.common import json_option, pass_session
 from axctl.errors import EXIT_UNREACHABLE, CliError
 from axctl.session import Session
-from axctl.transport import DaemonUnreachable, ProtocolError, VersionMismatch
-from axd import __version__, paths
+from axd import __version__
+from axd.shared import paths
+from axd.shared.transport import DaemonUnreachable, ProtocolError, VersionMismatch
 
 
 @click.command()

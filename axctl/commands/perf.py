@@ -41,7 +41,7 @@ def perf_run(manifest: str, workloads: tuple[str, ...], out: str | None, baselin
     With --baseline, each workload is gated: a regression must exceed its guardrail and
     the run-to-run spread. Exit status 1 on a regression, 0 otherwise.
     """
-    from axctl.perf import harness, stats
+    from axd.perf import harness, stats
 
     try:
         plan = harness.load_manifest(manifest)
@@ -87,7 +87,7 @@ def perf_run(manifest: str, workloads: tuple[str, ...], out: str | None, baselin
 @json_option
 def perf_compare(base: str, new: str, as_json: bool) -> None:
     """Gate NEW against BASE (two `perf run` results); exit 1 on a regression."""
-    from axctl.perf import stats
+    from axd.perf import stats
 
     rows, regressed = stats.compare(_load(base, as_json), _load(new, as_json))
     if as_json:
@@ -116,7 +116,7 @@ def perf_sweep(session: Session, relevance: str, workspace: str, k1: str, bs: st
                weights: str, chart: str | None, apply_best: bool, as_json: bool) -> None:
     """Score BM25F configurations (at least five) on a relevance set: MRR@10, nDCG@10,
     Recall@10 and latency, each beside the configuration in force."""
-    from axctl.perf import sweep
+    from axd.perf import sweep
 
     try:
         queries = sweep.load_set(relevance)

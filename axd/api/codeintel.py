@@ -15,8 +15,8 @@ from axd.api.render import NdjsonStream, json_response
 from axd.codeintel.extract import FIELDS
 from axd.codeintel.query import QueryError
 from axd.codeintel.service import CodeIntel, CodeIntelError, Workspace
+from axd.daemon.services import SERVICES
 from axd.events import TypeFilter
-from axd.services import SERVICES
 
 routes = RouteTable()
 

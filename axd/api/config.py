@@ -6,13 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from axd import config as config_mod
 from axd.api.errors import ApiError
 from axd.api.inputs import read_json
 from axd.api.registry import RouteTable
 from axd.api.render import json_response
-from axd.config import ConfigError
-from axd.services import SERVICES
+from axd.config import schema as config_mod
+from axd.config.schema import ConfigError
+from axd.daemon.services import SERVICES
 
 routes = RouteTable()
 

@@ -8,8 +8,8 @@ from axd.api.errors import ApiError
 from axd.api.inputs import query_bool, query_int, query_list
 from axd.api.registry import Param, RouteTable
 from axd.api.render import NdjsonStream
+from axd.daemon.services import SERVICES
 from axd.events import TypeFilter
-from axd.services import SERVICES
 
 routes = RouteTable()
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from axd.api.registry import RouteTable
 from axd.api.render import json_response
-from axd.services import SERVICES
+from axd.daemon.services import SERVICES
 
 routes = RouteTable()
 

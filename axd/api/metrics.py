@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from axd.api.registry import RouteTable
-from axd.services import SERVICES
+from axd.daemon.services import SERVICES
 
 routes = RouteTable()
 

@@ -11,9 +11,9 @@ from axd.api.errors import ApiError
 from axd.api.inputs import read_json
 from axd.api.registry import RouteTable
 from axd.api.render import json_response
+from axd.daemon.services import SERVICES
 from axd.perf import profiler
 from axd.plugins.runner import PluginTimeout, PluginUnavailable
-from axd.services import SERVICES
 
 routes = RouteTable()
 

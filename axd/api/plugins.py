@@ -11,10 +11,10 @@ from axd.api.errors import ApiError
 from axd.api.inputs import query_bool, query_int, read_json
 from axd.api.registry import Param, RouteTable
 from axd.api.render import NdjsonStream, json_response
+from axd.daemon.services import SERVICES
 from axd.plugins import budgets as budgets_mod
 from axd.plugins.debug_session import COMMANDS, DebugFailure
 from axd.plugins.supervisor import PluginError, Supervisor
-from axd.services import SERVICES
 
 routes = RouteTable()
 

@@ -28,9 +28,9 @@ from axd.codeintel.ignore import COOKIE_PREFIX, IgnoreRules
 from axd.codeintel.postings import Postings, Ranking
 from axd.codeintel.store import Applied, Store
 from axd.codeintel.watcher import Watcher
-from axd.config import Config
+from axd.config.live import LiveConfig
+from axd.config.schema import Config
 from axd.events import EventBus
-from axd.live_config import LiveConfig
 
 if TYPE_CHECKING:
     from axd.telemetry import Telemetry

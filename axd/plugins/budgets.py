@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from axd.units import UnitError, format_size, parse_size
+from axd.config.units import UnitError, format_size, parse_size
 
 MIN_MEMORY = 8 << 20
 KEYS = ("cpu", "memory", "memory_high", "pids")

@@ -22,8 +22,8 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from axd.config.live import LiveConfig
 from axd.events import Event, EventBus, TypeFilter
-from axd.live_config import LiveConfig
 from axd.plugins import budgets as budgets_mod
 from axd.plugins import manifest as manifest_mod
 from axd.plugins.budgets import Budget
@@ -44,8 +44,10 @@ if typing.TYPE_CHECKING:
 
 log = logging.getLogger("axd.plugins")
 
-BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "plugins")
+# Inside the package, so that a wheel ships them (they are data to the daemon: each folder
+# is loaded by its own plugin process, never imported here).
+BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "builtin_plugins")
 DaemonApi = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 

@@ -24,7 +24,9 @@ manifest's `[config]` table. `snapshot()` / `restore(state)` carry state across 
 
 from __future__ import annotations
 
+from axd.sdk._files import FileIndexPlugin
 from axd.sdk._params import InvalidParams, Length, Range
 from axd.sdk._plugin import DaemonError, Plugin, method, on
 
-__all__ = ["DaemonError", "InvalidParams", "Length", "Plugin", "Range", "method", "on"]
+__all__ = ["DaemonError", "FileIndexPlugin", "InvalidParams", "Length", "Plugin", "Range",
+           "method", "on"]

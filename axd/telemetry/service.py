@@ -25,7 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from axd import __version__
-from axd.live_config import LiveConfig
+from axd.config.live import LiveConfig
 
 log = logging.getLogger("axd.telemetry")
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ast
 import os
-import threading
 from typing import Annotated, Any
 
-from axd.sdk import Plugin, Range, method, on
+from axd.sdk import FileIndexPlugin, Range, method
 
 MAX_FILE = 2 << 20
 MAX_ROWS = 1000  # the most `worst` lists in one call
@@ -69,56 +68,19 @@ def analyze_file(path: str) -> list[dict[str, Any]]:
         return []
 
 
-class Complexity(Plugin):
-    def start(self) -> None:
-        self.functions: dict[str, list[dict[str, Any]]] = {}  # absolute path -> functions
-        self.lock = threading.Lock()
-        threading.Thread(target=self._scan_all, name="complexity-scan", daemon=True).start()
+class Complexity(FileIndexPlugin):
+    def wants(self, rel: str) -> bool:
+        return rel.endswith((".py", ".pyi"))
 
-    def _scan_all(self) -> None:
-        for ws in self.daemon.call("workspaces"):
-            if ws["state"] != "missing":
-                self._scan(ws["root"])
-
-    def _scan(self, root: str) -> None:
-        listing = self.daemon.call("files", path=root)
-        results = {os.path.join(root, rel): analyze_file(os.path.join(root, rel))
-                   for rel in listing["files"] if rel.endswith((".py", ".pyi"))}
-        with self.lock:
-            self.functions.update(results)
-
-    @on("file.changed")
-    def changed(self, event: dict[str, Any]) -> None:
-        root = event["workspace"]
-        with self.lock:
-            for rel in event.get("deleted", []):
-                self.functions.pop(os.path.join(root, rel), None)
-            for rel in event.get("paths", []):
-                if rel.endswith((".py", ".pyi")):
-                    full = os.path.join(root, rel)
-                    self.functions[full] = analyze_file(full)
-
-    @on("index.updated")
-    def indexed(self, event: dict[str, Any]) -> None:
-        if event.get("reason") in ("index", "startup"):
-            threading.Thread(target=self._scan, args=(event["workspace"],), daemon=True).start()
-
-    @on("workspace.removed")
-    def removed(self, event: dict[str, Any]) -> None:
-        prefix = event["workspace"] + os.sep
-        with self.lock:
-            for path in [p for p in self.functions if p.startswith(prefix)]:
-                del self.functions[path]
+    def analyze(self, root: str, rel: str) -> list[dict[str, Any]]:
+        return analyze_file(os.path.join(root, rel))
 
     @method
     def worst(self, n: Annotated[int, Range(1, MAX_ROWS)] = 10,
               path: str | None = None) -> list[dict[str, Any]]:
         """The `n` most complex functions (under `path` if given), most complex first."""
-        wanted = os.path.realpath(path) if path else None
-        with self.lock:
-            rows = [{"path": p, **f} for p, funcs in self.functions.items()
-                    if wanted is None or p == wanted or p.startswith(wanted + os.sep)
-                    for f in funcs]
+        rows = [{"path": os.path.join(root, rel), **f}
+                for root, rel, funcs in self.entries(path) for f in funcs]
         rows.sort(key=lambda r: (-r["complexity"], r["path"], r["line"]))
         return rows[:n]
 

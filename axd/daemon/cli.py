@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from axd import __version__, paths
+from axd import __version__
+from axd.shared import paths
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,7 +49,7 @@ def main(
     sock, state = paths.socket_path(), paths.state_dir()
 
     if not foreground:
-        from axctl.spawn import SpawnError, spawn_daemon
+        from axd.shared.spawn import SpawnError, spawn_daemon
 
         try:
             started = spawn_daemon(sock, state)
@@ -58,7 +59,7 @@ def main(
         click.echo(f"axd {__version__} started (pid {started['pid']}) on {sock}")
         return
 
-    from axd.server import Options, run
+    from axd.daemon.server import Options, run
 
     sys.exit(run(Options(
         socket=sock,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ast
 import os
-import threading
 from typing import Any
 
-from axd.sdk import Plugin, method, on
+from axd.sdk import FileIndexPlugin, method
 
 MAX_FILE = 2 << 20
 
@@ -44,30 +43,11 @@ def imports_in(source: str, module: str, is_package: bool) -> list[str]:
     return sorted(names)
 
 
-class Imports(Plugin):
-    def start(self) -> None:
-        self.graph: dict[str, dict[str, Any]] = {}  # absolute path -> {module, root, imports}
-        self.lock = threading.Lock()
-        threading.Thread(target=self._scan_all, name="imports-scan", daemon=True).start()
+class Imports(FileIndexPlugin):
+    def wants(self, rel: str) -> bool:
+        return rel.endswith((".py", ".pyi"))
 
-    def _scan_all(self) -> None:
-        for ws in self.daemon.call("workspaces"):
-            if ws["state"] != "missing":
-                self._scan(ws["root"])
-
-    def _scan(self, root: str) -> None:
-        listing = self.daemon.call("files", path=root)
-        entries = {}
-        for rel in listing["files"]:
-            entry = self._analyze(root, rel)
-            if entry:
-                entries[os.path.join(root, rel)] = entry
-        with self.lock:
-            self.graph.update(entries)
-
-    def _analyze(self, root: str, rel: str) -> dict[str, Any] | None:
-        if not rel.endswith((".py", ".pyi")):
-            return None
+    def analyze(self, root: str, rel: str) -> dict[str, Any] | None:
         full = os.path.join(root, rel)
         try:
             if os.path.getsize(full) > MAX_FILE:
@@ -80,35 +60,11 @@ class Imports(Plugin):
         return {"module": module, "root": root, "path": rel,
                 "imports": imports_in(source, module, rel.endswith("__init__.py"))}
 
-    @on("file.changed")
-    def changed(self, event: dict[str, Any]) -> None:
-        root = event["workspace"]
-        with self.lock:
-            for rel in event.get("deleted", []):
-                self.graph.pop(os.path.join(root, rel), None)
-            for rel in event.get("paths", []):
-                entry = self._analyze(root, rel)
-                if entry:
-                    self.graph[os.path.join(root, rel)] = entry
-
-    @on("index.updated")
-    def indexed(self, event: dict[str, Any]) -> None:
-        if event.get("reason") in ("index", "startup"):
-            threading.Thread(target=self._scan, args=(event["workspace"],), daemon=True).start()
-
-    @on("workspace.removed")
-    def removed(self, event: dict[str, Any]) -> None:
-        with self.lock:
-            for path in [p for p, e in self.graph.items() if e["root"] == event["workspace"]]:
-                del self.graph[path]
-
     def _entry(self, module_or_path: str) -> dict[str, Any] | None:
         full = os.path.realpath(module_or_path)
-        with self.lock:
-            if full in self.graph:
-                return self.graph[full]
-            return next((e for e in self.graph.values() if e["module"] == module_or_path),
-                        None)
+        entries = [e for _root, _rel, e in self.entries()]
+        return next((e for e in entries if os.path.join(e["root"], e["path"]) == full),
+                    None) or next((e for e in entries if e["module"] == module_or_path), None)
 
     @method
     def imports_of(self, module: str) -> dict[str, Any]:
@@ -123,15 +79,13 @@ class Imports(Plugin):
     def importers_of(self, module: str) -> list[dict[str, str]]:
         """Files importing `module` or anything inside it (`pkg` matches `pkg.sub`)."""
         prefix = module + "."
-        with self.lock:
-            hits = [{"module": e["module"], "path": e["path"], "root": e["root"]}
-                    for e in self.graph.values()
-                    if any(name == module or name.startswith(prefix) for name in e["imports"])]
+        hits = [{"module": e["module"], "path": e["path"], "root": e["root"]}
+                for _root, _rel, e in self.entries()
+                if any(name == module or name.startswith(prefix) for name in e["imports"])]
         return sorted(hits, key=lambda h: h["module"])
 
     @method
     def stats(self) -> dict[str, int]:
         """Modules known and import edges."""
-        with self.lock:
-            return {"modules": len(self.graph),
-                    "edges": sum(len(e["imports"]) for e in self.graph.values())}
+        entries = [e for _root, _rel, e in self.entries()]
+        return {"modules": len(entries), "edges": sum(len(e["imports"]) for e in entries)}

@@ -23,17 +23,18 @@ from typing import Any
 
 from aiohttp import web
 
-from axd import __version__, logs, sdnotify
-from axd import config as config_mod
+from axd import __version__
 from axd.api.bad_requests import DaemonRunner
-from axd.app import build_app
-from axd.config import Config, ConfigError
+from axd.config import schema as config_mod
+from axd.config.live import LiveConfig
+from axd.config.schema import Config, ConfigError
+from axd.daemon import logs, sdnotify
+from axd.daemon.app import build_app
+from axd.daemon.instance_lock import AlreadyRunning, InstanceLock
+from axd.daemon.private_dir import UnsafeDirError, ensure_private_dir
+from axd.daemon.services import ProcessInfo, Services
 from axd.events import EventBus
-from axd.instance_lock import AlreadyRunning, InstanceLock
-from axd.live_config import LiveConfig
-from axd.paths import lock_path
-from axd.private_dir import UnsafeDirError, ensure_private_dir
-from axd.services import ProcessInfo, Services
+from axd.shared.paths import lock_path
 
 log = logging.getLogger("axd.server")
 

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from axd.paths import daemon_log_file
+from axd.shared.paths import daemon_log_file
 
 
 class SpawnError(Exception):

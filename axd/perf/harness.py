@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from axctl.perf.stats import summarize
-from axctl.spawn import spawn_daemon
-from axctl.transport import Client
+from axd.perf.stats import summarize
+from axd.shared.spawn import spawn_daemon
+from axd.shared.transport import Client
 
 KINDS = ("cli", "search", "batch-search", "index-build", "save-to-search", "plugin-rpc",
          "plugin-reload", "search-profiled")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from axd.units import UnitError, format_duration, format_size, parse_duration, parse_size
+from axd.config.units import UnitError, format_duration, format_size, parse_duration, parse_size
 
 ENV_PREFIX = "AXD_"
 MAX_PROBLEMS_IN_MESSAGE = 10

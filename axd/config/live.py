@@ -10,8 +10,8 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 
-from axd import config as config_mod
-from axd.config import Config, ConfigError
+from axd.config import schema as config_mod
+from axd.config.schema import Config, ConfigError
 from axd.events import EventBus
 
 log = logging.getLogger("axd.config")

@@ -23,9 +23,9 @@ from axd.api.errors import error_middleware
 from axd.api.metrics import request_telemetry
 from axd.api.peer import same_uid_only
 from axd.api.registry import install
-from axd.config import Config
-from axd.loop_lag import LoopLagMonitor
-from axd.services import SERVICES, Services
+from axd.config.schema import Config
+from axd.daemon.loop_lag import LoopLagMonitor
+from axd.daemon.services import SERVICES, Services
 
 ROUTE_TABLES = (
     status_api.routes,
@@ -126,7 +126,7 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     await sup.start()  # quick: picks the cgroup backend, reads manifests, launches tasks
     watcher = None
     if services.config["daemon.watch_config"]:
-        from axd.config_watch import ConfigWatcher
+        from axd.config.watch import ConfigWatcher
 
         watcher = ConfigWatcher(services.config, sup.budgets_file, sup.apply_budgets)
         watcher.start()

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 
 import watchfiles
 
-from axd.config import ConfigError
-from axd.live_config import LiveConfig
+from axd.config.live import LiveConfig
+from axd.config.schema import ConfigError
 
 log = logging.getLogger("axd.config")
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from axd.config.live import LiveConfig
 from axd.events import EventBus
-from axd.live_config import LiveConfig
 
 if TYPE_CHECKING:
     from axd.codeintel.service import CodeIntel

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from axctl.perf.stats import summarize
-from axctl.transport import Client
+from axd.perf.stats import summarize
+from axd.shared.transport import Client
 
 FIELDS = ("name", "qualname", "path", "signature", "doc", "body")
 
