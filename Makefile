@@ -30,12 +30,14 @@ run: setup
 ## test: lint, then the whole test suite (unit, in-process API, end-to-end daemons)
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n 2 -q
 
 check: test
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## bench: the benchmarks, full length (results go in bench/RESULTS.md by hand)
 bench: setup

@@ -20,21 +20,36 @@ trace.mark("imports")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--socket", metavar="PATH", envvar="AXD_SOCKET",
-              help="Daemon socket [default: $AXD_SOCKET, else $XDG_RUNTIME_DIR/axd/axd.sock, "
-                   "else /tmp/axd-$UID/axd.sock].")
-@click.option("--no-autostart", is_flag=True,
-              help="Fail (exit 3) instead of starting axd when it is not running. "
-                   "Also AXCTL_NO_AUTOSTART=1.")
-@click.option("--trace", "trace_phases", is_flag=True,
-              help="Print where this command spent its time (imports, config, connect, "
-                   "request, render) on stderr.")
-@click.option("-V", "--version", is_flag=True, is_eager=True, expose_value=False,
-              callback=lambda ctx, _p, v: _version(ctx) if v else None,
-              help="Show the version and exit.")
+@click.option(
+    "--socket",
+    metavar="PATH",
+    envvar="AXD_SOCKET",
+    help="Daemon socket [default: $AXD_SOCKET, else $XDG_RUNTIME_DIR/axd/axd.sock, "
+    "else /tmp/axd-$UID/axd.sock].",
+)
+@click.option(
+    "--no-autostart",
+    is_flag=True,
+    help="Fail (exit 3) instead of starting axd when it is not running. Also AXCTL_NO_AUTOSTART=1.",
+)
+@click.option(
+    "--trace",
+    "trace_phases",
+    is_flag=True,
+    help="Print where this command spent its time (imports, config, connect, "
+    "request, render) on stderr.",
+)
+@click.option(
+    "-V",
+    "--version",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _p, v: _version(ctx) if v else None,
+    help="Show the version and exit.",
+)
 @click.pass_context
-def cli(ctx: click.Context, socket: str | None, no_autostart: bool,
-        trace_phases: bool) -> None:
+def cli(ctx: click.Context, socket: str | None, no_autostart: bool, trace_phases: bool) -> None:
     """Talk to axd, the resident developer daemon.
 
     Commands that need the daemon start it when it is not running; `status` and `stop`
@@ -43,8 +58,9 @@ def cli(ctx: click.Context, socket: str | None, no_autostart: bool,
     Exit codes: 0 ok, 1 failure, 2 usage error, 3 daemon unreachable.
     """
     env_off = os.environ.get("AXCTL_NO_AUTOSTART", "").lower() in ("1", "true", "yes")
-    ctx.obj = Session(socket=os.path.abspath(socket) if socket else None,
-                      autostart=not (no_autostart or env_off))
+    ctx.obj = Session(
+        socket=os.path.abspath(socket) if socket else None, autostart=not (no_autostart or env_off)
+    )
     trace.enabled = trace_phases
     trace.mark("config")
     if trace_phases:
@@ -63,10 +79,20 @@ def _print_trace() -> None:
 
 
 for command in (
-    daemon_cmd.status, daemon_cmd.start, daemon_cmd.stop, daemon_cmd.restart,
-    events_cmd.events, config_cmd.config,
-    codeintel_cmd.index, codeintel_cmd.workspace, codeintel_cmd.find, codeintel_cmd.def_,
-    codeintel_cmd.refs, plugins_cmd.plugin, plugins_cmd.budgets, perf_cmd.perf,
+    daemon_cmd.status,
+    daemon_cmd.start,
+    daemon_cmd.stop,
+    daemon_cmd.restart,
+    events_cmd.events,
+    config_cmd.config,
+    codeintel_cmd.index,
+    codeintel_cmd.workspace,
+    codeintel_cmd.find,
+    codeintel_cmd.def_,
+    codeintel_cmd.refs,
+    plugins_cmd.plugin,
+    plugins_cmd.budgets,
+    perf_cmd.perf,
 ):
     cli.add_command(command)
 

@@ -19,8 +19,9 @@ def table(rows: Iterable[Sequence[Any]], indent: int = 0) -> str:
     cells = [[_cell(c) for c in row] for row in rows]
     if not cells:
         return ""
-    widths = [max(len(row[i]) for row in cells if i < len(row))
-              for i in range(max(len(r) for r in cells))]
+    widths = [
+        max(len(row[i]) for row in cells if i < len(row)) for i in range(max(len(r) for r in cells))
+    ]
     pad = " " * indent
     lines = []
     for row in cells:

@@ -43,13 +43,16 @@ class Session:
     ) -> Any:
         """Send one request; return the decoded JSON of a 2xx answer or raise CliError."""
         response = self._with_daemon(
-            lambda: self.client(timeout).request(method, target, body), start)
+            lambda: self.client(timeout).request(method, target, body), start
+        )
         return self.decode(response)
 
-    def stream(self, target: str, *, method: str = "GET", body: Any = None,
-               start: bool = True) -> Iterator[bytes]:
+    def stream(
+        self, target: str, *, method: str = "GET", body: Any = None, start: bool = True
+    ) -> Iterator[bytes]:
         head, lines = self._with_daemon(
-            lambda: self.client(None).stream_lines(method, target, body), start)
+            lambda: self.client(None).stream_lines(method, target, body), start
+        )
         self.decode(head)
         return lines
 
@@ -61,8 +64,11 @@ class Session:
 
     def unreachable(self, exc: DaemonUnreachable) -> CliError:
         return CliError(
-            str(exc), hint="start it with `axctl start`", code="daemon_unreachable",
-            exit_code=EXIT_UNREACHABLE, details={"socket": exc.path, "reason": exc.reason},
+            str(exc),
+            hint="start it with `axctl start`",
+            code="daemon_unreachable",
+            exit_code=EXIT_UNREACHABLE,
+            details={"socket": exc.path, "reason": exc.reason},
             as_json=self.as_json,
         )
 
@@ -73,8 +79,11 @@ class Session:
             return spawn_daemon(self.socket, paths.state_dir())
         except SpawnError as exc:
             raise CliError(
-                f"axd could not start: {exc}", hint=_spawn_hint(exc.code), code=exc.code,
-                details=exc.details, as_json=self.as_json,
+                f"axd could not start: {exc}",
+                hint=_spawn_hint(exc.code),
+                code=exc.code,
+                details=exc.details,
+                as_json=self.as_json,
             ) from None
 
     def _with_daemon(self, send: Any, start: bool) -> Any:
@@ -91,20 +100,34 @@ class Session:
         except DaemonUnreachable as exc:
             raise self.unreachable(exc) from None
         except VersionMismatch as exc:
-            raise CliError(str(exc), hint=RESTART_HINT, code="version_mismatch",
-                           details={"daemon_version": exc.daemon_version,
-                                    "daemon_api": exc.daemon_api, "client_version": __version__},
-                           as_json=self.as_json) from None
+            raise CliError(
+                str(exc),
+                hint=RESTART_HINT,
+                code="version_mismatch",
+                details={
+                    "daemon_version": exc.daemon_version,
+                    "daemon_api": exc.daemon_api,
+                    "client_version": __version__,
+                },
+                as_json=self.as_json,
+            ) from None
         except ProtocolError as exc:
-            raise CliError(str(exc), hint="check the daemon log; `axctl restart` may help",
-                           code="protocol_error", as_json=self.as_json) from None
+            raise CliError(
+                str(exc),
+                hint="check the daemon log; `axctl restart` may help",
+                code="protocol_error",
+                as_json=self.as_json,
+            ) from None
 
     def _note_version(self, response: Response) -> None:
         daemon = response.daemon_version
         if daemon and daemon != __version__ and not self._warned_version:
             self._warned_version = True
-            click.echo(f"axctl: warning: the running axd is {daemon} but this axctl is "
-                       f"{__version__}; {RESTART_HINT}", err=True)
+            click.echo(
+                f"axctl: warning: the running axd is {daemon} but this axctl is "
+                f"{__version__}; {RESTART_HINT}",
+                err=True,
+            )
 
     def _api_error(self, response: Response) -> CliError:
         try:
@@ -113,9 +136,14 @@ class Session:
             error = {}
         message = error.get("message") or f"axd answered HTTP {response.status}"
         code = error.get("code", "http_error")
-        return CliError(message, code=code, details=error.get("details", {}),
-                        exit_code=EXIT_USAGE if code in USAGE_CODES else EXIT_FAILURE,
-                        hint=error.get("hint"), as_json=self.as_json)
+        return CliError(
+            message,
+            code=code,
+            details=error.get("details", {}),
+            exit_code=EXIT_USAGE if code in USAGE_CODES else EXIT_FAILURE,
+            hint=error.get("hint"),
+            as_json=self.as_json,
+        )
 
 
 def _spawn_hint(code: str) -> str:

@@ -26,8 +26,11 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
 def stoppable(quiet: bool = True) -> Iterator[None]:
     """Run the block with Ctrl-C/SIGTERM as KeyboardInterrupt; `quiet` ends it silently
     (the normal end of a follower), else the interrupt propagates (click: "Aborted!")."""
-    wanted = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _stop,
-              signal.SIGPIPE: signal.SIG_DFL}
+    wanted = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: _stop,
+        signal.SIGPIPE: signal.SIG_DFL,
+    }
     previous: dict[int, object] = {}
     try:
         for sig, handler in wanted.items():

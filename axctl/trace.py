@@ -30,5 +30,8 @@ def breakdown() -> list[tuple[str, float]]:
 def report() -> str:
     parts = breakdown()
     total = sum(ms for _, ms in parts)
-    return "trace: " + ", ".join(f"{p} {ms:.2f} ms" for p, ms in parts) + \
-        f"; total {total:.2f} ms (after interpreter start)"
+    return (
+        "trace: "
+        + ", ".join(f"{p} {ms:.2f} ms" for p, ms in parts)
+        + f"; total {total:.2f} ms (after interpreter start)"
+    )

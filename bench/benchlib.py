@@ -45,12 +45,17 @@ def notifier(name: str) -> Callable[[str], None]:
 
 
 def common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", choices=("a", "b"), default="a",
-                        help="a: the stdlib copy; b: PyPI sdists + node_modules (default a)")
+    parser.add_argument(
+        "--corpus",
+        choices=("a", "b"),
+        default="a",
+        help="a: the stdlib copy; b: PyPI sdists + node_modules (default a)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument("--smoke", action="store_true",
-                        help="CI: corpus A, few iterations, targets not checked")
+    parser.add_argument(
+        "--smoke", action="store_true", help="CI: corpus A, few iterations, targets not checked"
+    )
 
 
 # -- machine -------------------------------------------------------------------------------
@@ -98,10 +103,17 @@ def compile_sources() -> int:
     .pyc files every axctl or plugin start would compile axd, axctl and their imports."""
     import sysconfig
 
-    targets = [os.path.join(REPO, "axd"), os.path.join(REPO, "axctl"),
-               sysconfig.get_paths()["purelib"]]
-    proc = subprocess.run([sys.executable, "-m", "compileall", "-q", *targets],
-                          capture_output=True, text=True, check=False)
+    targets = [
+        os.path.join(REPO, "axd"),
+        os.path.join(REPO, "axctl"),
+        sysconfig.get_paths()["purelib"],
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", *targets],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return proc.returncode
 
 
@@ -123,8 +135,9 @@ def code_under_test() -> dict[str, Any]:
 
 def _git(*args: str) -> str | None:
     try:
-        proc = subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True,
-                              timeout=10, check=False)
+        proc = subprocess.run(
+            ["git", "-C", REPO, *args], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -132,11 +145,13 @@ def _git(*args: str) -> str | None:
 
 def machine_line(info: dict[str, Any]) -> str:
     dirty = info["worktree_dirty"] and info["code_under_test"]["path"] == REPO
-    return (f"machine: {info['cpu']}, {info['cores_usable']}/{info['cores']} cores, "
-            f"{info['memory_gib']} GiB, {info['python']}, {info['os']}, {info['date_utc']}, "
-            f"load {info['load_avg']}, axd from {info['code_under_test']['path']} "
-            f"(commit {info['code_under_test']['commit']}"
-            f"{', dirty' if dirty else ''})")
+    return (
+        f"machine: {info['cpu']}, {info['cores_usable']}/{info['cores']} cores, "
+        f"{info['memory_gib']} GiB, {info['python']}, {info['os']}, {info['date_utc']}, "
+        f"load {info['load_avg']}, axd from {info['code_under_test']['path']} "
+        f"(commit {info['code_under_test']['commit']}"
+        f"{', dirty' if dirty else ''})"
+    )
 
 
 # -- statistics and output -----------------------------------------------------------------
@@ -151,10 +166,14 @@ def summarize(samples: list[float], keep: bool = True) -> dict[str, Any]:
     else:
         p50 = p95 = p99 = samples[0]
     doc: dict[str, Any] = {
-        "n": len(samples), "p50": p50, "p95": p95, "p99": p99,
+        "n": len(samples),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
         "mean": statistics.fmean(samples),
         "stdev": statistics.stdev(samples) if len(samples) > 1 else 0.0,
-        "min": min(samples), "max": max(samples),
+        "min": min(samples),
+        "max": max(samples),
     }
     if keep:
         doc["samples"] = [round(s, 4) for s in samples]
@@ -167,8 +186,14 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-def figure(name: str, value: float, unit: str, ref_name: str | None = None,
-           ref_value: float | None = None, digits: int = 2) -> str:
+def figure(
+    name: str,
+    value: float,
+    unit: str,
+    ref_name: str | None = None,
+    ref_value: float | None = None,
+    digits: int = 2,
+) -> str:
     """`name: value unit (reference NAME: value, ratio: x)`."""
     unit = f" {unit}" if unit else ""
     line = f"{name}: {fmt(value, digits)}{unit}"
@@ -176,8 +201,10 @@ def figure(name: str, value: float, unit: str, ref_name: str | None = None,
         return line
     if ref_value is None:
         return f"{line} (reference {ref_name}: not measured)"
-    return f"{line} (reference {ref_name}: {fmt(ref_value, digits)}{unit}, " \
-           f"ratio: {ratio_text(value, ref_value)})"
+    return (
+        f"{line} (reference {ref_name}: {fmt(ref_value, digits)}{unit}, "
+        f"ratio: {ratio_text(value, ref_value)})"
+    )
 
 
 def ratio_text(value: float, ref: float | None) -> str:
@@ -187,22 +214,41 @@ def ratio_text(value: float, ref: float | None) -> str:
     return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
 
 
-def target(name: str, value: float, unit: str, limit: float, higher_is_better: bool = False,
-           digits: int = 2) -> dict[str, Any]:
+def target(
+    name: str,
+    value: float,
+    unit: str,
+    limit: float,
+    higher_is_better: bool = False,
+    digits: int = 2,
+) -> dict[str, Any]:
     met = value >= limit if higher_is_better else value <= limit
-    return {"name": name, "value": value, "unit": unit, "target": limit,
-            "op": ">=" if higher_is_better else "<=", "met": met, "digits": digits}
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "target": limit,
+        "op": ">=" if higher_is_better else "<=",
+        "met": met,
+        "digits": digits,
+    }
 
 
 def target_line(t: dict[str, Any]) -> str:
     d = t["digits"]
-    return (f"{t['name']}: {t['value']:.{d}f} {t['unit']} (target: {t['op']} "
-            f"{t['target']:.{d}f} {t['unit']}, ratio: {ratio_text(t['value'], t['target'])}): "
-            f"{'met' if t['met'] else 'MISSED'}")
+    return (
+        f"{t['name']}: {t['value']:.{d}f} {t['unit']} (target: {t['op']} "
+        f"{t['target']:.{d}f} {t['unit']}, ratio: {ratio_text(t['value'], t['target'])}): "
+        f"{'met' if t['met'] else 'MISSED'}"
+    )
 
 
-def finish(args: argparse.Namespace, doc: dict[str, Any], lines: list[str],
-           targets: list[dict[str, Any]] | None) -> int:
+def finish(
+    args: argparse.Namespace,
+    doc: dict[str, Any],
+    lines: list[str],
+    targets: list[dict[str, Any]] | None,
+) -> int:
     """Print the summary (or JSON) and return the exit status."""
     doc["targets"] = targets
     if args.json:
@@ -233,8 +279,10 @@ def rg_version() -> str | None:
     return proc.stdout.splitlines()[0] if proc.stdout else None
 
 
-RG_MISSING = ("ripgrep (rg) is not installed, so the rg reference is skipped; install it "
-              "with `apt-get install -y ripgrep` or `python bench/corpus.py --install-rg`")
+RG_MISSING = (
+    "ripgrep (rg) is not installed, so the rg reference is skipped; install it "
+    "with `apt-get install -y ripgrep` or `python bench/corpus.py --install-rg`"
+)
 
 
 def rg_command(pattern: str, root: str, count: bool = True) -> list[str]:
@@ -244,8 +292,17 @@ def rg_command(pattern: str, root: str, count: bool = True) -> list[str]:
     rg = rg_path()
     if rg is None:
         raise BenchError(RG_MISSING)
-    return [rg, "-c" if count else "-l", "-i", "--no-messages", "--no-ignore-parent",
-            "--no-require-git", "-e", pattern, root]
+    return [
+        rg,
+        "-c" if count else "-l",
+        "-i",
+        "--no-messages",
+        "--no-ignore-parent",
+        "--no-require-git",
+        "-e",
+        pattern,
+        root,
+    ]
 
 
 def time_rg(pattern: str, root: str) -> tuple[float, int]:
@@ -255,8 +312,10 @@ def time_rg(pattern: str, root: str) -> tuple[float, int]:
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     elapsed = (time.perf_counter() - start) * 1000.0
     if proc.returncode not in (0, 1):  # 1: no match
-        raise BenchError(f"`{' '.join(cmd)}` exited {proc.returncode}: "
-                         f"{proc.stderr.decode(errors='replace')[-500:]}")
+        raise BenchError(
+            f"`{' '.join(cmd)}` exited {proc.returncode}: "
+            f"{proc.stderr.decode(errors='replace')[-500:]}"
+        )
     return elapsed, len(proc.stdout.splitlines())
 
 
@@ -278,8 +337,10 @@ def venv_tools() -> tuple[str, str]:
     python = sys.executable
     axctl = os.path.join(os.path.dirname(python), "axctl")
     if not os.access(axctl, os.X_OK):
-        raise BenchError(f"no axctl console script beside {python}; run this with the venv's "
-                         "python (.venv/bin/python)")
+        raise BenchError(
+            f"no axctl console script beside {python}; run this with the venv's "
+            "python (.venv/bin/python)"
+        )
     return python, axctl
 
 
@@ -297,13 +358,16 @@ class Daemon:
         self.socket = os.path.join(run_dir, "axd.sock")
         self.state_dir = os.path.join(self.tmp, "state")
         config_home = os.path.join(self.tmp, "config")
-        self.env = dict(os.environ, AXD_SOCKET=self.socket, AXD_STATE_DIR=self.state_dir,
-                        XDG_CONFIG_HOME=config_home)
+        self.env = dict(
+            os.environ,
+            AXD_SOCKET=self.socket,
+            AXD_STATE_DIR=self.state_dir,
+            XDG_CONFIG_HOME=config_home,
+        )
         self.env.pop("AXD_CONFIG", None)
         if config:
             os.makedirs(os.path.join(config_home, "axd"), mode=0o700)
-            with open(os.path.join(config_home, "axd", "axd.toml"), "w",
-                      encoding="utf-8") as fh:
+            with open(os.path.join(config_home, "axd", "axd.toml"), "w", encoding="utf-8") as fh:
                 fh.write(config)
         self.running = False
         self.pid: int | None = None
@@ -314,11 +378,20 @@ class Daemon:
         return [self.axctl, *args]
 
     def run(self, *args: str, timeout: float = 120) -> str:
-        proc = subprocess.run(self.axctl_cmd(*args), env=self.env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            self.axctl_cmd(*args),
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if proc.returncode != 0:
-            raise BenchError(f"axctl {' '.join(args)} failed (exit {proc.returncode}):\n"
-                             f"{proc.stdout}{proc.stderr}".strip())
+            raise BenchError(
+                f"axctl {' '.join(args)} failed (exit {proc.returncode}):\n"
+                f"{proc.stdout}{proc.stderr}".strip()
+            )
         return proc.stdout
 
     def start(self) -> float:
@@ -359,8 +432,7 @@ class Daemon:
     def client(self, timeout: float | None = 30.0) -> Client:
         return Client(self.socket, timeout=timeout)
 
-    def call(self, method: str, target: str, body: Any = None,
-             timeout: float | None = 30.0) -> Any:
+    def call(self, method: str, target: str, body: Any = None, timeout: float | None = 30.0) -> Any:
         try:
             resp = self.client(timeout).request(method, target, body)
         except (DaemonUnreachable, ProtocolError, OSError) as exc:

@@ -52,8 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured runs per command")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument("--smoke", action="store_true",
-                        help="runs=5, warmup=1, targets not checked (CI smoke test)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="runs=5, warmup=1, targets not checked (CI smoke test)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.runs, args.warmup = 5, 1
@@ -66,8 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def machine() -> dict[str, Any]:
-    return {**benchlib.machine(),
-            "pythondontwritebytecode": os.environ.get("PYTHONDONTWRITEBYTECODE")}
+    return {
+        **benchlib.machine(),
+        "pythondontwritebytecode": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+    }
 
 
 # -- bytecode ------------------------------------------------------------------------------
@@ -84,9 +87,11 @@ def ensure_bytecode() -> dict[str, Any]:
     files itself, so every start would compile axctl and its imports from source."""
     before = cli_pyc_present()
     if not before:
-        note("warning: axctl/__pycache__ has no compiled cli module; every axctl start "
-             "recompiles from source (PYTHONDONTWRITEBYTECODE is set). The setup step must "
-             "run `python -m compileall` on axd, axctl and the venv's site-packages.")
+        note(
+            "warning: axctl/__pycache__ has no compiled cli module; every axctl start "
+            "recompiles from source (PYTHONDONTWRITEBYTECODE is set). The setup step must "
+            "run `python -m compileall` on axd, axctl and the venv's site-packages."
+        )
     code = benchlib.compile_sources()
     note(f"ran `python -m compileall -q` on axd, axctl and site-packages (exit {code})")
     after = cli_pyc_present()
@@ -111,11 +116,19 @@ def private_env(tmp: str) -> dict[str, str]:
 
 
 def run_checked(cmd: list[str], env: dict[str, str], what: str) -> str:
-    proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        cmd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n"
-                           f"{proc.stdout}{proc.stderr}".strip())
+        raise RuntimeError(
+            f"{what} failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}".strip()
+        )
     return proc.stdout
 
 
@@ -141,8 +154,14 @@ def stop_daemon(axctl: str, env: dict[str, str]) -> None:
 def time_once(cmd: list[str], env: dict[str, str]) -> float:
     """Milliseconds of wall time for one run; the command must succeed."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, check=False)
+    proc = subprocess.run(
+        cmd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
     elapsed = (time.perf_counter() - start) * 1000.0
     if proc.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` exited {proc.returncode} during the benchmark")
@@ -156,16 +175,21 @@ def summarize(samples: list[float]) -> dict[str, Any]:
     else:
         p50 = p95 = p99 = samples[0]
     return {
-        "n": len(samples), "p50": p50, "p95": p95, "p99": p99,
+        "n": len(samples),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
         "mean": statistics.fmean(samples),
         "stdev": statistics.stdev(samples) if len(samples) > 1 else 0.0,
-        "min": min(samples), "max": max(samples),
+        "min": min(samples),
+        "max": max(samples),
         "samples": [round(s, 3) for s in samples],
     }
 
 
-def measure(commands: dict[str, list[str]], env: dict[str, str], runs: int,
-            warmup: int) -> dict[str, list[float]]:
+def measure(
+    commands: dict[str, list[str]], env: dict[str, str], runs: int, warmup: int
+) -> dict[str, list[float]]:
     names = list(commands)
     for _ in range(warmup):
         for name in names:
@@ -185,25 +209,37 @@ def figure_lines(stats: dict[str, dict[str, Any]], targets: dict[str, Any] | Non
     ax, imp, floor = stats[AXCTL], stats[IMPORTS], stats[PASS]
     lines = []
     for key in ("p50", "p95", "p99", "mean"):
-        lines.append(f"{AXCTL} {key}: {ax[key]:.1f} ms (reference {IMPORTS} {key}: "
-                     f"{imp[key]:.1f} ms, ratio: {ax[key] / imp[key]:.2f}x)")
+        lines.append(
+            f"{AXCTL} {key}: {ax[key]:.1f} ms (reference {IMPORTS} {key}: "
+            f"{imp[key]:.1f} ms, ratio: {ax[key] / imp[key]:.2f}x)"
+        )
     for key in ("p50", "p95", "p99", "mean"):
-        lines.append(f"{IMPORTS} {key}: {imp[key]:.1f} ms (reference {PASS} {key}: "
-                     f"{floor[key]:.1f} ms, ratio: {imp[key] / floor[key]:.2f}x)")
-    lines.append(f"{PASS} p50: {floor['p50']:.1f} ms (p95: {floor['p95']:.1f} ms, "
-                 f"p99: {floor['p99']:.1f} ms, mean: {floor['mean']:.1f} ms)")
-    lines.append(f"{AXCTL} p50 over {IMPORTS}: {ax['p50'] - imp['p50']:+.1f} ms "
-                 f"(reference {PASS} p50: {floor['p50']:.1f} ms, "
-                 f"ratio axctl/pass: {ax['p50'] / floor['p50']:.2f}x)")
+        lines.append(
+            f"{IMPORTS} {key}: {imp[key]:.1f} ms (reference {PASS} {key}: "
+            f"{floor[key]:.1f} ms, ratio: {imp[key] / floor[key]:.2f}x)"
+        )
+    lines.append(
+        f"{PASS} p50: {floor['p50']:.1f} ms (p95: {floor['p95']:.1f} ms, "
+        f"p99: {floor['p99']:.1f} ms, mean: {floor['mean']:.1f} ms)"
+    )
+    lines.append(
+        f"{AXCTL} p50 over {IMPORTS}: {ax['p50'] - imp['p50']:+.1f} ms "
+        f"(reference {PASS} p50: {floor['p50']:.1f} ms, "
+        f"ratio axctl/pass: {ax['p50'] / floor['p50']:.2f}x)"
+    )
     if targets is None:
         lines.append("targets: not checked (--smoke)")
     else:
         p95, med = targets["p95"], targets["median_ratio"]
-        lines.append(f"{AXCTL} p95: {p95['value']:.1f} ms (target: <= {p95['target']:.1f} ms, "
-                     f"ratio: {p95['value'] / p95['target']:.2f}x): "
-                     f"{'met' if p95['met'] else 'MISSED'}")
-        lines.append(f"{AXCTL} p50 / {IMPORTS} p50: {med['value']:.2f}x "
-                     f"(target: <= {med['target']:.2f}x): {'met' if med['met'] else 'MISSED'}")
+        lines.append(
+            f"{AXCTL} p95: {p95['value']:.1f} ms (target: <= {p95['target']:.1f} ms, "
+            f"ratio: {p95['value'] / p95['target']:.2f}x): "
+            f"{'met' if p95['met'] else 'MISSED'}"
+        )
+        lines.append(
+            f"{AXCTL} p50 / {IMPORTS} p50: {med['value']:.2f}x "
+            f"(target: <= {med['target']:.2f}x): {'met' if med['met'] else 'MISSED'}"
+        )
     return lines
 
 
@@ -212,8 +248,11 @@ def check_targets(stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ratio = stats[AXCTL]["p50"] / stats[IMPORTS]["p50"]
     return {
         "p95": {"value": p95, "target": TARGET_P95_MS, "met": p95 <= TARGET_P95_MS},
-        "median_ratio": {"value": ratio, "target": TARGET_MEDIAN_RATIO,
-                         "met": ratio <= TARGET_MEDIAN_RATIO},
+        "median_ratio": {
+            "value": ratio,
+            "target": TARGET_MEDIAN_RATIO,
+            "met": ratio <= TARGET_MEDIAN_RATIO,
+        },
     }
 
 
@@ -242,8 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         doc = json.loads(run_checked(commands[AXCTL], env, AXCTL))
         if not doc.get("running"):
             raise RuntimeError(f"{AXCTL} does not report a running daemon: {doc}")
-        note(f"daemon pid {doc.get('pid')} on {env['AXD_SOCKET']}; "
-             f"{args.warmup} warm-up and {args.runs} measured runs per command")
+        note(
+            f"daemon pid {doc.get('pid')} on {env['AXD_SOCKET']}; "
+            f"{args.warmup} warm-up and {args.runs} measured runs per command"
+        )
         samples = measure(commands, env, args.runs, args.warmup)
     except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
         note(f"error: {exc}")
@@ -257,15 +298,27 @@ def main(argv: list[str] | None = None) -> int:
     targets = None if args.smoke else check_targets(stats)
     missed = targets is not None and not all(t["met"] for t in targets.values())
     if args.json:
-        print(json.dumps({
-            "benchmark": "cli_startup", "machine": info, "bytecode": bytecode,
-            "runs": args.runs, "warmup": args.warmup, "order": "rotated each round",
-            "commands": {name: cmd for name, cmd in commands.items()},
-            "results_ms": stats, "targets": targets,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "cli_startup",
+                    "machine": info,
+                    "bytecode": bytecode,
+                    "runs": args.runs,
+                    "warmup": args.warmup,
+                    "order": "rotated each round",
+                    "commands": {name: cmd for name, cmd in commands.items()},
+                    "results_ms": stats,
+                    "targets": targets,
+                },
+                indent=2,
+            )
+        )
     else:
-        print(f"machine: {info['cpu']}, {info['cores_usable']}/{info['cores']} cores, "
-              f"{info['memory_gib']} GiB, {info['python']}, {info['os']}, {info['date_utc']}")
+        print(
+            f"machine: {info['cpu']}, {info['cores_usable']}/{info['cores']} cores, "
+            f"{info['memory_gib']} GiB, {info['python']}, {info['os']}, {info['date_utc']}"
+        )
         print(f"runs: {args.runs} per command, warm-up: {args.warmup}, order rotated each round")
         print("\n".join(figure_lines(stats, targets)))
     return 1 if args.check and missed else 0

@@ -44,8 +44,14 @@ note = notifier("corpus")
 
 SPEC_VERSION = 1  # bump when what a corpus contains changes
 PYPI = ("django==5.2.19", "sqlalchemy==2.1.9", "sympy==1.14.0")
-NPM = ("typescript@5.9.3", "eslint@10.15.0", "lodash@4.18.1", "react@19.3.1",
-       "express@5.3.0", "@types/node@26.6.6")
+NPM = (
+    "typescript@5.9.3",
+    "eslint@10.15.0",
+    "lodash@4.18.1",
+    "react@19.3.1",
+    "express@5.3.0",
+    "@types/node@26.6.6",
+)
 EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
 
 
@@ -78,9 +84,12 @@ def describe(top: str) -> dict[str, Any]:
     for path in sorted(files):
         digest.update(f"{path}\0{files[path]}\n".encode())
     ext = Counter(os.path.splitext(p)[1].lower() or os.path.basename(p) for p in files)
-    return {"files": len(files), "bytes": sum(files.values()),
-            "listing_digest": digest.hexdigest(),
-            "extensions": dict(ext.most_common(25))}
+    return {
+        "files": len(files),
+        "bytes": sum(files.values()),
+        "listing_digest": digest.hexdigest(),
+        "extensions": dict(ext.most_common(25)),
+    }
 
 
 def _load_manifest(name: str) -> dict[str, Any] | None:
@@ -107,8 +116,11 @@ def stdlib_sources() -> tuple[str, list[str]]:
     found = []
     for dirpath, dirnames, filenames in os.walk(stdlib):
         dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIRS)
-        found.extend(os.path.relpath(os.path.join(dirpath, f), stdlib)
-                     for f in sorted(filenames) if f.endswith(".py"))
+        found.extend(
+            os.path.relpath(os.path.join(dirpath, f), stdlib)
+            for f in sorted(filenames)
+            if f.endswith(".py")
+        )
     return stdlib, found
 
 
@@ -118,8 +130,11 @@ def build_a(dest: str) -> dict[str, Any]:
         target = os.path.join(dest, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copyfile(os.path.join(stdlib, rel), target)
-    return {"source": stdlib, "python": sys.version.split()[0],
-            "excluded_dirs": sorted(EXCLUDED_DIRS)}
+    return {
+        "source": stdlib,
+        "python": sys.version.split()[0],
+        "excluded_dirs": sorted(EXCLUDED_DIRS),
+    }
 
 
 # -- corpus B --------------------------------------------------------------------------------
@@ -127,11 +142,19 @@ def build_a(dest: str) -> dict[str, Any]:
 
 def _run(cmd: list[str], cwd: str | None = None, timeout: float = 1800) -> None:
     note("running " + " ".join(cmd))
-    proc = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise BenchError(f"`{' '.join(cmd)}` exited {proc.returncode}:\n"
-                         f"{(proc.stdout + proc.stderr)[-3000:]}")
+        raise BenchError(
+            f"`{' '.join(cmd)}` exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-3000:]}"
+        )
 
 
 def _extract(archive: str, dest: str) -> None:
@@ -151,16 +174,32 @@ def build_b(dest: str) -> dict[str, Any]:
     names = [spec.split("==")[0] for spec in PYPI]
     # --no-binary for these packages only: with `:all:` pip also builds every build
     # dependency (setuptools, ...) from source, which takes minutes instead of seconds.
-    _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-          "--no-binary", ",".join(names), "-d", downloads, *PYPI])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            ",".join(names),
+            "-d",
+            downloads,
+            *PYPI,
+        ]
+    )
     pypi = os.path.join(dest, "pypi")
     os.makedirs(pypi, exist_ok=True)
     sdists = []
     for spec in PYPI:
         name, version = spec.split("==")
         prefix = f"{name.lower()}-{version}"
-        matches = [f for f in sorted(os.listdir(downloads))
-                   if f.lower().replace("_", "-").startswith(prefix) and not f.endswith(".whl")]
+        matches = [
+            f
+            for f in sorted(os.listdir(downloads))
+            if f.lower().replace("_", "-").startswith(prefix) and not f.endswith(".whl")
+        ]
         if not matches:
             raise BenchError(f"pip did not leave an sdist of {spec} in {downloads}")
         _extract(os.path.join(downloads, matches[0]), pypi)
@@ -170,17 +209,31 @@ def build_b(dest: str) -> dict[str, Any]:
         raise BenchError("npm is not installed (apt-get install -y npm)")
     npm_dir = os.path.join(dest, "npm")
     os.makedirs(npm_dir, exist_ok=True)
-    _run([npm, "install", "--prefix", npm_dir, "--no-audit", "--no-fund", "--ignore-scripts",
-          "--no-save", *NPM])
-    proc = subprocess.run([npm, "ls", "--all", "--prefix", npm_dir, "--json"],
-                          capture_output=True, text=True, check=False)
+    _run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            npm_dir,
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--no-save",
+            *NPM,
+        ]
+    )
+    proc = subprocess.run(
+        [npm, "ls", "--all", "--prefix", npm_dir, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     try:
         tree = json.loads(proc.stdout)
     except ValueError:
         tree = {}
     installed = sorted(_flatten_npm(tree.get("dependencies", {})))
-    return {"pypi": list(PYPI), "sdists": sdists, "npm": list(NPM),
-            "npm_installed": installed}
+    return {"pypi": list(PYPI), "sdists": sdists, "npm": list(NPM), "npm_installed": installed}
 
 
 def _flatten_npm(deps: dict[str, Any]) -> set[str]:
@@ -204,9 +257,11 @@ def ensure(name: str, rebuild: bool = False) -> dict[str, Any]:
         now = describe(dest)
         if now["listing_digest"] == manifest["listing_digest"]:
             return manifest
-        note(f"warning: corpus {name.upper()} at {dest} differs from its manifest "
-             f"({now['files']} files / {now['bytes']} bytes, manifest "
-             f"{manifest['files']} / {manifest['bytes']}); rebuilding it")
+        note(
+            f"warning: corpus {name.upper()} at {dest} differs from its manifest "
+            f"({now['files']} files / {now['bytes']} bytes, manifest "
+            f"{manifest['files']} / {manifest['bytes']}); rebuilding it"
+        )
     if os.path.isdir(dest):
         shutil.rmtree(dest)
     os.makedirs(dest)
@@ -217,13 +272,20 @@ def ensure(name: str, rebuild: bool = False) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)  # never leave half a corpus behind
         raise
-    manifest = {"spec_version": SPEC_VERSION, "name": name, "root": dest,
-                "built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "build_s": round(time.perf_counter() - started, 1), **sources,
-                **describe(dest)}
+    manifest = {
+        "spec_version": SPEC_VERSION,
+        "name": name,
+        "root": dest,
+        "built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_s": round(time.perf_counter() - started, 1),
+        **sources,
+        **describe(dest),
+    }
     _write_manifest(name, manifest)
-    note(f"corpus {name.upper()}: {manifest['files']} files, "
-         f"{manifest['bytes'] / 1e6:.1f} MB ({manifest['build_s']} s)")
+    note(
+        f"corpus {name.upper()}: {manifest['files']} files, "
+        f"{manifest['bytes'] / 1e6:.1f} MB ({manifest['build_s']} s)"
+    )
     return manifest
 
 
@@ -239,8 +301,12 @@ def _cache_key(manifest: dict[str, Any]) -> dict[str, Any]:
     from axd import __version__
     from axd.codeintel.store import SCHEMA_VERSION
 
-    return {"listing_digest": manifest["listing_digest"], "axd": __version__,
-            "schema": SCHEMA_VERSION, "root": manifest["root"]}
+    return {
+        "listing_digest": manifest["listing_digest"],
+        "axd": __version__,
+        "schema": SCHEMA_VERSION,
+        "root": manifest["root"],
+    }
 
 
 def save_index_cache(daemon: Daemon, name: str, manifest: dict[str, Any]) -> None:
@@ -278,8 +344,9 @@ def _seed_from_cache(daemon: Daemon, name: str, manifest: dict[str, Any]) -> boo
 
 
 @contextlib.contextmanager
-def indexed(note: Callable[[str], None], name: str, use_cache: bool = True,
-            config: str | None = None) -> Iterator[tuple[Daemon, dict[str, Any]]]:
+def indexed(
+    note: Callable[[str], None], name: str, use_cache: bool = True, config: str | None = None
+) -> Iterator[tuple[Daemon, dict[str, Any]]]:
     """A private daemon with corpus `name` indexed and its watcher running.
 
     With `use_cache`, the daemon starts from a snapshot of an earlier index of the same
@@ -294,12 +361,20 @@ def indexed(note: Callable[[str], None], name: str, use_cache: bool = True,
         how = "from the index cache, then caught up" if seeded else "from scratch"
         note(f"daemon pid {daemon.pid}; indexing corpus {name.upper()} ({how})")
         ms, doc = daemon.index(manifest["root"])
-        note(f"indexed in {ms / 1000:.1f} s: {doc.get('files')} files, "
-             f"{doc.get('parsed')} parsed")
+        note(f"indexed in {ms / 1000:.1f} s: {doc.get('files')} files, {doc.get('parsed')} parsed")
         if not seeded:
             save_index_cache(daemon, name, manifest)
-        yield daemon, {"corpus": name, "root": manifest["root"], "manifest": manifest,
-                       "index_seeded_from_cache": seeded, "index_ms": ms, "index": doc}
+        yield (
+            daemon,
+            {
+                "corpus": name,
+                "root": manifest["root"],
+                "manifest": manifest,
+                "index_seeded_from_cache": seeded,
+                "index_ms": ms,
+                "index": doc,
+            },
+        )
 
 
 def install_rg() -> str | None:
@@ -318,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--corpus", choices=("a", "b", "all"), default="all")
     parser.add_argument("--rebuild", action="store_true", help="rebuild even if present")
-    parser.add_argument("--install-rg", action="store_true",
-                        help="apt-get install ripgrep when rg is missing")
+    parser.add_argument(
+        "--install-rg", action="store_true", help="apt-get install ripgrep when rg is missing"
+    )
     parser.add_argument("--json", action="store_true", help="print the manifests as JSON")
     parser.add_argument("--smoke", action="store_true", help="corpus A only (no network)")
     args = parser.parse_args(argv)
@@ -328,15 +404,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.install_rg:
             note(f"rg: {install_rg()}")
         elif not rg_path():
-            note("warning: ripgrep (rg) is missing; the rg references will be skipped "
-                 "(`python bench/corpus.py --install-rg` installs it)")
+            note(
+                "warning: ripgrep (rg) is missing; the rg references will be skipped "
+                "(`python bench/corpus.py --install-rg` installs it)"
+            )
         docs = {n: ensure(n, rebuild=args.rebuild) for n in names}
     if args.json:
         print(json.dumps(docs, indent=2))
     else:
         for n, doc in docs.items():
-            print(f"corpus {n.upper()}: {doc['root']}: {doc['files']} files, "
-                  f"{doc['bytes'] / 1e6:.1f} MB (built {doc['built_utc']})")
+            print(
+                f"corpus {n.upper()}: {doc['root']}: {doc['files']} files, "
+                f"{doc['bytes'] / 1e6:.1f} MB (built {doc['built_utc']})"
+            )
         print(f"rg: {rg_version() or 'missing'}")
     return 0
 

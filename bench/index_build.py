@@ -55,8 +55,12 @@ note = notifier("index_build")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     common_args(parser)
-    parser.add_argument("--runs", type=int, default=None,
-                        help="index builds, each by a fresh daemon (default: 3 on A, 1 on B)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="index builds, each by a fresh daemon (default: 3 on A, 1 on B)",
+    )
     parser.add_argument("--rg-warm", type=int, default=5, help="warm rg runs per round")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -68,8 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def one_build(root: str, name: str, manifest: dict[str, Any], save_cache: bool
-              ) -> dict[str, Any]:
+def one_build(root: str, name: str, manifest: dict[str, Any], save_cache: bool) -> dict[str, Any]:
     with Daemon(note) as daemon:
         daemon.start()
         cold = drop_caches()
@@ -85,16 +88,26 @@ def one_build(root: str, name: str, manifest: dict[str, Any], save_cache: bool
         db = daemon.db_bytes()
     seconds = ms / 1000.0
     return {
-        "wall_ms": ms, "daemon_took_ms": doc.get("took_ms"), "page_cache_dropped": cold,
-        "files": status["files"], "bytes": status["bytes"], "chunks": status["chunks"],
-        "symbols": status["symbols"], "files_by_status": status["files_by_status"],
-        "languages": status["languages"], "postings": status["index"]["postings"],
+        "wall_ms": ms,
+        "daemon_took_ms": doc.get("took_ms"),
+        "page_cache_dropped": cold,
+        "files": status["files"],
+        "bytes": status["bytes"],
+        "chunks": status["chunks"],
+        "symbols": status["symbols"],
+        "files_by_status": status["files_by_status"],
+        "languages": status["languages"],
+        "postings": status["index"]["postings"],
         "postings_memory_bytes": status["index"]["memory_bytes"],
-        "mb_s": status["bytes"] / 1e6 / seconds, "files_s": status["files"] / seconds,
-        "daemon_cpu_s": round(main_cpu, 2), "workers_cpu_s": kids["parse"]["cpu_s"],
-        "workers": kids["parse"]["count"], "rss_bytes": rss,
+        "mb_s": status["bytes"] / 1e6 / seconds,
+        "files_s": status["files"] / seconds,
+        "daemon_cpu_s": round(main_cpu, 2),
+        "workers_cpu_s": kids["parse"]["cpu_s"],
+        "workers": kids["parse"]["count"],
+        "rss_bytes": rss,
         "children_rss_bytes": kids["parse"]["rss_bytes"],
-        "other_children": kids["other"], "other_children_before": kids_before["other"],
+        "other_children": kids["other"],
+        "other_children_before": kids_before["other"],
         "db_bytes": db,
     }
 
@@ -103,8 +116,12 @@ def rg_round(root: str, warm: int) -> dict[str, Any]:
     cold = drop_caches()
     cold_ms, matched = time_rg(RG_PATTERN, root)
     warm_ms = [time_rg(RG_PATTERN, root)[0] for _ in range(warm)]
-    return {"cold_ms": cold_ms, "page_cache_dropped": cold, "warm_ms": warm_ms,
-            "files_matched": matched}
+    return {
+        "cold_ms": cold_ms,
+        "page_cache_dropped": cold,
+        "warm_ms": warm_ms,
+        "files_matched": matched,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                 if step == "index":
                     note(f"round {r + 1}/{args.runs}: indexing {root} with a fresh daemon")
                     build = one_build(root, args.corpus, manifest, save_cache=(r == 0))
-                    note(f"  {build['wall_ms'] / 1000:.1f} s, {build['mb_s']:.2f} MB/s, "
-                         f"{build['files_s']:.0f} files/s")
+                    note(
+                        f"  {build['wall_ms'] / 1000:.1f} s, {build['mb_s']:.2f} MB/s, "
+                        f"{build['files_s']:.0f} files/s"
+                    )
                     builds.append(build)
                 elif has_rg:
                     rg_rounds.append(rg_round(root, args.rg_warm))
@@ -144,11 +163,18 @@ def main(argv: list[str] | None = None) -> int:
         cold = [rr["cold_ms"] for rr in rg_rounds]
         rg_mb_s = manifest["bytes"] / 1e6 / (statistics.median(warm) / 1000.0)
         rg_cold_mb_s = manifest["bytes"] / 1e6 / (statistics.median(cold) / 1000.0)
-        rg_doc.update({"command": rg_command(RG_PATTERN, root), "rounds": rg_rounds,
-                       "warm_ms": summarize(warm), "cold_ms": summarize(cold),
-                       "mb_s_warm": rg_mb_s, "mb_s_cold": rg_cold_mb_s,
-                       "bytes_scanned": manifest["bytes"],
-                       "files_s_cold": manifest["files"] / (statistics.median(cold) / 1000)})
+        rg_doc.update(
+            {
+                "command": rg_command(RG_PATTERN, root),
+                "rounds": rg_rounds,
+                "warm_ms": summarize(warm),
+                "cold_ms": summarize(cold),
+                "mb_s_warm": rg_mb_s,
+                "mb_s_cold": rg_cold_mb_s,
+                "bytes_scanned": manifest["bytes"],
+                "files_s_cold": manifest["files"] / (statistics.median(cold) / 1000),
+            }
+        )
     med_mb_s = statistics.median(mb_s)
     med_files_s = statistics.median(files_s)
     lines = [
@@ -157,13 +183,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{best['bytes'] / 1e6:.1f} MB ({best['chunks']} chunks, {best['symbols']} symbols)",
         f"runs: {args.runs} index builds (fresh daemon each, page cache dropped: "
         f"{builds[0]['page_cache_dropped']}), rg interleaved",
-        figure("index build wall time p50", statistics.median(wall), "s",
-               "rg cold scan p50", (statistics.median(rg_doc["cold_ms"]["samples"]) / 1000.0)
-               if rg_rounds else None),
+        figure(
+            "index build wall time p50",
+            statistics.median(wall),
+            "s",
+            "rg cold scan p50",
+            (statistics.median(rg_doc["cold_ms"]["samples"]) / 1000.0) if rg_rounds else None,
+        ),
         figure("index build throughput p50", med_mb_s, "MB/s", "rg cold scan", rg_cold_mb_s),
         figure("index build throughput p50", med_mb_s, "MB/s", "rg warm scan", rg_mb_s),
-        figure("index build files p50", med_files_s, "files/s", "rg cold scan",
-               rg_doc.get("files_s_cold"), digits=0),
+        figure(
+            "index build files p50",
+            med_files_s,
+            "files/s",
+            "rg cold scan",
+            rg_doc.get("files_s_cold"),
+            digits=0,
+        ),
         f"where the time goes (median build): daemon process {best['daemon_cpu_s']} CPU s, "
         f"parse pool ({best['workers']} processes) {best['workers_cpu_s']} CPU s, over "
         f"{best['wall_ms'] / 1000:.1f} s wall on {info['cores_usable']} cores",
@@ -174,14 +210,29 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not rg_rounds:
         lines.append(f"rg reference: skipped ({RG_MISSING})")
-    targets = None if args.smoke else [
-        target("index build throughput p50", med_mb_s, "MB/s", TARGET_MB_S,
-               higher_is_better=True)]
-    doc = {"benchmark": "index_build", "machine": info, "corpus": args.corpus,
-           "manifest": {k: v for k, v in manifest.items() if k != "npm_installed"},
-           "runs": args.runs, "builds": builds, "mb_s": summarize(mb_s),
-           "files_s": summarize(files_s), "wall_s": summarize(wall), "rg": rg_doc,
-           "smoke": args.smoke, "measured_at": time.time()}
+    targets = (
+        None
+        if args.smoke
+        else [
+            target(
+                "index build throughput p50", med_mb_s, "MB/s", TARGET_MB_S, higher_is_better=True
+            )
+        ]
+    )
+    doc = {
+        "benchmark": "index_build",
+        "machine": info,
+        "corpus": args.corpus,
+        "manifest": {k: v for k, v in manifest.items() if k != "npm_installed"},
+        "runs": args.runs,
+        "builds": builds,
+        "mb_s": summarize(mb_s),
+        "files_s": summarize(files_s),
+        "wall_s": summarize(wall),
+        "rg": rg_doc,
+        "smoke": args.smoke,
+        "measured_at": time.time(),
+    }
     return finish(args, doc, lines, targets)
 
 

@@ -100,26 +100,43 @@ while True:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=2000,
-                        help="measured round trips of each kind (plugin call, status, "
-                             "socketpair)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=2000,
+        help="measured round trips of each kind (plugin call, status, socketpair)",
+    )
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured round trips each")
-    parser.add_argument("--restarts", type=int, default=40,
-                        help="measured plugin restarts (and reference process starts)")
-    parser.add_argument("--window", type=float, default=20.0,
-                        help="seconds of idle over which daemon CPU is measured")
-    parser.add_argument("--settle", type=float, default=5.0,
-                        help="seconds to wait after every plugin is running, before the window")
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=40,
+        help="measured plugin restarts (and reference process starts)",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=20.0,
+        help="seconds of idle over which daemon CPU is measured",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=5.0,
+        help="seconds to wait after every plugin is running, before the window",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument("--smoke", action="store_true",
-                        help="CI: 100 round trips, 3 restarts, 3 s window; targets not checked")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI: 100 round trips, 3 restarts, 3 s window; targets not checked",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.runs, args.warmup, args.restarts = 100, 20, 3
         args.window, args.settle = 3.0, 1.0
-    if args.runs < 1 or args.warmup < 0 or args.restarts < 1 or args.window <= 0 \
-            or args.settle < 0:
+    if args.runs < 1 or args.warmup < 0 or args.restarts < 1 or args.window <= 0 or args.settle < 0:
         parser.error("--runs and --restarts must be >= 1, --window > 0, the others >= 0")
     return args
 
@@ -134,11 +151,16 @@ def ensure_bytecode() -> dict[str, Any]:
     pyc = os.path.join(REPO, "axd", "plugins", "__pycache__", f"host.{tag}.pyc")
     before = os.path.isfile(pyc)
     if not before:
-        note("warning: axd/plugins/__pycache__ had no compiled host module (every plugin "
-             "start would compile it); running compileall")
+        note(
+            "warning: axd/plugins/__pycache__ had no compiled host module (every plugin "
+            "start would compile it); running compileall"
+        )
     code = compile_sources()
-    return {"host_pyc_before": before, "host_pyc_after": os.path.isfile(pyc),
-            "compileall_exit": code}
+    return {
+        "host_pyc_before": before,
+        "host_pyc_after": os.path.isfile(pyc),
+        "compileall_exit": code,
+    }
 
 
 def plugin_folder(parent: str, names: dict[str, float | None]) -> str:
@@ -162,15 +184,19 @@ def plugin_folder(parent: str, names: dict[str, float | None]) -> str:
     return base
 
 
-def plugin_daemon(enabled: bool, paths: str | None, interval: str = "1s",
-                  hot_reload: bool | None = None) -> Daemon:
+def plugin_daemon(
+    enabled: bool, paths: str | None, interval: str = "1s", hot_reload: bool | None = None
+) -> Daemon:
     """A private daemon; hot_reload None leaves `plugins.hot_reload` at its default."""
     daemon = Daemon(note)
     for key in [k for k in daemon.env if k.startswith(("AXD_PLUGINS_", "AXD_BUDGET_"))]:
         del daemon.env[key]  # the caller's own settings must not leak into the bench daemons
-    daemon.env.update(AXD_PLUGINS_ENABLED="true" if enabled else "false",
-                      AXD_PLUGINS_BUILTIN="false", AXD_PLUGINS_SAMPLE_INTERVAL=interval,
-                      AXD_PLUGINS_PATHS=paths or os.path.join(daemon.tmp, "none"))
+    daemon.env.update(
+        AXD_PLUGINS_ENABLED="true" if enabled else "false",
+        AXD_PLUGINS_BUILTIN="false",
+        AXD_PLUGINS_SAMPLE_INTERVAL=interval,
+        AXD_PLUGINS_PATHS=paths or os.path.join(daemon.tmp, "none"),
+    )
     if hot_reload is not None:
         daemon.env["AXD_PLUGINS_HOT_RELOAD"] = "true" if hot_reload else "false"
     return daemon
@@ -205,8 +231,11 @@ class PairEcho:
     def __init__(self) -> None:
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.proc = subprocess.Popen([sys.executable, "-c", ECHO_CHILD, str(child.fileno())],
-                                         pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", ECHO_CHILD, str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
         finally:
             child.close()
         self.rfile = self.sock.makefile("rb")
@@ -214,8 +243,16 @@ class PairEcho:
 
     def round_trip(self) -> None:
         self.ids += 1
-        self.sock.sendall(encode({"jsonrpc": "2.0", "id": self.ids, "method": "call",
-                                  "params": {"method": "noop", "params": None}}))
+        self.sock.sendall(
+            encode(
+                {
+                    "jsonrpc": "2.0",
+                    "id": self.ids,
+                    "method": "call",
+                    "params": {"method": "noop", "params": None},
+                }
+            )
+        )
         head = self.rfile.read(HEADER.size)
         if len(head) < HEADER.size:
             raise BenchError("the socketpair echo child went away")
@@ -234,8 +271,7 @@ class PairEcho:
             self.proc.wait()
 
 
-def timed_request(client: Client, method: str, target: str,
-                  body: Any = None) -> tuple[float, Any]:
+def timed_request(client: Client, method: str, target: str, body: Any = None) -> tuple[float, Any]:
     started = time.perf_counter()
     try:
         resp = client.request(method, target, body)
@@ -253,8 +289,11 @@ def measure_rpc(daemon: Daemon, runs: int, warmup: int, idle_s: float) -> dict[s
     idle0 = daemon.call("GET", "/v1/plugins/echo/stats")["monitor"]
     started = time.perf_counter()
     time.sleep(idle_s)
-    idle = monitor_delta(idle0, daemon.call("GET", "/v1/plugins/echo/stats")["monitor"],
-                         time.perf_counter() - started)
+    idle = monitor_delta(
+        idle0,
+        daemon.call("GET", "/v1/plugins/echo/stats")["monitor"],
+        time.perf_counter() - started,
+    )
     client = daemon.client()
     pair = PairEcho()
     took: list[float] = []
@@ -291,18 +330,19 @@ def measure_rpc(daemon: Daemon, runs: int, warmup: int, idle_s: float) -> dict[s
         "plugin_throttled": {
             "count": after["throttle_count"] - before["throttle_count"],
             "seconds": round(after["throttled_s"] - before["throttled_s"], 3),
-            "budget": after["budget"], "enforcement": after["enforcement"]["backend"],
+            "budget": after["budget"],
+            "enforcement": after["enforcement"]["backend"],
         },
         # The monitor's self-accounting while the daemon is busy with calls (compare with
         # its idle figures in the monitoring section).
-        "monitor_during_calls": monitor_delta(before["monitor"], after["monitor"],
-                                              elapsed_s),
+        "monitor_during_calls": monitor_delta(before["monitor"], after["monitor"], elapsed_s),
         "monitor_idle": idle,
     }
 
 
-def interleave(kinds: dict[str, Callable[[], float]], runs: int,
-               warmup: int) -> dict[str, list[float]]:
+def interleave(
+    kinds: dict[str, Callable[[], float]], runs: int, warmup: int
+) -> dict[str, list[float]]:
     names = list(kinds)
     for _ in range(warmup):
         for name in names:
@@ -334,8 +374,14 @@ def restart(daemon: Daemon, name: str) -> tuple[float, float]:
 
 def time_process(cmd: list[str], cwd: str) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, check=False)
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
     elapsed = (time.perf_counter() - started) * 1000.0
     if proc.returncode != 0:
         raise BenchError(f"`{' '.join(cmd)}` exited {proc.returncode}")
@@ -351,6 +397,7 @@ def measure_cold_start(daemon: Daemon, folder: str, restarts: int) -> dict[str, 
             wall, start_ms = restart(daemon, name)
             walls[name].append(wall)
             return start_ms
+
         return run
 
     kinds: dict[str, Callable[[], float]] = {
@@ -365,8 +412,12 @@ def measure_cold_start(daemon: Daemon, folder: str, restarts: int) -> dict[str, 
     stats[f"echo {WALL}"] = summarize(walls["echo"][warmup:])
     stats[f"echo-cpu1 {WALL}"] = summarize(walls["echo-cpu1"][warmup:])
     echo = daemon.call("GET", "/v1/plugins/echo/stats")
-    return {"results_ms": stats, "warmup": warmup, "budget": echo["budget"],
-            "enforcement": echo["enforcement"]["backend"]}
+    return {
+        "results_ms": stats,
+        "warmup": warmup,
+        "budget": echo["budget"],
+        "enforcement": echo["enforcement"]["backend"],
+    }
 
 
 # -- 3. monitoring overhead ------------------------------------------------------------------
@@ -400,17 +451,23 @@ def thread_runtimes(pid: int) -> dict[int, float]:
     return out
 
 
-def runtime_delta(pid: int, before: dict[int, float], after: dict[int, float],
-                  elapsed: float) -> dict[str, Any] | None:
+def runtime_delta(
+    pid: int, before: dict[int, float], after: dict[int, float], elapsed: float
+) -> dict[str, Any] | None:
     """The precise figure: main thread and other threads; threads that ended inside the
     window are lost (counted in `threads_gone`)."""
     if not after:
         return None
     main = after.get(pid, 0.0) - before.get(pid, 0.0)
     others = sum(v - before.get(tid, 0.0) for tid, v in after.items() if tid != pid)
-    return {"cpu_s": round(main + others, 5), "cpu_pct": 100 * (main + others) / elapsed,
-            "main_thread_pct": 100 * main / elapsed, "other_threads_pct": 100 * others / elapsed,
-            "threads": len(after), "threads_gone": len(set(before) - set(after))}
+    return {
+        "cpu_s": round(main + others, 5),
+        "cpu_pct": 100 * (main + others) / elapsed,
+        "main_thread_pct": 100 * main / elapsed,
+        "other_threads_pct": 100 * others / elapsed,
+        "threads": len(after),
+        "threads_gone": len(set(before) - set(after)),
+    }
 
 
 def cpu_window(pids: dict[str, int], window: float) -> dict[str, Any]:
@@ -431,19 +488,26 @@ def cpu_window(pids: dict[str, int], window: float) -> dict[str, Any]:
         last_t = now
     threads1 = {label: thread_runtimes(pid) for label, pid in pids.items()}
     elapsed = last_t - t0
-    return {"elapsed": elapsed, "cpu_s": {k: last[k] - cpu0[k] for k in pids},
-            "slices": slices,
-            "threads": {k: runtime_delta(pids[k], threads0[k], threads1[k], elapsed)
-                        for k in pids}}
+    return {
+        "elapsed": elapsed,
+        "cpu_s": {k: last[k] - cpu0[k] for k in pids},
+        "slices": slices,
+        "threads": {k: runtime_delta(pids[k], threads0[k], threads1[k], elapsed) for k in pids},
+    }
 
 
-def monitor_delta(before: dict[str, Any], after: dict[str, Any],
-                  elapsed_s: float) -> dict[str, Any]:
+def monitor_delta(
+    before: dict[str, Any], after: dict[str, Any], elapsed_s: float
+) -> dict[str, Any]:
     ticks = float(after["ticks"]) - float(before["ticks"])
     cpu_s = float(after["cpu_s"]) - float(before["cpu_s"])
-    return {"ticks": ticks, "cpu_s": round(cpu_s, 4), "elapsed_s": round(elapsed_s, 3),
-            "cpu_pct": 100 * cpu_s / elapsed_s if elapsed_s else None,
-            "ms_per_tick": 1000 * cpu_s / ticks if ticks else None}
+    return {
+        "ticks": ticks,
+        "cpu_s": round(cpu_s, 4),
+        "elapsed_s": round(elapsed_s, 3),
+        "cpu_pct": 100 * cpu_s / elapsed_s if elapsed_s else None,
+        "ms_per_tick": 1000 * cpu_s / ticks if ticks else None,
+    }
 
 
 def monitor_figures(daemon: Daemon, name: str | None) -> dict[str, float] | None:
@@ -480,12 +544,17 @@ def measure_monitoring(tmp: str, window: float, settle: float) -> dict[str, Any]
     finally:
         for daemon, _plugin in setups.values():
             daemon.close()
-    out: dict[str, Any] = {"window_s": round(elapsed, 3), "settle_s": settle,
-                           "clock_tick_s": 1 / os.sysconf("SC_CLK_TCK"), "daemons": {}}
+    out: dict[str, Any] = {
+        "window_s": round(elapsed, 3),
+        "settle_s": settle,
+        "clock_tick_s": 1 / os.sysconf("SC_CLK_TCK"),
+        "daemons": {},
+    }
     for label in setups:
         cpu_s = win["cpu_s"][label]
         doc: dict[str, Any] = {
-            "cpu_s": round(cpu_s, 3), "cpu_pct": 100 * cpu_s / elapsed,
+            "cpu_s": round(cpu_s, 3),
+            "cpu_pct": 100 * cpu_s / elapsed,
             "precise": win["threads"][label],
             "children_cpu_s": round(kids1[label] - kids0[label], 3),
             "per_second_pct": summarize(win["slices"][label]),
@@ -503,34 +572,52 @@ def rpc_lines(rpc: dict[str, Any]) -> list[str]:
     r = rpc["results_ms"]
     lines = []
     for key in ("p50", "p95", "p99", "mean"):
-        lines.append(figure(f"{CALL} {key}", r[CALL][key], "ms", f"{STATUS} {key}",
-                            r[STATUS][key], 3))
+        lines.append(
+            figure(f"{CALL} {key}", r[CALL][key], "ms", f"{STATUS} {key}", r[STATUS][key], 3)
+        )
     for key in ("p50", "p95", "p99"):
-        lines.append(figure(f"{CALL} {key}", r[CALL][key], "ms", f"{PAIR} {key}",
-                            r[PAIR][key], 3))
+        lines.append(figure(f"{CALL} {key}", r[CALL][key], "ms", f"{PAIR} {key}", r[PAIR][key], 3))
     for key in ("p50", "p95"):
-        lines.append(figure(f"{STATUS} {key}", r[STATUS][key], "ms", f"{PAIR} {key}",
-                            r[PAIR][key], 3))
+        lines.append(
+            figure(f"{STATUS} {key}", r[STATUS][key], "ms", f"{PAIR} {key}", r[PAIR][key], 3)
+        )
     hop = r[CALL]["p50"] - r[STATUS]["p50"]
-    lines.append(figure("plugin hop (call p50 - status p50)", hop, "ms", f"{PAIR} p50",
-                        r[PAIR]["p50"], 3))
+    lines.append(
+        figure("plugin hop (call p50 - status p50)", hop, "ms", f"{PAIR} p50", r[PAIR]["p50"], 3)
+    )
     took = r["daemon took_ms"]
-    lines.append(figure("daemon took_ms (inside the call route) p50", took["p50"], "ms",
-                        f"{PAIR} p50", r[PAIR]["p50"], 3))
-    lines.append(figure("daemon took_ms p95", took["p95"], "ms", f"{PAIR} p95",
-                        r[PAIR]["p95"], 3))
+    lines.append(
+        figure(
+            "daemon took_ms (inside the call route) p50",
+            took["p50"],
+            "ms",
+            f"{PAIR} p50",
+            r[PAIR]["p50"],
+            3,
+        )
+    )
+    lines.append(figure("daemon took_ms p95", took["p95"], "ms", f"{PAIR} p95", r[PAIR]["p95"], 3))
     window = rpc["daemon_latency_window"]
     thr = rpc["plugin_throttled"]
-    lines.append(f"daemon's own latency window (GET .../stats): p50 {window['p50_ms']} ms, "
-                 f"p95 {window['p95_ms']} ms, p99 {window['p99_ms']} ms; plugin CPU throttling "
-                 f"during the calls: {thr['count']} periods, {thr['seconds']} s "
-                 f"(budget cpu {thr['budget']['cpu']}, {thr['enforcement']})")
+    lines.append(
+        f"daemon's own latency window (GET .../stats): p50 {window['p50_ms']} ms, "
+        f"p95 {window['p95_ms']} ms, p99 {window['p99_ms']} ms; plugin CPU throttling "
+        f"during the calls: {thr['count']} periods, {thr['seconds']} s "
+        f"(budget cpu {thr['budget']['cpu']}, {thr['enforcement']})"
+    )
     busy, idle = rpc["monitor_during_calls"], rpc["monitor_idle"]
     if busy["ms_per_tick"] is not None and idle["ms_per_tick"] is not None:
-        lines.append(figure("monitor's own accounting while serving calls, per tick (2 "
-                            f"plugins, {busy['ticks']:.0f} ticks)", busy["ms_per_tick"], "ms",
-                            f"same daemon idle ({idle['ticks']:.0f} ticks)",
-                            idle["ms_per_tick"], 3))
+        lines.append(
+            figure(
+                "monitor's own accounting while serving calls, per tick (2 "
+                f"plugins, {busy['ticks']:.0f} ticks)",
+                busy["ms_per_tick"],
+                "ms",
+                f"same daemon idle ({idle['ticks']:.0f} ticks)",
+                idle["ms_per_tick"],
+                3,
+            )
+        )
     return lines
 
 
@@ -538,16 +625,31 @@ def start_lines(cold: dict[str, Any]) -> list[str]:
     r = cold["results_ms"]
     lines = []
     for key in ("p50", "p95", "mean"):
-        lines.append(figure(f"{START} {key}", r[START][key], "ms", f"{SDK} {key}",
-                            r[SDK][key], 1))
+        lines.append(figure(f"{START} {key}", r[START][key], "ms", f"{SDK} {key}", r[SDK][key], 1))
     for key in ("p50", "p95"):
         lines.append(figure(f"{SDK} {key}", r[SDK][key], "ms", f"{PASS} {key}", r[PASS][key], 1))
     for key in ("p50", "p95"):
-        lines.append(figure(f"{START_CPU1} {key} (diagnostic: budget cpu 1.0)",
-                            r[START_CPU1][key], "ms", f"{START} {key}", r[START][key], 1))
+        lines.append(
+            figure(
+                f"{START_CPU1} {key} (diagnostic: budget cpu 1.0)",
+                r[START_CPU1][key],
+                "ms",
+                f"{START} {key}",
+                r[START][key],
+                1,
+            )
+        )
     for key in ("p50", "p95"):
-        lines.append(figure(f"echo {WALL} (POST .../restart) {key}", r[f"echo {WALL}"][key],
-                            "ms", f"{START} {key}", r[START][key], 1))
+        lines.append(
+            figure(
+                f"echo {WALL} (POST .../restart) {key}",
+                r[f"echo {WALL}"][key],
+                "ms",
+                f"{START} {key}",
+                r[START][key],
+                1,
+            )
+        )
     return lines
 
 
@@ -573,13 +675,14 @@ def daemon_line(label: str, doc: dict[str, Any], off: dict[str, Any], window: fl
     if label == OFF:
         line = figure(f"daemon CPU, {label} ({window:.0f}s idle)", pct(doc), unit, digits=3)
     else:
-        line = figure(f"daemon CPU, {label} ({window:.0f}s idle)", pct(doc), unit, OFF,
-                      pct(off), 3)
+        line = figure(f"daemon CPU, {label} ({window:.0f}s idle)", pct(doc), unit, OFF, pct(off), 3)
     precise = doc.get("precise")
     if precise:
-        line += (f"; main thread {precise['main_thread_pct']:.3f} %, other threads "
-                 f"{precise['other_threads_pct']:.3f} % ({precise['threads']} threads); "
-                 f"/proc/PID/stat: {doc['cpu_pct']:.2f} %")
+        line += (
+            f"; main thread {precise['main_thread_pct']:.3f} %, other threads "
+            f"{precise['other_threads_pct']:.3f} % ({precise['threads']} threads); "
+            f"/proc/PID/stat: {doc['cpu_pct']:.2f} %"
+        )
     return line
 
 
@@ -590,27 +693,57 @@ def monitor_lines(mon: dict[str, Any]) -> list[str]:
     unit = "% of a core"
     lines = [daemon_line(label, doc, off, w) for label, doc in d.items()]
     sampling, how = sampling_pct(mon)
-    lines.append(figure(f"CPU attributable to sampling 10 plugins every 1s ({how})", sampling,
-                        unit, digits=3))
-    lines.append(figure("CPU attributable to sampling, cross-check (1s minus 3600s)",
-                        pct(on) - pct(hourly), unit, digits=3))
-    lines.append(figure("CPU of the whole plugin runtime at defaults (10 plugins, minus "
-                        "disabled)", pct(on) - pct(off), unit, digits=3))
+    lines.append(
+        figure(
+            f"CPU attributable to sampling 10 plugins every 1s ({how})", sampling, unit, digits=3
+        )
+    )
+    lines.append(
+        figure(
+            "CPU attributable to sampling, cross-check (1s minus 3600s)",
+            pct(on) - pct(hourly),
+            unit,
+            digits=3,
+        )
+    )
+    lines.append(
+        figure(
+            "CPU of the whole plugin runtime at defaults (10 plugins, minus disabled)",
+            pct(on) - pct(off),
+            unit,
+            digits=3,
+        )
+    )
     if NOWATCH in d:
-        lines.append(figure("CPU attributable to 10 plugin folder watchers (hot reload on "
-                            "minus off)", pct(on) - pct(d[NOWATCH]), unit, digits=3))
+        lines.append(
+            figure(
+                "CPU attributable to 10 plugin folder watchers (hot reload on minus off)",
+                pct(on) - pct(d[NOWATCH]),
+                unit,
+                digits=3,
+            )
+        )
     for label in (ON, NOWATCH):
         m = d.get(label, {}).get("monitor")
         if m:
-            lines.append(figure(f"monitor's own accounting, {label} (monitor.cpu_s / window)",
-                                m["cpu_pct"], unit, "measured, attributable to sampling",
-                                sampling, 3)
-                         + f"; {m['ticks']:.0f} ticks, {m['cpu_s']} s, "
-                           f"{fmt_opt(m['ms_per_tick'])} ms per tick")
+            lines.append(
+                figure(
+                    f"monitor's own accounting, {label} (monitor.cpu_s / window)",
+                    m["cpu_pct"],
+                    unit,
+                    "measured, attributable to sampling",
+                    sampling,
+                    3,
+                )
+                + f"; {m['ticks']:.0f} ticks, {m['cpu_s']} s, "
+                f"{fmt_opt(m['ms_per_tick'])} ms per tick"
+            )
     kids = ", ".join(f"{v['children_cpu_s']} s ({k})" for k, v in d.items() if k != OFF)
-    lines.append(f"plugin hosts' own CPU over the window: {kids}; /proc/PID/stat resolution "
-                 f"{mon['clock_tick_s'] * 1000:.0f} ms = "
-                 f"{100 * mon['clock_tick_s'] / w:.3f} % over the window")
+    lines.append(
+        f"plugin hosts' own CPU over the window: {kids}; /proc/PID/stat resolution "
+        f"{mon['clock_tick_s'] * 1000:.0f} ms = "
+        f"{100 * mon['clock_tick_s'] / w:.3f} % over the window"
+    )
     return lines
 
 
@@ -618,22 +751,36 @@ def fmt_opt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def targets_for(rpc: dict[str, Any], cold: dict[str, Any],
-                mon: dict[str, Any]) -> list[dict[str, Any]]:
+def targets_for(
+    rpc: dict[str, Any], cold: dict[str, Any], mon: dict[str, Any]
+) -> list[dict[str, Any]]:
     sampling, _how = sampling_pct(mon)
 
-    def make(name: str, value: float, unit: str, limit: float, op: str,
-             digits: int) -> dict[str, Any]:
+    def make(
+        name: str, value: float, unit: str, limit: float, op: str, digits: int
+    ) -> dict[str, Any]:
         met = value < limit if op == "<" else value <= limit
-        return {"name": name, "value": value, "unit": unit, "target": limit, "op": op,
-                "met": met, "digits": digits}
+        return {
+            "name": name,
+            "value": value,
+            "unit": unit,
+            "target": limit,
+            "op": op,
+            "met": met,
+            "digits": digits,
+        }
 
     return [
         make(f"{CALL} p95", rpc["results_ms"][CALL]["p95"], "ms", TARGET_CALL_P95_MS, "<=", 3),
-        make(f"{START} p95", cold["results_ms"][START]["p95"], "ms", TARGET_START_P95_MS,
-             "<=", 1),
-        make("CPU attributable to sampling 10 plugins every 1s", sampling, "% of a core",
-             TARGET_SAMPLING_PCT, "<", 3),
+        make(f"{START} p95", cold["results_ms"][START]["p95"], "ms", TARGET_START_P95_MS, "<=", 1),
+        make(
+            "CPU attributable to sampling 10 plugins every 1s",
+            sampling,
+            "% of a core",
+            TARGET_SAMPLING_PCT,
+            "<",
+            3,
+        ),
     ]
 
 
@@ -649,8 +796,10 @@ def main(argv: list[str] | None = None) -> int:
             with plugin_daemon(True, folder) as daemon:
                 daemon.start()
                 wait_running(daemon, ["echo", "echo-cpu1"])
-                note(f"daemon pid {daemon.pid}; {args.warmup} warm-up and {args.runs} measured "
-                     "round trips of each kind")
+                note(
+                    f"daemon pid {daemon.pid}; {args.warmup} warm-up and {args.runs} measured "
+                    "round trips of each kind"
+                )
                 rpc = measure_rpc(daemon, args.runs, args.warmup, max(args.settle, 2.0))
                 note(f"{args.restarts} restarts of each plugin, interleaved with references")
                 cold = measure_cold_start(daemon, os.path.join(folder, "echo"), args.restarts)
@@ -659,11 +808,23 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     lines = rpc_lines(rpc) + start_lines(cold) + monitor_lines(mon)
     targets = None if args.smoke else targets_for(rpc, cold, mon)
-    doc = {"benchmark": "plugins", "machine": info, "bytecode": bytecode,
-           "settings": {"runs": args.runs, "warmup": args.warmup, "restarts": args.restarts,
-                        "window_s": args.window, "settle_s": args.settle,
-                        "order": "rotated each round", "smoke": args.smoke},
-           "rpc": rpc, "cold_start": cold, "monitoring": mon}
+    doc = {
+        "benchmark": "plugins",
+        "machine": info,
+        "bytecode": bytecode,
+        "settings": {
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "restarts": args.restarts,
+            "window_s": args.window,
+            "settle_s": args.settle,
+            "order": "rotated each round",
+            "smoke": args.smoke,
+        },
+        "rpc": rpc,
+        "cold_start": cold,
+        "monitoring": mon,
+    }
     return finish(args, doc, lines, targets)
 
 

@@ -70,10 +70,13 @@ _JS_DEF = re.compile(
     r"^[ \t]*(?:export[ \t]+)?(?:default[ \t]+)?(?:declare[ \t]+)?(?:abstract[ \t]+)?"
     r"(?:async[ \t]+)?(?:function\*?|class|interface|enum|type)[ \t]+([A-Za-z_$][\w$]*)"
     r"|^[ \t]+(?:(?:static|async|public|private|protected|readonly)[ \t]+)*"
-    r"([A-Za-z_$][\w$]*)[ \t]*\([^)\n]*\)[ \t]*[:{]", re.M)
+    r"([A-Za-z_$][\w$]*)[ \t]*\([^)\n]*\)[ \t]*[:{]",
+    re.M,
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
-_NOT_DOC = re.compile(r"^\s*#|eslint-(?:disable|enable)|@ts-|istanbul|prettier-ignore|copyright",
-                     re.I)
+_NOT_DOC = re.compile(
+    r"^\s*#|eslint-(?:disable|enable)|@ts-|istanbul|prettier-ignore|copyright", re.I
+)
 _URL = re.compile(r"\(?https?://\S+\)?")
 _MARKUP = re.compile(r":[a-z]+:|[`*]|\{@\w+\s*|\}")
 note = notifier("relevance")
@@ -96,12 +99,16 @@ def load_set(relevance_set: str | dict[str, Any]) -> dict[str, Any]:
 def _metrics(ranks: list[int | None], limit: int) -> dict[str, Any]:
     n = len(ranks)
     hits = [r for r in ranks if r is not None and r <= limit]
-    return {"n": n, "mrr": sum(1.0 / r for r in hits) / n if n else 0.0,
-            "recall": len(hits) / n if n else 0.0}
+    return {
+        "n": n,
+        "mrr": sum(1.0 / r for r in hits) / n if n else 0.0,
+        "recall": len(hits) / n if n else 0.0,
+    }
 
 
-def evaluate(socket_path: str, corpus_root: str, relevance_set: str | dict[str, Any],
-             limit: int = 10) -> dict[str, Any]:
+def evaluate(
+    socket_path: str, corpus_root: str, relevance_set: str | dict[str, Any], limit: int = 10
+) -> dict[str, Any]:
     """MRR@limit and Recall@limit of the daemon on `socket_path` over a relevance set (a
     path or the loaded JSON), searching the workspace at `corpus_root` (already indexed).
 
@@ -112,8 +119,11 @@ def evaluate(socket_path: str, corpus_root: str, relevance_set: str | dict[str, 
     client = Client(socket_path, timeout=60.0)
     per_query = []
     for q in rel["queries"]:
-        resp = client.request("POST", "/v1/search", {"query": q["query"], "path": corpus_root,
-                                                     "limit": limit, "cache": False})
+        resp = client.request(
+            "POST",
+            "/v1/search",
+            {"query": q["query"], "path": corpus_root, "limit": limit, "cache": False},
+        )
         doc = resp.json()
         if resp.status != 200:
             raise BenchError(f"search {q['query']!r} -> HTTP {resp.status}: {doc}")
@@ -126,21 +136,35 @@ def evaluate(socket_path: str, corpus_root: str, relevance_set: str | dict[str, 
                 files_seen.append(r["path"])
         if q["path"] in files_seen:
             file_rank = files_seen.index(q["path"]) + 1
-        per_query.append({"id": q["id"], "kind": q["kind"], "lang": q.get("lang"),
-                          "rank": rank, "file_rank": file_rank,
-                          "took_ms": doc.get("took_ms"),
-                          "top": [f"{r['path']}:{r['start_line']}" for r in doc["results"][:3]]})
+        per_query.append(
+            {
+                "id": q["id"],
+                "kind": q["kind"],
+                "lang": q.get("lang"),
+                "rank": rank,
+                "file_rank": file_rank,
+                "took_ms": doc.get("took_ms"),
+                "top": [f"{r['path']}:{r['start_line']}" for r in doc["results"][:3]],
+            }
+        )
     ranks = [p["rank"] for p in per_query]
     overall = _metrics(ranks, limit)
     files = _metrics([p["file_rank"] for p in per_query], limit)
-    out: dict[str, Any] = {"n": overall["n"], "limit": limit, "mrr": overall["mrr"],
-                           "recall": overall["recall"], f"mrr@{limit}": overall["mrr"],
-                           f"recall@{limit}": overall["recall"], "file_mrr": files["mrr"],
-                           "file_recall": files["recall"]}
+    out: dict[str, Any] = {
+        "n": overall["n"],
+        "limit": limit,
+        "mrr": overall["mrr"],
+        "recall": overall["recall"],
+        f"mrr@{limit}": overall["mrr"],
+        f"recall@{limit}": overall["recall"],
+        "file_mrr": files["mrr"],
+        "file_recall": files["recall"],
+    }
     for key in ("kind", "lang"):
         groups = sorted({p[key] for p in per_query if p[key]})
-        out[f"by_{key}"] = {g: _metrics([p["rank"] for p in per_query if p[key] == g], limit)
-                            for g in groups}
+        out[f"by_{key}"] = {
+            g: _metrics([p["rank"] for p in per_query if p[key] == g], limit) for g in groups
+        }
     out["per_query"] = per_query
     return out
 
@@ -245,8 +269,9 @@ def build(name: str, size: int = SIZE, seed: int = SEED) -> dict[str, Any]:
     manifest = corpus.ensure(name)
     root = manifest["root"]
     groups = _source_files(root)
-    quotas = {"python": size} if name == "a" else {"python": size * 3 // 5,
-                                                    "js": size - size * 3 // 5}
+    quotas = (
+        {"python": size} if name == "a" else {"python": size * 3 // 5, "js": size - size * 3 // 5}
+    )
     rng = random.Random(seed)
     queries: list[dict[str, Any]] = []
     seen_queries: set[str] = set()
@@ -264,13 +289,19 @@ def build(name: str, size: int = SIZE, seed: int = SEED) -> dict[str, Any]:
                 if not names:
                     continue
                 symbol, line = rng.choice(names)
-                resp = client.request("POST", "/v1/definitions",
-                                      {"name": symbol, "path": root, "limit": 100})
+                resp = client.request(
+                    "POST", "/v1/definitions", {"name": symbol, "path": root, "limit": 100}
+                )
                 doc = resp.json()
                 if resp.status != 200 or doc.get("match") != "exact":
                     continue
-                mine = [d for d in doc["results"] if d["path"] == rel and d["symbol"] == symbol
-                        and abs(d["start_line"] - line) <= 10]
+                mine = [
+                    d
+                    for d in doc["results"]
+                    if d["path"] == rel
+                    and d["symbol"] == symbol
+                    and abs(d["start_line"] - line) <= 10
+                ]
                 if not mine:
                     continue
                 target = min(mine, key=lambda d: abs(d["start_line"] - line))
@@ -278,35 +309,51 @@ def build(name: str, size: int = SIZE, seed: int = SEED) -> dict[str, Any]:
                 if key in seen_defs:
                     continue
                 unique = len(doc["results"]) == 1
-                options = {"doc": doc_query(target.get("doc") or "", symbol,
-                                            target["qualname"]),
-                           "ident": ident_query(symbol) if unique else None}
+                options = {
+                    "doc": doc_query(target.get("doc") or "", symbol, target["qualname"]),
+                    "ident": ident_query(symbol) if unique else None,
+                }
                 # Half of each group's quota of each kind; the scarcer kind first.
-                want = sorted((k for k in options if options[k] and
-                               taken[k] < (quota + (k == "doc")) // 2),
-                              key=lambda k: taken[k])
+                want = sorted(
+                    (k for k in options if options[k] and taken[k] < (quota + (k == "doc")) // 2),
+                    key=lambda k: taken[k],
+                )
                 for kind in want:
                     text = options[kind]
                     if text and text.lower() not in seen_queries:
                         seen_queries.add(text.lower())
                         seen_defs.add(key)
                         taken[kind] += 1
-                        queries.append({
-                            "id": f"{name}-{len(queries) + 1:03d}", "kind": kind,
-                            "query": text, "lang": target["lang"], "path": target["path"],
-                            "start_line": target["start_line"], "symbol": symbol,
-                            "qualname": target["qualname"], "def_kind": target["kind"]})
+                        queries.append(
+                            {
+                                "id": f"{name}-{len(queries) + 1:03d}",
+                                "kind": kind,
+                                "query": text,
+                                "lang": target["lang"],
+                                "path": target["path"],
+                                "start_line": target["start_line"],
+                                "symbol": symbol,
+                                "qualname": target["qualname"],
+                                "def_kind": target["kind"],
+                            }
+                        )
                         break
             note(f"{group}: {dict(taken)} from {len(files)} files")
-    return {"version": SET_VERSION, "corpus": name, "seed": seed,
-            "generated_by": f"bench/relevance.py --build --corpus {name}",
-            "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "corpus_files": manifest["files"], "corpus_bytes": manifest["bytes"],
-            "corpus_listing_digest": manifest["listing_digest"],
-            "corpus_sources": {k: manifest.get(k) for k in ("source", "python", "pypi", "npm")
-                               if manifest.get(k)},
-            "hit": "a result with the query's path and start_line in the top k",
-            "queries": queries}
+    return {
+        "version": SET_VERSION,
+        "corpus": name,
+        "seed": seed,
+        "generated_by": f"bench/relevance.py --build --corpus {name}",
+        "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "corpus_files": manifest["files"],
+        "corpus_bytes": manifest["bytes"],
+        "corpus_listing_digest": manifest["listing_digest"],
+        "corpus_sources": {
+            k: manifest.get(k) for k in ("source", "python", "pypi", "npm") if manifest.get(k)
+        },
+        "hit": "a result with the query's path and start_line in the top k",
+        "queries": queries,
+    }
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -315,16 +362,24 @@ def build(name: str, size: int = SIZE, seed: int = SEED) -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     common_args(parser)
-    parser.add_argument("--build", action="store_true",
-                        help="regenerate bench/relevance/corpus-X.json from the corpus")
-    parser.add_argument("--set", default=None, help="relevance set file (default: "
-                        "bench/relevance/corpus-X.json)")
+    parser.add_argument(
+        "--build",
+        action="store_true",
+        help="regenerate bench/relevance/corpus-X.json from the corpus",
+    )
+    parser.add_argument(
+        "--set", default=None, help="relevance set file (default: bench/relevance/corpus-X.json)"
+    )
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--queries", type=int, default=None, help="only the first N queries")
-    parser.add_argument("--rg-queries", type=int, default=RG_SUBSET,
-                        help="queries for the rg file-level baseline")
-    parser.add_argument("--no-index-cache", action="store_true",
-                        help="index from scratch instead of starting from bench/out/index-cache")
+    parser.add_argument(
+        "--rg-queries", type=int, default=RG_SUBSET, help="queries for the rg file-level baseline"
+    )
+    parser.add_argument(
+        "--no-index-cache",
+        action="store_true",
+        help="index from scratch instead of starting from bench/out/index-cache",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.corpus, args.queries, args.rg_queries = "a", 20, 5
@@ -342,52 +397,78 @@ def main(argv: list[str] | None = None) -> int:
             fh.write("\n")
         kinds = Counter(q["kind"] for q in doc["queries"])
         langs = Counter(q["lang"] for q in doc["queries"])
-        print(f"wrote {set_path(args.corpus)}: {len(doc['queries'])} queries, "
-              f"{dict(kinds)}, {dict(langs)}")
+        print(
+            f"wrote {set_path(args.corpus)}: {len(doc['queries'])} queries, "
+            f"{dict(kinds)}, {dict(langs)}"
+        )
         return 0
     info = machine()
     with guarded(note):
         rel = load_set(args.set or set_path(args.corpus))
         if args.queries:
-            rel = {**rel, "queries": rel["queries"][:args.queries]}
-        with corpus.indexed(note, args.corpus,
-                            use_cache=not args.no_index_cache) as (daemon, how):
+            rel = {**rel, "queries": rel["queries"][: args.queries]}
+        with corpus.indexed(note, args.corpus, use_cache=not args.no_index_cache) as (daemon, how):
             if how["manifest"]["listing_digest"] != rel.get("corpus_listing_digest"):
-                note("warning: the corpus differs from the one the relevance set was built "
-                     "from; some known definitions may have moved")
+                note(
+                    "warning: the corpus differs from the one the relevance set was built "
+                    "from; some known definitions may have moved"
+                )
             started = time.perf_counter()
             result = evaluate(daemon.socket, how["root"], rel, args.limit)
             took = time.perf_counter() - started
         has_rg = rg_path() is not None
-        subset = rel["queries"][:args.rg_queries]
+        subset = rel["queries"][: args.rg_queries]
         rg = rg_baseline(how["root"], subset, args.limit) if has_rg and subset else None
     k = args.limit
-    lines = [f"corpus {args.corpus.upper()}: {result['n']} queries "
-             f"({dict(Counter(q['kind'] for q in rel['queries']))}), {took:.1f} s"]
+    lines = [
+        f"corpus {args.corpus.upper()}: {result['n']} queries "
+        f"({dict(Counter(q['kind'] for q in rel['queries']))}), {took:.1f} s"
+    ]
     lines.append(f"MRR@{k}: {result['mrr']:.3f}")
     lines.append(f"Recall@{k}: {result['recall']:.3f}")
     for kind, m in result["by_kind"].items():
-        lines.append(f"  {kind}: MRR@{k} {m['mrr']:.3f}, Recall@{k} {m['recall']:.3f} "
-                     f"(n={m['n']})")
+        lines.append(f"  {kind}: MRR@{k} {m['mrr']:.3f}, Recall@{k} {m['recall']:.3f} (n={m['n']})")
     if len(result["by_lang"]) > 1:
         for lang, m in result["by_lang"].items():
-            lines.append(f"  {lang}: MRR@{k} {m['mrr']:.3f}, Recall@{k} {m['recall']:.3f} "
-                         f"(n={m['n']})")
+            lines.append(
+                f"  {lang}: MRR@{k} {m['mrr']:.3f}, Recall@{k} {m['recall']:.3f} (n={m['n']})"
+            )
     if rg:
-        sub = _metrics([p["file_rank"] for p in result["per_query"][:len(subset)]], k)
-        lines.append(figure(f"file-level Recall@{k} on {len(subset)} queries",
-                            sub["recall"], "", "rg -c -i ranking files", rg["recall"],
-                            digits=3))
-        lines.append(figure(f"file-level MRR@{k} on {len(subset)} queries",
-                            sub["mrr"], "", "rg -c -i ranking files", rg["mrr"],
-                            digits=3))
+        sub = _metrics([p["file_rank"] for p in result["per_query"][: len(subset)]], k)
+        lines.append(
+            figure(
+                f"file-level Recall@{k} on {len(subset)} queries",
+                sub["recall"],
+                "",
+                "rg -c -i ranking files",
+                rg["recall"],
+                digits=3,
+            )
+        )
+        lines.append(
+            figure(
+                f"file-level MRR@{k} on {len(subset)} queries",
+                sub["mrr"],
+                "",
+                "rg -c -i ranking files",
+                rg["mrr"],
+                digits=3,
+            )
+        )
     elif not has_rg:
         lines.append(f"rg reference: skipped ({RG_MISSING})")
     lines.append("targets: none set (relevance is reported, not gated)")
-    doc = {"benchmark": "relevance", "machine": info, "corpus": args.corpus,
-           "set": args.set or set_path(args.corpus), "limit": k,
-           "index": {key: v for key, v in how.items() if key != "manifest"},
-           "result": result, "rg_file_baseline": rg, "smoke": args.smoke}
+    doc = {
+        "benchmark": "relevance",
+        "machine": info,
+        "corpus": args.corpus,
+        "set": args.set or set_path(args.corpus),
+        "limit": k,
+        "index": {key: v for key, v in how.items() if key != "manifest"},
+        "result": result,
+        "rg_file_baseline": rg,
+        "smoke": args.smoke,
+    }
     return finish(args, doc, lines, [])
 
 

@@ -97,32 +97,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--runs", type=int, default=60, help="measured edits (reloads)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured edits first")
-    parser.add_argument("--restarts", type=int, default=10,
-                        help="cold starts of the plugin (and reference process starts)")
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=10,
+        help="cold starts of the plugin (and reference process starts)",
+    )
     parser.add_argument("--burst", type=int, default=100, help="saves in the burst")
-    parser.add_argument("--burst-window", type=float, default=1.0,
-                        help="seconds over which the burst's saves are spread")
-    parser.add_argument("--late", type=int, default=12,
-                        help="trials of the diagnostic second-save-during-a-reload, the "
-                             "second save's delay spread over the first one's reload")
-    parser.add_argument("--slow-start", type=int, default=3,
-                        help="trials of the same with a first version whose start() sleeps "
-                             "0.4 s, the second save 0.3 s after the first")
-    parser.add_argument("--write-bytecode", action="store_true",
-                        help="diagnostic: run the daemon (and so the plugin hosts) without "
-                             "PYTHONDONTWRITEBYTECODE, as a shell that does not set it")
+    parser.add_argument(
+        "--burst-window",
+        type=float,
+        default=1.0,
+        help="seconds over which the burst's saves are spread",
+    )
+    parser.add_argument(
+        "--late",
+        type=int,
+        default=12,
+        help="trials of the diagnostic second-save-during-a-reload, the "
+        "second save's delay spread over the first one's reload",
+    )
+    parser.add_argument(
+        "--slow-start",
+        type=int,
+        default=3,
+        help="trials of the same with a first version whose start() sleeps "
+        "0.4 s, the second save 0.3 s after the first",
+    )
+    parser.add_argument(
+        "--write-bytecode",
+        action="store_true",
+        help="diagnostic: run the daemon (and so the plugin hosts) without "
+        "PYTHONDONTWRITEBYTECODE, as a shell that does not set it",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the pauses between edits")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument("--smoke", action="store_true",
-                        help="CI: 5 edits, 2 restarts, 1 late-save trial; targets not checked")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI: 5 edits, 2 restarts, 1 late-save trial; targets not checked",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.runs, args.warmup, args.restarts, args.late, args.slow_start = 5, 1, 2, 1, 1
-    if args.runs < 1 or args.warmup < 0 or args.restarts < 1 or args.burst < 2 \
-            or args.burst_window <= 0 or args.late < 0 or args.slow_start < 0:
-        parser.error("--runs, --restarts >= 1, --burst >= 2, --burst-window > 0, "
-                     "the others >= 0")
+    if (
+        args.runs < 1
+        or args.warmup < 0
+        or args.restarts < 1
+        or args.burst < 2
+        or args.burst_window <= 0
+        or args.late < 0
+        or args.slow_start < 0
+    ):
+        parser.error("--runs, --restarts >= 1, --burst >= 2, --burst-window > 0, the others >= 0")
     return args
 
 
@@ -137,8 +165,10 @@ class Source:
         with open(self.path, encoding="utf-8") as fh:
             self.text = fh.read()
         if self.text.count(ORIGINAL) != 1 or self.text.count(START_LINE) != 1:
-            raise BenchError(f"{ECHO_SRC}/echo_plugin.py no longer has the lines "
-                             f"`{ORIGINAL}` and `{START_LINE.strip()}`")
+            raise BenchError(
+                f"{ECHO_SRC}/echo_plugin.py no longer has the lines "
+                f"`{ORIGINAL}` and `{START_LINE.strip()}`"
+            )
         self.last = 0
 
     def save(self, n: int, start_sleep: float = 0.0) -> float:
@@ -157,8 +187,9 @@ class Source:
 def copy_plugin(tmp: str) -> str:
     base = os.path.join(tmp, "plugins")
     os.makedirs(base)
-    shutil.copytree(ECHO_SRC, os.path.join(base, "echo"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ECHO_SRC, os.path.join(base, "echo"), ignore=shutil.ignore_patterns("__pycache__")
+    )
     return base
 
 
@@ -215,8 +246,9 @@ def generation(daemon: Daemon) -> int:
     return int(daemon.call("GET", "/v1/plugins/echo")["generation"])
 
 
-def wait_served(client: Client, marker: int, started: float,
-                timeout: float = SERVE_TIMEOUT_S) -> tuple[float | None, int | None, int]:
+def wait_served(
+    client: Client, marker: int, started: float, timeout: float = SERVE_TIMEOUT_S
+) -> tuple[float | None, int | None, int]:
     """Poll `echo` every ~2 ms until it answers `marker`: ms from `started` to that answer
     (None on timeout), the last marker seen, and the number of polls."""
     deadline = time.perf_counter() + timeout
@@ -262,8 +294,9 @@ class Caller(threading.Thread):
                 continue
             self.count(time.perf_counter() - started, None, None, marker)
 
-    def count(self, elapsed: float, outcome: str | None, detail: str | None,
-              marker: int | None = None) -> None:
+    def count(
+        self, elapsed: float, outcome: str | None, detail: str | None, marker: int | None = None
+    ) -> None:
         with self.lock:
             self.calls += 1
             self.latencies.append(elapsed * 1000.0)
@@ -277,17 +310,23 @@ class Caller(threading.Thread):
                     outcome, detail = "went back", f"marker {marker} after {self.max_marker}"
                 self.max_marker = max(self.max_marker, marker)
             if outcome and len(self.problems) < 50:
-                self.problems.append({"t": round(time.perf_counter(), 4), "kind": outcome,
-                                      "detail": detail})
+                self.problems.append(
+                    {"t": round(time.perf_counter(), 4), "kind": outcome, "detail": detail}
+                )
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"calls": self.calls, "failed": self.failed, "dropped": self.dropped,
-                    "went_back": self.went_back, "latency_n": len(self.latencies)}
+            return {
+                "calls": self.calls,
+                "failed": self.failed,
+                "dropped": self.dropped,
+                "went_back": self.went_back,
+                "latency_n": len(self.latencies),
+            }
 
     def between(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
-            lat = self.latencies[a["latency_n"]:b["latency_n"]]
+            lat = self.latencies[a["latency_n"] : b["latency_n"]]
         doc = {k: b[k] - a[k] for k in ("calls", "failed", "dropped", "went_back")}
         doc["latency_ms"] = summarize(lat, keep=False)
         return doc
@@ -302,9 +341,11 @@ def measure_cold(daemon: Daemon, cwd: str, restarts: int) -> dict[str, Any]:
     def cold() -> float:
         return restart(daemon, "echo")[1]
 
-    kinds = {COLD: cold,
-             SDK: lambda: time_process([python, "-c", "import axd.sdk"], cwd),
-             PASS: lambda: time_process([python, "-I", "-c", "pass"], cwd)}
+    kinds = {
+        COLD: cold,
+        SDK: lambda: time_process([python, "-c", "import axd.sdk"], cwd),
+        PASS: lambda: time_process([python, "-I", "-c", "pass"], cwd),
+    }
     samples = interleave(kinds, restarts, 1)
     return {name: summarize(values) for name, values in samples.items()}
 
@@ -312,8 +353,9 @@ def measure_cold(daemon: Daemon, cwd: str, restarts: int) -> dict[str, Any]:
 # -- 2. save to serving ----------------------------------------------------------------------
 
 
-def measure_edits(daemon: Daemon, source: Source, runs: int, warmup: int,
-                  rng: random.Random) -> dict[str, Any]:
+def measure_edits(
+    daemon: Daemon, source: Source, runs: int, warmup: int, rng: random.Random
+) -> dict[str, Any]:
     client = daemon.client()
     gen0 = generation(daemon)
     since = time.time()
@@ -339,30 +381,45 @@ def measure_edits(daemon: Daemon, source: Source, runs: int, warmup: int,
             polls.append(count)
         time.sleep(rng.uniform(0.15, 0.35))
     gen1 = generation(daemon)
-    reloaded = [e for e in events(daemon, "plugin.reloaded")
-                if first_measured_gen is not None and e["generation"] > first_measured_gen
-                and e["generation"] <= gen1]
+    reloaded = [
+        e
+        for e in events(daemon, "plugin.reloaded")
+        if first_measured_gen is not None
+        and e["generation"] > first_measured_gen
+        and e["generation"] <= gen1
+    ]
     failed = [e for e in events(daemon, "plugin.reload_failed") if e["ts"] >= since]
     took = [float(e["took_ms"]) for e in reloaded]
     stats = daemon.call("GET", "/v1/plugins/echo/stats")
-    lag = [s - t for s, t in zip(latencies, took, strict=False)] \
-        if len(took) == len(latencies) else []
+    lag = (
+        [s - t for s, t in zip(latencies, took, strict=False)]
+        if len(took) == len(latencies)
+        else []
+    )
     return {
-        "results_ms": {SAVE: summarize(latencies), TOOK: summarize(took),
-                       NEW_START: summarize(starts),
-                       "save to serving minus took_ms (paired)": summarize(lag)},
-        "edits": runs, "warmup": warmup, "not_served": missed,
-        "generations": gen1 - gen0, "reloaded_events": len(reloaded),
+        "results_ms": {
+            SAVE: summarize(latencies),
+            TOOK: summarize(took),
+            NEW_START: summarize(starts),
+            "save to serving minus took_ms (paired)": summarize(lag),
+        },
+        "edits": runs,
+        "warmup": warmup,
+        "not_served": missed,
+        "generations": gen1 - gen0,
+        "reloaded_events": len(reloaded),
         "reload_failed_events": len(failed),
         "polls_per_edit": summarize([float(p) for p in polls], keep=False),
-        "daemon_reload_ms": stats["reload_ms"], "daemon_reload_failures":
-            stats["reload_failures"],
+        "daemon_reload_ms": stats["reload_ms"],
+        "daemon_reload_failures": stats["reload_failures"],
         # The current cgroup's own counters (each reload starts a new group, so they are not
         # cumulative and can go down): kept raw, not reported as a figure.
-        "throttle_counters": {"before": [stats0["throttle_count"], stats0["throttled_s"]],
-                              "after": [stats["throttle_count"], stats["throttled_s"]],
-                              "budget": stats["budget"],
-                              "enforcement": stats["enforcement"].get("backend")},
+        "throttle_counters": {
+            "before": [stats0["throttle_count"], stats0["throttled_s"]],
+            "after": [stats["throttle_count"], stats["throttled_s"]],
+            "budget": stats["budget"],
+            "enforcement": stats["enforcement"].get("backend"),
+        },
     }
 
 
@@ -395,13 +452,19 @@ def measure_burst(daemon: Daemon, source: Source, saves: int, window: float) -> 
     reloaded = [e for e in events(daemon, "plugin.reloaded") if e["generation"] > gen0]
     gaps = [(b - a) * 1000.0 for a, b in itertools.pairwise(stamps)]
     return {
-        "saves": saves, "window_s": window, "spacing_ms": spacing * 1000.0,
+        "saves": saves,
+        "window_s": window,
+        "spacing_ms": spacing * 1000.0,
         "span_ms": (stamps[-1] - stamps[0]) * 1000.0,
         "gap_ms": summarize(gaps, keep=False),
-        "first_marker": first, "last_marker": last,
-        "last_save_to_serving_ms": ms, "seen_at_timeout": None if ms else seen,
-        "final_marker": final, "final_is_last": final == last,
-        "generation_delta": gen1 - gen0, "reloaded_events": len(reloaded),
+        "first_marker": first,
+        "last_marker": last,
+        "last_save_to_serving_ms": ms,
+        "seen_at_timeout": None if ms else seen,
+        "final_marker": final,
+        "final_is_last": final == last,
+        "generation_delta": gen1 - gen0,
+        "reloaded_events": len(reloaded),
         "reloads": max(gen1 - gen0, len(reloaded)),
         "took_ms": [e["took_ms"] for e in reloaded],
     }
@@ -419,8 +482,9 @@ def late_delays(trials: int, debounce: float, took_p50: float) -> list[float]:
     return [lo + (hi - lo) * i / (trials - 1) for i in range(trials)]
 
 
-def measure_late(daemon: Daemon, source: Source, delays: list[float],
-                 rng: random.Random) -> dict[str, Any]:
+def measure_late(
+    daemon: Daemon, source: Source, delays: list[float], rng: random.Random
+) -> dict[str, Any]:
     client = daemon.client()
     out: list[dict[str, Any]] = []
     timeout = 3.0
@@ -432,10 +496,14 @@ def measure_late(daemon: Daemon, source: Source, delays: list[float],
         time.sleep(max(0.0, first + delay / 1000.0 - time.perf_counter()))
         started = source.save(a + 1)
         ms, seen, _polls = wait_served(client, a + 1, started, timeout)
-        trial: dict[str, Any] = {"first": a, "second": a + 1,
-                                 "delay_ms": round((started - first) * 1000.0, 1),
-                                 "second_served_ms": ms, "served_at_timeout": seen,
-                                 "reloads": generation(daemon) - gen0}
+        trial: dict[str, Any] = {
+            "first": a,
+            "second": a + 1,
+            "delay_ms": round((started - first) * 1000.0, 1),
+            "second_served_ms": ms,
+            "served_at_timeout": seen,
+            "reloads": generation(daemon) - gen0,
+        }
         if ms is None:
             # A third save must recover; it shows that the watcher is still alive, and its
             # took_ms shows from when the daemon counts.
@@ -451,8 +519,9 @@ def measure_late(daemon: Daemon, source: Source, delays: list[float],
     return {"trials": out, "lost": lost, "timeout_s": timeout}
 
 
-def measure_slow_start(daemon: Daemon, source: Source, trials: int, sleep_s: float,
-                       delay_ms: float, rng: random.Random) -> dict[str, Any]:
+def measure_slow_start(
+    daemon: Daemon, source: Source, trials: int, sleep_s: float, delay_ms: float, rng: random.Random
+) -> dict[str, Any]:
     """The same race made certain: the first save's `start()` sleeps `sleep_s`, so a second
     save `delay_ms` later lands after the new version imported its module and before it
     serves. Then a third save (fast start again) recovers."""
@@ -468,11 +537,15 @@ def measure_slow_start(daemon: Daemon, source: Source, trials: int, sleep_s: flo
         second = source.save(a + 1, sleep_s)
         ms_a, _seen, _p = wait_served(client, a, first, timeout)
         ms_b, seen, _p = wait_served(client, a + 1, second, timeout)
-        trial: dict[str, Any] = {"first": a, "second": a + 1,
-                                 "delay_ms": round((second - first) * 1000.0, 1),
-                                 "first_served_ms": ms_a, "second_served_ms": ms_b,
-                                 "served_at_timeout": seen,
-                                 "reloads": generation(daemon) - gen0}
+        trial: dict[str, Any] = {
+            "first": a,
+            "second": a + 1,
+            "delay_ms": round((second - first) * 1000.0, 1),
+            "first_served_ms": ms_a,
+            "second_served_ms": ms_b,
+            "served_at_timeout": seen,
+            "reloads": generation(daemon) - gen0,
+        }
         c = source.last + 1
         started = source.save(c)
         trial["recovery_ms"], _seen, _p = wait_served(client, c, started)
@@ -481,86 +554,159 @@ def measure_slow_start(daemon: Daemon, source: Source, trials: int, sleep_s: flo
         out.append(trial)
         time.sleep(rng.uniform(0.3, 0.5))
     lost = sum(1 for t in out if t["second_served_ms"] is None)
-    return {"trials": out, "lost": lost, "start_sleep_s": sleep_s, "delay_ms": delay_ms,
-            "timeout_s": timeout}
+    return {
+        "trials": out,
+        "lost": lost,
+        "start_sleep_s": sleep_s,
+        "delay_ms": delay_ms,
+        "timeout_s": timeout,
+    }
 
 
 # -- report ----------------------------------------------------------------------------------
 
 
-def lines_for(cold: dict[str, Any], edits: dict[str, Any], calls: dict[str, Any],
-              burst: dict[str, Any], late: dict[str, Any] | None,
-              debounce: float) -> list[str]:
+def lines_for(
+    cold: dict[str, Any],
+    edits: dict[str, Any],
+    calls: dict[str, Any],
+    burst: dict[str, Any],
+    late: dict[str, Any] | None,
+    debounce: float,
+) -> list[str]:
     r = edits["results_ms"]
     save, took, new = r[SAVE], r[TOOK], r[NEW_START]
     lines = []
     if save["n"]:
         for key in ("p50", "p95", "p99", "mean"):
-            lines.append(figure(f"{SAVE} {key}", save[key], "ms", f"{COLD} {key}",
-                                cold[COLD][key], 1))
+            lines.append(
+                figure(f"{SAVE} {key}", save[key], "ms", f"{COLD} {key}", cold[COLD][key], 1)
+            )
         for key in ("p50", "p95"):
-            lines.append(figure(f"{SAVE} {key}", save[key], "ms", f"{SDK} {key}",
-                                cold[SDK][key], 1))
+            lines.append(
+                figure(f"{SAVE} {key}", save[key], "ms", f"{SDK} {key}", cold[SDK][key], 1)
+            )
     if took["n"]:
         for key in ("p50", "p95", "p99"):
-            lines.append(figure(f"{TOOK} (first file event -> serving) {key}", took[key], "ms",
-                                f"{SAVE} {key}", save.get(key), 1))
+            lines.append(
+                figure(
+                    f"{TOOK} (first file event -> serving) {key}",
+                    took[key],
+                    "ms",
+                    f"{SAVE} {key}",
+                    save.get(key),
+                    1,
+                )
+            )
     if new["n"]:
         for key in ("p50", "p95"):
-            lines.append(figure(f"{NEW_START} (spawn -> ready -> handover) {key}", new[key],
-                                "ms", f"{COLD} {key}", cold[COLD][key], 1))
+            lines.append(
+                figure(
+                    f"{NEW_START} (spawn -> ready -> handover) {key}",
+                    new[key],
+                    "ms",
+                    f"{COLD} {key}",
+                    cold[COLD][key],
+                    1,
+                )
+            )
     lag = r["save to serving minus took_ms (paired)"]
     if lag["n"]:
-        lines.append(figure("save to serving minus took_ms (before the daemon's first file "
-                            "event, plus polling) p50", lag["p50"], "ms",
-                            "plugins.reload_debounce", debounce, 1))
+        lines.append(
+            figure(
+                "save to serving minus took_ms (before the daemon's first file "
+                "event, plus polling) p50",
+                lag["p50"],
+                "ms",
+                "plugins.reload_debounce",
+                debounce,
+                1,
+            )
+        )
     for key in ("p50", "p95"):
-        lines.append(figure(f"{COLD} {key}", cold[COLD][key], "ms", f"{SDK} {key}",
-                            cold[SDK][key], 1))
-        lines.append(figure(f"{SDK} {key}", cold[SDK][key], "ms", f"{PASS} {key}",
-                            cold[PASS][key], 1))
-    lines.append(f"edits: {edits['edits']} measured ({edits['warmup']} warm-up), "
-                 f"{len(edits['not_served'])} not served within {SERVE_TIMEOUT_S:g}s; "
-                 f"generation +{edits['generations']}, plugin.reloaded events "
-                 f"{edits['reloaded_events']}, plugin.reload_failed events "
-                 f"{edits['reload_failed_events']}")
+        lines.append(
+            figure(f"{COLD} {key}", cold[COLD][key], "ms", f"{SDK} {key}", cold[SDK][key], 1)
+        )
+        lines.append(
+            figure(f"{SDK} {key}", cold[SDK][key], "ms", f"{PASS} {key}", cold[PASS][key], 1)
+        )
+    lines.append(
+        f"edits: {edits['edits']} measured ({edits['warmup']} warm-up), "
+        f"{len(edits['not_served'])} not served within {SERVE_TIMEOUT_S:g}s; "
+        f"generation +{edits['generations']}, plugin.reloaded events "
+        f"{edits['reloaded_events']}, plugin.reload_failed events "
+        f"{edits['reload_failed_events']}"
+    )
     lat = calls["latency_ms"]
-    lines.append(f"calls during reloads: {calls['calls']} made, {calls['failed']} failed, "
-                 f"{calls['dropped']} dropped, {calls['went_back']} answered with an older "
-                 f"marker than one before; latency p50 {lat.get('p50', 0):.2f} ms, p99 "
-                 f"{lat.get('p99', 0):.2f} ms, max {lat.get('max', 0):.1f} ms")
+    lines.append(
+        f"calls during reloads: {calls['calls']} made, {calls['failed']} failed, "
+        f"{calls['dropped']} dropped, {calls['went_back']} answered with an older "
+        f"marker than one before; latency p50 {lat.get('p50', 0):.2f} ms, p99 "
+        f"{lat.get('p99', 0):.2f} ms, max {lat.get('max', 0):.1f} ms"
+    )
     b = burst
-    served = "not served" if b["last_save_to_serving_ms"] is None \
+    served = (
+        "not served"
+        if b["last_save_to_serving_ms"] is None
         else f"{b['last_save_to_serving_ms']:.1f} ms"
-    lines.append(figure(f"burst: reloads for {b['saves']} saves in {b['span_ms']:.0f} ms "
-                        f"(gap p50 {b['gap_ms']['p50']:.1f} ms, max {b['gap_ms']['max']:.1f} "
-                        "ms)", float(b["reloads"]), "", "saves", float(b["saves"]), 0)
-                 + f"; generation +{b['generation_delta']}, {b['reloaded_events']} "
-                   f"plugin.reloaded events")
-    lines.append(f"burst: last save to serving {served}; final marker {b['final_marker']} "
-                 f"(last save {b['last_marker']}): "
-                 f"{'the last save' if b['final_is_last'] else 'NOT the last save'}")
+    )
+    lines.append(
+        figure(
+            f"burst: reloads for {b['saves']} saves in {b['span_ms']:.0f} ms "
+            f"(gap p50 {b['gap_ms']['p50']:.1f} ms, max {b['gap_ms']['max']:.1f} "
+            "ms)",
+            float(b["reloads"]),
+            "",
+            "saves",
+            float(b["saves"]),
+            0,
+        )
+        + f"; generation +{b['generation_delta']}, {b['reloaded_events']} "
+        f"plugin.reloaded events"
+    )
+    lines.append(
+        f"burst: last save to serving {served}; final marker {b['final_marker']} "
+        f"(last save {b['last_marker']}): "
+        f"{'the last save' if b['final_is_last'] else 'NOT the last save'}"
+    )
     if late is not None:
-        served_ms = [t["second_served_ms"] for t in late["trials"]
-                     if t["second_served_ms"] is not None]
+        served_ms = [
+            t["second_served_ms"] for t in late["trials"] if t["second_served_ms"] is not None
+        ]
         trials = late["trials"]
         lost = [t for t in trials if t["second_served_ms"] is None]
         lost_delays = ", ".join(f"{t['delay_ms']:.0f}" for t in lost)
-        lines.append(f"diagnostic, second save {trials[0]['delay_ms']:.0f}-"
-                     f"{trials[-1]['delay_ms']:.0f} ms after a first: {len(lost)} of "
-                     f"{len(trials)} never served (not within {late['timeout_s']:g}s)"
-                     + (f" (delays {lost_delays} ms)"
-                        if lost else "")
-                     + (f"; served ones p50 {summarize(served_ms)['p50']:.1f} ms after the "
-                        "second save" if served_ms else ""))
+        lines.append(
+            f"diagnostic, second save {trials[0]['delay_ms']:.0f}-"
+            f"{trials[-1]['delay_ms']:.0f} ms after a first: {len(lost)} of "
+            f"{len(trials)} never served (not within {late['timeout_s']:g}s)"
+            + (f" (delays {lost_delays} ms)" if lost else "")
+            + (
+                f"; served ones p50 {summarize(served_ms)['p50']:.1f} ms after the second save"
+                if served_ms
+                else ""
+            )
+        )
         if lost:
-            kinds = sorted({e["type"] + (f" ({e['stage']})" if e.get("stage") else "")
-                            for t in lost for e in t.get("events", [])})
+            kinds = sorted(
+                {
+                    e["type"] + (f" ({e['stage']})" if e.get("stage") else "")
+                    for t in lost
+                    for e in t.get("events", [])
+                }
+            )
             lines.append("diagnostic, events around the lost saves: " + ", ".join(kinds))
             took = [t["recovery_took_ms"] for t in lost]
-            lines.append(figure("diagnostic, took_ms of the reload after a lost save (a "
-                                "third save) p50", summarize(took)["p50"], "ms",
-                                f"{TOOK} p50", edits["results_ms"][TOOK].get("p50"), 1))
+            lines.append(
+                figure(
+                    "diagnostic, took_ms of the reload after a lost save (a third save) p50",
+                    summarize(took)["p50"],
+                    "ms",
+                    f"{TOOK} p50",
+                    edits["results_ms"][TOOK].get("p50"),
+                    1,
+                )
+            )
     return lines
 
 
@@ -571,44 +717,77 @@ def slow_lines(res: dict[str, Any]) -> list[str]:
     trials = slow["trials"]
     took = res["edits"]["results_ms"][TOOK].get("p50")
     first = [t["first_served_ms"] for t in trials if t["first_served_ms"] is not None]
-    line = (f"diagnostic, second save {slow['delay_ms']:.0f} ms after a first whose start() "
-            f"sleeps {slow['start_sleep_s']:g} s: {slow['lost']} of {len(trials)} never served "
-            f"(not within {slow['timeout_s']:g}s), the first served after "
-            + (f"{summarize(first)['p50']:.0f} ms (p50)" if first else "never"))
+    line = (
+        f"diagnostic, second save {slow['delay_ms']:.0f} ms after a first whose start() "
+        f"sleeps {slow['start_sleep_s']:g} s: {slow['lost']} of {len(trials)} never served "
+        f"(not within {slow['timeout_s']:g}s), the first served after "
+        + (f"{summarize(first)['p50']:.0f} ms (p50)" if first else "never")
+    )
     recovery = [float(t["recovery_took_ms"]) for t in trials]
-    return [line, figure("diagnostic, took_ms of the next reload (a third save) p50",
-                         summarize(recovery)["p50"], "ms", f"{TOOK} p50", took, 1)]
+    return [
+        line,
+        figure(
+            "diagnostic, took_ms of the next reload (a third save) p50",
+            summarize(recovery)["p50"],
+            "ms",
+            f"{TOOK} p50",
+            took,
+            1,
+        ),
+    ]
 
 
-def targets_for(edits: dict[str, Any], calls: dict[str, Any],
-                burst: dict[str, Any]) -> list[dict[str, Any]]:
+def targets_for(
+    edits: dict[str, Any], calls: dict[str, Any], burst: dict[str, Any]
+) -> list[dict[str, Any]]:
     save = edits["results_ms"][SAVE]
     missing = len(edits["not_served"])
     p95 = float(save["p95"]) if save["n"] else 0.0
-    name = f"{SAVE} p95" + (f" ({missing} of {edits['edits'] + edits['warmup']} edits never "
-                            "served, so missed)" if missing else "")
+    name = f"{SAVE} p95" + (
+        f" ({missing} of {edits['edits'] + edits['warmup']} edits never served, so missed)"
+        if missing
+        else ""
+    )
 
     def make(name: str, value: float, unit: str, limit: float, digits: int) -> dict[str, Any]:
-        return {"name": name, "value": value, "unit": unit, "target": limit, "op": "<=",
-                "met": value <= limit, "digits": digits}
+        return {
+            "name": name,
+            "value": value,
+            "unit": unit,
+            "target": limit,
+            "op": "<=",
+            "met": value <= limit,
+            "digits": digits,
+        }
 
     first = make(name, p95, "ms", TARGET_RELOAD_P95_MS, 1)
     first["met"] = first["met"] and not missing and bool(save["n"])
     return [
         first,
         make("calls failed during reloads", float(calls["failed"]), "calls", TARGET_FAILED, 0),
-        make("calls dropped during reloads", float(calls["dropped"]), "calls",
-             TARGET_DROPPED, 0),
-        make(f"reloads for a burst of {burst['saves']} saves", float(burst["reloads"]),
-             "reloads", TARGET_BURST_RELOADS, 0),
-        {"name": "burst: final served marker is the last save's",
-         "value": float(burst["final_is_last"]), "unit": "(1 = yes)", "target": 1.0,
-         "op": ">=", "met": bool(burst["final_is_last"]), "digits": 0},
+        make("calls dropped during reloads", float(calls["dropped"]), "calls", TARGET_DROPPED, 0),
+        make(
+            f"reloads for a burst of {burst['saves']} saves",
+            float(burst["reloads"]),
+            "reloads",
+            TARGET_BURST_RELOADS,
+            0,
+        ),
+        {
+            "name": "burst: final served marker is the last save's",
+            "value": float(burst["final_is_last"]),
+            "unit": "(1 = yes)",
+            "target": 1.0,
+            "op": ">=",
+            "met": bool(burst["final_is_last"]),
+            "digits": 0,
+        },
     ]
 
 
-def measure_all(args: argparse.Namespace, daemon: Daemon, folder: str,
-                rng: random.Random) -> dict[str, Any]:
+def measure_all(
+    args: argparse.Namespace, daemon: Daemon, folder: str, rng: random.Random
+) -> dict[str, Any]:
     """Sections 1-4 on one running daemon."""
     source = Source(os.path.join(folder, "echo"))
     wait_running(daemon, ["echo"])
@@ -619,8 +798,10 @@ def measure_all(args: argparse.Namespace, daemon: Daemon, folder: str,
     caller.start()
     try:
         c0 = caller.snapshot()
-        note(f"{args.warmup} warm-up and {args.runs} measured edits, a caller thread calling "
-             "echo meanwhile")
+        note(
+            f"{args.warmup} warm-up and {args.runs} measured edits, a caller thread calling "
+            "echo meanwhile"
+        )
         edits = measure_edits(daemon, source, args.runs, args.warmup, rng)
         c1 = caller.snapshot()
         note(f"burst of {args.burst} saves over {args.burst_window:g}s")
@@ -637,16 +818,26 @@ def measure_all(args: argparse.Namespace, daemon: Daemon, folder: str,
     if args.late:
         took_p50 = edits["results_ms"][TOOK].get("p50") or 150.0
         delays = late_delays(args.late, debounce_ms(debounce), took_p50)
-        note(f"{args.late} trials of a second save {delays[0]:.0f}-{delays[-1]:.0f} ms after "
-             "a first")
+        note(
+            f"{args.late} trials of a second save {delays[0]:.0f}-{delays[-1]:.0f} ms after a first"
+        )
         late = measure_late(daemon, source, delays, rng)
     slow = None
     if args.slow_start:
-        note(f"{args.slow_start} trials of a second save 300 ms after a first whose start() "
-             "sleeps 0.4 s")
+        note(
+            f"{args.slow_start} trials of a second save 300 ms after a first whose start() "
+            "sleeps 0.4 s"
+        )
         slow = measure_slow_start(daemon, source, args.slow_start, 0.4, 300.0, rng)
-    return {"reload_debounce": debounce, "cold_start_ms": cold, "edits": edits,
-            "calls": calls, "burst": burst, "late_save": late, "slow_start_save": slow}
+    return {
+        "reload_debounce": debounce,
+        "cold_start_ms": cold,
+        "edits": edits,
+        "calls": calls,
+        "burst": burst,
+        "late_save": late,
+        "slow_start_save": slow,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -663,26 +854,48 @@ def main(argv: list[str] | None = None) -> int:
                 if args.write_bytecode:
                     daemon.env.pop("PYTHONDONTWRITEBYTECODE", None)
                 bytecode["daemon_pythondontwritebytecode"] = daemon.env.get(
-                    "PYTHONDONTWRITEBYTECODE")
+                    "PYTHONDONTWRITEBYTECODE"
+                )
                 daemon.start()
                 res = measure_all(args, daemon, folder, rng)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     debounce = res["reload_debounce"]
-    lines = lines_for(res["cold_start_ms"], res["edits"], res["calls"], res["burst"],
-                      res["late_save"], debounce_ms(debounce)) + slow_lines(res)
+    lines = lines_for(
+        res["cold_start_ms"],
+        res["edits"],
+        res["calls"],
+        res["burst"],
+        res["late_save"],
+        debounce_ms(debounce),
+    ) + slow_lines(res)
     pyc = bytecode["daemon_pythondontwritebytecode"]
-    lines.insert(0, f"daemon environment: PYTHONDONTWRITEBYTECODE={pyc or '(unset)'} ("
-                 + ("plugin hosts write no .pyc" if pyc else "plugin hosts write .pyc files")
-                 + f"), plugins.reload_debounce {debounce}")
+    lines.insert(
+        0,
+        f"daemon environment: PYTHONDONTWRITEBYTECODE={pyc or '(unset)'} ("
+        + ("plugin hosts write no .pyc" if pyc else "plugin hosts write .pyc files")
+        + f"), plugins.reload_debounce {debounce}",
+    )
     targets = None if args.smoke else targets_for(res["edits"], res["calls"], res["burst"])
-    doc = {"benchmark": "reload", "machine": info, "bytecode": bytecode,
-           "settings": {"runs": args.runs, "warmup": args.warmup, "restarts": args.restarts,
-                        "burst": args.burst, "burst_window_s": args.burst_window,
-                        "late": args.late, "seed": args.seed,
-                        "write_bytecode": args.write_bytecode, "poll_ms": POLL_S * 1000,
-                        "reload_debounce": debounce, "smoke": args.smoke},
-           **{k: v for k, v in res.items() if k != "reload_debounce"}}
+    doc = {
+        "benchmark": "reload",
+        "machine": info,
+        "bytecode": bytecode,
+        "settings": {
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "restarts": args.restarts,
+            "burst": args.burst,
+            "burst_window_s": args.burst_window,
+            "late": args.late,
+            "seed": args.seed,
+            "write_bytecode": args.write_bytecode,
+            "poll_ms": POLL_S * 1000,
+            "reload_debounce": debounce,
+            "smoke": args.smoke,
+        },
+        **{k: v for k, v in res.items() if k != "reload_debounce"},
+    }
     return finish(args, doc, lines, targets)
 
 

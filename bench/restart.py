@@ -53,10 +53,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     common_args(parser)
     parser.add_argument("--runs", type=int, default=10, help="restarts measured")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="give up on a restart after this many seconds")
-    parser.add_argument("--no-index-cache", action="store_true",
-                        help="index from scratch instead of starting from bench/out/index-cache")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="give up on a restart after this many seconds"
+    )
+    parser.add_argument(
+        "--no-index-cache",
+        action="store_true",
+        help="index from scratch instead of starting from bench/out/index-cache",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.corpus, args.runs = "a", 2
@@ -65,16 +69,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def poll_ready(daemon: Daemon, root: str, query: str, started: float, timeout: float
-               ) -> tuple[float, int, dict[str, Any]]:
+def poll_ready(
+    daemon: Daemon, root: str, query: str, started: float, timeout: float
+) -> tuple[float, int, dict[str, Any]]:
     """Seconds from `started` until a search answers with results; polls made; answer."""
     client = daemon.client(timeout=10.0)
     polls = 0
     while True:
         polls += 1
         try:
-            resp = client.request("POST", "/v1/search",
-                                  {"query": query, "path": root, "limit": 10, "cache": False})
+            resp = client.request(
+                "POST", "/v1/search", {"query": query, "path": root, "limit": 10, "cache": False}
+            )
             doc = resp.json()
             if resp.status == 200 and doc.get("results"):
                 return time.perf_counter() - started, polls, doc
@@ -97,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     query = QUERY[args.corpus]
     rounds: list[dict[str, Any]] = []
     pass_s: list[float] = []
-    with guarded(note), corpus.indexed(note, args.corpus,
-                                       use_cache=not args.no_index_cache) as (daemon, how):
+    with (
+        guarded(note),
+        corpus.indexed(note, args.corpus, use_cache=not args.no_index_cache) as (daemon, how),
+    ):
         root = how["root"]
         # Settle: the first index may still have parse workers and caches around.
         poll_ready(daemon, root, query, time.perf_counter(), args.timeout)
@@ -116,14 +124,22 @@ def main(argv: list[str] | None = None) -> int:
             if r % 2 == 0:
                 pass_s.append(time_pass(daemon.python))
             status = daemon.index_status(root)
-            rounds.append({"ready_s": ready_s, "axctl_start_ms": start_ms,
-                           "axctl_stop_ms": stop_ms, "polls": polls,
-                           "first_result": doc["results"][0]["path"],
-                           "load_ms": status["index"]["load_ms"],
-                           "rss_bytes": daemon.rss_bytes(),
-                           "children": process_tree(daemon.pid or 0)})
-            note(f"restart {r + 1}/{args.runs}: ready in {ready_s:.2f} s (axctl start "
-                 f"{start_ms:.0f} ms, index load {status['index']['load_ms']} ms)")
+            rounds.append(
+                {
+                    "ready_s": ready_s,
+                    "axctl_start_ms": start_ms,
+                    "axctl_stop_ms": stop_ms,
+                    "polls": polls,
+                    "first_result": doc["results"][0]["path"],
+                    "load_ms": status["index"]["load_ms"],
+                    "rss_bytes": daemon.rss_bytes(),
+                    "children": process_tree(daemon.pid or 0),
+                }
+            )
+            note(
+                f"restart {r + 1}/{args.runs}: ready in {ready_s:.2f} s (axctl start "
+                f"{start_ms:.0f} ms, index load {status['index']['load_ms']} ms)"
+            )
         # Let the start-up catch-up walk finish, then the steady-state memory.
         daemon.index(root)
         rss_restarted = daemon.rss_bytes() or 0
@@ -134,48 +150,106 @@ def main(argv: list[str] | None = None) -> int:
     starts = summarize([r["axctl_start_ms"] for r in rounds])
     loads = summarize([float(r["load_ms"] or 0) for r in rounds])
     floor = summarize(pass_s)
-    mib = 2 ** 20
+    mib = 2**20
     rss_max = max(rss_indexed, rss_restarted)
     lines = [
         f"corpus {args.corpus.upper()}: {status['files']} files, "
         f"{status['bytes'] / 1e6:.1f} MB, {status['chunks']} chunks; {args.runs} restarts; "
         f"ready = first `{query}` search with results",
-        figure("restart-to-ready p50", ready["p50"], "s", "python -I -c pass p50",
-               floor["p50"], digits=3),
-        figure("restart-to-ready p95", ready["p95"], "s", "python -I -c pass p95",
-               floor["p95"], digits=3),
-        figure("axctl start p50", starts["p50"] / 1000, "s", "restart-to-ready p50",
-               ready["p50"], digits=3),
-        figure("index load from SQLite p50", loads["p50"] / 1000, "s",
-               "restart-to-ready p50", ready["p50"], digits=3),
-        figure("daemon RSS, corpus indexed", rss_indexed / mib, "MiB",
-               "SQLite index size", db_bytes / mib, digits=0),
-        figure("daemon RSS after restart", rss_restarted / mib, "MiB",
-               "daemon RSS, corpus indexed", rss_indexed / mib, digits=0),
-        "child processes, RSS: " + "; ".join(
+        figure(
+            "restart-to-ready p50",
+            ready["p50"],
+            "s",
+            "python -I -c pass p50",
+            floor["p50"],
+            digits=3,
+        ),
+        figure(
+            "restart-to-ready p95",
+            ready["p95"],
+            "s",
+            "python -I -c pass p95",
+            floor["p95"],
+            digits=3,
+        ),
+        figure(
+            "axctl start p50",
+            starts["p50"] / 1000,
+            "s",
+            "restart-to-ready p50",
+            ready["p50"],
+            digits=3,
+        ),
+        figure(
+            "index load from SQLite p50",
+            loads["p50"] / 1000,
+            "s",
+            "restart-to-ready p50",
+            ready["p50"],
+            digits=3,
+        ),
+        figure(
+            "daemon RSS, corpus indexed",
+            rss_indexed / mib,
+            "MiB",
+            "SQLite index size",
+            db_bytes / mib,
+            digits=0,
+        ),
+        figure(
+            "daemon RSS after restart",
+            rss_restarted / mib,
+            "MiB",
+            "daemon RSS, corpus indexed",
+            rss_indexed / mib,
+            digits=0,
+        ),
+        "child processes, RSS: "
+        + "; ".join(
             f"{when}: parse pool {k['parse']['count']} processes "
             f"{k['parse']['rss_bytes'] / mib:.0f} MiB, other (plugin hosts) "
             f"{k['other']['count']} processes {k['other']['rss_bytes'] / mib:.0f} MiB"
-            for when, k in (("indexed", kids_indexed), ("restarted", kids_restarted))),
+            for when, k in (("indexed", kids_indexed), ("restarted", kids_restarted))
+        ),
         f"SQLite index: {db_bytes / 1e6:.1f} MB for {status['bytes'] / 1e6:.1f} MB of "
         f"source ({db_bytes / max(status['bytes'], 1):.2f}x)",
     ]
     targets = None
     if not args.smoke:
-        targets = [target("daemon RSS (max of indexed, restarted)", rss_max / mib, "MiB",
-                          TARGET_RSS_MIB, digits=0)]
+        targets = [
+            target(
+                "daemon RSS (max of indexed, restarted)",
+                rss_max / mib,
+                "MiB",
+                TARGET_RSS_MIB,
+                digits=0,
+            )
+        ]
         if args.corpus == "b":
-            targets.insert(0, target("restart-to-ready p95", ready["p95"], "s",
-                                     TARGET_READY_S, digits=3))
+            targets.insert(
+                0, target("restart-to-ready p95", ready["p95"], "s", TARGET_READY_S, digits=3)
+            )
         else:
             lines.append(f"restart-to-ready target (<= {TARGET_READY_S} s) is for corpus B")
-    doc = {"benchmark": "restart", "machine": info, "corpus": args.corpus,
-           "index": {k: v for k, v in how.items() if k != "manifest"}, "query": query,
-           "rounds": rounds, "ready_s": ready, "axctl_start_ms": starts, "load_ms": loads,
-           "python_pass_s": floor, "rss_indexed_bytes": rss_indexed,
-           "rss_restarted_bytes": rss_restarted, "children_indexed": kids_indexed,
-           "children_restarted": kids_restarted, "db_bytes": db_bytes,
-           "index_status": status, "smoke": args.smoke}
+    doc = {
+        "benchmark": "restart",
+        "machine": info,
+        "corpus": args.corpus,
+        "index": {k: v for k, v in how.items() if k != "manifest"},
+        "query": query,
+        "rounds": rounds,
+        "ready_s": ready,
+        "axctl_start_ms": starts,
+        "load_ms": loads,
+        "python_pass_s": floor,
+        "rss_indexed_bytes": rss_indexed,
+        "rss_restarted_bytes": rss_restarted,
+        "children_indexed": kids_indexed,
+        "children_restarted": kids_restarted,
+        "db_bytes": db_bytes,
+        "index_status": status,
+        "smoke": args.smoke,
+    }
     return finish(args, doc, lines, targets)
 
 

@@ -57,13 +57,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     common_args(parser)
     parser.add_argument("--edits", type=int, default=40, help="edits measured (>= 30)")
-    parser.add_argument("--pause", type=float, default=0.3,
-                        help="seconds between edits (more than the watcher's debounce)")
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="an edit not found after this many seconds counts as failed")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.3,
+        help="seconds between edits (more than the watcher's debounce)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="an edit not found after this many seconds counts as failed",
+    )
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--no-index-cache", action="store_true",
-                        help="index from scratch instead of starting from bench/out/index-cache")
+    parser.add_argument(
+        "--no-index-cache",
+        action="store_true",
+        help="index from scratch instead of starting from bench/out/index-cache",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.corpus, args.edits = "a", 5
@@ -92,8 +103,15 @@ def marker_source(path: str, symbol: str) -> str:
     return f"\n\nfunction {symbol}() {{}}\n"
 
 
-def one_edit(client: Client, root: str, path: str, n: int, timeout: float, has_rg: bool,
-             originals: dict[str, bytes]) -> dict[str, Any]:
+def one_edit(
+    client: Client,
+    root: str,
+    path: str,
+    n: int,
+    timeout: float,
+    has_rg: bool,
+    originals: dict[str, bytes],
+) -> dict[str, Any]:
     """Append marker n to `path`, poll search until it is found; the edit's record."""
     symbol = f"zqx_marker_{n}"
     query = f"zqx marker {n}"
@@ -111,8 +129,7 @@ def one_edit(client: Client, root: str, path: str, n: int, timeout: float, has_r
             raise BenchError(f"search {query!r} -> HTTP {resp.status}: {doc}")
         # A file that does not parse is indexed as text chunks, named after headings:
         # there the marker shows in the snippet, not as the symbol.
-        if any(r["symbol"] == symbol or symbol in (r.get("snippet") or "")
-               for r in doc["results"]):
+        if any(r["symbol"] == symbol or symbol in (r.get("snippet") or "") for r in doc["results"]):
             found = (time.perf_counter() - started) * 1000.0
             cache_status = doc["cache"]
             break
@@ -122,9 +139,16 @@ def one_edit(client: Client, root: str, path: str, n: int, timeout: float, has_r
     rg_ms = rg_found = None
     if has_rg:
         rg_ms, rg_found = time_rg(symbol, root)
-    return {"file": os.path.relpath(path, root), "bytes": len(originals[path]),
-            "marker": symbol, "latency_ms": found, "polls": polls,
-            "answer_cache": cache_status, "rg_ms": rg_ms, "rg_files": rg_found}
+    return {
+        "file": os.path.relpath(path, root),
+        "bytes": len(originals[path]),
+        "marker": symbol,
+        "latency_ms": found,
+        "polls": polls,
+        "answer_cache": cache_status,
+        "rg_ms": rg_ms,
+        "rg_files": rg_found,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,21 +160,28 @@ def main(argv: list[str] | None = None) -> int:
     base = 10_000 + (int(time.time()) % 80_000) * 10  # fresh markers in every run
     edits: list[dict[str, Any]] = []
     originals: dict[str, bytes] = {}
-    with guarded(note), corpus.indexed(note, args.corpus,
-                                       use_cache=not args.no_index_cache) as (daemon, how):
+    with (
+        guarded(note),
+        corpus.indexed(note, args.corpus, use_cache=not args.no_index_cache) as (daemon, how),
+    ):
         root = how["root"]
         files = pick_files(root, args.edits, args.seed)
         client = daemon.client()
         try:
             time.sleep(args.pause)
             for i, path in enumerate(files):
-                edits.append(one_edit(client, root, path, base + i, args.timeout,
-                                      has_rg, originals))
+                edits.append(
+                    one_edit(client, root, path, base + i, args.timeout, has_rg, originals)
+                )
                 e = edits[-1]
-                note(f"edit {i + 1}/{len(files)} {e['file']}: "
-                     + (f"found after {e['latency_ms']:.0f} ms ({e['polls']} polls)"
+                note(
+                    f"edit {i + 1}/{len(files)} {e['file']}: "
+                    + (
+                        f"found after {e['latency_ms']:.0f} ms ({e['polls']} polls)"
                         if e["latency_ms"] is not None
-                        else f"NOT found within {args.timeout:.0f} s"))
+                        else f"NOT found within {args.timeout:.0f} s"
+                    )
+                )
                 time.sleep(args.pause)
             status = daemon.index_status(root)
         finally:
@@ -174,23 +205,41 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(failed)} not found within {args.timeout:.0f} s",
     ]
     for key in ("p50", "p95", "p99"):
-        lines.append(figure(f"save-to-search {key}", lat[key], "ms",
-                            f"rg finding the marker {key}" if rg else None,
-                            rg[key] if rg else None, digits=1))
-    lines.append(f"polls per edit: median {sorted(e['polls'] for e in edits)[len(edits) // 2]}"
-                 f" (every {POLL_S * 1000:.0f} ms); edited files "
-                 f"{min(e['bytes'] for e in edits)}-{max(e['bytes'] for e in edits)} bytes")
+        lines.append(
+            figure(
+                f"save-to-search {key}",
+                lat[key],
+                "ms",
+                f"rg finding the marker {key}" if rg else None,
+                rg[key] if rg else None,
+                digits=1,
+            )
+        )
+    lines.append(
+        f"polls per edit: median {sorted(e['polls'] for e in edits)[len(edits) // 2]}"
+        f" (every {POLL_S * 1000:.0f} ms); edited files "
+        f"{min(e['bytes'] for e in edits)}-{max(e['bytes'] for e in edits)} bytes"
+    )
     if not rg:
         lines.append(f"rg reference: skipped ({RG_MISSING})")
     targets = None
     if not args.smoke:
         value = lat["p95"] if not failed else float("inf")
         targets = [target("save-to-search p95", value, "ms", TARGET_P95_MS, digits=1)]
-    doc = {"benchmark": "save_to_search", "machine": info, "corpus": args.corpus,
-           "index": {k: v for k, v in how.items() if k != "manifest"}, "edits": edits,
-           "latency_ms": lat, "failed": len(failed), "rg_ms": rg,
-           "rg_example": rg_command("zqx_marker_N", root) if rg else None,
-           "pause_s": args.pause, "seed": args.seed, "smoke": args.smoke}
+    doc = {
+        "benchmark": "save_to_search",
+        "machine": info,
+        "corpus": args.corpus,
+        "index": {k: v for k, v in how.items() if k != "manifest"},
+        "edits": edits,
+        "latency_ms": lat,
+        "failed": len(failed),
+        "rg_ms": rg,
+        "rg_example": rg_command("zqx_marker_N", root) if rg else None,
+        "pause_s": args.pause,
+        "seed": args.seed,
+        "smoke": args.smoke,
+    }
     return finish(args, doc, lines, targets)
 
 

@@ -59,23 +59,51 @@ _IDENT = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b")
 _COMMENT = re.compile(r"^\s*(?:#+|//+|/\*+|\*+)\s+(.*)$")
 _DOC_WORD = re.compile(r"[A-Za-z][a-z]+")
 NOT_IDENTS = frozenset(keyword.kwlist) | {
-    "self", "None", "True", "False", "return", "function", "const", "this", "undefined",
-    "null", "true", "false", "import", "export", "from", "default", "string", "number"}
+    "self",
+    "None",
+    "True",
+    "False",
+    "return",
+    "function",
+    "const",
+    "this",
+    "undefined",
+    "null",
+    "true",
+    "false",
+    "import",
+    "export",
+    "from",
+    "default",
+    "string",
+    "number",
+}
 note = notifier("search_latency")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     common_args(parser)
-    parser.add_argument("--queries", type=int, default=600, help="queries (>= 500 for "
-                        "figures that go in RESULTS.md)")
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=600,
+        help="queries (>= 500 for figures that go in RESULTS.md)",
+    )
     parser.add_argument("--rg-queries", type=int, default=30, help="queries also run with rg")
-    parser.add_argument("--limit", type=int, default=20,
-                        help="results per search (the daemon's default_limit is 20)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=20,
+        help="results per search (the daemon's default_limit is 20)",
+    )
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured queries first")
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--no-index-cache", action="store_true",
-                        help="index from scratch instead of starting from bench/out/index-cache")
+    parser.add_argument(
+        "--no-index-cache",
+        action="store_true",
+        help="index from scratch instead of starting from bench/out/index-cache",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.corpus, args.queries, args.rg_queries, args.warmup = "a", 60, 5, 5
@@ -91,8 +119,11 @@ def _code_files(root: str) -> list[str]:
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        found.extend(os.path.join(dirpath, f) for f in sorted(filenames)
-                     if f.endswith(CODE_EXTS) and not f.endswith(".min.js"))
+        found.extend(
+            os.path.join(dirpath, f)
+            for f in sorted(filenames)
+            if f.endswith(CODE_EXTS) and not f.endswith(".min.js")
+        )
     return found
 
 
@@ -140,8 +171,7 @@ def sample_queries(root: str, count: int, seed: int) -> list[dict[str, str]]:
         query = _one_query(kind, text, rng)
         if query and query.lower() not in seen:
             seen.add(query.lower())
-            queries.append({"kind": kind, "query": query,
-                            "file": os.path.relpath(path, root)})
+            queries.append({"kind": kind, "query": query, "file": os.path.relpath(path, root)})
     return queries
 
 
@@ -153,7 +183,7 @@ def _one_query(kind: str, text: str, rng: random.Random) -> str | None:
         ws = _DOC_WORD.findall(rng.choice(lines))
         size = rng.randint(3, min(6, len(ws)))
         start = rng.randint(0, len(ws) - size)
-        return " ".join(w.lower() for w in ws[start:start + size])
+        return " ".join(w.lower() for w in ws[start : start + size])
     idents = [i for i in set(_IDENT.findall(text)) if i not in NOT_IDENTS]
     if kind == "split":
         idents = [i for i in idents if len(words(i)) >= 2]
@@ -180,14 +210,20 @@ def timed_search(client: Client, body: dict[str, Any]) -> tuple[float, dict[str,
     return elapsed, doc
 
 
-def run_pass(daemon: Daemon, root: str, queries: list[dict[str, str]], limit: int,
-             cache: bool, rg_every: set[int] | None = None
-             ) -> tuple[list[float], list[float], list[str], list[int], list[float]]:
+def run_pass(
+    daemon: Daemon,
+    root: str,
+    queries: list[dict[str, str]],
+    limit: int,
+    cache: bool,
+    rg_every: set[int] | None = None,
+) -> tuple[list[float], list[float], list[str], list[int], list[float]]:
     client = daemon.client()
     ms, took, status, hits, rg_ms = [], [], [], [], []
     for i, q in enumerate(queries):
-        elapsed, doc = timed_search(client, {"query": q["query"], "path": root,
-                                             "limit": limit, "cache": cache})
+        elapsed, doc = timed_search(
+            client, {"query": q["query"], "path": root, "limit": limit, "cache": cache}
+        )
         ms.append(elapsed)
         took.append(float(doc["took_ms"]))
         status.append(doc["cache"])
@@ -197,14 +233,17 @@ def run_pass(daemon: Daemon, root: str, queries: list[dict[str, str]], limit: in
     return ms, took, status, hits, rg_ms
 
 
-def debug_stages(daemon: Daemon, root: str, queries: list[dict[str, str]], limit: int
-                 ) -> dict[str, dict[str, Any]]:
+def debug_stages(
+    daemon: Daemon, root: str, queries: list[dict[str, str]], limit: int
+) -> dict[str, dict[str, Any]]:
     """Where the daemon spends an uncached search (`debug: true` timings), per stage."""
     client = daemon.client()
     marks: dict[str, list[float]] = {}
     for q in queries:
-        _, doc = timed_search(client, {"query": q["query"], "path": root, "limit": limit,
-                                       "cache": False, "debug": True})
+        _, doc = timed_search(
+            client,
+            {"query": q["query"], "path": root, "limit": limit, "cache": False, "debug": True},
+        )
         for stage, ms in doc["debug"]["timings_ms"].items():
             marks.setdefault(stage, []).append(float(ms))
     return {stage: summarize(v, keep=False) for stage, v in marks.items()}
@@ -216,23 +255,31 @@ def main(argv: list[str] | None = None) -> int:
     has_rg = rg_path() is not None
     if not has_rg:
         note(f"warning: {RG_MISSING}")
-    with guarded(note), corpus.indexed(note, args.corpus,
-                                       use_cache=not args.no_index_cache) as (daemon, how):
+    with (
+        guarded(note),
+        corpus.indexed(note, args.corpus, use_cache=not args.no_index_cache) as (daemon, how),
+    ):
         root = how["root"]
         queries = sample_queries(root, args.queries + args.warmup, args.seed)
-        warm, queries = queries[:args.warmup], queries[args.warmup:]
+        warm, queries = queries[: args.warmup], queries[args.warmup :]
         rng = random.Random(args.seed + 1)
-        rg_idx = set(rng.sample(range(len(queries)), min(args.rg_queries, len(queries)))) \
-            if has_rg else set()
-        note(f"{len(queries)} queries ({args.warmup} warm-up), limit {args.limit}; "
-             f"rg on {len(rg_idx)} of them")
+        rg_idx = (
+            set(rng.sample(range(len(queries)), min(args.rg_queries, len(queries))))
+            if has_rg
+            else set()
+        )
+        note(
+            f"{len(queries)} queries ({args.warmup} warm-up), limit {args.limit}; "
+            f"rg on {len(rg_idx)} of them"
+        )
         run_pass(daemon, root, warm, args.limit, cache=False)
-        unc_ms, unc_took, _, unc_hits, rg_ms = run_pass(daemon, root, queries, args.limit,
-                                                         cache=False, rg_every=rg_idx)
-        first_ms, first_took, first_status, _, _ = run_pass(daemon, root, queries,
-                                                            args.limit, cache=True)
-        hit_ms, hit_took, hit_status, _, _ = run_pass(daemon, root, queries, args.limit,
-                                                      cache=True)
+        unc_ms, unc_took, _, unc_hits, rg_ms = run_pass(
+            daemon, root, queries, args.limit, cache=False, rg_every=rg_idx
+        )
+        first_ms, first_took, first_status, _, _ = run_pass(
+            daemon, root, queries, args.limit, cache=True
+        )
+        hit_ms, hit_took, hit_status, _, _ = run_pass(daemon, root, queries, args.limit, cache=True)
         stages = debug_stages(daemon, root, queries[:100], args.limit)
         status = daemon.index_status(root)
 
@@ -243,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     by_kind = {}
     for kind in ("ident", "split", "doc"):
         idx = [i for i, q in enumerate(queries) if q["kind"] == kind]
-        by_kind[kind] = {"uncached_ms": summarize([unc_ms[i] for i in idx], keep=False),
-                         "zero_results": sum(1 for i in idx if unc_hits[i] == 0)}
+        by_kind[kind] = {
+            "uncached_ms": summarize([unc_ms[i] for i in idx], keep=False),
+            "zero_results": sum(1 for i in idx if unc_hits[i] == 0),
+        }
     lines = [
         f"corpus {args.corpus.upper()}: {status['files']} files, "
         f"{status['bytes'] / 1e6:.1f} MB, {status['chunks']} chunks "
@@ -253,43 +302,85 @@ def main(argv: list[str] | None = None) -> int:
         f"one request per query; zero-result queries: {unc_hits.count(0)}",
     ]
     for key in ("p50", "p95", "p99"):
-        lines.append(figure(f"search uncached {key}", unc[key], "ms",
-                            f"rg -c -i {key}" if key != "p99" else None,
-                            rg[key] if rg and key != "p99" else None))
+        lines.append(
+            figure(
+                f"search uncached {key}",
+                unc[key],
+                "ms",
+                f"rg -c -i {key}" if key != "p99" else None,
+                rg[key] if rg and key != "p99" else None,
+            )
+        )
     for key in ("p50", "p95", "p99"):
-        lines.append(figure(f"search cached {key}", hit[key], "ms",
-                            f"search uncached {key}", unc[key]))
-    lines.append(f"cache hit rate of the second pass: {hit_rate:.1%}; first (filling) pass "
-                 f"p50 {first['p50']:.2f} ms, p95 {first['p95']:.2f} ms")
-    lines.append(f"daemon-side took_ms uncached p50 {summarize(unc_took)['p50']:.2f}, "
-                 f"p95 {summarize(unc_took)['p95']:.2f}; cached p50 "
-                 f"{summarize(hit_took)['p50']:.3f}, p95 {summarize(hit_took)['p95']:.3f}")
-    lines.append("uncached p95 by kind: " + ", ".join(
-        f"{k} {v['uncached_ms']['p95']:.2f} ms" for k, v in by_kind.items()))
-    lines.append("daemon stages, uncached (debug timings, first 100 queries): " + ", ".join(
-        f"{k} p50 {v['p50']:.2f} / p95 {v['p95']:.2f} ms" for k, v in stages.items()))
+        lines.append(
+            figure(f"search cached {key}", hit[key], "ms", f"search uncached {key}", unc[key])
+        )
+    lines.append(
+        f"cache hit rate of the second pass: {hit_rate:.1%}; first (filling) pass "
+        f"p50 {first['p50']:.2f} ms, p95 {first['p95']:.2f} ms"
+    )
+    lines.append(
+        f"daemon-side took_ms uncached p50 {summarize(unc_took)['p50']:.2f}, "
+        f"p95 {summarize(unc_took)['p95']:.2f}; cached p50 "
+        f"{summarize(hit_took)['p50']:.3f}, p95 {summarize(hit_took)['p95']:.3f}"
+    )
+    lines.append(
+        "uncached p95 by kind: "
+        + ", ".join(f"{k} {v['uncached_ms']['p95']:.2f} ms" for k, v in by_kind.items())
+    )
+    lines.append(
+        "daemon stages, uncached (debug timings, first 100 queries): "
+        + ", ".join(f"{k} p50 {v['p50']:.2f} / p95 {v['p95']:.2f} ms" for k, v in stages.items())
+    )
     if rg and rg_unc:
-        lines.append(figure(f"search uncached p50 on the {rg['n']} rg queries", rg_unc["p50"],
-                            "ms", "rg p50", rg["p50"]))
+        lines.append(
+            figure(
+                f"search uncached p50 on the {rg['n']} rg queries",
+                rg_unc["p50"],
+                "ms",
+                "rg p50",
+                rg["p50"],
+            )
+        )
     elif not has_rg:
         lines.append(f"rg reference: skipped ({RG_MISSING})")
-    targets = None if args.smoke else [
-        target("search uncached p95", unc["p95"], "ms", TARGET_UNCACHED_P95_MS[args.corpus]),
-        target("search cached p95", hit["p95"], "ms", TARGET_CACHED_P95_MS, digits=3),
-    ]
-    doc = {"benchmark": "search_latency", "machine": info, "corpus": args.corpus,
-           "index": {k: v for k, v in how.items() if k != "manifest"},
-           "limit": args.limit, "seed": args.seed, "queries": queries,
-           "uncached_ms": unc, "cached_ms": hit, "cache_fill_ms": first,
-           "uncached_took_ms": summarize(unc_took), "cached_took_ms": summarize(hit_took),
-           "cache_fill_took_ms": summarize(first_took),
-           "cache_fill_status": {s: first_status.count(s) for s in set(first_status)},
-           "cached_hit_rate": hit_rate, "by_kind": by_kind, "daemon_stages_ms": stages,
-           "results_per_query": unc_hits,
-           "rg": {"available": has_rg, "ms": rg, "uncached_same_queries_ms": rg_unc,
-                  "queries": [queries[i]["query"] for i in sorted(rg_idx)],
-                  "example_command": rg_command("w1|w2", root) if has_rg else None},
-           "index_status": status, "smoke": args.smoke}
+    targets = (
+        None
+        if args.smoke
+        else [
+            target("search uncached p95", unc["p95"], "ms", TARGET_UNCACHED_P95_MS[args.corpus]),
+            target("search cached p95", hit["p95"], "ms", TARGET_CACHED_P95_MS, digits=3),
+        ]
+    )
+    doc = {
+        "benchmark": "search_latency",
+        "machine": info,
+        "corpus": args.corpus,
+        "index": {k: v for k, v in how.items() if k != "manifest"},
+        "limit": args.limit,
+        "seed": args.seed,
+        "queries": queries,
+        "uncached_ms": unc,
+        "cached_ms": hit,
+        "cache_fill_ms": first,
+        "uncached_took_ms": summarize(unc_took),
+        "cached_took_ms": summarize(hit_took),
+        "cache_fill_took_ms": summarize(first_took),
+        "cache_fill_status": {s: first_status.count(s) for s in set(first_status)},
+        "cached_hit_rate": hit_rate,
+        "by_kind": by_kind,
+        "daemon_stages_ms": stages,
+        "results_per_query": unc_hits,
+        "rg": {
+            "available": has_rg,
+            "ms": rg,
+            "uncached_same_queries_ms": rg_unc,
+            "queries": [queries[i]["query"] for i in sorted(rg_idx)],
+            "example_command": rg_command("w1|w2", root) if has_rg else None,
+        },
+        "index_status": status,
+        "smoke": args.smoke,
+    }
     return finish(args, doc, lines, targets)
 
 

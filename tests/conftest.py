@@ -61,11 +61,16 @@ class Home:
     def client(self, timeout: float | None = 10.0) -> Client:
         return Client(self.socket, timeout)
 
-    def axctl(self, *args: str, env: dict[str, str] | None = None,
-              timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def axctl(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(BIN / "axctl"), *args], env={**self.env, **(env or {})},
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [str(BIN / "axctl"), *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
 
@@ -74,7 +79,8 @@ def home() -> Iterator[Home]:
     root = Path(tempfile.mkdtemp(prefix="axdt-", dir="/tmp"))
     os.chmod(root, 0o700)
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("AXD_", "AXCTL_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_"))
     }
     env.update(
@@ -100,15 +106,24 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
 
-    def start(self, *args: str, env: dict[str, str] | None = None,
-              expect_ready: bool = True, python: str = sys.executable,
-              cwd: str | None = None) -> dict[str, Any]:
+    def start(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        expect_ready: bool = True,
+        python: str = sys.executable,
+        cwd: str | None = None,
+    ) -> dict[str, Any]:
         read_end, write_end = os.pipe()
         log_fd = self._log_file()
         self.proc = subprocess.Popen(
             [python, "-m", "axd", "--foreground", "--ready-fd", str(write_end), *args],
-            env={**self.home.env, **(env or {})}, pass_fds=(write_end,), cwd=cwd,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_fd,
+            env={**self.home.env, **(env or {})},
+            pass_fds=(write_end,),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_fd,
         )
         os.close(write_end)
         os.close(log_fd)
@@ -184,12 +199,15 @@ def echo_daemon(home: Home, daemon_factory: Any) -> Daemon:
     """A daemon running only the test plugin `echo` (tests/data/plugins/echo)."""
     plugins = home.root / "plugins"
     shutil.copytree(ECHO_PLUGIN, plugins / "echo")
-    home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false",
-                    AXD_PLUGINS_PATHS=str(plugins))
+    home.env.update(
+        AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false", AXD_PLUGINS_PATHS=str(plugins)
+    )
     d = daemon_factory()
     d.start()
-    wait_for(lambda: home.client().request("GET", "/v1/plugins/echo").json()["state"]
-             == "running", timeout=30)
+    wait_for(
+        lambda: home.client().request("GET", "/v1/plugins/echo").json()["state"] == "running",
+        timeout=30,
+    )
     return d
 
 
@@ -260,8 +278,12 @@ def services(tmp_path: Path) -> Services:
     env = {"AXD_PLUGINS_ENABLED": "false"}
     live = LiveConfig(config_mod.load(None, env), None, bus, env=env)
     shutdowns: list[str] = []
-    svc = Services(bus=bus, config=live, info=ProcessInfo("/tmp/test.sock", str(tmp_path)),
-                   request_shutdown=shutdowns.append)
+    svc = Services(
+        bus=bus,
+        config=live,
+        info=ProcessInfo("/tmp/test.sock", str(tmp_path)),
+        request_shutdown=shutdowns.append,
+    )
     svc.shutdowns = shutdowns  # type: ignore[attr-defined]
     return svc
 

@@ -26,8 +26,17 @@ async def test_status_describes_the_daemon(api):
     assert resp.headers["Axd-Version"] == __version__
     assert resp.headers["Axd-Api"] == str(API_VERSION)
     doc = await resp.json()
-    for key in ("version", "pid", "uptime_s", "socket", "state_dir", "config_files",
-                "components", "health", "loop"):
+    for key in (
+        "version",
+        "pid",
+        "uptime_s",
+        "socket",
+        "state_dir",
+        "config_files",
+        "components",
+        "health",
+        "loop",
+    ):
         assert key in doc
     assert {"api", "config", "events", "loop"} <= set(doc["components"])
     assert all("health" in c for c in doc["components"].values())
@@ -56,8 +65,7 @@ async def test_every_documented_route_answers_json_not_404(api):
         for method in ops:
             if path == "/v1/shutdown":
                 continue
-            target = path.replace("{name}", "x") + ("?follow=false" if path == "/v1/events"
-                                                    else "")
+            target = path.replace("{name}", "x") + ("?follow=false" if path == "/v1/events" else "")
             resp = await api.request(method.upper(), target, json={} if method == "post" else None)
             if resp.status == 404:  # a missing resource is fine; a missing route is not
                 assert (await resp.json())["error"]["code"] != "not_found", (method, path)
@@ -80,20 +88,24 @@ async def test_wrong_method_is_a_json_405_listing_the_allowed(api):
 
 
 async def test_malformed_json_is_a_400_with_position(api):
-    resp = await api.post("/v1/config/validate", data=b'{"text": ', headers={
-        "Content-Type": "application/json"})
+    resp = await api.post(
+        "/v1/config/validate", data=b'{"text": ', headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400
     doc = await resp.json()
     assert_error(doc, "invalid_json")
     assert doc["error"]["details"]["line"] == 1
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"text": 5}, "body.text"),
-    ({"txt": "a"}, "body.txt"),
-    ([1, 2], "body"),
-    ("text", "body"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"text": 5}, "body.text"),
+        ({"txt": "a"}, "body.txt"),
+        ([1, 2], "body"),
+        ("text", "body"),
+    ],
+)
 async def test_wrong_types_are_a_422_naming_the_field(api, body, field):
     resp = await api.post("/v1/config/validate", json=body)
     assert resp.status == 422
@@ -104,14 +116,17 @@ async def test_wrong_types_are_a_422_naming_the_field(api, body, field):
 
 def strict_json(text: str):
     """What a browser's JSON.parse or jq accepts: no NaN, no Infinity."""
+
     def refuse(name):
         raise ValueError(f"{name} is not JSON")
+
     return json.loads(text, parse_constant=refuse)
 
 
 async def test_non_finite_numbers_are_answered_in_strict_json(api, tmp_path):
     body = json.dumps({"query": "x", "path": str(tmp_path), "limit": 1}).replace(
-        '"limit": 1}', '"limit": 1e400}')
+        '"limit": 1}', '"limit": 1e400}'
+    )
     resp = await api.post("/v1/search", data=body)
     assert resp.status == 422
     doc = strict_json(await resp.text())
@@ -174,8 +189,7 @@ async def test_events_history_with_type_filter(api, services):
 
 
 async def test_events_follow_streams_live_events(api, services):
-    resp = await api.get("/v1/events", params={"follow": "true", "limit": "0",
-                                               "types": "x.wanted"})
+    resp = await api.get("/v1/events", params={"follow": "true", "limit": "0", "types": "x.wanted"})
     assert resp.status == 200
     services.bus.publish("x.unwanted")
     services.bus.publish("x.wanted", n=1)
@@ -186,12 +200,15 @@ async def test_events_follow_streams_live_events(api, services):
     assert rest == b""
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"types": "Bad Type"}, "query.types"),
-    ({"follow": "maybe"}, "query.follow"),
-    ({"limit": "-1"}, "query.limit"),
-    ({"limit": "many"}, "query.limit"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"types": "Bad Type"}, "query.types"),
+        ({"follow": "maybe"}, "query.follow"),
+        ({"limit": "-1"}, "query.limit"),
+        ({"limit": "many"}, "query.limit"),
+    ],
+)
 async def test_events_bad_query_is_422(api, params, field):
     resp = await api.get("/v1/events", params=params)
     assert resp.status == 422
@@ -235,9 +252,12 @@ async def test_validate_text(api):
     body = {"text": "[daemon]\nlog_level = 3\n", "name": "f.toml"}
     bad = await (await api.post("/v1/config/validate", json=body)).json()
     assert bad["valid"] is False
-    assert bad["problems"][0] == {"key": "daemon.log_level", "value": 3,
-                                  "allowed": "must be one of debug, info, warning, error",
-                                  "source": "f.toml"}
+    assert bad["problems"][0] == {
+        "key": "daemon.log_level",
+        "value": 3,
+        "allowed": "must be one of debug, info, warning, error",
+        "source": "f.toml",
+    }
 
 
 async def test_shutdown_answers_before_stopping(api, services):

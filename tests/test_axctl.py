@@ -61,7 +61,10 @@ def test_start_status_stop_cycle(home):
 
     stopped = home.axctl("stop", "--json")
     assert stopped.returncode == 0 and json.loads(stopped.stdout) == {
-        "stopped": True, "pid": pid, "socket": home.socket}
+        "stopped": True,
+        "pid": pid,
+        "socket": home.socket,
+    }
     assert not os.path.exists(home.socket)
     assert home.axctl("status").returncode == 3
 
@@ -143,18 +146,28 @@ def test_config_validate_show_and_reload(home, daemon):
 
 
 # What a CI runner or a `cmd &` in a script does: the child inherits ignored signals.
-IGNORING_PARENT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-                   "signal.signal(signal.SIGTERM, signal.SIG_IGN); os.execv(sys.argv[1], "
-                   "sys.argv[1:])")
+IGNORING_PARENT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); os.execv(sys.argv[1], "
+    "sys.argv[1:])"
+)
 
 
 def _follower(home, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", IGNORING_PARENT, str(BIN / "axctl"), *args],
-                            env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", IGNORING_PARENT, str(BIN / "axctl"), *args],
+        env=home.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # the stream is open once the daemon counts a subscriber
-    wait_for(lambda: home.client().request("GET", "/v1/status").json()
-             ["components"]["events"]["subscribers"] == 1)
+    wait_for(
+        lambda: (
+            home.client().request("GET", "/v1/status").json()["components"]["events"]["subscribers"]
+            == 1
+        )
+    )
     return proc
 
 
@@ -226,21 +239,38 @@ def test_every_command_prints_valid_json(home, echo_daemon):
         "def": ["hello", "-w", str(project)],
         "refs": ["hello", "-w", str(project)],
         "workspace remove": [str(project)],
-        "plugin call": ["echo", "noop"], "plugin info": ["echo"],
-        "plugin start": ["echo"], "plugin stop": ["echo"], "plugin restart": ["echo"],
-        "plugin enable": ["echo"], "plugin disable": ["echo"],
-        "plugin logs": ["echo"], "plugin stats": ["echo"], "plugin debug": ["echo"],
-        "plugin reload": ["echo"], "plugin timeline": ["echo"],
+        "plugin call": ["echo", "noop"],
+        "plugin info": ["echo"],
+        "plugin start": ["echo"],
+        "plugin stop": ["echo"],
+        "plugin restart": ["echo"],
+        "plugin enable": ["echo"],
+        "plugin disable": ["echo"],
+        "plugin logs": ["echo"],
+        "plugin stats": ["echo"],
+        "plugin debug": ["echo"],
+        "plugin reload": ["echo"],
+        "plugin timeline": ["echo"],
         "perf run": [str(tiny), "-o", str(home.root / "r.json")],
         "perf compare": [str(home.root / "r.json"), str(home.root / "r.json")],
-        "perf sweep": ["--set", str(rel), "-w", str(project), "--k1", "1,2,3",
-                       "--b", "0.5,0.7"],
-        "perf inspect": ["--seconds", "0.2", "--sampler", "builtin",
-                         "-o", str(home.root / "p.svg")],
+        "perf sweep": ["--set", str(rel), "-w", str(project), "--k1", "1,2,3", "--b", "0.5,0.7"],
+        "perf inspect": [
+            "--seconds",
+            "0.2",
+            "--sampler",
+            "builtin",
+            "-o",
+            str(home.root / "p.svg"),
+        ],
     }
-    order = sorted((name for name, _ in leaf_commands(cli)),
-                   key=lambda n: (n in ("workspace remove", "plugin disable", "plugin stop"),
-                                  n != "index add", n == "perf compare"))
+    order = sorted(
+        (name for name, _ in leaf_commands(cli)),
+        key=lambda n: (
+            n in ("workspace remove", "plugin disable", "plugin stop"),
+            n != "index add",
+            n == "perf compare",
+        ),
+    )
     for name in order:
         if name in ("stop", "restart"):
             continue  # covered by the lifecycle tests, and would end this daemon
@@ -263,14 +293,35 @@ CLIENT_IMPORTS = textwrap.dedent("""
 
 
 def test_the_client_stays_thin(home, daemon):
-    out = subprocess.run([sys.executable, "-c", CLIENT_IMPORTS], env=home.env,
-                         capture_output=True, text=True, timeout=30, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CLIENT_IMPORTS],
+        env=home.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     modules = json.loads(out.stderr.strip().splitlines()[-1])
-    heavy = [m for m in modules if m.split(".")[0] in ("aiohttp", "uvloop", "multidict",
-                                                        "yarl", "email", "http", "asyncio",
-                                                        "urllib", "tomllib")
-             or (m.startswith("axd.") and m not in ("axd.shared", "axd.shared.paths",
-                                                    "axd.shared.transport"))]
+    heavy = [
+        m
+        for m in modules
+        if m.split(".")[0]
+        in (
+            "aiohttp",
+            "uvloop",
+            "multidict",
+            "yarl",
+            "email",
+            "http",
+            "asyncio",
+            "urllib",
+            "tomllib",
+        )
+        or (
+            m.startswith("axd.")
+            and m not in ("axd.shared", "axd.shared.paths", "axd.shared.transport")
+        )
+    ]
     assert heavy == []
     assert json.loads(out.stdout)["pid"] == daemon.pid
 
@@ -279,8 +330,9 @@ def test_an_older_api_is_named_exactly(home, daemon, monkeypatch):
     monkeypatch.setattr(transport, "API_VERSION", 99)
     result = CliRunner().invoke(cli, ["--socket", home.socket, "status"])
     assert result.exit_code == 1
-    assert (f"axctl {__version__} speaks API 99 but the running axd is {__version__} "
-            "speaking API 1") in result.output
+    assert (
+        f"axctl {__version__} speaks API 99 but the running axd is {__version__} speaking API 1"
+    ) in result.output
     assert "axctl restart" in result.output
 
 
@@ -332,14 +384,16 @@ def test_exit_codes_follow_the_documented_table(home, echo_daemon):
     (project / "app.py").write_text("def hello():\n    return 1\n")
     assert home.axctl("index", str(project)).returncode == 0
     for expected, args in EXIT_CODES:
-        argv = [a.replace("{project}", str(project)).replace("{root}", str(home.root))
-                for a in args]
+        argv = [
+            a.replace("{project}", str(project)).replace("{root}", str(home.root)) for a in args
+        ]
         for extra in ([], ["--json"]):
             out = home.axctl(*argv, *extra)
             assert out.returncode == expected, (argv, extra, out.stdout, out.stderr)
             assert "Traceback" not in out.stderr, argv
-    unreachable = home.axctl("--no-autostart", "status", env={"AXD_SOCKET": str(
-        home.root / "elsewhere" / "axd.sock")})
+    unreachable = home.axctl(
+        "--no-autostart", "status", env={"AXD_SOCKET": str(home.root / "elsewhere" / "axd.sock")}
+    )
     assert unreachable.returncode == 3
 
 

@@ -83,25 +83,43 @@ def test_module_names_and_relative_imports():
     assert imports.module_name("pkg/__init__.py") == "pkg"
     source = "import os, json\nfrom . import sibling\nfrom ..up import thing\nfrom x.y import z\n"
     assert imports.imports_in(source, "pkg.sub.mod", False) == [
-        "json", "os", "pkg.sub", "pkg.sub.sibling", "pkg.up", "pkg.up.thing", "x.y", "x.y.z"]
+        "json",
+        "os",
+        "pkg.sub",
+        "pkg.sub.sibling",
+        "pkg.up",
+        "pkg.up.thing",
+        "x.y",
+        "x.y.z",
+    ]
     assert imports.imports_in("from . import a\n", "pkg", True) == ["pkg", "pkg.a"]
     assert imports.imports_in("def broken(:\n", "m", False) == []
 
 
 def make_repo(root: Path) -> None:
     def git(*args):
-        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
-                       env={"GIT_AUTHOR_NAME": "Ana", "GIT_AUTHOR_EMAIL": "ana@example.org",
-                            "GIT_COMMITTER_NAME": "Ana", "GIT_COMMITTER_EMAIL": "ana@e.org",
-                            "HOME": str(root), "PATH": "/usr/bin:/bin"})
+        subprocess.run(
+            ["git", "-C", str(root), *args],
+            check=True,
+            capture_output=True,
+            env={
+                "GIT_AUTHOR_NAME": "Ana",
+                "GIT_AUTHOR_EMAIL": "ana@example.org",
+                "GIT_COMMITTER_NAME": "Ana",
+                "GIT_COMMITTER_EMAIL": "ana@e.org",
+                "HOME": str(root),
+                "PATH": "/usr/bin:/bin",
+            },
+        )
 
     root.mkdir(exist_ok=True)
     git("init", "-q", "-b", "main")
     (root / "app.py").write_text("def area(r):\n    return 3 * r * r\n")
     git("add", "app.py")
     git("commit", "-q", "-m", "add area")
-    (root / "app.py").write_text("def area(r):\n    return 3.14159 * r * r\n\n\n"
-                                 "def other():\n    pass\n")
+    (root / "app.py").write_text(
+        "def area(r):\n    return 3.14159 * r * r\n\n\ndef other():\n    pass\n"
+    )
     git("commit", "-q", "-am", "more precise pi")
 
 
@@ -116,8 +134,8 @@ def test_git_recent_and_authors(repo):
     commits = plugin.recent(str(repo / "app.py"))
     assert [c["subject"] for c in commits] == ["more precise pi", "add area"]
     assert plugin.authors(str(repo / "app.py")) == [
-        {"author": "Ana", "email": "ana@example.org", "commits": 2,
-         "last": commits[0]["date"]}]
+        {"author": "Ana", "email": "ana@example.org", "commits": 2, "last": commits[0]["date"]}
+    ]
     with pytest.raises(git_recent.GitError):
         plugin.recent(str(repo.parent / "not-a-repo"))
 
@@ -125,8 +143,9 @@ def test_git_recent_and_authors(repo):
 @pytest.mark.e2e
 def test_the_four_plugins_under_the_default_configuration(home, daemon_factory, repo):
     (repo / "README.md").write_text("<!-- TODO: describe -->\n")
-    (repo / "lib.py").write_text("import app\n\n# FIXME: slow\ndef f(x):\n"
-                                 "    return [i for i in x if i]\n")
+    (repo / "lib.py").write_text(
+        "import app\n\n# FIXME: slow\ndef f(x):\n    return [i for i in x if i]\n"
+    )
     home.env.pop("AXD_PLUGINS_ENABLED")  # the default: plugins on, the shipped ones
     d = daemon_factory()
     d.start()
@@ -134,15 +153,20 @@ def test_the_four_plugins_under_the_default_configuration(home, daemon_factory, 
     assert client.request("POST", "/v1/workspaces", {"path": str(repo)}).status == 200
 
     def call(name, method, params=None):
-        resp = client.request("POST", f"/v1/plugins/{name}/call",
-                              {"method": method, "params": params})
+        resp = client.request(
+            "POST", f"/v1/plugins/{name}/call", {"method": method, "params": params}
+        )
         assert resp.status == 200, resp.body
         return resp.json()["result"]
 
     listed = client.request("GET", "/v1/plugins").json()["plugins"]
     assert {p["name"] for p in listed} >= {"todos", "complexity", "git-recent", "imports"}
-    wait_for(lambda: all(p["state"] == "running" for p in
-                         client.request("GET", "/v1/plugins").json()["plugins"]), timeout=30)
+    wait_for(
+        lambda: all(
+            p["state"] == "running" for p in client.request("GET", "/v1/plugins").json()["plugins"]
+        ),
+        timeout=30,
+    )
     wait_for(lambda: call("todos", "count", {"path": str(repo)})["FIXME"] == 1, timeout=20)
     assert call("todos", "count", {"path": str(repo)})["TODO"] == 1
     wait_for(lambda: call("complexity", "worst", {"n": 1}), timeout=20)
@@ -166,8 +190,9 @@ def test_the_four_plugins_under_the_default_configuration(home, daemon_factory, 
         ("git-recent", "recent", {"path": str(repo), "n": 0}, "n"),
         ("imports", "importers_of", {"module": ["a"]}, "module"),
     ]:
-        resp = client.request("POST", f"/v1/plugins/{name}/call",
-                              {"method": method, "params": params})
+        resp = client.request(
+            "POST", f"/v1/plugins/{name}/call", {"method": method, "params": params}
+        )
         assert resp.status == 422, (name, method, resp.body)
         error = resp.json()["error"]
         assert error["code"] == "invalid_params" and error["details"]["param"] == param

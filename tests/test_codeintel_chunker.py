@@ -18,31 +18,107 @@ def chunks_of(name: str) -> dict[str, chunker.Chunk]:
     return {c.qualname: c for c in found}
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("terminal.py", {"MAX_SIZE": "constant", "dec": "function", "Terminal": "class",
-                     "Terminal.get_terminal_size": "method", "Terminal.Inner": "class",
-                     "Terminal.Inner.deep": "method", "top": "function",
-                     "top.nested": "function", "terminal": "module"}),
-    ("conn.ts", {"HTTPConnection": "class", "HTTPConnection.open": "method",
-                 "Shape": "interface", "Shape.area": "method", "Alias": "type",
-                 "Color": "enum", "handler": "function", "plain": "function"}),
-    ("component.tsx", {"Greeting": "function"}),
-    ("app.js", {"makeHttpConnection": "function", "Pool": "class", "Pool.acquire": "method"}),
-    ("server.go", {"Server": "struct", "Handler": "interface", "ID": "type",
-                   "MaxConns": "constant", "Server.Start": "method", "main": "function"}),
-    ("point.rs", {"Point": "impl", "Point.new": "method", "Shape": "interface",
-                  "Shape.area": "method", "E": "enum", "LIMIT": "constant",
-                  "inner": "module", "inner.f": "function", "m": "macro"}),
-    ("A.java", {"A": "class", "A.MAX": "constant", "A.doIt": "method", "A.A": "method",
-                "A.I": "interface", "A.I.run": "method", "A.Color": "enum"}),
-    ("add.c", {"LIMIT": "constant", "add": "function", "point": "struct",
-               "point_t": "type", "color": "enum"}),
-    ("widget.cpp", {"ns": "module", "ns.Widget": "class", "ns.Widget.size": "method",
-                    "ns.Widget.draw": "method"}),
-    ("greeter.rb", {"Util": "module", "Util.Greeter": "class", "Util.Greeter.LIMIT": "constant",
-                    "Util.Greeter.hello": "method", "Util.Greeter.make": "method",
-                    "top_level": "function"}),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "terminal.py",
+            {
+                "MAX_SIZE": "constant",
+                "dec": "function",
+                "Terminal": "class",
+                "Terminal.get_terminal_size": "method",
+                "Terminal.Inner": "class",
+                "Terminal.Inner.deep": "method",
+                "top": "function",
+                "top.nested": "function",
+                "terminal": "module",
+            },
+        ),
+        (
+            "conn.ts",
+            {
+                "HTTPConnection": "class",
+                "HTTPConnection.open": "method",
+                "Shape": "interface",
+                "Shape.area": "method",
+                "Alias": "type",
+                "Color": "enum",
+                "handler": "function",
+                "plain": "function",
+            },
+        ),
+        ("component.tsx", {"Greeting": "function"}),
+        ("app.js", {"makeHttpConnection": "function", "Pool": "class", "Pool.acquire": "method"}),
+        (
+            "server.go",
+            {
+                "Server": "struct",
+                "Handler": "interface",
+                "ID": "type",
+                "MaxConns": "constant",
+                "Server.Start": "method",
+                "main": "function",
+            },
+        ),
+        (
+            "point.rs",
+            {
+                "Point": "impl",
+                "Point.new": "method",
+                "Shape": "interface",
+                "Shape.area": "method",
+                "E": "enum",
+                "LIMIT": "constant",
+                "inner": "module",
+                "inner.f": "function",
+                "m": "macro",
+            },
+        ),
+        (
+            "A.java",
+            {
+                "A": "class",
+                "A.MAX": "constant",
+                "A.doIt": "method",
+                "A.A": "method",
+                "A.I": "interface",
+                "A.I.run": "method",
+                "A.Color": "enum",
+            },
+        ),
+        (
+            "add.c",
+            {
+                "LIMIT": "constant",
+                "add": "function",
+                "point": "struct",
+                "point_t": "type",
+                "color": "enum",
+            },
+        ),
+        (
+            "widget.cpp",
+            {
+                "ns": "module",
+                "ns.Widget": "class",
+                "ns.Widget.size": "method",
+                "ns.Widget.draw": "method",
+            },
+        ),
+        (
+            "greeter.rb",
+            {
+                "Util": "module",
+                "Util.Greeter": "class",
+                "Util.Greeter.LIMIT": "constant",
+                "Util.Greeter.hello": "method",
+                "Util.Greeter.make": "method",
+                "top_level": "function",
+            },
+        ),
+    ],
+)
 def test_definitions_and_kinds(name, expected):
     found = chunks_of(name)
     for qualname, kind in expected.items():
@@ -107,10 +183,18 @@ def test_invalid_utf8_is_replaced_not_fatal():
     assert found
 
 
-@pytest.mark.parametrize(("path", "lang"), [
-    ("a.pyi", "python"), ("x.mjs", "javascript"), ("x.tsx", "tsx"), ("x.hpp", "cpp"),
-    ("Makefile", "make"), ("x.yml", "yaml"), ("x.unknown", "text"),
-])
+@pytest.mark.parametrize(
+    ("path", "lang"),
+    [
+        ("a.pyi", "python"),
+        ("x.mjs", "javascript"),
+        ("x.tsx", "tsx"),
+        ("x.hpp", "cpp"),
+        ("Makefile", "make"),
+        ("x.yml", "yaml"),
+        ("x.unknown", "text"),
+    ],
+)
 def test_language_detection(path, lang):
     assert languages.detect(path)[0] == lang
 

@@ -52,10 +52,21 @@ def indexed(home, daemon, project):
 def test_index_then_find_the_tightest_definition(home, indexed):
     doc = find(home, indexed, "terminal size get")
     top = doc["results"][0]
-    assert set(top) >= {"path", "start_line", "end_line", "symbol", "kind", "lang", "score",
-                        "snippet"}
-    assert (top["path"], top["symbol"], top["kind"]) == ("terminal.py", "get_terminal_size",
-                                                         "method")
+    assert set(top) >= {
+        "path",
+        "start_line",
+        "end_line",
+        "symbol",
+        "kind",
+        "lang",
+        "score",
+        "snippet",
+    }
+    assert (top["path"], top["symbol"], top["kind"]) == (
+        "terminal.py",
+        "get_terminal_size",
+        "method",
+    )
     assert (top["start_line"], top["end_line"]) == (13, 16)
     assert "def get_terminal_size" in top["snippet"]
     assert doc["cache"] == "miss" and doc["took_ms"] > 0
@@ -81,18 +92,24 @@ def test_filters(home, indexed):
 
 
 def test_gitignored_files_are_not_indexed(home, indexed):
-    assert not [r for r in find(home, indexed, "ignored function")["results"]
-                if r["path"].startswith("generated/")]
+    assert not [
+        r
+        for r in find(home, indexed, "ignored function")["results"]
+        if r["path"].startswith("generated/")
+    ]
     assert all(r["path"] != "debug.log" for r in find(home, indexed, "terminal")["results"])
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"query": ""}, 422, "invalid_query"),
-    ({"query": "foo lang:cobol"}, 422, "invalid_query"),
-    ({"query": "foo kind:lambda"}, 422, "invalid_query"),
-    ({"query": 5}, 422, "invalid_value"),
-    ({"query": "x", "limit": 0}, 422, "invalid_value"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"query": ""}, 422, "invalid_query"),
+        ({"query": "foo lang:cobol"}, 422, "invalid_query"),
+        ({"query": "foo kind:lambda"}, 422, "invalid_query"),
+        ({"query": 5}, 422, "invalid_value"),
+        ({"query": "x", "limit": 0}, 422, "invalid_value"),
+    ],
+)
 def test_bad_queries_get_clear_errors(home, indexed, body, status, code):
     doc = api(home, "POST", "/v1/search", {"path": str(indexed), **body}, status=status)
     assert doc["error"]["code"] == code
@@ -128,8 +145,7 @@ def test_definitions_exact_prefix_fuzzy(home, indexed):
 
 
 def test_references(home, indexed):
-    doc = api(home, "POST", "/v1/references",
-              {"name": "makeHttpConnection", "path": str(indexed)})
+    doc = api(home, "POST", "/v1/references", {"name": "makeHttpConnection", "path": str(indexed)})
     got = [(r["path"], r["line"], r["in"]) for r in doc["results"]]
     assert got == [("app.js", 2, "makeHttpConnection"), ("app.js", 6, "Pool.acquire")]
 
@@ -164,13 +180,18 @@ def test_edit_create_rename_delete_then_search(home, indexed):
 
     (indexed / "pkg").mkdir()
     (indexed / "pkg" / "new_mod.py").write_text("class BrandNewThing:\n    pass\n")
-    assert find(home, indexed, "brand new thing", fresh=True)["results"][0]["path"] == \
-        "pkg/new_mod.py"
+    assert (
+        find(home, indexed, "brand new thing", fresh=True)["results"][0]["path"] == "pkg/new_mod.py"
+    )
 
     os.rename(indexed / "pkg" / "new_mod.py", indexed / "pkg" / "renamed.py")
+
     def pkg_paths():
-        return {r["path"] for r in find(home, indexed, "brand new thing", fresh=True)["results"]
-                if r["path"].startswith("pkg/")}
+        return {
+            r["path"]
+            for r in find(home, indexed, "brand new thing", fresh=True)["results"]
+            if r["path"].startswith("pkg/")
+        }
 
     assert pkg_paths() == {"pkg/renamed.py"}
     shutil.rmtree(indexed / "pkg")
@@ -208,8 +229,12 @@ def test_ranking_changes_live_and_clear_the_cache(home, indexed):
 
 
 def test_batch_search(home, indexed):
-    doc = api(home, "POST", "/v1/search/batch",
-              {"queries": ["terminal", "pool acquire", "lang:cobol"], "path": str(indexed)})
+    doc = api(
+        home,
+        "POST",
+        "/v1/search/batch",
+        {"queries": ["terminal", "pool acquire", "lang:cobol"], "path": str(indexed)},
+    )
     answers = doc["answers"]
     assert answers[0]["results"][0]["path"] == "terminal.py"
     assert answers[1]["results"][0]["symbol"] == "acquire"
@@ -227,7 +252,8 @@ def test_restart_serves_the_index_and_reparses_only_changes(home, daemon_factory
     second.start()
     # the old index answers; the catch-up re-parses app.js alone
     _head, lines = home.client(None).stream_lines(
-        "GET", "/v1/events?follow=true&limit=100&types=index.updated")
+        "GET", "/v1/events?follow=true&limit=100&types=index.updated"
+    )
     for line in lines:
         event = json.loads(line)
         if event["reason"] == "startup":
@@ -240,7 +266,8 @@ def test_restart_serves_the_index_and_reparses_only_changes(home, daemon_factory
 def test_killed_mid_index_leaves_a_consistent_index(home, daemon_factory, project):
     for i in range(400):
         (project / f"bulk_{i}.py").write_text(
-            "".join(f"def bulk_{i}_{j}():\n    return {j}\n" for j in range(20)))
+            "".join(f"def bulk_{i}_{j}():\n    return {j}\n" for j in range(20))
+        )
     d = daemon_factory()
     d.start()
     home.client().request("POST", "/v1/workspaces", {"path": str(project), "wait": False})
@@ -251,8 +278,10 @@ def test_killed_mid_index_leaves_a_consistent_index(home, daemon_factory, projec
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # every file row has exactly the chunks it claims: no half-written file
-    bad = conn.execute("SELECT f.path FROM files f WHERE f.chunks != (SELECT COUNT(*) FROM "
-                       "chunks c WHERE c.file_id = f.id)").fetchall()
+    bad = conn.execute(
+        "SELECT f.path FROM files f WHERE f.chunks != (SELECT COUNT(*) FROM "
+        "chunks c WHERE c.file_id = f.id)"
+    ).fetchall()
     assert bad == []
     conn.close()
     again = daemon_factory()
@@ -264,8 +293,13 @@ def test_killed_mid_index_leaves_a_consistent_index(home, daemon_factory, projec
 
 def test_workspace_deleted_while_indexed(home, indexed):
     shutil.rmtree(indexed)
-    wait_for(lambda: home.client().request("GET", "/v1/workspaces").json()
-             ["workspaces"][0]["state"] == "missing", timeout=20)
+    wait_for(
+        lambda: (
+            home.client().request("GET", "/v1/workspaces").json()["workspaces"][0]["state"]
+            == "missing"
+        ),
+        timeout=20,
+    )
     doc = api(home, "POST", "/v1/search", {"query": "x", "path": str(indexed)}, status=409)
     assert doc["error"]["code"] == "workspace_missing"
     assert home.client().request("GET", "/v1/status").status == 200
@@ -275,8 +309,12 @@ def test_status_answers_while_indexing(home, daemon, project):
     for i in range(300):
         (project / f"load_{i}.py").write_text("def f():\n    pass\n" * 200)
     home.client().request("POST", "/v1/workspaces", {"path": str(project), "wait": False})
-    seen_indexing = wait_for(lambda: (s := home.client().request("GET", "/v1/workspaces")
-                                      .json()["workspaces"]) and s[0]["state"] == "indexing")
+    seen_indexing = wait_for(
+        lambda: (
+            (s := home.client().request("GET", "/v1/workspaces").json()["workspaces"])
+            and s[0]["state"] == "indexing"
+        )
+    )
     assert seen_indexing
     assert home.client(5).request("GET", "/v1/status").status == 200
 
@@ -296,8 +334,15 @@ def test_axctl_find_def_refs_from_inside_the_workspace(home, indexed):
     from tests.conftest import BIN
 
     def run(*args):
-        return subprocess.run([str(BIN / "axctl"), *args], cwd=indexed, env=home.env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [str(BIN / "axctl"), *args],
+            cwd=indexed,
+            env=home.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     out = run("find", "terminal", "size", "--json")
     assert out.returncode == 0, out.stderr
@@ -332,8 +377,10 @@ def _processes_of(state_dir: Path) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if marker in (entry / "environ").read_bytes().split(b"\0") and \
-                        (entry / "stat").read_text().split(") ")[1][0] != "Z":
+                if (
+                    marker in (entry / "environ").read_bytes().split(b"\0")
+                    and (entry / "stat").read_text().split(") ")[1][0] != "Z"
+                ):
                     found.append(int(entry.name))
             except OSError:
                 continue
@@ -374,16 +421,20 @@ def ünïcødé_cødé():
 def test_find_in_every_script(home, daemon, project):
     (project / "names.py").write_text(UNICODE_SOURCE, encoding="utf-8")
     index(home, project)
-    for query, symbol in [("計算する", "計算する"), ("合計", "計算する"),
-                          ("GRÜSSE", "grüße_sagen"), ("grüsse sagen", "grüße_sagen"),
-                          ("ПОЛУЧИТЬ данные", "получитьДанные"),
-                          ("ünïcødé", "ünïcødé_cødé"), ("cødé", "ünïcødé_cødé"),
-                          ("cafe\u0301 ünïcødé", "ünïcødé_cødé")]:
+    for query, symbol in [
+        ("計算する", "計算する"),
+        ("合計", "計算する"),
+        ("GRÜSSE", "grüße_sagen"),
+        ("grüsse sagen", "grüße_sagen"),
+        ("ПОЛУЧИТЬ данные", "получитьДанные"),
+        ("ünïcødé", "ünïcødé_cødé"),
+        ("cødé", "ünïcødé_cødé"),
+        ("cafe\u0301 ünïcødé", "ünïcødé_cødé"),
+    ]:
         results = find(home, project, query)["results"]
         assert results and results[0]["symbol"] == symbol, (query, results[:2])
     out = home.axctl("find", "計算する", "--json", "--workspace", str(project))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["results"][0]["symbol"] == "計算する"
     refs = api(home, "POST", "/v1/references", {"name": "値", "path": str(project)})
-    assert [(r["path"], r["line"]) for r in refs["results"]] == [("names.py", 1),
-                                                                 ("names.py", 3)]
+    assert [(r["path"], r["line"]) for r in refs["results"]] == [("names.py", 1), ("names.py", 3)]

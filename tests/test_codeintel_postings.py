@@ -18,8 +18,7 @@ from axd.codeintel.tokens import term_hash
 
 WORDS = ["alpha", "beta", "gamma", "delta", "eps", "zeta"]
 
-doc_strategy = st.tuples(*[st.lists(st.sampled_from(WORDS), max_size=6)
-                           for _ in FIELDS])
+doc_strategy = st.tuples(*[st.lists(st.sampled_from(WORDS), max_size=6) for _ in FIELDS])
 
 
 def row(doc_id, ws, fields):
@@ -42,9 +41,11 @@ def reference(docs, ws, query, r: Ranking):
             continue
         idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
         for i, f in mine.items():
-            tf = sum(r.weights[k] * f[k].count(term)
-                     / ((1 - r.b) + r.b * len(f[k]) / avg[k])
-                     for k in range(len(FIELDS)) if term in f[k])
+            tf = sum(
+                r.weights[k] * f[k].count(term) / ((1 - r.b) + r.b * len(f[k]) / avg[k])
+                for k in range(len(FIELDS))
+                if term in f[k]
+            )
             if tf:
                 scores[i] = scores.get(i, 0) + idf * tf * (r.k1 + 1) / (r.k1 + tf)
     return scores
@@ -60,10 +61,13 @@ def check(postings, docs, ws, query, ranking):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 2), doc_strategy), min_size=1, max_size=25),
-       st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
-       st.floats(0.1, 3.0), st.floats(0.0, 1.0),
-       st.sets(st.integers(0, 24)))
+@given(
+    st.lists(st.tuples(st.integers(1, 2), doc_strategy), min_size=1, max_size=25),
+    st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
+    st.floats(0.1, 3.0),
+    st.floats(0.0, 1.0),
+    st.sets(st.integers(0, 24)),
+)
 def test_scores_match_the_reference_through_changes(items, query, k1, b, removed):
     ranking = Ranking(k1=k1, b=b, weights=(5.0, 3.0, 1.0, 2.0, 1.5, 1.0))
     postings = Postings()
@@ -89,8 +93,12 @@ def test_scores_match_the_reference_through_changes(items, query, k1, b, removed
 
 def test_ranking_parameters_apply_without_rebuilding():
     postings = Postings()
-    postings.add([row(1, 1, (["alpha"], [], [], [], [], [])),
-                  row(2, 1, ([], [], [], [], [], ["alpha"] * 5 + ["beta"] * 20))])
+    postings.add(
+        [
+            row(1, 1, (["alpha"], [], [], [], [], [])),
+            row(2, 1, ([], [], [], [], [], ["alpha"] * 5 + ["beta"] * 20)),
+        ]
+    )
     by_name = Ranking(weights=(10.0, 0, 0, 0, 0, 0.1))
     by_body = Ranking(weights=(0.1, 0, 0, 0, 0, 10.0))
     ids, scores = postings.score(1, [term_hash("alpha")], by_name)
@@ -101,9 +109,13 @@ def test_ranking_parameters_apply_without_rebuilding():
 
 def test_containing_all():
     postings = Postings()
-    postings.add([row(1, 1, (["alpha", "beta"], [], [], [], [], [])),
-                  row(2, 1, (["alpha"], [], [], [], [], [])),
-                  row(3, 2, (["alpha", "beta"], [], [], [], [], []))])
+    postings.add(
+        [
+            row(1, 1, (["alpha", "beta"], [], [], [], [], [])),
+            row(2, 1, (["alpha"], [], [], [], [], [])),
+            row(3, 2, (["alpha", "beta"], [], [], [], [], [])),
+        ]
+    )
     got = postings.containing_all(1, [term_hash("alpha"), term_hash("beta")])
     assert got.tolist() == [1]
 
@@ -143,8 +155,10 @@ def test_filter_only_entries_are_dropped_by_any_change():
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 2), doc_strategy), min_size=1, max_size=25),
-       st.lists(st.sampled_from(WORDS), min_size=1, max_size=3))
+@given(
+    st.lists(st.tuples(st.integers(1, 2), doc_strategy), min_size=1, max_size=25),
+    st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
+)
 def test_bulk_load_scores_like_incremental_adds(items, query):
     """What a restart builds (one vectorized load) must rank exactly like the index that
     was built file by file."""

@@ -14,34 +14,40 @@ from axd.codeintel.ignore import IgnoreRules
 from axd.codeintel.query import MAX_TERMS, QueryError, parse
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("get_terminal_size", ["get", "terminal", "size"]),
-    ("GetTerminalSize", ["get", "terminal", "size"]),
-    ("HTTPConnection", ["http", "connection"]),
-    ("http_connection", ["http", "connection"]),
-    ("parseURL2json", ["parse", "url", "json"]),
-    ("x = y + 10", ["10"]),
-    ('"quoted" NEAR foo* a:b', ["quoted", "near", "foo"]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("get_terminal_size", ["get", "terminal", "size"]),
+        ("GetTerminalSize", ["get", "terminal", "size"]),
+        ("HTTPConnection", ["http", "connection"]),
+        ("http_connection", ["http", "connection"]),
+        ("parseURL2json", ["parse", "url", "json"]),
+        ("x = y + 10", ["10"]),
+        ('"quoted" NEAR foo* a:b', ["quoted", "near", "foo"]),
+    ],
+)
 def test_terms(text, expected):
     assert tokens.terms(text) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("grüße_sagen", ["grüsse", "sagen"]),
-    ("GRÜSSE", ["grüsse"]),
-    ("ünïcødé cødé", ["ünïcødé", "cødé"]),
-    ("cafe\u0301", ["café"]),                       # NFD input meets NFC
-    ("\ufb01le \uff21\uff22\uff23def", ["file", "ab", "cdef"]),   # NFKC: ligature, full-width
-    ("получитьДанные", ["получить", "данные"]),
-    ("ΥπολογισμόςΤιμής", ["υπολογισμόσ", "τιμήσ"]),
-    ("गणना_करें", ["गणना", "करें"]),                  # combining marks stay in the word
-    ("مرحبا_بالعالم", ["مرحبا", "بالعالم"]),
-    ("x = 計算する(1)", ["計", "算", "す", "る", "計算", "算す", "する"]),
-    ("数", ["数"]),
-    ("계산하기", ["계", "산", "하", "기", "계산", "산하", "하기"]),
-    ("HTTPConnection © 2024 grüße", ["http", "connection", "2024", "grüsse"]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("grüße_sagen", ["grüsse", "sagen"]),
+        ("GRÜSSE", ["grüsse"]),
+        ("ünïcødé cødé", ["ünïcødé", "cødé"]),
+        ("cafe\u0301", ["café"]),  # NFD input meets NFC
+        ("\ufb01le \uff21\uff22\uff23def", ["file", "ab", "cdef"]),  # NFKC: ligature, full-width
+        ("получитьДанные", ["получить", "данные"]),
+        ("ΥπολογισμόςΤιμής", ["υπολογισμόσ", "τιμήσ"]),
+        ("गणना_करें", ["गणना", "करें"]),  # combining marks stay in the word
+        ("مرحبا_بالعالم", ["مرحبا", "بالعالم"]),
+        ("x = 計算する(1)", ["計", "算", "す", "る", "計算", "算す", "する"]),
+        ("数", ["数"]),
+        ("계산하기", ["계", "산", "하", "기", "계산", "산하", "하기"]),
+        ("HTTPConnection © 2024 grüße", ["http", "connection", "2024", "grüsse"]),
+    ],
+)
 def test_terms_in_every_script(text, expected):
     assert tokens.terms(text) == expected
 
@@ -68,9 +74,17 @@ def test_terms_are_case_folded_and_normalized(text):
 def test_term_hashes_are_stable_across_processes():
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-c", "from axd.codeintel.tokens import term_hash;"
-                          "print(term_hash('terminal'))"], capture_output=True, text=True,
-                         check=True)
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from axd.codeintel.tokens import term_hash;print(term_hash('terminal'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert int(out.stdout) == tokens.term_hash("terminal")
 
 
@@ -135,12 +149,22 @@ def test_ignore_rules(tmp_path):
 def test_fuzzy_definitions_rank_by_edit_distance_first():
     from axd.codeintel.search import edit_distance, rank_fuzzy
 
-    names = ["_strings", "Postings", "postings_for", "PostingsList", "strings", "settings",
-             "_Postings", "posting"]
+    names = [
+        "_strings",
+        "Postings",
+        "postings_for",
+        "PostingsList",
+        "strings",
+        "settings",
+        "_Postings",
+        "posting",
+    ]
     ranked = rank_fuzzy("Postngs", names)
     assert ranked[:3] == ["Postings", "_Postings", "posting"]  # 1 edit, then 2
     assert ranked.index("_strings") > ranked.index("posting")
-    assert rank_fuzzy("get_terminl_size", ["get_terminal_size", "terminal_size",
-                                           "get_size"])[0] == "get_terminal_size"
+    assert (
+        rank_fuzzy("get_terminl_size", ["get_terminal_size", "terminal_size", "get_size"])[0]
+        == "get_terminal_size"
+    )
     assert edit_distance("psoting", "posting") == 1  # a swap is one edit
     assert edit_distance("", "abc") == 3 and edit_distance("kitten", "sitting") == 3

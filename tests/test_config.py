@@ -36,8 +36,9 @@ def test_named_file_must_exist(tmp_path):
 
 def test_file_then_env_layering(tmp_path):
     f = tmp_path / "axd.toml"
-    f.write_text('[daemon]\nlog_level = "debug"\nshutdown_timeout = "250ms"\n'
-                 '[api]\nmax_body_size = "2MiB"\n')
+    f.write_text(
+        '[daemon]\nlog_level = "debug"\nshutdown_timeout = "250ms"\n[api]\nmax_body_size = "2MiB"\n'
+    )
     cfg = config.load(str(f), env={"AXD_DAEMON_LOG_LEVEL": "warning", "HOME": "/x"})
     assert cfg["daemon.log_level"] == "warning"
     assert cfg.sources["daemon.log_level"] == "env AXD_DAEMON_LOG_LEVEL"
@@ -82,12 +83,15 @@ def test_toml_syntax_errors_name_the_file(tmp_path):
     assert "not valid TOML" in str(info.value) and str(f) in str(info.value)
 
 
-@pytest.mark.parametrize(("name", "value", "rule"), [
-    ("AXD_DAEMON_LOG_LEVEL", "loud", "one of"),
-    ("AXD_EVENTS_HISTORY", "ten", "whole number"),
-    ("AXD_API_MAX_BODY_SIZE", "12 parsecs", "a size"),
-    ("AXD_DAEMON_SHUTDOWN_TIMOUT", "3", "did you mean AXD_DAEMON_SHUTDOWN_TIMEOUT"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "rule"),
+    [
+        ("AXD_DAEMON_LOG_LEVEL", "loud", "one of"),
+        ("AXD_EVENTS_HISTORY", "ten", "whole number"),
+        ("AXD_API_MAX_BODY_SIZE", "12 parsecs", "a size"),
+        ("AXD_DAEMON_SHUTDOWN_TIMOUT", "3", "did you mean AXD_DAEMON_SHUTDOWN_TIMEOUT"),
+    ],
+)
 def test_bad_environment_values_are_errors(name, value, rule):
     with pytest.raises(ConfigError) as info:
         config.load(None, env={name: value})

@@ -88,8 +88,9 @@ def test_second_instance_exits_naming_the_first(daemon, daemon_factory, home):
     assert second.wait() == 1
     assert f"pid {daemon.pid}" in second.stderr_text()
     # the detached form says the same to a human
-    out = subprocess.run([str(BIN / "axd")], env=home.env, capture_output=True, text=True,
-                         timeout=30, check=False)
+    out = subprocess.run(
+        [str(BIN / "axd")], env=home.env, capture_output=True, text=True, timeout=30, check=False
+    )
     assert out.returncode == 1 and f"pid {daemon.pid}" in out.stderr
     # and the first one is untouched
     assert home.client().request("GET", "/v1/status").json()["pid"] == daemon.pid
@@ -117,8 +118,16 @@ def test_sigterm_lets_an_in_flight_response_finish_then_exits_zero(daemon_factor
     home.write_config("[daemon]\n" + "".join(f"unknown_{i} = 1\n" for i in range(3000)))
     for n in range(1, 4):
         d.signal(signal.SIGHUP)
-        wait_for(lambda n=n: len(home.client().request(
-            "GET", "/v1/events?types=config.reload_failed").body.splitlines()) == n)
+        wait_for(
+            lambda n=n: (
+                len(
+                    home.client()
+                    .request("GET", "/v1/events?types=config.reload_failed")
+                    .body.splitlines()
+                )
+                == n
+            )
+        )
     reader = home.client(None)._open("GET", "/v1/events?types=config.reload_failed", None)
     assert reader.read(12) == b"HTTP/1.1 200"  # the handler is running
     d.signal(signal.SIGTERM)
@@ -166,26 +175,40 @@ def test_sighup_reloads_the_config(daemon_factory, home):
     d.start()
     home.write_config("[events]\nhistory = 5\n")
     d.signal(signal.SIGHUP)
-    wait_for(lambda: home.client().request("GET", "/v1/config").json()
-             ["values"]["events.history"] == 5)
+    wait_for(
+        lambda: home.client().request("GET", "/v1/config").json()["values"]["events.history"] == 5
+    )
     # a broken file on the next SIGHUP changes nothing and is reported
     home.write_config("[events]\nhistory = 'lots'\n")
     d.signal(signal.SIGHUP)
-    status = wait_for(lambda: (s := home.client().request("GET", "/v1/status").json())
-                      ["components"]["config"]["last_error"] and s)
+    status = wait_for(
+        lambda: (
+            (s := home.client().request("GET", "/v1/status").json())["components"]["config"][
+                "last_error"
+            ]
+            and s
+        )
+    )
     assert "events.history = 'lots'" in status["components"]["config"]["last_error"]
     assert home.client().request("GET", "/v1/config").json()["values"]["events.history"] == 5
 
 
 def test_bad_input_gets_json_errors_and_the_daemon_keeps_serving(daemon, home):
-    status, doc = raw_request(home.socket, b"POST /v1/config/validate HTTP/1.1\r\nHost: a\r\n"
-                              b"Connection: close\r\nContent-Length: 5\r\n\r\n{nope")
+    status, doc = raw_request(
+        home.socket,
+        b"POST /v1/config/validate HTTP/1.1\r\nHost: a\r\n"
+        b"Connection: close\r\nContent-Length: 5\r\n\r\n{nope",
+    )
     assert status == 400 and doc["error"]["code"] == "invalid_json"
-    status, doc = raw_request(home.socket, b"GET /v2/whatever HTTP/1.1\r\nHost: a\r\n"
-                              b"Connection: close\r\n\r\n")
+    status, doc = raw_request(
+        home.socket, b"GET /v2/whatever HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
     assert status == 404 and doc["error"]["code"] == "not_found"
-    status, doc = raw_request(home.socket, b"POST /v1/config/validate HTTP/1.1\r\nHost: a\r\n"
-                              b"Connection: close\r\nContent-Length: 99999999\r\n\r\n")
+    status, doc = raw_request(
+        home.socket,
+        b"POST /v1/config/validate HTTP/1.1\r\nHost: a\r\n"
+        b"Connection: close\r\nContent-Length: 99999999\r\n\r\n",
+    )
     assert status == 413 and doc["error"]["details"]["limit"] == 1 << 20
     assert home.client().request("GET", "/v1/status").status == 200
 
@@ -204,8 +227,13 @@ PEER_AS_NOBODY = textwrap.dedent("""
 def test_a_peer_of_another_uid_is_refused(daemon, home):
     if os.geteuid() != 0:
         pytest.skip("needs root to act as another uid")
-    out = subprocess.run([sys.executable, "-c", PEER_AS_NOBODY, home.socket],
-                         capture_output=True, text=True, timeout=30, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PEER_AS_NOBODY, home.socket],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     status, _, body = out.stdout.partition(" ")
     assert status == "403"
     assert json.loads(body)["error"]["code"] == "peer_refused"
@@ -252,9 +280,13 @@ def test_socket_activation_uses_the_inherited_listener(home):
     read_end, write_end = os.pipe()
     fd = listener.fileno()
     with open(home.root / "err", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", ACTIVATE, str(fd), str(write_end)],
-                                env=home.env, pass_fds=(fd, write_end),
-                                stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ACTIVATE, str(fd), str(write_end)],
+            env=home.env,
+            pass_fds=(fd, write_end),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     os.close(write_end)
     try:
         ready = read_ready(read_end, 20)
@@ -285,9 +317,12 @@ def test_log_lines_are_json(daemon):
 
 def wait_for_log(d, msg: str, contains: str, timeout: float = 10.0) -> dict:
     """Wait until the daemon logged a matching JSON line: the event a test waits on."""
-    return wait_for(lambda: next((r for r in d.log_records()
-                                  if r["msg"] == msg and contains in json.dumps(r)), None),
-                    timeout)
+    return wait_for(
+        lambda: next(
+            (r for r in d.log_records() if r["msg"] == msg and contains in json.dumps(r)), None
+        ),
+        timeout,
+    )
 
 
 def collect_notify(listener: socket.socket, until, timeout: float = 10.0) -> list[str]:
@@ -313,8 +348,9 @@ def _refuses(path: str) -> bool:
 
 def test_a_second_daemon_on_the_same_state_dir_is_refused(daemon, daemon_factory, home):
     other = daemon_factory()
-    ready = other.start(env={"AXD_SOCKET": str(home.root / "run2" / "axd.sock")},
-                        expect_ready=False)
+    ready = other.start(
+        env={"AXD_SOCKET": str(home.root / "run2" / "axd.sock")}, expect_ready=False
+    )
     assert ready["code"] == "already_running" and ready["pid"] == daemon.pid
     assert f"state dir {home.state_dir}" in ready["message"]
     assert other.wait() == 1
@@ -332,19 +368,29 @@ def test_a_follower_that_disconnects_is_not_an_error(daemon, home):
             assert s.recv(4096).startswith(b"HTTP/1.1 200")
         # an event for the gone follower to fail on, then one more to prove it was dropped
         home.client().request("POST", "/v1/config/reload", {})
-        wait_for(lambda: home.client().request("GET", "/v1/status").json()
-                 ["components"]["events"]["subscribers"] == 0)
+        wait_for(
+            lambda: (
+                home.client()
+                .request("GET", "/v1/status")
+                .json()["components"]["events"]["subscribers"]
+                == 0
+            )
+        )
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
     assert _errors(daemon) == []
 
 
-@pytest.mark.parametrize("garbage", [
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) * 40,  # a TLS hello
-    b"HELO example.org\r\n\r\n",
-    b"GET / HTTP/9.9\r\n\r\n",
-    b"GET /v1/status HTTP/1.1\r\nHost: a\r\nBad Header Without Colon\r\n\r\n",
-], ids=["tls", "smtp", "version", "header"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) * 40,  # a TLS hello
+        b"HELO example.org\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET /v1/status HTTP/1.1\r\nHost: a\r\nBad Header Without Colon\r\n\r\n",
+    ],
+    ids=["tls", "smtp", "version", "header"],
+)
 def test_bytes_that_are_not_http_get_a_json_error_and_no_echo(daemon, home, garbage):
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(10)

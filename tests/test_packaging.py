@@ -21,34 +21,74 @@ BUILTIN = ("todos", "complexity", "git-recent", "imports")
 
 def test_a_daemon_installed_from_the_wheel_lists_the_builtin_plugins(home, daemon_factory):
     dist = home.root / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(dist), str(REPO)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next(dist.glob("axd-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for plugin in BUILTIN:
         assert f"axd/builtin_plugins/{plugin}/plugin.toml" in names, plugin
 
     venv = home.root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
     python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                    "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     # The dependencies come from this environment; the package itself from the wheel.
-    site = subprocess.run([str(python), "-c", "import sysconfig; "
-                           "print(sysconfig.get_paths()['purelib'])"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "deps-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    where = subprocess.run([str(python), "-c", "import axd; print(axd.__file__)"],
-                           check=True, capture_output=True, text=True, cwd=home.root).stdout
+    where = subprocess.run(
+        [str(python), "-c", "import axd; print(axd.__file__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=home.root,
+    ).stdout
     assert where.startswith(str(venv)), where
 
     home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="true")
     daemon_factory().start(python=str(python), cwd=str(home.root))
-    listed = wait_for(lambda: {p["name"]: p for p in home.client().request(
-        "GET", "/v1/plugins").json()["plugins"]})
+    listed = wait_for(
+        lambda: {
+            p["name"]: p for p in home.client().request("GET", "/v1/plugins").json()["plugins"]
+        }
+    )
     assert set(BUILTIN) <= set(listed)
     for plugin in BUILTIN:
         assert listed[plugin]["folder"].startswith(str(venv)), listed[plugin]["folder"]

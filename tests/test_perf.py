@@ -81,8 +81,7 @@ def test_the_gate_fires_on_an_injected_slowdown_and_not_on_a_rerun(home, tmp_pat
     # machine showed just now (a loaded machine spreads more, so it gets a larger delay).
     delay = 5 + 3 * max(w["p95"] - w["p50"], w["p50"])
     manifest.write_text(MANIFEST.format(extra=f"inject_delay_ms = {delay:.1f}"))
-    slow = home.axctl("perf", "run", str(manifest), "--baseline", str(base), env=env,
-                      timeout=300)
+    slow = home.axctl("perf", "run", str(manifest), "--baseline", str(base), env=env, timeout=300)
     assert slow.returncode == 1 and "REGRESSION" in slow.stdout
     compared = home.axctl("perf", "compare", str(base), str(again), "--json")
     assert json.loads(compared.stdout)["regressed"] is False
@@ -104,16 +103,33 @@ def ptrace_allowed() -> bool:
     return os.geteuid() == 0 or scope == 0
 
 
-@pytest.mark.parametrize("sampler", [
-    "builtin",
-    pytest.param("py-spy", marks=pytest.mark.skipif(
-        not ptrace_allowed(), reason="ptrace is not allowed (not root, Yama scope > 0)")),
-])
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        "builtin",
+        pytest.param(
+            "py-spy",
+            marks=pytest.mark.skipif(
+                not ptrace_allowed(), reason="ptrace is not allowed (not root, Yama scope > 0)"
+            ),
+        ),
+    ],
+)
 def test_profile_the_daemon(home, echo_daemon, tmp_path, sampler):
     # an idle daemon is a valid profile too: py-spy draws no busy samples, and says so
     out = tmp_path / "daemon.svg"
-    run = home.axctl("perf", "inspect", "--daemon", "--seconds", "1", "--sampler", sampler,
-                     "-o", str(out), "--json")
+    run = home.axctl(
+        "perf",
+        "inspect",
+        "--daemon",
+        "--seconds",
+        "1",
+        "--sampler",
+        sampler,
+        "-o",
+        str(out),
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
     assert doc["sampler"] == sampler and doc["output"] == str(out)
@@ -124,23 +140,48 @@ def test_profile_the_daemon(home, echo_daemon, tmp_path, sampler):
 def test_profile_a_busy_plugin_in_process(home, echo_daemon, tmp_path):
     import threading
 
-    busy = threading.Thread(target=lambda: home.client(60).request(
-        "POST", "/v1/plugins/echo/call", {"method": "burn", "params": [3]}))
+    busy = threading.Thread(
+        target=lambda: home.client(60).request(
+            "POST", "/v1/plugins/echo/call", {"method": "burn", "params": [3]}
+        )
+    )
     busy.start()
     out = tmp_path / "echo.txt"
-    run = home.axctl("perf", "inspect", "--plugin", "echo", "--seconds", "1", "--format",
-                     "collapsed", "--sampler", "builtin", "-o", str(out))
+    run = home.axctl(
+        "perf",
+        "inspect",
+        "--plugin",
+        "echo",
+        "--seconds",
+        "1",
+        "--format",
+        "collapsed",
+        "--sampler",
+        "builtin",
+        "-o",
+        str(out),
+    )
     busy.join()
     assert run.returncode == 0, run.stderr
     assert "sampler builtin" in run.stdout
     assert "burn (echo_plugin.py" in out.read_text()
-    speed = home.axctl("perf", "inspect", "--plugin", "echo", "--seconds", "0.5",
-                       "--format", "speedscope", "--sampler", "builtin", "-o",
-                       str(tmp_path / "s.json"))
+    speed = home.axctl(
+        "perf",
+        "inspect",
+        "--plugin",
+        "echo",
+        "--seconds",
+        "0.5",
+        "--format",
+        "speedscope",
+        "--sampler",
+        "builtin",
+        "-o",
+        str(tmp_path / "s.json"),
+    )
     assert speed.returncode == 0
     assert json.loads((tmp_path / "s.json").read_text())["profiles"][0]["type"] == "sampled"
-    top = home.axctl("perf", "inspect", "--plugin", "echo", "--seconds", "0.3", "--top",
-                     "--json")
+    top = home.axctl("perf", "inspect", "--plugin", "echo", "--seconds", "0.3", "--top", "--json")
     assert "top" in json.loads(top.stdout)
 
 
@@ -149,16 +190,38 @@ def test_bm25_sweep_scores_configurations_and_applies_the_best(home, daemon, tmp
     shutil.copytree(DATA / "polyglot", root)
     assert home.client(60).request("POST", "/v1/workspaces", {"path": str(root)}).status == 200
     relevance = tmp_path / "rel.json"
-    relevance.write_text(json.dumps({"queries": [
-        {"query": "terminal size get", "path": "terminal.py", "start_line": 13},
-        {"query": "http connection", "path": "conn.ts", "start_line": 2},
-        {"query": "greeting", "path": "component.tsx", "start_line": 4},
-        {"query": "server start", "path": "server.go", "start_line": 10},
-    ]}))
+    relevance.write_text(
+        json.dumps(
+            {
+                "queries": [
+                    {"query": "terminal size get", "path": "terminal.py", "start_line": 13},
+                    {"query": "http connection", "path": "conn.ts", "start_line": 2},
+                    {"query": "greeting", "path": "component.tsx", "start_line": 4},
+                    {"query": "server start", "path": "server.go", "start_line": 10},
+                ]
+            }
+        )
+    )
     chart = tmp_path / "sweep.png"
-    out = home.axctl("perf", "sweep", "--set", str(relevance), "-w", str(root),
-                     "--k1", "0.5,1.2,2", "--b", "0.3,0.75", "--weights", "name=8;body=3",
-                     "--chart", str(chart), "--apply", "--json", timeout=300)
+    out = home.axctl(
+        "perf",
+        "sweep",
+        "--set",
+        str(relevance),
+        "-w",
+        str(root),
+        "--k1",
+        "0.5,1.2,2",
+        "--b",
+        "0.3,0.75",
+        "--weights",
+        "name=8;body=3",
+        "--chart",
+        str(chart),
+        "--apply",
+        "--json",
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert len(doc["rows"]) >= 5 and doc["rows"][0]["label"] == "current"

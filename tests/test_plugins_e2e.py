@@ -41,7 +41,8 @@ def writable_cgroup_v1() -> bool:
 
 needs_cgroups = pytest.mark.skipif(
     not writable_cgroup_v1(),
-    reason="needs writable cgroup v1 cpu and memory hierarchies (run as root on a v1 host)")
+    reason="needs writable cgroup v1 cpu and memory hierarchies (run as root on a v1 host)",
+)
 
 
 @pytest.fixture
@@ -90,8 +91,12 @@ def test_list_states_errors_and_enforcement(home, pdaemon):
     doc = api(home, "GET", "/v1/plugins")
     by_name = {p["name"]: p for p in doc["plugins"]}
     assert by_name["echo"]["state"] == "running" and by_name["echo"]["pid"]
-    assert by_name["echo"]["budget"] == {"cpu": 0.2, "memory": "96MiB",
-                                         "memory_high": "96MiB", "pids": 16}
+    assert by_name["echo"]["budget"] == {
+        "cpu": 0.2,
+        "memory": "96MiB",
+        "memory_high": "96MiB",
+        "pids": 16,
+    }
     wait_for(lambda: plugin(home, "badimport")["state"] == "failed")
     bad = plugin(home, "badimport")
     assert "ModuleNotFoundError" in bad["last_error"]
@@ -107,8 +112,7 @@ def test_list_states_errors_and_enforcement(home, pdaemon):
 
 
 def test_calls_errors_and_timeouts(home, pdaemon):
-    assert call(home, "echo", {"value": [1, 2]})["result"] == {"value": [1, 2],
-                                                                "greeting": "hi"}
+    assert call(home, "echo", {"value": [1, 2]})["result"] == {"value": [1, 2], "greeting": "hi"}
     missing = call(home, "nope", status=404)
     assert missing["error"]["code"] == "no_such_method" and "echo" in missing["error"]["message"]
     failed = call(home, "fail", status=500)
@@ -116,8 +120,13 @@ def test_calls_errors_and_timeouts(home, pdaemon):
     assert failed["error"]["message"] == "echo.fail raised ValueError: asked to fail"
     assert failed["error"]["details"]["exception"] == "ValueError"
     assert "traceback" not in failed["error"]["details"]
-    logged = wait_for(lambda: [r for r in api_lines(home, "/v1/plugins/echo/logs?limit=50")
-                               if "echo.fail raised" in r["msg"]])
+    logged = wait_for(
+        lambda: [
+            r
+            for r in api_lines(home, "/v1/plugins/echo/logs?limit=50")
+            if "echo.fail raised" in r["msg"]
+        ]
+    )
     assert 'raise ValueError("asked to fail")' in logged[0]["exc"]
     shown = home.axctl("plugin", "call", "echo", "fail")
     assert shown.returncode == 1 and "Traceback" not in shown.stderr
@@ -143,8 +152,9 @@ def test_crash_restarts_with_backoff_then_fails_in_a_loop(home, pdaemon):
     wait_for(lambda: plugin(home, "echo")["state"] == "running")
     info = plugin(home, "echo")
     assert info["restarts"] == 1 and "status 7" in info["last_error"]
-    assert any(e["plugin"] == "echo" and e["exit_code"] == 7
-               for e in events(home, "plugin.crashed"))
+    assert any(
+        e["plugin"] == "echo" and e["exit_code"] == 7 for e in events(home, "plugin.crashed")
+    )
     crash_once()
     crash_once()  # the third crash inside the window: failed, no more restarts
     wait_for(lambda: plugin(home, "echo")["state"] == "failed")
@@ -155,8 +165,13 @@ def test_crash_restarts_with_backoff_then_fails_in_a_loop(home, pdaemon):
 def test_garbage_on_the_channel_kills_only_that_plugin(home, pdaemon):
     wait_for(lambda: plugin(home, "garbage")["state"] == "running")
     api(home, "POST", "/v1/plugins/garbage/call", {"method": "corrupt"}, status=503)
-    wait_for(lambda: any("protocol error" in e["reason"]
-                         for e in events(home, "plugin.crashed") if e["plugin"] == "garbage"))
+    wait_for(
+        lambda: any(
+            "protocol error" in e["reason"]
+            for e in events(home, "plugin.crashed")
+            if e["plugin"] == "garbage"
+        )
+    )
     assert call(home, "echo", {"value": 1})["result"]["value"] == 1
 
 
@@ -229,8 +244,12 @@ def test_cpu_is_held_to_its_quota(home, pdaemon):
     group = _group_dir("cpuacct", pdaemon.pid, "echo")
     used = int(Path(group, "cpuacct.usage").read_text()) / 1e9
     assert used / wall <= 0.2 * 1.5, (used, wall)  # quota 0.2 cores, plus tolerance
-    wait_for(lambda: any(e["plugin"] == "echo" and e["resource"] == "cpu"
-                         for e in events(home, "budget.warning")), timeout=10)
+    wait_for(
+        lambda: any(
+            e["plugin"] == "echo" and e["resource"] == "cpu" for e in events(home, "budget.warning")
+        ),
+        timeout=10,
+    )
     after = api(home, "GET", "/v1/plugins/echo/stats")
     assert after["throttle_count"] > before["throttle_count"]
 
@@ -238,15 +257,22 @@ def test_cpu_is_held_to_its_quota(home, pdaemon):
 @needs_cgroups
 def test_memory_past_the_limit_is_oom_killed_and_reported(home, pdaemon):
     first = plugin(home, "echo")["pid"]
-    resp = home.client(90).request("POST", "/v1/plugins/echo/call",
-                                   {"method": "alloc", "params": [300], "timeout": 60})
+    resp = home.client(90).request(
+        "POST", "/v1/plugins/echo/call", {"method": "alloc", "params": [300], "timeout": 60}
+    )
     assert resp.status == 503, resp.body  # the process died under the call
-    wait_for(lambda: any(e["plugin"] == "echo" and e["reason"] == "oom_kill"
-                         for e in events(home, "budget.exceeded")), timeout=20)
+    wait_for(
+        lambda: any(
+            e["plugin"] == "echo" and e["reason"] == "oom_kill"
+            for e in events(home, "budget.exceeded")
+        ),
+        timeout=20,
+    )
     # the crash is reported by the process watcher, the OOM by the budget monitor: either
     # may come first, so wait for each event rather than for one and then read the other
-    crash = wait_for(lambda: [e for e in events(home, "plugin.crashed")
-                              if e["plugin"] == "echo"], timeout=20)[-1]
+    crash = wait_for(
+        lambda: [e for e in events(home, "plugin.crashed") if e["plugin"] == "echo"], timeout=20
+    )[-1]
     assert "OOM" in crash["reason"]
     wait_for(lambda: (p := plugin(home, "echo"))["state"] == "running" and p["pid"] != first)
     assert api(home, "GET", "/v1/status")["pid"] == pdaemon.pid
@@ -273,16 +299,22 @@ def test_budgets_change_live_without_restarting(home, pdaemon, tmp_path):
 
 def test_budgets_validate(home, pdaemon):
     bad = home.root / "bad-budgets.toml"
-    bad.write_text('[echo]\ncpu = "lots"\nmemory = "1KiB"\n[ghost]\npids = 4\n'
-                   '[garbage]\nmemory = "64MiB"\nmemory_high = "1GiB"\n')
+    bad.write_text(
+        '[echo]\ncpu = "lots"\nmemory = "1KiB"\n[ghost]\npids = 4\n'
+        '[garbage]\nmemory = "64MiB"\nmemory_high = "1GiB"\n'
+    )
     out = home.axctl("budgets", "validate", str(bad))
     assert out.returncode == 1
-    for expected in ("echo.cpu = 'lots'", "echo.memory = '1KiB'", "[ghost]: no such plugin",
-                     "memory_high (1GiB) is above memory"):
+    for expected in (
+        "echo.cpu = 'lots'",
+        "echo.memory = '1KiB'",
+        "[ghost]: no such plugin",
+        "memory_high (1GiB) is above memory",
+    ):
         assert expected in out.stderr, expected
     assert str(bad) in out.stderr
     good = home.root / "good-budgets.toml"
-    good.write_text('[echo]\ncpu = 0.5\n')
+    good.write_text("[echo]\ncpu = 0.5\n")
     assert home.axctl("budgets", "validate", str(good)).returncode == 0
 
 

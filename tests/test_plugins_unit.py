@@ -39,8 +39,14 @@ def test_a_bad_manifest_names_every_field():
     with pytest.raises(manifest.ManifestError) as info:
         manifest.load(str(DATA / "badmanifest"))
     text = str(info.value)
-    for field in ("plugin.version", "plugin.description", "plugin.name = 'Bad Name'",
-                  "plugin.entry = 'x:y:z'", "plugin.keywords", "budget.memory = 'lots'"):
+    for field in (
+        "plugin.version",
+        "plugin.description",
+        "plugin.name = 'Bad Name'",
+        "plugin.entry = 'x:y:z'",
+        "plugin.keywords",
+        "budget.memory = 'lots'",
+    ):
         assert field in text, field
     assert text.startswith(str(DATA / "badmanifest" / "plugin.toml"))
 
@@ -56,16 +62,19 @@ def test_cpu_units(raw, cores):
     assert budgets.parse_cpu(raw) == cores
 
 
-@pytest.mark.parametrize(("table", "problem"), [
-    ({"cpu": "lots"}, "cores (0.5) or a percentage"),
-    ({"cpu": 0}, "at least 0.01"),
-    ({"cpu": 10_000}, "machine's count"),
-    ({"memory": "12 parsecs"}, "a size such as"),
-    ({"memory": "1MiB"}, "at least 8MiB"),
-    ({"pids": 1}, "at least 2"),
-    ({"memory": "64MiB", "memory_high": "128MiB"}, "memory_high (128MiB) is above memory"),
-    ({"disk": 5}, "unknown budget key"),
-])
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ({"cpu": "lots"}, "cores (0.5) or a percentage"),
+        ({"cpu": 0}, "at least 0.01"),
+        ({"cpu": 10_000}, "machine's count"),
+        ({"memory": "12 parsecs"}, "a size such as"),
+        ({"memory": "1MiB"}, "at least 8MiB"),
+        ({"pids": 1}, "at least 2"),
+        ({"memory": "64MiB", "memory_high": "128MiB"}, "memory_high (128MiB) is above memory"),
+        ({"disk": 5}, "unknown budget key"),
+    ],
+)
 def test_budget_problems(table, problem):
     _, problems = budgets.parse_budget(table, "f.toml: echo")
     assert any(problem in p for p in problems), problems
@@ -124,14 +133,18 @@ def test_v2_backend_on_a_fake_cgroupfs(tmp_path):
     group.apply(Budget())
     assert (path / "cpu.max").read_text() == "max 100000"
     assert (path / "memory.max").read_text() == "max"
-    (path / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n"
-                                   "nr_periods 40\nnr_throttled 10\nthrottled_usec 750000\n")
+    (path / "cpu.stat").write_text(
+        "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n"
+        "nr_periods 40\nnr_throttled 10\nthrottled_usec 750000\n"
+    )
     (path / "memory.current").write_text("1048576\n")
     (path / "memory.peak").write_text("4194304\n")
     (path / "memory.events").write_text("low 0\nhigh 3\nmax 1\noom 1\noom_kill 1\n")
     (path / "pids.current").write_text("4\n")
-    (path / "cpu.pressure").write_text("some avg10=1.50 avg60=0.00 avg300=0.00 total=1\n"
-                                       "full avg10=0.25 avg60=0.00 avg300=0.00 total=1\n")
+    (path / "cpu.pressure").write_text(
+        "some avg10=1.50 avg60=0.00 avg300=0.00 total=1\n"
+        "full avg10=0.25 avg60=0.00 avg300=0.00 total=1\n"
+    )
     stats = group.stats()
     assert stats.cpu_usage_s == 2.5 and stats.throttled_s == 0.75
     assert (stats.nr_periods, stats.nr_throttled) == (40, 10)
@@ -153,8 +166,14 @@ class FakeConfig(dict):
 
 
 def monitor_with(budget: Budget) -> tuple[Monitor, PluginState, EventBus]:
-    config = FakeConfig({"plugins.sample_interval": 1.0, "budget.warn_fraction": 0.8,
-                         "budget.throttle_warn": 0.25, "budget.window": 10.0})
+    config = FakeConfig(
+        {
+            "plugins.sample_interval": 1.0,
+            "budget.warn_fraction": 0.8,
+            "budget.throttle_warn": 0.25,
+            "budget.window": 10.0,
+        }
+    )
     bus = EventBus()
 
     class Sup:
@@ -181,8 +200,9 @@ def test_monitor_memory_warning_once_per_crossing():
 def test_monitor_cpu_throttling_warns_then_exceeds_when_sustained():
     m, ps, bus = monitor_with(Budget(cpu=0.2))
     for t in range(25):  # every period throttled, for 25 s
-        m.observe(ps, float(t), CgroupStats(cpu_usage_s=0.2 * t, nr_periods=10 * t,
-                                            nr_throttled=10 * t))
+        m.observe(
+            ps, float(t), CgroupStats(cpu_usage_s=0.2 * t, nr_periods=10 * t, nr_throttled=10 * t)
+        )
     kinds = [e["type"] for e in bus.recent(TypeFilter(["budget.*"]))]
     assert kinds == ["budget.warning", "budget.exceeded"]
     exceeded = bus.recent(TypeFilter(["budget.exceeded"]))[0]
@@ -221,6 +241,7 @@ def test_a_method_named_like_an_sdk_attribute_is_refused():
 
 # ---- parameters checked against type hints -----------------------------------------------
 
+
 def _spec(func):
     return MethodSpec.of(func.__name__, func)
 
@@ -237,20 +258,26 @@ def test_params_are_bound_by_name_position_or_single_value():
     assert spec.signature() == "n: an integer (1..100) = 10, path: a string or null = null"
 
 
-@pytest.mark.parametrize(("params", "param", "message"), [
-    ({"n": "x"}, "n", "parameter 'n' must be an integer, got \"x\" (a string)"),
-    ({"n": True}, "n", "parameter 'n' must be an integer, got true (a boolean)"),
-    ({"n": 0}, "n", "parameter 'n' must be at least 1, got 0 (an integer)"),
-    ({"n": 101}, "n", "parameter 'n' must be at most 100, got 101 (an integer)"),
-    ({"tags": ["a", 1]}, "tags", "parameter 'tags' must be a list of strings"),
-    ({"mode": "loud"}, "mode", "parameter 'mode' must be one of \"fast\", \"exact\""),
-    ({"nope": 1}, "nope", "f has no parameter 'nope'; it takes n: an integer (1..100)"),
-    ({}, "n", "parameter 'n' (an integer) is required"),
-    ([1, [], "fast", 4], "params", "f takes at most 3 parameters"),
-])
+@pytest.mark.parametrize(
+    ("params", "param", "message"),
+    [
+        ({"n": "x"}, "n", "parameter 'n' must be an integer, got \"x\" (a string)"),
+        ({"n": True}, "n", "parameter 'n' must be an integer, got true (a boolean)"),
+        ({"n": 0}, "n", "parameter 'n' must be at least 1, got 0 (an integer)"),
+        ({"n": 101}, "n", "parameter 'n' must be at most 100, got 101 (an integer)"),
+        ({"tags": ["a", 1]}, "tags", "parameter 'tags' must be a list of strings"),
+        ({"mode": "loud"}, "mode", 'parameter \'mode\' must be one of "fast", "exact"'),
+        ({"nope": 1}, "nope", "f has no parameter 'nope'; it takes n: an integer (1..100)"),
+        ({}, "n", "parameter 'n' (an integer) is required"),
+        ([1, [], "fast", 4], "params", "f takes at most 3 parameters"),
+    ],
+)
 def test_params_that_do_not_fit_are_refused_naming_the_parameter(params, param, message):
-    def f(n: Annotated[int, Range(1, 100)], tags: list[str] | None = None,
-          mode: Literal["fast", "exact"] = "fast"):
+    def f(
+        n: Annotated[int, Range(1, 100)],
+        tags: list[str] | None = None,
+        mode: Literal["fast", "exact"] = "fast",
+    ):
         return n
 
     with pytest.raises(InvalidParams) as caught:
@@ -268,6 +295,7 @@ def test_unannotated_and_var_keyword_methods_take_anything():
 
 
 # ---- FileIndexPlugin: the skeleton of the shipped plugins -----------------------------------
+
 
 class _Daemon:
     def __init__(self, files: list[str]) -> None:

@@ -81,8 +81,11 @@ def generation(home) -> int:
 def test_a_good_edit_is_served_with_the_state_handed_over(home, pd, folder):
     call(home, "echo", [1])
     old_pid = info(home)["pid"]
-    edit(folder, '"greeting": self.config.get("greeting")}',
-         '"greeting": self.config.get("greeting"), "edited": True}')
+    edit(
+        folder,
+        '"greeting": self.config.get("greeting")}',
+        '"greeting": self.config.get("greeting"), "edited": True}',
+    )
     wait_for(lambda: generation(home) == 1, timeout=20)
     assert call(home, "echo", [1])["result"]["edited"] is True
     assert info(home)["pid"] != old_pid
@@ -95,8 +98,9 @@ def test_a_good_edit_is_served_with_the_state_handed_over(home, pd, folder):
 
 def test_a_syntax_error_rolls_back_and_the_next_save_retries(home, pd, folder):
     pid = info(home)["pid"]
-    (folder / "echo_plugin.py").write_text((folder / "echo_plugin.py").read_text()
-                                           + "\ndef broken(:\n")
+    (folder / "echo_plugin.py").write_text(
+        (folder / "echo_plugin.py").read_text() + "\ndef broken(:\n"
+    )
     wait_for(lambda: (info(home)["reload"] or {}).get("state") == "failed", timeout=20)
     state = info(home)
     assert state["pid"] == pid and state["state"] == "running"
@@ -114,8 +118,11 @@ def test_a_syntax_error_rolls_back_and_the_next_save_retries(home, pd, folder):
 
 def test_an_exception_in_restore_rolls_back(home, pd, folder):
     pid = info(home)["pid"]
-    edit(folder, "    def restore(self, state):\n        self.state = state",
-         "    def restore(self, state):\n        raise RuntimeError('cannot take this state')")
+    edit(
+        folder,
+        "    def restore(self, state):\n        self.state = state",
+        "    def restore(self, state):\n        raise RuntimeError('cannot take this state')",
+    )
     wait_for(lambda: (info(home)["reload"] or {}).get("state") == "failed", timeout=20)
     assert info(home)["reload"]["stage"] == "handover"
     assert "cannot take this state" in info(home)["reload"]["error"]
@@ -127,8 +134,12 @@ def test_a_burst_of_saves_gives_at_most_two_reloads_and_the_last_wins(home, pd, 
     path = folder / "echo_plugin.py"
     original = path.read_text()
     for i in range(100):  # 100 saves, back to back
-        path.write_text(original.replace('"greeting": self.config.get("greeting")}',
-                                         f'"greeting": self.config.get("greeting"), "n": {i}}}'))
+        path.write_text(
+            original.replace(
+                '"greeting": self.config.get("greeting")}',
+                f'"greeting": self.config.get("greeting"), "n": {i}}}',
+            )
+        )
     wait_for(lambda: generation(home) >= 1, timeout=20)
     # The last save is served only by the last reload (a reload's event is published
     # before the new version takes calls), so nothing is left to come after this.
@@ -143,8 +154,11 @@ def test_no_call_fails_during_reloads(home, pd, folder):
     def hammer() -> None:
         client = home.client(30)
         while not stop.is_set():
-            outcomes.append(client.request("POST", "/v1/plugins/echo/call",
-                                           {"method": "echo", "params": [1]}).status)
+            outcomes.append(
+                client.request(
+                    "POST", "/v1/plugins/echo/call", {"method": "echo", "params": [1]}
+                ).status
+            )
 
     path = folder / "echo_plugin.py"
     original = path.read_text()
@@ -152,8 +166,9 @@ def test_no_call_fails_during_reloads(home, pd, folder):
     worker.start()
     try:
         for i in range(3):
-            path.write_text(original.replace('return {"value": value',
-                                             f'return {{"r{i}": 1, "value": value'))
+            path.write_text(
+                original.replace('return {"value": value', f'return {{"r{i}": 1, "value": value')
+            )
             wait_for(lambda i=i: generation(home) == i + 1, timeout=20)
     finally:
         stop.set()
@@ -178,9 +193,10 @@ def test_a_budget_change_in_the_manifest_is_applied_in_place(home, pd, folder):
 
 
 def test_the_config_file_reloads_live(home, pd):
-    home.write_config('[codeintel.bm25]\nk1 = 1.7\n')
-    wait_for(lambda: api(home, "GET", "/v1/config")["values"]["codeintel.bm25.k1"] == 1.7,
-             timeout=20)
+    home.write_config("[codeintel.bm25]\nk1 = 1.7\n")
+    wait_for(
+        lambda: api(home, "GET", "/v1/config")["values"]["codeintel.bm25.k1"] == 1.7, timeout=20
+    )
     assert any(e["reason"] == "file changed" for e in events(home, "config.reloaded"))
 
 
@@ -228,15 +244,21 @@ class Session:
         self.reader.raw._sock.shutdown(socket.SHUT_RDWR)
 
     def cmd(self, command, arg="", status=200):
-        resp = self.home.client(30).request("POST", "/v1/plugins/echo/debug/command",
-                                            {"session": self.id, "command": command,
-                                             "arg": arg})
+        resp = self.home.client(30).request(
+            "POST",
+            "/v1/plugins/echo/debug/command",
+            {"session": self.id, "command": command, "arg": arg},
+        )
         assert resp.status == status, resp.body
         return resp.json()
 
     def wait(self, kind, count=1):
-        return wait_for(lambda: [e for e in self.events if e["type"] == kind][count - 1:]
-                        and [e for e in self.events if e["type"] == kind][count - 1])
+        return wait_for(
+            lambda: (
+                [e for e in self.events if e["type"] == kind][count - 1 :]
+                and [e for e in self.events if e["type"] == kind][count - 1]
+            )
+        )
 
 
 def line_of(folder: Path, needle: str) -> int:
@@ -253,8 +275,7 @@ def test_debug_breakpoint_step_print_continue(home, pd, folder):
     caller = threading.Thread(target=lambda: result.update(call(home, "echo", [21])))
     caller.start()
     paused = s.wait("paused")
-    assert (paused["file"], paused["line"], paused["function"]) == ("echo_plugin.py", line,
-                                                                    "echo")
+    assert (paused["file"], paused["line"], paused["function"]) == ("echo_plugin.py", line, "echo")
     assert any(src["current"] and "return" in src["text"] for src in paused["source"])
     assert s.cmd("print", "value * 2")["result"] == "42"
     assert s.cmd("locals")["result"]["value"] == "21"
@@ -343,9 +364,13 @@ def test_plugin_crash_while_paused_is_reported(home, pd, folder):
 
 def test_axctl_debug_scripted_with_json(home, pd, folder):
     line = line_of(folder, 'return {"value": value')
-    proc = subprocess.Popen([str(BIN / "axctl"), "plugin", "debug", "echo", "--json"],
-                            env=home.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "axctl"), "plugin", "debug", "echo", "--json"],
+        env=home.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     proc.stdin.write(f"break echo_plugin.py:{line}\n")
     proc.stdin.flush()
     seen = []
@@ -374,8 +399,10 @@ def _children_of(pid: int) -> list[int]:
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 stat = (entry / "stat").read_text()
-                if int(stat.split(") ")[1].split()[1]) == pid and \
-                        b"axd.plugins.host" in (entry / "cmdline").read_bytes():
+                if (
+                    int(stat.split(") ")[1].split()[1]) == pid
+                    and b"axd.plugins.host" in (entry / "cmdline").read_bytes()
+                ):
                     out.append(int(entry.name))
     return out
 
@@ -414,8 +441,9 @@ def test_dap_listens_on_loopback_until_the_session_ends(home, pd):
 def test_a_save_during_a_reload_is_not_lost(home, pd, folder):
     path = folder / "echo_plugin.py"
     original = path.read_text()
-    slow = original.replace("    def start(self):\n",
-                            "    def start(self):\n        import time; time.sleep(0.6)\n")
+    slow = original.replace(
+        "    def start(self):\n", "    def start(self):\n        import time; time.sleep(0.6)\n"
+    )
     path.write_text(slow.replace('"value": value', '"value": value, "mark": 1'))
     # The second save lands while the first reload is still starting the (slow) plugin:
     # wait until that reload has begun, i.e. a new process is being started.

@@ -37,11 +37,12 @@ SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_verify = pytest.mark.skipif(
     SYSTEMD_ANALYZE is None,
     reason="systemd-analyze is not installed (Debian: apt-get install systemd), "
-           "so the units cannot be verified here",
+    "so the units cannot be verified here",
 )
 
 
 # --- a tiny unit-file parser (systemd allows repeated keys; configparser does not) ---------
+
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
     sections: dict[str, dict[str, list[str]]] = {}
@@ -79,11 +80,13 @@ def socket_unit() -> dict[str, dict[str, list[str]]]:
 
 # --- systemd-analyze verify -----------------------------------------------------------------
 
+
 @functools.cache
 def systemd_version() -> int:
     assert SYSTEMD_ANALYZE is not None
-    out = subprocess.run([SYSTEMD_ANALYZE, "--version"], capture_output=True, text=True,
-                         timeout=10, check=True).stdout
+    out = subprocess.run(
+        [SYSTEMD_ANALYZE, "--version"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
     match = re.match(r"systemd (\d+)", out)
     assert match, f"unexpected `systemd-analyze --version` output: {out!r}"
     return int(match.group(1))
@@ -117,14 +120,24 @@ def stage_units(dest: Path, edits: dict[str, tuple[str, str]] | None = None) -> 
 def run_verify(units: Path, runtime_dir: Path) -> tuple[int, str]:
     assert SYSTEMD_ANALYZE is not None
     runtime_dir.mkdir(mode=0o700, exist_ok=True)
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime_dir), SYSTEMD_LOG_COLOR="0",
-               SYSTEMD_PAGER="", LC_ALL="C")
+    env = dict(
+        os.environ,
+        XDG_RUNTIME_DIR=str(runtime_dir),
+        SYSTEMD_LOG_COLOR="0",
+        SYSTEMD_PAGER="",
+        LC_ALL="C",
+    )
     files = [str(units / SERVICE), str(units / SOCKET)]
     result = None
     for mode in (["--user"], []):
         result = subprocess.run(
             [SYSTEMD_ANALYZE, "verify", *mode, "--man=no", *files],
-            capture_output=True, text=True, timeout=30, env=env, cwd=units, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+            cwd=units,
+            check=False,
         )
         output = result.stdout + result.stderr
         if "Failed to initialize manager" not in output:
@@ -139,7 +152,8 @@ def verify_problems(units: Path, runtime_dir: Path) -> tuple[list[str], str]:
     version = systemd_version()
     tolerated = [
         re.compile(rf"Unknown key '{key}' in section \[Service\], ignoring")
-        for key, since in NEWER_KEYS.items() if version < since
+        for key, since in NEWER_KEYS.items()
+        if version < since
     ]
     problems = [f"systemd-analyze verify exited {code}"] if code else []
     for line in output.splitlines():
@@ -159,15 +173,19 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
 
 
 @needs_verify
-@pytest.mark.parametrize("edits", [
-    # exits 0 and only warns: caught by reading the diagnostics
-    {SERVICE: ("Type=notify", "Type=notifyy")},
-    {SERVICE: ("Delegate=yes", "Delegat=yes")},
-    {SERVICE: ("WatchdogSec=30s", "WatchdogSec=30parsecs")},
-    {SOCKET: ("SocketMode=0600", "SocketMode=0x9")},
-    # exits non-zero
-    {SERVICE: ("ExecReload=kill", "ExecReload=no-such-command-axd")},
-], ids=["bad-type", "misspelt-key", "bad-duration", "bad-socket-mode", "missing-command"])
+@pytest.mark.parametrize(
+    "edits",
+    [
+        # exits 0 and only warns: caught by reading the diagnostics
+        {SERVICE: ("Type=notify", "Type=notifyy")},
+        {SERVICE: ("Delegate=yes", "Delegat=yes")},
+        {SERVICE: ("WatchdogSec=30s", "WatchdogSec=30parsecs")},
+        {SOCKET: ("SocketMode=0600", "SocketMode=0x9")},
+        # exits non-zero
+        {SERVICE: ("ExecReload=kill", "ExecReload=no-such-command-axd")},
+    ],
+    ids=["bad-type", "misspelt-key", "bad-duration", "bad-socket-mode", "missing-command"],
+)
 def test_verify_catches_a_broken_unit(tmp_path, edits):
     units = stage_units(tmp_path / "units", edits)
     problems, output = verify_problems(units, tmp_path / "runtime")
@@ -175,6 +193,7 @@ def test_verify_catches_a_broken_unit(tmp_path, edits):
 
 
 # --- what the units must say -------------------------------------------------------------
+
 
 def test_service_is_a_notify_service_with_watchdog(service):
     assert value(service, "Service", "Type") == "notify"
@@ -218,8 +237,14 @@ def test_service_hardening(service):
     syscall_filter = value(service, "Service", "SystemCallFilter")
     assert syscall_filter.startswith("~") and "@debug" not in syscall_filter
     # these need mount/user namespaces or break reading the home dir / JITs in children
-    for key in ("ProtectHome", "ProtectSystem", "PrivateTmp", "PrivateUsers",
-                "MemoryDenyWriteExecute", "CapabilityBoundingSet"):
+    for key in (
+        "ProtectHome",
+        "ProtectSystem",
+        "PrivateTmp",
+        "PrivateUsers",
+        "MemoryDenyWriteExecute",
+        "CapabilityBoundingSet",
+    ):
         assert key not in section, f"{key}= does not suit an unprivileged user unit of axd"
 
 

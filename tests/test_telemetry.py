@@ -102,25 +102,46 @@ def test_spans_metrics_and_events_reach_a_real_collector(home, daemon_factory):
     root = home.root / "project"
     shutil.copytree(DATA, root)
     d = daemon_factory()
-    d.start(env={"AXD_TELEMETRY_ENABLED": "true",
-                 "AXD_TELEMETRY_ENDPOINT": f"http://127.0.0.1:{collector.port}",
-                 "AXD_TELEMETRY_EXPORT_INTERVAL": "200ms"})
+    d.start(
+        env={
+            "AXD_TELEMETRY_ENABLED": "true",
+            "AXD_TELEMETRY_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+            "AXD_TELEMETRY_EXPORT_INTERVAL": "200ms",
+        }
+    )
     assert home.client(60).request("POST", "/v1/workspaces", {"path": str(root)}).status == 200
     assert _search(home, root, "terminal size")["cache"] == "miss"
     assert _search(home, root, "terminal size")["cache"] == "hit"
 
     def has_span(name, **attrs):
-        return any(n == name and all(a.get(k) == v for k, v in attrs.items())
-                   for _, n, a in collector.spans)
+        return any(
+            n == name and all(a.get(k) == v for k, v in attrs.items())
+            for _, n, a in collector.spans
+        )
 
-    wait_for(lambda: has_span("codeintel.search", cache="hit")
-             and has_span("codeintel.search", cache="miss"), timeout=20)
-    assert has_span("POST /v1/search", **{"http.route": "/v1/search",
-                                         "http.response.status_code": 200})
+    wait_for(
+        lambda: (
+            has_span("codeintel.search", cache="hit") and has_span("codeintel.search", cache="miss")
+        ),
+        timeout=20,
+    )
+    assert has_span(
+        "POST /v1/search", **{"http.route": "/v1/search", "http.response.status_code": 200}
+    )
     assert has_span("codeintel.index_batch")
     assert {s for s, _, _ in collector.spans} == {"axd"}
-    wait_for(lambda: {"axd.search.duration", "axd.search.cache", "axd.http.server.duration",
-                      "axd.index.chunks"} <= collector.metrics, timeout=20)
+    wait_for(
+        lambda: (
+            {
+                "axd.search.duration",
+                "axd.search.cache",
+                "axd.http.server.duration",
+                "axd.index.chunks",
+            }
+            <= collector.metrics
+        ),
+        timeout=20,
+    )
     wait_for(lambda: "index.updated" in collector.logs, timeout=20)
 
 
@@ -131,17 +152,25 @@ def test_a_dead_or_hung_collector_changes_nothing_for_clients(home, daemon_facto
     shutil.copytree(DATA, root)
     for endpoint in (f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{hung.port}"):
         d = daemon_factory()
-        d.start(env={"AXD_TELEMETRY_ENABLED": "true", "AXD_TELEMETRY_ENDPOINT": endpoint,
-                     "AXD_TELEMETRY_EXPORT_INTERVAL": "100ms", "AXD_TELEMETRY_TIMEOUT": "1s",
-                     "AXD_TELEMETRY_QUEUE_SIZE": "16"})
-        assert home.client(60).request("POST", "/v1/workspaces",
-                                       {"path": str(root)}).status == 200
+        d.start(
+            env={
+                "AXD_TELEMETRY_ENABLED": "true",
+                "AXD_TELEMETRY_ENDPOINT": endpoint,
+                "AXD_TELEMETRY_EXPORT_INTERVAL": "100ms",
+                "AXD_TELEMETRY_TIMEOUT": "1s",
+                "AXD_TELEMETRY_QUEUE_SIZE": "16",
+            }
+        )
+        assert home.client(60).request("POST", "/v1/workspaces", {"path": str(root)}).status == 200
         for i in range(40):  # more spans than the queue holds
             assert _search(home, root, f"terminal {i}")["results"] is not None
             assert home.client(5).request("GET", "/v1/status").status == 200
         text = home.client().request("GET", "/v1/metrics").body.decode()
-        dropped = re.search(r'otel_sdk_processor_span_processed_total\{[^}]*error_type='
-                            r'"queue_full"[^}]*\} (\d+)', text)
+        dropped = re.search(
+            r"otel_sdk_processor_span_processed_total\{[^}]*error_type="
+            r'"queue_full"[^}]*\} (\d+)',
+            text,
+        )
         assert dropped and int(dropped.group(1)) > 0, "spans past the queue are counted"
         home.client().request("POST", "/v1/shutdown")
         assert d.wait() == 0
@@ -153,7 +182,7 @@ async def test_prometheus_text(api):
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = await resp.text()
-    assert 'axd_http_server_duration_milliseconds_bucket{' in text
+    assert "axd_http_server_duration_milliseconds_bucket{" in text
     assert 'http_route="/v1/status"' in text
 
 
@@ -162,6 +191,9 @@ def test_axctl_trace_prints_the_phases(home, daemon):
     out = home.axctl("--trace", "status", "--json")
     assert out.returncode == 0
     line = out.stderr.strip().splitlines()[-1]
-    assert re.match(r"trace: imports [\d.]+ ms, config [\d.]+ ms, connect [\d.]+ ms, "
-                    r"request [\d.]+ ms, render [\d.]+ ms; total [\d.]+ ms", line), line
+    assert re.match(
+        r"trace: imports [\d.]+ ms, config [\d.]+ ms, connect [\d.]+ ms, "
+        r"request [\d.]+ ms, render [\d.]+ ms; total [\d.]+ ms",
+        line,
+    ), line
     assert "trace:" not in home.axctl("status", "--json").stderr

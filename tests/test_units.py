@@ -9,10 +9,18 @@ from hypothesis import strategies as st
 from axd.config.units import UnitError, format_duration, format_size, parse_duration, parse_size
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (1024, 1024), ("512MiB", 512 << 20), ("1.5GiB", 3 << 29), ("64KB", 64000),
-    ("10 MiB", 10 << 20), ("7", 7), ("2k", 2048),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (1024, 1024),
+        ("512MiB", 512 << 20),
+        ("1.5GiB", 3 << 29),
+        ("64KB", 64000),
+        ("10 MiB", 10 << 20),
+        ("7", 7),
+        ("2k", 2048),
+    ],
+)
 def test_parse_size(raw, expected):
     assert parse_size(raw) == expected
 
@@ -23,9 +31,17 @@ def test_bad_sizes(raw):
         parse_size(raw)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (5, 5.0), (0.25, 0.25), ("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("1h", 3600.0),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (5, 5.0),
+        (0.25, 0.25),
+        ("250ms", 0.25),
+        ("5s", 5.0),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+    ],
+)
 def test_parse_duration(raw, expected):
     assert parse_duration(raw) == pytest.approx(expected)
 

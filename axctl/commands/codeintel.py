@@ -15,10 +15,18 @@ from axctl.errors import CliError
 from axctl.session import Session
 
 workspace_option = click.option(
-    "-w", "--workspace", metavar="PATH",
-    help="Search this workspace instead of the one containing the current directory.")
-limit_option = click.option("-n", "--limit", type=click.IntRange(1, 1000), metavar="N",
-                            help="How many results [default: codeintel.default_limit].")
+    "-w",
+    "--workspace",
+    metavar="PATH",
+    help="Search this workspace instead of the one containing the current directory.",
+)
+limit_option = click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(1, 1000),
+    metavar="N",
+    help="How many results [default: codeintel.default_limit].",
+)
 
 
 def _where(workspace: str | None) -> str:
@@ -54,16 +62,20 @@ def index_add(session: Session, path: str, background: bool, as_json: bool) -> N
     root = os.path.abspath(path)
     if background:
         doc = session.call("POST", "/v1/workspaces", {"path": root, "wait": False})
-        _emit(as_json, doc, f"indexing {doc['root']} in the background "
-                            "(`axctl index status` shows progress)")
+        _emit(
+            as_json,
+            doc,
+            f"indexing {doc['root']} in the background (`axctl index status` shows progress)",
+        )
         return
     show = sys.stderr.isatty() and not as_json
     result: dict[str, Any] | None = None
     from axctl.stops import stoppable
 
     with stoppable(quiet=False):  # Ctrl-C: "Aborted!"; the daemon goes on indexing
-        for line in session.stream("/v1/workspaces", method="POST",
-                                   body={"path": root, "progress": True}):
+        for line in session.stream(
+            "/v1/workspaces", method="POST", body={"path": root, "progress": True}
+        ):
             event = json.loads(line)
             if event.get("type") == "index.progress" and show:
                 _progress(event)
@@ -71,18 +83,25 @@ def index_add(session: Session, path: str, background: bool, as_json: bool) -> N
                 result = {k: v for k, v in event.items() if k != "type"}
             elif event.get("type") == "error":
                 error = event["error"]
-                raise CliError(error["message"], code=error["code"],
-                               details=error["details"], as_json=as_json)
+                raise CliError(
+                    error["message"], code=error["code"], details=error["details"], as_json=as_json
+                )
     if show:
         click.echo("\r\033[K", nl=False, err=True)
     if result is None:
-        raise CliError("the daemon closed the stream before indexing finished",
-                       hint="see `axctl events` and the daemon log", as_json=as_json)
-    _emit(as_json, result,
-          f"indexed {result['root']}: {result.get('files', 0)} files "
-          f"({result.get('parsed', 0)} parsed, {result.get('unchanged', 0)} unchanged, "
-          f"{result.get('deleted', 0)} removed), {result.get('chunks_added', 0)} chunks added "
-          f"in {result.get('took_ms', 0) / 1000:.1f}s")
+        raise CliError(
+            "the daemon closed the stream before indexing finished",
+            hint="see `axctl events` and the daemon log",
+            as_json=as_json,
+        )
+    _emit(
+        as_json,
+        result,
+        f"indexed {result['root']}: {result.get('files', 0)} files "
+        f"({result.get('parsed', 0)} parsed, {result.get('unchanged', 0)} unchanged, "
+        f"{result.get('deleted', 0)} removed), {result.get('chunks_added', 0)} chunks added "
+        f"in {result.get('took_ms', 0) / 1000:.1f}s",
+    )
 
 
 def _progress(event: dict[str, Any]) -> None:
@@ -90,8 +109,12 @@ def _progress(event: dict[str, Any]) -> None:
     width = 30
     filled = int(width * event["done"] / total)
     mb = event["bytes"] / 1e6
-    click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {event['done']}/{event['total']} "
-               f"files  {mb:.1f} MB  {event['elapsed_s']:.1f}s", nl=False, err=True)
+    click.echo(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {event['done']}/{event['total']} "
+        f"files  {mb:.1f} MB  {event['elapsed_s']:.1f}s",
+        nl=False,
+        err=True,
+    )
 
 
 @index.command("status")
@@ -122,18 +145,22 @@ def _render_status(ws: dict[str, Any]) -> str:
     langs = ", ".join(f"{k} {v}" for k, v in list(ws["languages"].items())[:8]) or "-"
     hit_rate = "-" if cache["hit_rate"] is None else f"{cache['hit_rate'] * 100:.1f}%"
     last = output.clock(ws["last_update"]) if ws["last_update"] else "never"
-    return output.table([
-        ("workspace", f"{ws['root']}  ({ws['state']}"
-                      f"{', watching' if ws['watching'] else ''})"),
-        ("files", f"{ws['files']}  (not indexed or as text: {skipped})"),
-        ("symbols", f"{ws['symbols']} definitions in {ws['chunks']} chunks"),
-        ("bytes", f"{ws['bytes'] / 1e6:.1f} MB"),
-        ("languages", langs),
-        ("last update", f"{last}; lag {ws['lag_s']}s, {ws['pending_changes']} pending"),
-        ("cache", f"{cache['entries']}/{cache['capacity']} entries, hit rate {hit_rate} "
-                  f"({cache['hits']} hits, {cache['misses']} misses, "
-                  f"{cache['evictions']} evictions, {cache['invalidations']} invalidated)"),
-    ])
+    return output.table(
+        [
+            ("workspace", f"{ws['root']}  ({ws['state']}{', watching' if ws['watching'] else ''})"),
+            ("files", f"{ws['files']}  (not indexed or as text: {skipped})"),
+            ("symbols", f"{ws['symbols']} definitions in {ws['chunks']} chunks"),
+            ("bytes", f"{ws['bytes'] / 1e6:.1f} MB"),
+            ("languages", langs),
+            ("last update", f"{last}; lag {ws['lag_s']}s, {ws['pending_changes']} pending"),
+            (
+                "cache",
+                f"{cache['entries']}/{cache['capacity']} entries, hit rate {hit_rate} "
+                f"({cache['hits']} hits, {cache['misses']} misses, "
+                f"{cache['evictions']} evictions, {cache['invalidations']} invalidated)",
+            ),
+        ]
+    )
 
 
 @click.group()
@@ -153,10 +180,15 @@ def workspace_list(session: Session, as_json: bool) -> None:
     if not doc["workspaces"]:
         click.echo("no workspaces; add one with `axctl index PATH`")
         return
-    click.echo(output.table(
-        [("ROOT", "STATE", "WATCHING", "PENDING")]
-        + [(w["root"], w["state"], w["watching"], w["pending_changes"])
-           for w in doc["workspaces"]]))
+    click.echo(
+        output.table(
+            [("ROOT", "STATE", "WATCHING", "PENDING")]
+            + [
+                (w["root"], w["state"], w["watching"], w["pending_changes"])
+                for w in doc["workspaces"]
+            ]
+        )
+    )
 
 
 @workspace.command("remove")
@@ -173,15 +205,25 @@ def workspace_remove(session: Session, path: str, as_json: bool) -> None:
 @click.argument("query", nargs=-1, required=True)
 @limit_option
 @workspace_option
-@click.option("--fresh", is_flag=True,
-              help="First wait until every file change made before now is indexed.")
-@click.option("--debug", is_flag=True,
-              help="Show the timing breakdown, terms, ranking and cache figures.")
+@click.option(
+    "--fresh", is_flag=True, help="First wait until every file change made before now is indexed."
+)
+@click.option(
+    "--debug", is_flag=True, help="Show the timing breakdown, terms, ranking and cache figures."
+)
 @click.option("--no-cache", is_flag=True, help="Bypass the query cache.")
 @json_option
 @pass_session
-def find(session: Session, query: tuple[str, ...], limit: int | None, workspace: str | None,
-         fresh: bool, debug: bool, no_cache: bool, as_json: bool) -> None:
+def find(
+    session: Session,
+    query: tuple[str, ...],
+    limit: int | None,
+    workspace: str | None,
+    fresh: bool,
+    debug: bool,
+    no_cache: bool,
+    as_json: bool,
+) -> None:
     """Search definitions, ranked (BM25F over name, path, signature, doc and body).
 
     \b
@@ -191,8 +233,12 @@ def find(session: Session, query: tuple[str, ...], limit: int | None, workspace:
       axctl find http connection lang:python -path:tests
       axctl find kind:class path:axd/codeintel
     """
-    body: dict[str, Any] = {"query": " ".join(query), "path": _where(workspace),
-                            "fresh": fresh, "debug": debug}
+    body: dict[str, Any] = {
+        "query": " ".join(query),
+        "path": _where(workspace),
+        "fresh": fresh,
+        "debug": debug,
+    }
     if limit:
         body["limit"] = limit
     if no_cache:
@@ -204,17 +250,22 @@ def find(session: Session, query: tuple[str, ...], limit: int | None, workspace:
     for warning in doc.get("warnings", []):
         click.echo(f"axctl: warning: {warning}", err=True)
     for r in doc["results"]:
-        click.echo(click.style(f"{r['path']}:{r['start_line']}", fg="magenta")
-                   + f"-{r['end_line']}  {r['kind']}  "
-                   + click.style(r["qualname"], bold=True) + f"  ({r['score']:.2f})")
+        click.echo(
+            click.style(f"{r['path']}:{r['start_line']}", fg="magenta")
+            + f"-{r['end_line']}  {r['kind']}  "
+            + click.style(r["qualname"], bold=True)
+            + f"  ({r['score']:.2f})"
+        )
         for line in r["snippet"].splitlines():
             click.echo(f"    {line.strip()}")
     if not doc["results"]:
         click.echo("no results", err=True)
     if debug:
         d = doc["debug"]
-        click.echo(f"-- {len(doc['results'])} results in {doc['took_ms']} ms, "
-                   f"cache {doc['cache']}", err=True)
+        click.echo(
+            f"-- {len(doc['results'])} results in {doc['took_ms']} ms, cache {doc['cache']}",
+            err=True,
+        )
         click.echo("-- timings ms: " + output.fields(d["timings_ms"]), err=True)
         click.echo(f"-- terms: {' '.join(d['terms'])}", err=True)
         click.echo("-- ranking: " + output.fields(d["ranking"]), err=True)
@@ -227,8 +278,9 @@ def find(session: Session, query: tuple[str, ...], limit: int | None, workspace:
 @workspace_option
 @json_option
 @pass_session
-def def_(session: Session, name: str, limit: int | None, workspace: str | None,
-         as_json: bool) -> None:
+def def_(
+    session: Session, name: str, limit: int | None, workspace: str | None, as_json: bool
+) -> None:
     """Where NAME is defined: exact matches first, then prefix, then fuzzy.
 
     NAME may be qualified (`Class.method`). Exit status 1 when nothing matches (with
@@ -243,11 +295,13 @@ def def_(session: Session, name: str, limit: int | None, workspace: str | None,
     if doc["match"] not in ("exact", "exact_nocase") and doc["results"]:
         click.echo(f"no exact definition of {name}; {doc['match']} matches:", err=True)
     for r in doc["results"]:
-        click.echo(f"{r['path']}:{r['start_line']}  {r['kind']}  {r['qualname']}  "
-                   f"{r['signature']}")
+        click.echo(f"{r['path']}:{r['start_line']}  {r['kind']}  {r['qualname']}  {r['signature']}")
     if not doc["results"]:
-        raise CliError(f"no definition of {name} found", code="not_found",
-                       hint="`axctl find` searches bodies and docs too")
+        raise CliError(
+            f"no definition of {name} found",
+            code="not_found",
+            hint="`axctl find` searches bodies and docs too",
+        )
 
 
 @click.command()
@@ -256,8 +310,9 @@ def def_(session: Session, name: str, limit: int | None, workspace: str | None,
 @workspace_option
 @json_option
 @pass_session
-def refs(session: Session, name: str, limit: int | None, workspace: str | None,
-         as_json: bool) -> None:
+def refs(
+    session: Session, name: str, limit: int | None, workspace: str | None, as_json: bool
+) -> None:
     """Every occurrence of the identifier NAME (whole word), grep-style."""
     body = _name_body(name, limit, workspace)
     body.setdefault("limit", 1000)

@@ -21,8 +21,15 @@ def json_option(func: F) -> F:
             session.as_json = value
         return value
 
-    return click.option("--json", "as_json", is_flag=True, is_eager=True, callback=remember,
-                        expose_value=True, help="Print JSON instead of text.")(func)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        is_eager=True,
+        callback=remember,
+        expose_value=True,
+        help="Print JSON instead of text.",
+    )(func)
 
 
 pass_session = click.make_pass_decorator(Session)

@@ -28,8 +28,9 @@ def show(session: Session, as_json: bool) -> None:
         output.emit_json(doc)
         return
     click.echo("files: " + (", ".join(doc["files"]) or f"none (would read {doc['user_file']})"))
-    rows = [(key, _literal(value), f"# {doc['sources'][key]}")
-            for key, value in doc["values"].items()]
+    rows = [
+        (key, _literal(value), f"# {doc['sources'][key]}") for key, value in doc["values"].items()
+    ]
     click.echo(output.table(rows))
 
 
@@ -48,8 +49,9 @@ def validate(session: Session, file: str | None, as_json: bool) -> None:
             with open(file, encoding="utf-8") as fh:
                 body = {"text": fh.read(), "name": os.path.abspath(file)}
         except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"cannot read {file}: {exc}", code="unreadable_file",
-                           as_json=as_json) from None
+            raise CliError(
+                f"cannot read {file}: {exc}", code="unreadable_file", as_json=as_json
+            ) from None
     doc = session.call("POST", "/v1/config/validate", body)
     if as_json:
         output.emit_json(doc)
@@ -57,8 +59,11 @@ def validate(session: Session, file: str | None, as_json: bool) -> None:
         click.echo(f"{doc['name']}: valid")
     else:
         for problem in doc["problems"]:
-            click.echo(f"{problem['source']}: {problem['key']} = {problem['value']!r}: "
-                       f"{problem['allowed']}", err=True)
+            click.echo(
+                f"{problem['source']}: {problem['key']} = {problem['value']!r}: "
+                f"{problem['allowed']}",
+                err=True,
+            )
     if not doc["valid"]:
         raise SystemExit(1)
 
@@ -105,8 +110,10 @@ def set_(session: Session, key: str, value: str, as_json: bool) -> None:
     if as_json:
         output.emit_json(doc)
         return
-    click.echo(f"{doc['key']} = {_literal(doc['value'])} written to {doc['file']}; "
-               + ("applied" if doc["changed"] else "no change"))
+    click.echo(
+        f"{doc['key']} = {_literal(doc['value'])} written to {doc['file']}; "
+        + ("applied" if doc["changed"] else "no change")
+    )
     if doc.get("warning"):
         click.echo(f"axctl: warning: {doc['warning']}", err=True)
 

@@ -34,8 +34,9 @@ def status(session: Session, as_json: bool) -> None:
         if exc.exit_code != EXIT_UNREACHABLE:
             raise
         if as_json:
-            output.emit_json({"running": False, "socket": session.socket,
-                              "reason": exc.details.get("reason")})
+            output.emit_json(
+                {"running": False, "socket": session.socket, "reason": exc.details.get("reason")}
+            )
         else:
             click.echo(f"axd is not running ({exc.details.get('reason')} at {session.socket})")
             click.echo("hint: start it with `axctl start`")
@@ -58,19 +59,33 @@ def start(session: Session, as_json: bool) -> None:
     """
     running = _running_status(session)
     if running:
-        _report(as_json, {"started": False, "already_running": True, **running},
-                f"axd is already running (pid {running['pid']}) on {session.socket}")
+        _report(
+            as_json,
+            {"started": False, "already_running": True, **running},
+            f"axd is already running (pid {running['pid']}) on {session.socket}",
+        )
         return
     started = session.start_daemon()
-    _report(as_json, {"started": True, "pid": started["pid"], "socket": session.socket,
-                      "version": started.get("version")},
-            f"axd {started.get('version', '')} started (pid {started['pid']}) "
-            f"on {session.socket}")
+    _report(
+        as_json,
+        {
+            "started": True,
+            "pid": started["pid"],
+            "socket": session.socket,
+            "version": started.get("version"),
+        },
+        f"axd {started.get('version', '')} started (pid {started['pid']}) on {session.socket}",
+    )
 
 
 @click.command()
-@click.option("--timeout", default=30.0, show_default=True, metavar="SECONDS",
-              help="How long to wait for the daemon to exit.")
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the daemon to exit.",
+)
 @json_option
 @pass_session
 def stop(session: Session, timeout: float, as_json: bool) -> None:
@@ -81,20 +96,32 @@ def stop(session: Session, timeout: float, as_json: bool) -> None:
     """
     pid = _request_stop(session)
     if pid is None:
-        _report(as_json, {"stopped": False, "was_running": False, "socket": session.socket},
-                "axd is not running")
+        _report(
+            as_json,
+            {"stopped": False, "was_running": False, "socket": session.socket},
+            "axd is not running",
+        )
         return
     if not _wait_for_exit(paths.lock_path(session.socket), timeout):
-        raise CliError(f"axd (pid {pid}) is still running after {timeout:g}s",
-                       hint=f"`kill -9 {pid}` forces it; the next start recovers",
-                       code="stop_timeout", as_json=as_json)
-    _report(as_json, {"stopped": True, "pid": pid, "socket": session.socket},
-            f"axd stopped (pid {pid})")
+        raise CliError(
+            f"axd (pid {pid}) is still running after {timeout:g}s",
+            hint=f"`kill -9 {pid}` forces it; the next start recovers",
+            code="stop_timeout",
+            as_json=as_json,
+        )
+    _report(
+        as_json, {"stopped": True, "pid": pid, "socket": session.socket}, f"axd stopped (pid {pid})"
+    )
 
 
 @click.command()
-@click.option("--timeout", default=30.0, show_default=True, metavar="SECONDS",
-              help="How long to wait for the old daemon to exit.")
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the old daemon to exit.",
+)
 @json_option
 @pass_session
 def restart(session: Session, timeout: float, as_json: bool) -> None:
@@ -107,15 +134,29 @@ def restart(session: Session, timeout: float, as_json: bool) -> None:
         raise CliError(
             f"axd (pid {running['pid']}) runs under systemd socket activation",
             hint="run `systemctl --user restart axd`; a daemon started here would take "
-                 "the socket away from systemd", code="managed_by_systemd", as_json=as_json)
+            "the socket away from systemd",
+            code="managed_by_systemd",
+            as_json=as_json,
+        )
     old = _request_stop(session)
     if old is not None and not _wait_for_exit(paths.lock_path(session.socket), timeout):
-        raise CliError(f"axd (pid {old}) is still running after {timeout:g}s",
-                       code="stop_timeout", as_json=as_json)
+        raise CliError(
+            f"axd (pid {old}) is still running after {timeout:g}s",
+            code="stop_timeout",
+            as_json=as_json,
+        )
     started = session.start_daemon()
-    _report(as_json, {"restarted": True, "old_pid": old, "pid": started["pid"],
-                      "socket": session.socket, "version": started.get("version")},
-            f"axd restarted (pid {old or '-'} -> {started['pid']})")
+    _report(
+        as_json,
+        {
+            "restarted": True,
+            "old_pid": old,
+            "pid": started["pid"],
+            "socket": session.socket,
+            "version": started.get("version"),
+        },
+        f"axd restarted (pid {old or '-'} -> {started['pid']})",
+    )
 
 
 def _running_status(session: Session) -> dict[str, Any] | None:
@@ -125,8 +166,11 @@ def _running_status(session: Session) -> dict[str, Any] | None:
     except DaemonUnreachable:
         return None
     except (VersionMismatch, ProtocolError) as exc:
-        return {"pid": _pid_from_lock(session.socket), "version": getattr(
-            exc, "daemon_version", "unknown"), "socket_activated": False}
+        return {
+            "pid": _pid_from_lock(session.socket),
+            "version": getattr(exc, "daemon_version", "unknown"),
+            "socket_activated": False,
+        }
 
 
 def _request_stop(session: Session) -> int | None:
@@ -183,19 +227,20 @@ def _render_status(doc: dict[str, Any]) -> str:
     if doc["version"] != __version__:
         version += f"  [axctl is {__version__}]"
     config_files = ", ".join(doc["config_files"]) or "defaults only"
-    head = output.table([
-        ("version", version),
-        ("pid", f"{doc['pid']}, up {output.duration(doc['uptime_s'])}"),
-        ("socket", doc["socket"] + ("  (from systemd)" if doc["socket_activated"] else "")),
-        ("state dir", doc["state_dir"]),
-        ("config", config_files),
-        ("runtime", f"python {doc['python']}, {doc['loop']} loop"),
-        ("health", doc["health"]),
-    ])
+    head = output.table(
+        [
+            ("version", version),
+            ("pid", f"{doc['pid']}, up {output.duration(doc['uptime_s'])}"),
+            ("socket", doc["socket"] + ("  (from systemd)" if doc["socket_activated"] else "")),
+            ("state dir", doc["state_dir"]),
+            ("config", config_files),
+            ("runtime", f"python {doc['python']}, {doc['loop']} loop"),
+            ("health", doc["health"]),
+        ]
+    )
     words = ("reason", "advice", "note")
     parts = [
-        (name, comp.get("health", "?"),
-         output.fields(comp, skip=("health", "enforcement", *words)))
+        (name, comp.get("health", "?"), output.fields(comp, skip=("health", "enforcement", *words)))
         for name, comp in sorted(doc["components"].items())
     ]
     text = head + "\n" + output.table(parts, indent=2)
@@ -209,6 +254,5 @@ def _render_status(doc: dict[str, Any]) -> str:
     enforcement = doc["components"].get("plugins", {}).get("enforcement")
     if enforcement:
         mode = "enforced by the kernel" if enforcement["enforcing"] else "advisory only"
-        text += (f"\nbudgets    {enforcement['backend']} ({mode}): "
-                 f"{enforcement.get('reason', '')}")
+        text += f"\nbudgets    {enforcement['backend']} ({mode}): {enforcement.get('reason', '')}"
     return text

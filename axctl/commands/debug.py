@@ -29,15 +29,28 @@ HELP = """commands:
   locals                      the paused frame's variables
   logs on|off                 show the plugin's log lines here
   quit | q                    remove breakpoints, resume the plugin, leave"""
-ALIASES = {"c": "continue", "s": "step", "n": "next", "r": "return", "w": "where",
-           "p": "print", "q": "quit", "b": "break", "cont": "continue", "bt": "where"}
+ALIASES = {
+    "c": "continue",
+    "s": "step",
+    "n": "next",
+    "r": "return",
+    "w": "where",
+    "p": "print",
+    "q": "quit",
+    "b": "break",
+    "cont": "continue",
+    "bt": "where",
+}
 
 
 @click.command("debug")
 @click.argument("name")
-@click.option("--dap", is_flag=True,
-              help="Start debugpy inside the plugin on 127.0.0.1 and print the attach "
-                   "configuration for VS Code or nvim-dap; Ctrl-C ends it.")
+@click.option(
+    "--dap",
+    is_flag=True,
+    help="Start debugpy inside the plugin on 127.0.0.1 and print the attach "
+    "configuration for VS Code or nvim-dap; Ctrl-C ends it.",
+)
 @json_option
 @pass_session
 def plugin_debug(session: Session, name: str, dap: bool, as_json: bool) -> None:
@@ -46,8 +59,9 @@ def plugin_debug(session: Session, name: str, dap: bool, as_json: bool) -> None:
     With --json, events and command results are printed as JSON lines and commands are
     read one per line from stdin: usable from scripts and editors.
     """
-    lines = session.stream(f"/v1/plugins/{name}/debug?dap={'true' if dap else 'false'}",
-                           method="POST", body={})
+    lines = session.stream(
+        f"/v1/plugins/{name}/debug?dap={'true' if dap else 'false'}", method="POST", body={}
+    )
     first = json.loads(next(lines))
     session_id = first["id"]
     printer = _Printer(as_json)
@@ -83,9 +97,13 @@ def plugin_debug(session: Session, name: str, dap: bool, as_json: bool) -> None:
                 click.echo(HELP)
                 continue
             try:
-                doc = session.call("POST", f"/v1/plugins/{name}/debug/command",
-                                   {"session": session_id, "command": command, "arg": arg},
-                                   start=False, timeout=60)
+                doc = session.call(
+                    "POST",
+                    f"/v1/plugins/{name}/debug/command",
+                    {"session": session_id, "command": command, "arg": arg},
+                    start=False,
+                    timeout=60,
+                )
             except CliError as exc:
                 printer.error(command, exc)
                 continue
@@ -122,11 +140,13 @@ class _Printer:
             return
         kind = event.get("type")
         if kind == "session":
-            self._out(f"debugging {event['plugin']} (session {event['id']}); "
-                      "type `help` for commands")
+            self._out(
+                f"debugging {event['plugin']} (session {event['id']}); type `help` for commands"
+            )
         elif kind == "dap":
-            self._out("debugpy is listening; attach with this configuration "
-                      "(Ctrl-C ends the session):")
+            self._out(
+                "debugpy is listening; attach with this configuration (Ctrl-C ends the session):"
+            )
             self._out(json.dumps(event["configuration"], indent=2))
         elif kind == "paused":
             where = f"{event['file']}:{event['line']} in {event['function']}"
@@ -138,16 +158,24 @@ class _Printer:
         elif kind == "output":
             self._out(f"[{event.get('level', '')}] {event.get('msg', '')}")
         elif kind == "condition_error":
-            self._out(f"breakpoint {event['breakpoint']}: condition {event['cond']!r} raised "
-                      f"{event['error']}; treated as false", err=True)
+            self._out(
+                f"breakpoint {event['breakpoint']}: condition {event['cond']!r} raised "
+                f"{event['error']}; treated as false",
+                err=True,
+            )
         elif kind == "reloaded":
-            dropped = ", ".join(f"{b['file']}:{b['line']} ({b['error']})"
-                                for b in event.get("dropped", []))
-            self._out("the plugin was reloaded; breakpoints carried over"
-                      + (f"; dropped: {dropped}" if dropped else ""))
+            dropped = ", ".join(
+                f"{b['file']}:{b['line']} ({b['error']})" for b in event.get("dropped", [])
+            )
+            self._out(
+                "the plugin was reloaded; breakpoints carried over"
+                + (f"; dropped: {dropped}" if dropped else "")
+            )
         elif kind in ("exited", "closed", "attached"):
-            self._out(f"[{kind}] " + ", ".join(f"{k}={v}" for k, v in event.items()
-                                              if k not in ("ts", "type")))
+            self._out(
+                f"[{kind}] "
+                + ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("ts", "type"))
+            )
 
     def result(self, command: str, result: Any) -> None:
         if self.as_json:
@@ -165,15 +193,20 @@ class _Printer:
             self._out(f"breakpoint {result['id']} at {result['file']}:{result['line']}{cond}")
         elif command == "breakpoints":
             for bp in result:
-                self._out(f"  {bp['id']}: {bp['file']}:{bp['line']}"
-                          + (f" if {bp['cond']}" if bp.get("cond") else "")
-                          + f" (hits {bp['hits']})")
+                self._out(
+                    f"  {bp['id']}: {bp['file']}:{bp['line']}"
+                    + (f" if {bp['cond']}" if bp.get("cond") else "")
+                    + f" (hits {bp['hits']})"
+                )
         else:
             self._out(str(result) if not isinstance(result, dict) else json.dumps(result))
 
     def error(self, command: str, exc: CliError) -> None:
         if self.as_json:
-            self._out(json.dumps({"command": command, "error": {
-                "code": exc.code, "message": exc.message}}))
+            self._out(
+                json.dumps(
+                    {"command": command, "error": {"code": exc.code, "message": exc.message}}
+                )
+            )
         else:
             self._out(f"error: {exc.message}", err=True)

@@ -13,14 +13,29 @@ from axctl.session import Session
 
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
-@click.option("-t", "--type", "types", multiple=True, metavar="TYPE",
-              help="Only these types; `plugin.*` matches a prefix. Repeatable.")
-@click.option("-n", "--lines", "limit", default=20, show_default=True, metavar="N",
-              type=click.IntRange(0), help="How many recent events to show first.")
+@click.option(
+    "-t",
+    "--type",
+    "types",
+    multiple=True,
+    metavar="TYPE",
+    help="Only these types; `plugin.*` matches a prefix. Repeatable.",
+)
+@click.option(
+    "-n",
+    "--lines",
+    "limit",
+    default=20,
+    show_default=True,
+    metavar="N",
+    type=click.IntRange(0),
+    help="How many recent events to show first.",
+)
 @json_option
 @pass_session
-def events(session: Session, follow: bool, types: tuple[str, ...], limit: int,
-           as_json: bool) -> None:
+def events(
+    session: Session, follow: bool, types: tuple[str, ...], limit: int, as_json: bool
+) -> None:
     """Show the daemon's events (config reloads, indexing, plugins...).
 
     With --json, one JSON object per line (NDJSON), as the API streams them.
@@ -38,8 +53,10 @@ def events(session: Session, follow: bool, types: tuple[str, ...], limit: int,
                 click.echo(line.decode())
             else:
                 event = json.loads(line)
-                click.echo(f"{output.clock(event['ts'])}  {event['type']:<22} "
-                           f"{output.fields(event, skip=('ts', 'type'))}".rstrip())
+                click.echo(
+                    f"{output.clock(event['ts'])}  {event['type']:<22} "
+                    f"{output.fields(event, skip=('ts', 'type'))}".rstrip()
+                )
 
 
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-*")

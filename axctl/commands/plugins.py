@@ -30,30 +30,48 @@ def plugin_list(session: Session, as_json: bool) -> None:
         output.emit_json(doc)
         return
     enf = doc["enforcement"]
-    click.echo(f"budgets: {enf['backend']} ({'enforced' if enf['enforcing'] else 'advisory'})"
-               f" - {enf['reason']}")
-    rows = [("NAME", "STATE", "PID", "VERSION", "UPTIME", "RESTARTS", "RELOAD", "CPU",
-             "MEMORY", "PIDS")]
+    click.echo(
+        f"budgets: {enf['backend']} ({'enforced' if enf['enforcing'] else 'advisory'})"
+        f" - {enf['reason']}"
+    )
+    rows = [
+        ("NAME", "STATE", "PID", "VERSION", "UPTIME", "RESTARTS", "RELOAD", "CPU", "MEMORY", "PIDS")
+    ]
     for p in doc["plugins"]:
         b = p["budget"]
         reload = p.get("reload") or {}
-        last = {"ok": f"ok (gen {p['generation']})",
-                "failed": f"FAILED ({reload.get('stage')})"}.get(reload.get("state"), "-")
-        rows.append((p["name"], p["state"], p["pid"], p["version"],
-                     output.duration(p["uptime_s"]) if p["uptime_s"] is not None else "-",
-                     p["restarts"], last, b["cpu"], b["memory"], b["pids"]))
+        last = {
+            "ok": f"ok (gen {p['generation']})",
+            "failed": f"FAILED ({reload.get('stage')})",
+        }.get(reload.get("state"), "-")
+        rows.append(
+            (
+                p["name"],
+                p["state"],
+                p["pid"],
+                p["version"],
+                output.duration(p["uptime_s"]) if p["uptime_s"] is not None else "-",
+                p["restarts"],
+                last,
+                b["cpu"],
+                b["memory"],
+                b["pids"],
+            )
+        )
     click.echo(output.table(rows))
     for p in doc["plugins"]:
         reload = p.get("reload") or {}
         if reload.get("state") == "failed":
-            click.echo(f"{p['name']}: serving version {p['version']}; the last reload failed "
-                       f"at {reload['stage']}: {reload['error']}", err=True)
+            click.echo(
+                f"{p['name']}: serving version {p['version']}; the last reload failed "
+                f"at {reload['stage']}: {reload['error']}",
+                err=True,
+            )
     for p in doc["plugins"]:
         if p["last_error"] and p["state"] in ("failed", "backoff", "starting"):
             click.echo(f"{p['name']}: {p['last_error']}", err=True)
     for bad in doc["invalid"]:
-        click.echo(f"invalid manifest {bad['manifest']}: {'; '.join(bad['problems'])}",
-                   err=True)
+        click.echo(f"invalid manifest {bad['manifest']}: {'; '.join(bad['problems'])}", err=True)
     for problem in doc.get("budget_problems", []):
         click.echo(f"budget problem: {problem}", err=True)
 
@@ -70,22 +88,28 @@ def plugin_info(session: Session, name: str, as_json: bool) -> None:
         output.emit_json(doc)
         return
     b = doc["budget"]
-    click.echo(output.table([
-        ("name", doc["name"]), ("version", doc["version"]),
-        ("description", doc.get("description") or "-"),
-        ("state", doc["state"] + (f" (pid {doc['pid']})" if doc["pid"] else "")),
-        ("budget", f"cpu {b['cpu']}, memory {b['memory']}, pids {b['pids']}"),
-        ("folder", doc["folder"]),
-    ]))
+    click.echo(
+        output.table(
+            [
+                ("name", doc["name"]),
+                ("version", doc["version"]),
+                ("description", doc.get("description") or "-"),
+                ("state", doc["state"] + (f" (pid {doc['pid']})" if doc["pid"] else "")),
+                ("budget", f"cpu {b['cpu']}, memory {b['memory']}, pids {b['pids']}"),
+                ("folder", doc["folder"]),
+            ]
+        )
+    )
     _print_methods(doc)
 
 
 def _print_methods(doc: dict[str, Any]) -> None:
     signatures = doc.get("signatures") or []
     if not signatures:
-        click.echo(f"\nmethods: {', '.join(doc.get('methods') or []) or 'none'}"
-                   + ("" if doc["state"] == "running" else f" ({doc['state']}: known once "
-                                                           "it runs)"))
+        click.echo(
+            f"\nmethods: {', '.join(doc.get('methods') or []) or 'none'}"
+            + ("" if doc["state"] == "running" else f" ({doc['state']}: known once it runs)")
+        )
         return
     click.echo("\nmethods:")
     for spec in signatures:
@@ -98,12 +122,22 @@ def _print_methods(doc: dict[str, Any]) -> None:
 @click.argument("name")
 @click.argument("method", required=False)
 @click.argument("params", required=False)
-@click.option("--timeout", type=float, metavar="SECONDS",
-              help="Give up after this long [default: plugins.call_timeout].")
+@click.option(
+    "--timeout",
+    type=float,
+    metavar="SECONDS",
+    help="Give up after this long [default: plugins.call_timeout].",
+)
 @json_option
 @pass_session
-def plugin_call(session: Session, name: str, method: str | None, params: str | None,
-                timeout: float | None, as_json: bool) -> None:
+def plugin_call(
+    session: Session,
+    name: str,
+    method: str | None,
+    params: str | None,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
     """Call METHOD of plugin NAME with PARAMS (JSON: an object for keyword arguments).
 
     Without METHOD, list the plugin's methods and their parameters. Parameters are checked
@@ -125,15 +159,17 @@ def plugin_call(session: Session, name: str, method: str | None, params: str | N
         try:
             body["params"] = json.loads(params)
         except ValueError as exc:
-            raise CliError(f"PARAMS is not valid JSON: {exc}", code="invalid_json",
-                           exit_code=EXIT_USAGE,
-                           hint="quote it for the shell: '{\"key\": \"value\"}'",
-                           as_json=as_json) from None
+            raise CliError(
+                f"PARAMS is not valid JSON: {exc}",
+                code="invalid_json",
+                exit_code=EXIT_USAGE,
+                hint='quote it for the shell: \'{"key": "value"}\'',
+                as_json=as_json,
+            ) from None
     if timeout is not None:
         body["timeout"] = timeout
     try:
-        doc = session.call("POST", f"/v1/plugins/{name}/call", body,
-                           timeout=(timeout or 60) + 5)
+        doc = session.call("POST", f"/v1/plugins/{name}/call", body, timeout=(timeout or 60) + 5)
     except CliError as exc:
         exc.hint = exc.hint or {
             "plugin_error": f"`axctl plugin logs {name}` shows the traceback",
@@ -158,11 +194,14 @@ def _action(action: str, doc: str) -> None:
         if as_json:
             output.emit_json(info)
             return
-        click.echo(f"{info['name']}: {info['state']}"
-                   + (f" (pid {info['pid']})" if info["pid"] else ""))
+        click.echo(
+            f"{info['name']}: {info['state']}" + (f" (pid {info['pid']})" if info["pid"] else "")
+        )
         if info["state"] == "failed" and info["last_error"]:
-            raise CliError(f"{name} failed: {info['last_error']}",
-                           hint=f"`axctl plugin logs {name}` shows the traceback")
+            raise CliError(
+                f"{name} failed: {info['last_error']}",
+                hint=f"`axctl plugin logs {name}` shows the traceback",
+            )
 
 
 for _name, _doc in (
@@ -190,22 +229,31 @@ def plugin_reload(session: Session, name: str, force: bool, as_json: bool) -> No
     if as_json:
         output.emit_json(doc)
     elif doc.get("reloaded"):
-        click.echo(f"{name}: reloaded to version {doc['version']} (generation "
-                   f"{doc['generation']}) in {doc['took_ms']:.0f} ms"
-                   + (", budget applied in place" if doc.get("in_place") else ""))
+        click.echo(
+            f"{name}: reloaded to version {doc['version']} (generation "
+            f"{doc['generation']}) in {doc['took_ms']:.0f} ms"
+            + (", budget applied in place" if doc.get("in_place") else "")
+        )
     elif "stage" in doc:
-        raise CliError(f"{name}: reload failed at {doc['stage']}: {doc['error']}; version "
-                       f"{doc['serving_version']} keeps serving",
-                       hint=f"`axctl plugin logs {name}` shows the traceback",
-                       code="reload_failed")
+        raise CliError(
+            f"{name}: reload failed at {doc['stage']}: {doc['error']}; version "
+            f"{doc['serving_version']} keeps serving",
+            hint=f"`axctl plugin logs {name}` shows the traceback",
+            code="reload_failed",
+        )
     else:
         click.echo(f"{name}: {doc.get('reason', 'not reloaded')} (use --force to reload anyway)")
 
 
 @plugin.command("timeline")
 @click.argument("name")
-@click.option("--since", default="10m", show_default=True, metavar="DURATION",
-              help="How far back: 30s, 10m, 2h.")
+@click.option(
+    "--since",
+    default="10m",
+    show_default=True,
+    metavar="DURATION",
+    help="How far back: 30s, 10m, 2h.",
+)
 @json_option
 @pass_session
 def plugin_timeline(session: Session, name: str, since: str, as_json: bool) -> None:
@@ -238,15 +286,23 @@ def _seconds(text: str) -> int:
             return int(float(raw[:-1]) * units[raw[-1]])
         return int(float(raw))
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a duration such as 30s, 10m or 2h",
-                                 param_hint="--since") from None
+        raise click.BadParameter(
+            f"{text!r} is not a duration such as 30s, 10m or 2h", param_hint="--since"
+        ) from None
 
 
 @plugin.command("logs")
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
-@click.option("-n", "--lines", "limit", default=50, show_default=True, type=click.IntRange(0),
-              help="Recent lines to show first.")
+@click.option(
+    "-n",
+    "--lines",
+    "limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Recent lines to show first.",
+)
 @json_option
 @pass_session
 def plugin_logs(session: Session, name: str, follow: bool, limit: int, as_json: bool) -> None:
@@ -260,8 +316,10 @@ def plugin_logs(session: Session, name: str, follow: bool, limit: int, as_json: 
                 click.echo(line.decode())
                 continue
             record = json.loads(line)
-            click.echo(f"{output.clock(record.get('ts', 0))}  {record.get('level', ''):<7} "
-                       f"{record.get('msg', '')}")
+            click.echo(
+                f"{output.clock(record.get('ts', 0))}  {record.get('level', ''):<7} "
+                f"{record.get('msg', '')}"
+            )
             if record.get("exc"):
                 click.echo(record["exc"].rstrip())
 
@@ -277,20 +335,33 @@ def plugin_stats(session: Session, name: str, as_json: bool) -> None:
         output.emit_json(s)
         return
     lat = s["latency"]
-    click.echo(output.table([
-        ("plugin", f"{s['plugin']} ({s['state']}, pid {s['pid'] or '-'})"),
-        ("cpu", f"{_num(s['cpu_percent'], '%')} of budget {s['budget']['cpu']} cores"),
-        ("memory", f"{_mb(s['memory_bytes'])} (peak {_mb(s['peak_memory_bytes'])}) "
-                   f"of {s['budget']['memory']}"),
-        ("throttled", f"{s['throttled_s']}s over {s['throttle_count']} periods"
-                      f" (recent fraction {_num(s['throttled_fraction'])})"),
-        ("oom kills", s["oom_kills"]),
-        ("pids", f"{s['pids']} of {s['budget']['pids']}"),
-        ("calls", f"{s['calls']} ({s['errors']} errors, {s['timeouts']} timeouts)"),
-        ("latency", f"p50 {_num(lat['p50_ms'], ' ms')}, p95 {_num(lat['p95_ms'], ' ms')}, "
-                    f"p99 {_num(lat['p99_ms'], ' ms')}"),
-        ("enforcement", f"{s['enforcement']['backend']}"),
-    ]))
+    click.echo(
+        output.table(
+            [
+                ("plugin", f"{s['plugin']} ({s['state']}, pid {s['pid'] or '-'})"),
+                ("cpu", f"{_num(s['cpu_percent'], '%')} of budget {s['budget']['cpu']} cores"),
+                (
+                    "memory",
+                    f"{_mb(s['memory_bytes'])} (peak {_mb(s['peak_memory_bytes'])}) "
+                    f"of {s['budget']['memory']}",
+                ),
+                (
+                    "throttled",
+                    f"{s['throttled_s']}s over {s['throttle_count']} periods"
+                    f" (recent fraction {_num(s['throttled_fraction'])})",
+                ),
+                ("oom kills", s["oom_kills"]),
+                ("pids", f"{s['pids']} of {s['budget']['pids']}"),
+                ("calls", f"{s['calls']} ({s['errors']} errors, {s['timeouts']} timeouts)"),
+                (
+                    "latency",
+                    f"p50 {_num(lat['p50_ms'], ' ms')}, p95 {_num(lat['p95_ms'], ' ms')}, "
+                    f"p99 {_num(lat['p99_ms'], ' ms')}",
+                ),
+                ("enforcement", f"{s['enforcement']['backend']}"),
+            ]
+        )
+    )
 
 
 @click.group()
@@ -311,17 +382,22 @@ def budgets_validate(session: Session, file: str | None, as_json: bool) -> None:
             with open(file, encoding="utf-8") as fh:
                 body = {"text": fh.read(), "name": file}
         except FileNotFoundError:
-            raise CliError(f"{file} does not exist", code="not_found",
-                           hint="give the path of a budgets TOML file, or no path to check "
-                                "the one in force", as_json=as_json) from None
+            raise CliError(
+                f"{file} does not exist",
+                code="not_found",
+                hint="give the path of a budgets TOML file, or no path to check the one in force",
+                as_json=as_json,
+            ) from None
         except OSError as exc:
             raise CliError(f"cannot read {file}: {exc.strerror}", as_json=as_json) from None
     doc = session.call("POST", "/v1/budgets/validate", body)
     if as_json:
         output.emit_json(doc)
     elif not doc.get("exists", True):
-        click.echo(f"{doc['name']} does not exist: no budget overrides are in force "
-                   "(plugins run with their manifest's and the config's budgets)")
+        click.echo(
+            f"{doc['name']} does not exist: no budget overrides are in force "
+            "(plugins run with their manifest's and the config's budgets)"
+        )
     elif doc["valid"]:
         click.echo(f"{doc['name']}: valid")
     else:

@@ -27,7 +27,12 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         status = response.status
         return response
     finally:
-        log.debug("request done", extra={
-            "method": request.method, "path": request.path_qs, "status": status,
-            "ms": round((time.perf_counter() - started) * 1000, 2),
-        })
+        log.debug(
+            "request done",
+            extra={
+                "method": request.method,
+                "path": request.path_qs,
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )

@@ -40,9 +40,14 @@ class _RateLimitedWarning:
             self.suppressed += 1
             return
         self.last = now
-        log.warning("refused a request that is not valid HTTP", extra={
-            "status": status, "error": type(exc).__name__ if exc else None,
-            "suppressed_since_last": self.suppressed})
+        log.warning(
+            "refused a request that is not valid HTTP",
+            extra={
+                "status": status,
+                "error": type(exc).__name__ if exc else None,
+                "suppressed_since_last": self.suppressed,
+            },
+        )
         self.suppressed = 0
 
 
@@ -52,17 +57,29 @@ note_bad_request = _RateLimitedWarning(LOG_EVERY_S)
 class _JsonErrorHandler(RequestHandler):
     __slots__ = ()
 
-    def handle_error(self, request: BaseRequest, status: int = 500,
-                     exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         note_bad_request(status, exc)
         if request.writer.output_size > 0:  # a response was under way: nothing to add
             raise ConnectionError("response already started; closing the connection")
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-        text = ("the request is not valid HTTP/1.1" if status < 500
-                else "axd failed to handle this request; see the daemon log")
-        body = {"error": {"code": status_code(status), "message": text,
-                          "details": {"status": status, "reason": phrase}}}
+        text = (
+            "the request is not valid HTTP/1.1"
+            if status < 500
+            else "axd failed to handle this request; see the daemon log"
+        )
+        body = {
+            "error": {
+                "code": status_code(status),
+                "message": text,
+                "details": {"status": status, "reason": phrase},
+            }
+        }
         response = web.Response(status=status, text=dumps(body), content_type="application/json")
         response.force_close()
         return response

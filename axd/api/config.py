@@ -6,7 +6,6 @@ from typing import Any
 
 from aiohttp import web
 
-from axd.api.errors import ApiError
 from axd.api.inputs import read_json
 from axd.api.registry import RouteTable
 from axd.api.render import json_response
@@ -26,36 +25,53 @@ VALIDATE_BODY: dict[str, Any] = {
 }
 
 
-@routes.add("GET", "/v1/config", "Every setting in force, where it came from, and the files.",
-            responses={200: "config document"})
+@routes.add(
+    "GET",
+    "/v1/config",
+    "Every setting in force, where it came from, and the files.",
+    responses={200: "config document"},
+)
 async def get_config(request: web.Request) -> web.Response:
     live = request.app[SERVICES].config
     cfg = live.current
-    return json_response({
-        "values": {key: cfg.display(key) for key in cfg.values},
-        "sources": dict(cfg.sources),
-        "files": list(cfg.files),
-        "user_file": live.user_file,
-        "options": [
-            {"key": o.key, "kind": o.kind, "default": o.default, "doc": o.doc,
-             "env": o.env_name, **({"choices": list(o.choices)} if o.choices else {})}
-            for o in config_mod.OPTIONS
-        ],
-    })
+    return json_response(
+        {
+            "values": {key: cfg.display(key) for key in cfg.values},
+            "sources": dict(cfg.sources),
+            "files": list(cfg.files),
+            "user_file": live.user_file,
+            "options": [
+                {
+                    "key": o.key,
+                    "kind": o.kind,
+                    "default": o.default,
+                    "doc": o.doc,
+                    "env": o.env_name,
+                    **({"choices": list(o.choices)} if o.choices else {}),
+                }
+                for o in config_mod.OPTIONS
+            ],
+        }
+    )
 
 
-@routes.add("POST", "/v1/config/reload", "Re-read the config file and environment; apply it.",
-            responses={200: "applied; lists the changed keys",
-                       422: "the new config is invalid; the old one stays in force"})
+@routes.add(
+    "POST",
+    "/v1/config/reload",
+    "Re-read the config file and environment; apply it.",
+    responses={
+        200: "applied; lists the changed keys",
+        422: "the new config is invalid; the old one stays in force",
+    },
+)
 async def reload_config(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    await read_json(request, {"type": "object", "additionalProperties": False},
-                    services.config["api.max_body_size"])
-    try:
-        changed = services.config.reload("api")
-    except ConfigError as exc:
-        raise ApiError(422, "config_invalid", str(exc),
-                       {"problems": [p.as_dict() for p in exc.problems]}) from None
+    await read_json(
+        request,
+        {"type": "object", "additionalProperties": False},
+        services.config["api.max_body_size"],
+    )
+    changed = services.config.reload("api")
     return json_response({"changed": changed, "files": list(services.config.current.files)})
 
 
@@ -70,24 +86,26 @@ SET_BODY: dict[str, Any] = {
 }
 
 
-@routes.add("POST", "/v1/config/set",
-            "Write one key to the user config file (comments kept) and reload.",
-            body=SET_BODY, responses={200: "written and applied",
-                                      422: "unknown key or invalid value"})
+@routes.add(
+    "POST",
+    "/v1/config/set",
+    "Write one key to the user config file (comments kept) and reload.",
+    body=SET_BODY,
+    responses={200: "written and applied", 422: "unknown key or invalid value"},
+)
 async def set_config(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     body = await read_json(request, SET_BODY, services.config["api.max_body_size"])
-    try:
-        result = services.config.set_key(body["key"], body["value"])
-    except ConfigError as exc:
-        raise ApiError(422, "config_invalid", str(exc),
-                       {"problems": [p.as_dict() for p in exc.problems]}) from None
-    return json_response(result)
+    return json_response(services.config.set_key(body["key"], body["value"]))
 
 
-@routes.add("POST", "/v1/config/validate",
-            "Check a TOML document (or, with no text, the files a reload would read).",
-            body=VALIDATE_BODY, responses={200: "`valid` and the list of problems"})
+@routes.add(
+    "POST",
+    "/v1/config/validate",
+    "Check a TOML document (or, with no text, the files a reload would read).",
+    body=VALIDATE_BODY,
+    responses={200: "`valid` and the list of problems"},
+)
 async def validate_config(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     body = await read_json(request, VALIDATE_BODY, services.config["api.max_body_size"])
@@ -101,6 +119,10 @@ async def validate_config(request: web.Request) -> web.Response:
             problems = []
         except ConfigError as exc:
             problems = exc.problems
-    return json_response({
-        "valid": not problems, "name": name, "problems": [p.as_dict() for p in problems],
-    })
+    return json_response(
+        {
+            "valid": not problems,
+            "name": name,
+            "problems": [p.as_dict() for p in problems],
+        }
+    )

@@ -1,7 +1,8 @@
 """One error shape for every failure: `{"error": {"code", "message", "details"}}`.
 
-The middleware turns our `ApiError`, aiohttp's HTTP exceptions (404, 405, 413...) and any
-unexpected exception into that shape, so a client never has to parse an HTML error page
+The middleware turns the services' `AxdError` (by its kind: the only place kinds become
+statuses), the API layer's own `ApiError`, aiohttp's HTTP exceptions (404, 405, 413...)
+and any unexpected exception into that shape, so a client never has to parse an HTML error page
 and a bug in one handler never takes the daemon down.
 """
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from axd.api.render import json_response
+from axd.errors import AxdError, Kind
 
 log = logging.getLogger("axd.api")
 
@@ -36,7 +38,21 @@ def status_code(status: int) -> str:
     return _CODES.get(status, "http_error")
 
 
+# The one place where a service's kind of refusal becomes an HTTP status.
+STATUS = {
+    Kind.INVALID: 422,
+    Kind.NOT_FOUND: 404,
+    Kind.CONFLICT: 409,
+    Kind.UNAVAILABLE: 503,
+    Kind.TIMEOUT: 504,
+    Kind.FAILED: 500,
+}
+
+
 class ApiError(Exception):
+    """An HTTP-level refusal raised by the API layer itself (a body that is not JSON,
+    too large): services raise `AxdError` instead."""
+
     def __init__(
         self, status: int, code: str, message: str, details: dict[str, Any] | None = None
     ) -> None:
@@ -58,6 +74,8 @@ def error_response(
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except AxdError as exc:
+        return error_response(STATUS[exc.kind], exc.code, exc.message, exc.details)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
@@ -70,7 +88,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(
-            500, "internal_error",
+            500,
+            "internal_error",
             "axd hit an unexpected error handling this request; see the daemon log",
         )
 

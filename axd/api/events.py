@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from axd.api.errors import ApiError
+from axd import errors
 from axd.api.inputs import query_bool, query_int, query_list
 from axd.api.registry import Param, RouteTable
 from axd.api.render import NdjsonStream
@@ -15,7 +15,9 @@ routes = RouteTable()
 
 
 @routes.add(
-    "GET", "/v1/events", "Event bus as NDJSON: the last `limit` events, then live ones.",
+    "GET",
+    "/v1/events",
+    "Event bus as NDJSON: the last `limit` events, then live ones.",
     params=(
         Param("types", "string", "comma-separated types or prefixes (plugin.*); default all"),
         Param("follow", "boolean", "keep the stream open and send new events (default false)"),
@@ -29,7 +31,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         wanted = TypeFilter(query_list(request, "types"))
     except ValueError as exc:
-        raise ApiError(422, "invalid_value", str(exc), {"field": "query.types"}) from None
+        raise errors.invalid("invalid_value", str(exc), field="query.types") from None
     follow = query_bool(request, "follow", False)
     limit = query_int(request, "limit", 100, maximum=1_000_000)
 

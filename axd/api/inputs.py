@@ -10,7 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from axd import errors
 from axd.api.errors import ApiError
+from axd.errors import AxdError
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -52,7 +54,9 @@ async def read_json(request: web.Request, schema: dict[str, Any], limit: int) ->
             raise ApiError(400, "invalid_json", "request body is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
             raise ApiError(
-                400, "invalid_json", f"request body is not valid JSON: {exc.msg}",
+                400,
+                "invalid_json",
+                f"request body is not valid JSON: {exc.msg}",
                 {"line": exc.lineno, "column": exc.colno},
             ) from None
     check(doc, schema, "body")
@@ -60,8 +64,12 @@ async def read_json(request: web.Request, schema: dict[str, Any], limit: int) ->
 
 
 def _not_json(name: str) -> Any:
-    raise ApiError(400, "invalid_json", f"request body is not valid JSON: {name} is not a "
-                   "JSON value", {"token": name})
+    raise ApiError(
+        400,
+        "invalid_json",
+        f"request body is not valid JSON: {name} is not a JSON value",
+        {"token": name},
+    )
 
 
 def check(value: Any, schema: dict[str, Any], where: str) -> None:
@@ -141,11 +149,11 @@ def _article(kind: str) -> str:
     return ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
-def _invalid(field: str, problem: str, value: Any, **extra: Any) -> ApiError:
+def _invalid(field: str, problem: str, value: Any, **extra: Any) -> AxdError:
     details = {"field": field, "problem": problem, **extra}
     if value is not None:
         details["value"] = value if isinstance(value, str | int | float | bool) else repr(value)
-    return ApiError(422, "invalid_value", f"{field} {problem}", details)
+    return errors.invalid("invalid_value", f"{field} {problem}", **details)
 
 
 def _too_large(limit: int, declared: int | None) -> ApiError:
@@ -153,6 +161,8 @@ def _too_large(limit: int, declared: int | None) -> ApiError:
     if declared is not None:
         details["size"] = declared
     return ApiError(
-        413, "body_too_large",
-        f"request body is larger than api.max_body_size ({limit} bytes)", details,
+        413,
+        "body_too_large",
+        f"request body is larger than api.max_body_size ({limit} bytes)",
+        details,
     )

@@ -14,9 +14,12 @@ from axd.daemon.services import SERVICES
 routes = RouteTable()
 
 
-@routes.add("POST", "/v1/shutdown",
-            "Stop accepting, finish in-flight requests, stop children, exit 0.",
-            responses={202: "shutdown started"})
+@routes.add(
+    "POST",
+    "/v1/shutdown",
+    "Stop accepting, finish in-flight requests, stop children, exit 0.",
+    responses={202: "shutdown started"},
+)
 async def shutdown(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     # Let this response go out before the listener closes.

@@ -13,13 +13,18 @@ from axd.daemon.services import SERVICES
 routes = RouteTable()
 
 
-@routes.add("GET", "/v1/metrics", "Every metric in Prometheus text format, for scraping.",
-            responses={200: "text/plain; version=0.0.4"})
+@routes.add(
+    "GET",
+    "/v1/metrics",
+    "Every metric in Prometheus text format, for scraping.",
+    responses={200: "text/plain; version=0.0.4"},
+)
 async def metrics(request: web.Request) -> web.Response:
     telemetry = request.app[SERVICES].telemetry
     body = telemetry.prometheus_text() if telemetry is not None else b""
-    return web.Response(body=body, headers={
-        "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    return web.Response(
+        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
 
 
 @web.middleware
@@ -31,8 +36,9 @@ async def request_telemetry(request: web.Request, handler: Handler) -> web.Strea
     route = info.canonical if info is not None else "unmatched"
     started = time.perf_counter()
     status = 500
-    with telemetry.span(f"{request.method} {route}", **{
-            "http.request.method": request.method, "http.route": route}) as span:
+    with telemetry.span(
+        f"{request.method} {route}", **{"http.request.method": request.method, "http.route": route}
+    ) as span:
         try:
             response = await handler(request)
             status = response.status
@@ -42,5 +48,9 @@ async def request_telemetry(request: web.Request, handler: Handler) -> web.Strea
                 span.set_attribute("http.response.status_code", status)
             telemetry.http_duration.record(
                 (time.perf_counter() - started) * 1000,
-                {"http.route": route, "http.request.method": request.method,
-                 "http.response.status_code": status})
+                {
+                    "http.route": route,
+                    "http.request.method": request.method,
+                    "http.response.status_code": status,
+                },
+            )

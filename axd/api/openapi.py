@@ -69,8 +69,13 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if route.params:
         op["parameters"] = [
-            {"name": p.name, "in": p.location, "required": p.required,
-             "description": p.doc, "schema": {"type": p.kind}}
+            {
+                "name": p.name,
+                "in": p.location,
+                "required": p.required,
+                "description": p.doc,
+                "schema": {"type": p.kind},
+            }
             for p in route.params
         ]
     if route.body is not None:
@@ -79,5 +84,7 @@ def _operation(route: Route) -> dict[str, Any]:
 
 
 def _error_response(text: str) -> dict[str, Any]:
-    return {"description": text, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }

@@ -34,7 +34,8 @@ async def same_uid_only(request: web.Request, handler: Handler) -> web.StreamRes
     creds = peer_credentials(request)
     if creds is not None and creds[1] != os.geteuid():
         return error_response(
-            403, "peer_refused",
+            403,
+            "peer_refused",
             f"axd serves only uid {os.geteuid()}; this client runs as uid {creds[1]}",
             {"peer_pid": creds[0], "peer_uid": creds[1]},
         )

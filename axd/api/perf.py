@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from axd.api.errors import ApiError
+from axd import errors
 from axd.api.inputs import read_json
 from axd.api.registry import RouteTable
 from axd.api.render import json_response
@@ -30,10 +30,15 @@ PROFILE_BODY: dict[str, Any] = {
 }
 
 
-@routes.add("POST", "/v1/perf/profile", "Sample the live daemon (or a plugin) for a while; "
-            "the profile comes back as an SVG flamegraph, speedscope JSON or collapsed "
-            "stacks, with the sampler used (py-spy or builtin).", body=PROFILE_BODY,
-            responses={200: "the profile", 404: "no such plugin", 503: "plugin not running"})
+@routes.add(
+    "POST",
+    "/v1/perf/profile",
+    "Sample the live daemon (or a plugin) for a while; "
+    "the profile comes back as an SVG flamegraph, speedscope JSON or collapsed "
+    "stacks, with the sampler used (py-spy or builtin).",
+    body=PROFILE_BODY,
+    responses={200: "the profile", 404: "no such plugin", 503: "plugin not running"},
+)
 async def profile(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     body = await read_json(request, PROFILE_BODY, services.config["api.max_body_size"])
@@ -46,17 +51,17 @@ async def profile(request: web.Request) -> web.Response:
             sup = services.plugins
             ps = sup.plugins.get(body["plugin"]) if sup else None
             if ps is None:
-                raise ApiError(404, "no_such_plugin", f"no plugin named {body['plugin']!r}")
+                raise errors.not_found("no_such_plugin", f"no plugin named {body['plugin']!r}")
             if ps.state != "running" or ps.process is None:
-                raise ApiError(503, "plugin_unavailable", f"{ps.name} is {ps.state}")
+                raise errors.unavailable("plugin_unavailable", f"{ps.name} is {ps.state}")
             doc = await profiler.profile_plugin(ps.process, ps.name, seconds, rate, fmt, sampler)
             doc["target"] = {"plugin": ps.name, "pid": ps.pid}
         else:
             doc = await profiler.profile_daemon(seconds, rate, fmt, sampler)
             doc["target"] = {"daemon": True, "pid": os.getpid()}
     except (PluginTimeout, PluginUnavailable) as exc:
-        raise ApiError(503, "plugin_unavailable", str(exc)) from None
+        raise errors.unavailable("plugin_unavailable", str(exc)) from None
     except RuntimeError as exc:
-        raise ApiError(503, "profiler_unavailable", str(exc)) from None
+        raise errors.unavailable("profiler_unavailable", str(exc)) from None
     doc.update(seconds=seconds, rate=rate)
     return json_response(doc)

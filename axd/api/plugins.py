@@ -7,14 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from axd.api.errors import ApiError
+from axd import errors
 from axd.api.inputs import query_bool, query_int, read_json
 from axd.api.registry import Param, RouteTable
 from axd.api.render import NdjsonStream, json_response
 from axd.daemon.services import SERVICES
 from axd.plugins import budgets as budgets_mod
-from axd.plugins.debug_session import COMMANDS, DebugFailure
-from axd.plugins.supervisor import PluginError, Supervisor
+from axd.plugins.debug_session import COMMANDS
+from axd.plugins.supervisor import Supervisor
 
 routes = RouteTable()
 
@@ -22,11 +22,14 @@ CALL_BODY: dict[str, Any] = {
     "type": "object",
     "properties": {
         "method": {"type": "string"},
-        "params": {"description": "passed to the method: an object (keyword arguments), "
-                                  "an array (positional) or one value"},
+        "params": {
+            "description": "passed to the method: an object (keyword arguments), "
+            "an array (positional) or one value"
+        },
         "timeout": {"type": "number", "minimum": 0.001, "maximum": 3600},
     },
-    "required": ["method"], "additionalProperties": False,
+    "required": ["method"],
+    "additionalProperties": False,
 }
 VALIDATE_BODY: dict[str, Any] = {
     "type": "object",
@@ -39,70 +42,89 @@ NAME = Param("name", "string", "plugin name", location="path", required=True)
 def _supervisor(request: web.Request) -> Supervisor:
     sup = request.app[SERVICES].plugins
     if sup is None:
-        raise ApiError(503, "not_ready", "the plugin supervisor is not running")
+        raise errors.unavailable("not_ready", "the plugin supervisor is not running")
     return sup
 
 
-async def _guard(call: Any) -> Any:
-    try:
-        return await call
-    except PluginError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
-
-
 def _get(sup: Supervisor, request: web.Request) -> Any:
-    try:
-        return sup.get(request.match_info["name"])
-    except PluginError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+    return sup.get(request.match_info["name"])
 
 
-@routes.add("GET", "/v1/plugins", "Every plugin: state, pid, version, uptime, restarts, "
-            "budget, enforcement; and manifests that failed to load.",
-            responses={200: "plugins"})
+@routes.add(
+    "GET",
+    "/v1/plugins",
+    "Every plugin: state, pid, version, uptime, restarts, "
+    "budget, enforcement; and manifests that failed to load.",
+    responses={200: "plugins"},
+)
 async def list_plugins(request: web.Request) -> web.Response:
     sup = _supervisor(request)
-    return json_response({
-        "plugins": [sup.info(name) for name in sorted(sup.plugins)],
-        "invalid": sup.invalid,
-        "enforcement": sup.enforcement(),
-        "budget_problems": sup.budget_problems,
-    })
+    return json_response(
+        {
+            "plugins": [sup.info(name) for name in sorted(sup.plugins)],
+            "invalid": sup.invalid,
+            "enforcement": sup.enforcement(),
+            "budget_problems": sup.budget_problems,
+        }
+    )
 
 
-@routes.add("GET", "/v1/plugins/{name}", "One plugin, with its manifest listing.",
-            params=(NAME,), responses={200: "plugin", 404: "no such plugin"})
+@routes.add(
+    "GET",
+    "/v1/plugins/{name}",
+    "One plugin, with its manifest listing.",
+    params=(NAME,),
+    responses={200: "plugin", 404: "no such plugin"},
+)
 async def get_plugin(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
     return json_response({**sup.info(ps.name), "manifest": ps.manifest.listing()})
 
 
-@routes.add("POST", "/v1/plugins/{name}/call", "Call a plugin method (timeout from "
-            "plugins.call_timeout unless given).", params=(NAME,), body=CALL_BODY,
-            responses={200: "result", 404: "no such plugin or method",
-                       422: "`invalid_params`: the params do not fit the method's signature",
-                       500: "the plugin raised", 503: "not running", 504: "no answer in time"})
+@routes.add(
+    "POST",
+    "/v1/plugins/{name}/call",
+    "Call a plugin method (timeout from plugins.call_timeout unless given).",
+    params=(NAME,),
+    body=CALL_BODY,
+    responses={
+        200: "result",
+        404: "no such plugin or method",
+        422: "`invalid_params`: the params do not fit the method's signature",
+        500: "the plugin raised",
+        503: "not running",
+        504: "no answer in time",
+    },
+)
 async def call_plugin(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
     body = await read_json(request, CALL_BODY, request.app[SERVICES].config["api.max_body_size"])
     started = time.perf_counter()
-    result = await _guard(sup.call(ps.name, body["method"], body.get("params"),
-                                   body.get("timeout")))
-    return json_response({"result": result,
-                              "took_ms": round((time.perf_counter() - started) * 1000, 3)})
+    result = await sup.call(ps.name, body["method"], body.get("params"), body.get("timeout"))
+    return json_response(
+        {"result": result, "took_ms": round((time.perf_counter() - started) * 1000, 3)}
+    )
 
 
 def _control(action: str, summary: str) -> None:
-    @routes.add("POST", f"/v1/plugins/{{name}}/{action}", summary, params=(NAME,),
-                responses={200: "the plugin after the action", 404: "no such plugin",
-                           409: "not allowed in this state"})
+    @routes.add(
+        "POST",
+        f"/v1/plugins/{{name}}/{action}",
+        summary,
+        params=(NAME,),
+        responses={
+            200: "the plugin after the action",
+            404: "no such plugin",
+            409: "not allowed in this state",
+        },
+    )
     async def handler(request: web.Request) -> web.Response:
         sup = _supervisor(request)
         ps = _get(sup, request)
-        return json_response(await _guard(getattr(sup, f"{action}_plugin" if action in (
-            "start", "stop", "restart") else action)(ps.name)))
+        method = f"{action}_plugin" if action in ("start", "stop", "restart") else action
+        return json_response(await getattr(sup, method)(ps.name))
 
     handler.__name__ = f"{action}_plugin"
 
@@ -124,17 +146,20 @@ RELOAD_BODY: dict[str, Any] = {
 }
 
 
-@routes.add("POST", "/v1/plugins/{name}/reload", "Hot-reload a plugin (blue/green, rollback "
-            "on failure); unchanged files are a no-op unless `force`.", params=(NAME,),
-            body=RELOAD_BODY, responses={200: "`reloaded`, or the failed stage and error",
-                                         404: "no such plugin"})
+@routes.add(
+    "POST",
+    "/v1/plugins/{name}/reload",
+    "Hot-reload a plugin (blue/green, rollback "
+    "on failure); unchanged files are a no-op unless `force`.",
+    params=(NAME,),
+    body=RELOAD_BODY,
+    responses={200: "`reloaded`, or the failed stage and error", 404: "no such plugin"},
+)
 async def reload_plugin(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    body = await read_json(request, RELOAD_BODY,
-                           request.app[SERVICES].config["api.max_body_size"])
-    return json_response(await _guard(sup.reload(ps.name, reason="manual",
-                                                     force=body.get("force", False))))
+    body = await read_json(request, RELOAD_BODY, request.app[SERVICES].config["api.max_body_size"])
+    return json_response(await sup.reload(ps.name, reason="manual", force=body.get("force", False)))
 
 
 COMMAND_BODY: dict[str, Any] = {
@@ -142,41 +167,64 @@ COMMAND_BODY: dict[str, Any] = {
     "properties": {
         "session": {"type": "string"},
         "command": {"type": "string", "enum": list(COMMANDS)},
-        "arg": {"type": "string", "description": "FILE:LINE [if COND] for break, an "
-                                                 "expression for print, on|off for logs"},
+        "arg": {
+            "type": "string",
+            "description": "FILE:LINE [if COND] for break, an "
+            "expression for print, on|off for logs",
+        },
     },
-    "required": ["session", "command"], "additionalProperties": False,
+    "required": ["session", "command"],
+    "additionalProperties": False,
 }
 HEARTBEAT_S = 1.0
 
 
-@routes.add("POST", "/v1/plugins/{name}/debug", "Open a debug session; the NDJSON response "
-            "streams its events (attached, paused with stack and source, resumed, output, "
-            "condition_error, exited) until the session ends. Closing the stream ends it.",
-            params=(NAME, Param("dap", "boolean", "also start debugpy on 127.0.0.1 and "
-                                                  "send its attach configuration")),
-            responses={200: "NDJSON events", 409: "a session is already open",
-                       503: "plugin not running"}, streams=True)
+@routes.add(
+    "POST",
+    "/v1/plugins/{name}/debug",
+    "Open a debug session; the NDJSON response "
+    "streams its events (attached, paused with stack and source, resumed, output, "
+    "condition_error, exited) until the session ends. Closing the stream ends it.",
+    params=(
+        NAME,
+        Param(
+            "dap", "boolean", "also start debugpy on 127.0.0.1 and send its attach configuration"
+        ),
+    ),
+    responses={200: "NDJSON events", 409: "a session is already open", 503: "plugin not running"},
+    streams=True,
+)
 async def debug_session(request: web.Request) -> web.StreamResponse:
     import asyncio
 
     sup = _supervisor(request)
     ps = _get(sup, request)
     dap = query_bool(request, "dap", False)
-    session = await _guard(sup.open_debug(ps.name))
+    session = await sup.open_debug(ps.name)
     bus = request.app[SERVICES].bus
     reason = "client disconnected"
     try:
         async with NdjsonStream(request) as out:
-            await out.send({"type": "session", "id": session.id, "plugin": ps.name,
-                            "commands": list(COMMANDS)})
+            await out.send(
+                {"type": "session", "id": session.id, "plugin": ps.name, "commands": list(COMMANDS)}
+            )
             if dap:
-                where = await _guard(_dap(ps))
-                await out.send({"type": "dap", "configuration": {
-                    "name": f"axd plugin {ps.name}", "type": "python", "request": "attach",
-                    "connect": where, "justMyCode": False,
-                    "pathMappings": [{"localRoot": ps.manifest.folder,
-                                      "remoteRoot": ps.manifest.folder}]}})
+                where = await _dap(ps)
+                await out.send(
+                    {
+                        "type": "dap",
+                        "configuration": {
+                            "name": f"axd plugin {ps.name}",
+                            "type": "python",
+                            "request": "attach",
+                            "connect": where,
+                            "justMyCode": False,
+                            "pathMappings": [
+                                {"localRoot": ps.manifest.folder, "remoteRoot": ps.manifest.folder}
+                            ],
+                        },
+                    }
+                )
             while not session.closed and not bus.closed:
                 try:
                     event = await asyncio.wait_for(session.events.get(), HEARTBEAT_S)
@@ -198,49 +246,68 @@ async def _dap(ps: Any) -> Any:
     try:
         return await ps.process.request("debug.dap", {}, 30)
     except Exception as exc:
-        raise PluginError(503, "dap_unavailable", f"could not start debugpy in {ps.name}: "
-                          f"{exc}") from None
+        raise errors.unavailable(
+            "dap_unavailable", f"could not start debugpy in {ps.name}: {exc}"
+        ) from None
 
 
-@routes.add("POST", "/v1/plugins/{name}/debug/command", "Run a debugger command in the open "
-            "session: break, clear, breakpoints, continue, step, next, return, where, print, "
-            "locals, logs, quit.", params=(NAME,), body=COMMAND_BODY,
-            responses={200: "the command's result", 404: "no such plugin",
-                       409: "no such session", 422: "bad command or arguments",
-                       504: "the plugin did not answer"})
+@routes.add(
+    "POST",
+    "/v1/plugins/{name}/debug/command",
+    "Run a debugger command in the open "
+    "session: break, clear, breakpoints, continue, step, next, return, where, print, "
+    "locals, logs, quit.",
+    params=(NAME,),
+    body=COMMAND_BODY,
+    responses={
+        200: "the command's result",
+        404: "no such plugin",
+        409: "no such session",
+        422: "bad command or arguments",
+        504: "the plugin did not answer",
+    },
+)
 async def debug_command(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    body = await read_json(request, COMMAND_BODY,
-                           request.app[SERVICES].config["api.max_body_size"])
+    body = await read_json(request, COMMAND_BODY, request.app[SERVICES].config["api.max_body_size"])
     session = ps.debug
     if session is None or session.closed or session.id != body["session"]:
-        raise ApiError(409, "no_session", f"{ps.name} has no open debug session "
-                       f"{body['session']}; open one with POST /v1/plugins/{ps.name}/debug")
-    try:
-        result = await session.command(body["command"], body.get("arg", ""))
-    except DebugFailure as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+        raise errors.conflict(
+            "no_session",
+            f"{ps.name} has no open debug session "
+            f"{body['session']}; open one with POST /v1/plugins/{ps.name}/debug",
+        )
+    result = await session.command(body["command"], body.get("arg", ""))
     return json_response({"result": result})
 
 
-@routes.add("GET", "/v1/plugins/{name}/timeline", "One time-ordered view: RPC calls, "
-            "reloads, crashes, budget events, log lines.",
-            params=(NAME, Param("since", "integer", "seconds back (default 600)")),
-            responses={200: "entries, oldest first"})
+@routes.add(
+    "GET",
+    "/v1/plugins/{name}/timeline",
+    "One time-ordered view: RPC calls, reloads, crashes, budget events, log lines.",
+    params=(NAME, Param("since", "integer", "seconds back (default 600)")),
+    responses={200: "entries, oldest first"},
+)
 async def plugin_timeline(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
     since = query_int(request, "since", 600, maximum=10 * 365 * 86400)
-    return json_response({"plugin": ps.name,
-                              "entries": ps.timeline(time.time() - since)})
+    return json_response({"plugin": ps.name, "entries": ps.timeline(time.time() - since)})
 
 
-@routes.add("GET", "/v1/plugins/{name}/logs", "Recent log lines of a plugin as NDJSON; with "
-            "follow, new ones as they come.",
-            params=(NAME, Param("follow", "boolean", "keep streaming"),
-                    Param("limit", "integer", "recent lines first (default 100)")),
-            responses={200: "NDJSON log records", 404: "no such plugin"}, streams=True)
+@routes.add(
+    "GET",
+    "/v1/plugins/{name}/logs",
+    "Recent log lines of a plugin as NDJSON; with follow, new ones as they come.",
+    params=(
+        NAME,
+        Param("follow", "boolean", "keep streaming"),
+        Param("limit", "integer", "recent lines first (default 100)"),
+    ),
+    responses={200: "NDJSON log records", 404: "no such plugin"},
+    streams=True,
+)
 async def plugin_logs(request: web.Request) -> web.StreamResponse:
     import asyncio
 
@@ -268,25 +335,35 @@ async def plugin_logs(request: web.Request) -> web.StreamResponse:
     return out.response
 
 
-@routes.add("GET", "/v1/plugins/{name}/stats", "CPU %, memory and peak, throttling, OOM "
-            "kills, pids, calls, errors, RPC latency P50/P95/P99.", params=(NAME,),
-            responses={200: "stats", 404: "no such plugin"})
+@routes.add(
+    "GET",
+    "/v1/plugins/{name}/stats",
+    "CPU %, memory and peak, throttling, OOM kills, pids, calls, errors, RPC latency P50/P95/P99.",
+    params=(NAME,),
+    responses={200: "stats", 404: "no such plugin"},
+)
 async def plugin_stats(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
     return json_response(sup.monitor.stats(ps))
 
 
-@routes.add("POST", "/v1/budgets/validate", "Check a budgets file (or, with no text, the one "
-            "in force): unknown plugins, bad units, impossible values.", body=VALIDATE_BODY,
-            responses={200: "`valid` and the problems"})
+@routes.add(
+    "POST",
+    "/v1/budgets/validate",
+    "Check a budgets file (or, with no text, the one "
+    "in force): unknown plugins, bad units, impossible values.",
+    body=VALIDATE_BODY,
+    responses={200: "`valid` and the problems"},
+)
 async def validate_budgets(request: web.Request) -> web.Response:
     import os
     import tempfile
 
     sup = _supervisor(request)
-    body = await read_json(request, VALIDATE_BODY,
-                           request.app[SERVICES].config["api.max_body_size"])
+    body = await read_json(
+        request, VALIDATE_BODY, request.app[SERVICES].config["api.max_body_size"]
+    )
     if "text" in body:
         name = body.get("name") or "<text>"
         with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
@@ -301,13 +378,18 @@ async def validate_budgets(request: web.Request) -> web.Response:
         name = sup.budgets_file()
         exists = os.path.exists(name)
         _, problems = budgets_mod.load_overrides(name, set(sup.plugins))
-    return json_response({"valid": not problems, "name": name, "exists": exists,
-                          "problems": problems})
+    return json_response(
+        {"valid": not problems, "name": name, "exists": exists, "problems": problems}
+    )
 
 
-@routes.add("POST", "/v1/budgets/apply", "Re-read budgets (config and budgets file) and apply "
-            "them to running plugins without restarting them.",
-            responses={200: "the budgets applied, and problems"})
+@routes.add(
+    "POST",
+    "/v1/budgets/apply",
+    "Re-read budgets (config and budgets file) and apply "
+    "them to running plugins without restarting them.",
+    responses={200: "the budgets applied, and problems"},
+)
 async def apply_budgets(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     return json_response(await sup.apply_budgets())

@@ -54,8 +54,7 @@ class RouteTable:
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.routes.append(
-                Route(method, path, handler, summary, tuple(params), body,
-                      responses or {}, streams)
+                Route(method, path, handler, summary, tuple(params), body, responses or {}, streams)
             )
             return handler
 

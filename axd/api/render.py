@@ -38,8 +38,9 @@ def dumps(value: Any) -> str:
         return json.dumps(_finite(value), allow_nan=False, default=str)
 
 
-def json_response(data: Any, status: int = 200,
-                  headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.json_response(data, status=status, headers=headers, dumps=dumps)
 
 
@@ -66,8 +67,12 @@ class NdjsonStream:
     async def send(self, value: Any) -> None:
         await self.response.write(json_line(value))
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> bool:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         if exc_type is not None and issubclass(exc_type, ConnectionError):
             self._left()
             return True

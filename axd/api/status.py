@@ -22,26 +22,35 @@ routes = RouteTable()
 _RANK = {"ok": 0, "degraded": 1, "failed": 2}
 
 
-@routes.add("GET", "/v1/status", "Daemon identity, uptime, paths, config files and health.",
-            responses={200: "status document"})
+@routes.add(
+    "GET",
+    "/v1/status",
+    "Daemon identity, uptime, paths, config files and health.",
+    responses={200: "status document"},
+)
 async def status(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     info = services.info
     components = services.health()
-    worst = max((c.get("health", "ok") for c in components.values()),
-                key=lambda h: _RANK.get(h, 2), default="ok")
-    return json_response({
-        "version": __version__,
-        "api": API_VERSION,
-        "pid": os.getpid(),
-        "started_at": round(info.started_wall, 3),
-        "uptime_s": round(time.monotonic() - info.started_mono, 3),
-        "socket": info.socket,
-        "socket_activated": info.socket_activated,
-        "state_dir": info.state_dir,
-        "config_files": list(services.config.current.files),
-        "python": sys.version.split()[0],
-        "loop": info.loop,
-        "health": worst,
-        "components": components,
-    })
+    worst = max(
+        (c.get("health", "ok") for c in components.values()),
+        key=lambda h: _RANK.get(h, 2),
+        default="ok",
+    )
+    return json_response(
+        {
+            "version": __version__,
+            "api": API_VERSION,
+            "pid": os.getpid(),
+            "started_at": round(info.started_wall, 3),
+            "uptime_s": round(time.monotonic() - info.started_mono, 3),
+            "socket": info.socket,
+            "socket_activated": info.socket_activated,
+            "state_dir": info.state_dir,
+            "config_files": list(services.config.current.files),
+            "python": sys.version.split()[0],
+            "loop": info.loop,
+            "health": worst,
+            "components": components,
+        }
+    )

@@ -52,13 +52,15 @@ class QueryCache:
             self.hits += 1
             return entry.value
 
-    def put(self, key: Hashable, value: Any, workspace: int, terms: Iterable[int],
-            paths: Iterable[str]) -> None:
+    def put(
+        self, key: Hashable, value: Any, workspace: int, terms: Iterable[int], paths: Iterable[str]
+    ) -> None:
         if self.capacity <= 0:
             return
         with self._lock:
-            self._entries[key] = _Entry(value, time.monotonic() + self.ttl, workspace,
-                                        frozenset(terms), frozenset(paths))
+            self._entries[key] = _Entry(
+                value, time.monotonic() + self.ttl, workspace, frozenset(terms), frozenset(paths)
+            )
             self._entries.move_to_end(key)
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
@@ -67,9 +69,11 @@ class QueryCache:
     def invalidate(self, workspace: int, terms: set[int], paths: set[str]) -> int:
         """Drop the entries a change to `paths` (with these old+new terms) can affect."""
         with self._lock:
-            doomed = [k for k, e in self._entries.items()
-                      if e.workspace == workspace
-                      and (not e.terms or e.terms & terms or e.paths & paths)]
+            doomed = [
+                k
+                for k, e in self._entries.items()
+                if e.workspace == workspace and (not e.terms or e.terms & terms or e.paths & paths)
+            ]
             for key in doomed:
                 del self._entries[key]
             self.invalidations += len(doomed)
@@ -89,7 +93,14 @@ class QueryCache:
 
     def stats(self) -> dict[str, Any]:
         total = self.hits + self.misses
-        return {"entries": len(self._entries), "capacity": self.capacity, "ttl_s": self.ttl,
-                "hits": self.hits, "misses": self.misses, "evictions": self.evictions,
-                "invalidations": self.invalidations, "expirations": self.expirations,
-                "hit_rate": round(self.hits / total, 4) if total else None}
+        return {
+            "entries": len(self._entries),
+            "capacity": self.capacity,
+            "ttl_s": self.ttl,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "invalidations": self.invalidations,
+            "expirations": self.expirations,
+            "hit_rate": round(self.hits / total, 4) if total else None,
+        }

@@ -21,12 +21,14 @@ MAX_DOC = 2000
 TEXT_CHUNK_LINES = 40
 
 _COMMENT_PREFIX = {
-    "python": ("#",), "ruby": ("#",),
+    "python": ("#",),
+    "ruby": ("#",),
 }
 _C_LIKE_COMMENT = ("//", "/*", "*", "*/")
 _DOCSTRING_QUOTES = re.compile(r'^[rRbBuUfF]{0,2}("""|\'\'\'|"|\')|("""|\'\'\'|"|\')$')
-_SIGNATURE_WRAPPERS = frozenset({"type_declaration", "lexical_declaration",
-                                 "variable_declaration", "const_declaration"})
+_SIGNATURE_WRAPPERS = frozenset(
+    {"type_declaration", "lexical_declaration", "variable_declaration", "const_declaration"}
+)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 
 
@@ -57,8 +59,9 @@ class _Def:
     children: list[int] = field(default_factory=list)
 
 
-def chunk_file(relpath: str, lang: str, has_grammar: bool, source: bytes) -> tuple[list[Chunk],
-                                                                                   bool]:
+def chunk_file(
+    relpath: str, lang: str, has_grammar: bool, source: bytes
+) -> tuple[list[Chunk], bool]:
     """Chunks of one file, and whether it parsed cleanly (False: indexed as text)."""
     if has_grammar:
         tree = _parse(lang, source)
@@ -99,8 +102,10 @@ def _definitions(relpath: str, lang: str, source: bytes, tree: Any) -> list[Chun
         parent = parents[i]
         kind = d.kind
         parent_kind = defs[parent].kind if parent is not None else None
-        if kind == "function" and (parent_kind in languages.CONTAINERS
-                                   or (lang == "ruby" and parent_kind in ("class", "module"))):
+        if kind == "function" and (
+            parent_kind in languages.CONTAINERS
+            or (lang == "ruby" and parent_kind in ("class", "module"))
+        ):
             kind = "method"
         symbol, qual_prefix = _split_qualified(d.name)
         if qual_prefix and kind == "function":
@@ -117,16 +122,18 @@ def _definitions(relpath: str, lang: str, source: bytes, tree: Any) -> list[Chun
             prefix.append(qual_prefix)
         start_line = _line_of(line_starts, d.start)
         end_line = _line_of(line_starts, max(d.end - 1, d.start))
-        chunks.append(Chunk(
-            symbol=symbol,
-            qualname=".".join([*prefix, symbol]),
-            kind=kind,
-            start_line=start_line,
-            end_line=end_line,
-            signature=_signature(lang, source, d),
-            doc=_doc(lang, source, line_starts, d),
-            parent=parent,
-        ))
+        chunks.append(
+            Chunk(
+                symbol=symbol,
+                qualname=".".join([*prefix, symbol]),
+                kind=kind,
+                start_line=start_line,
+                end_line=end_line,
+                signature=_signature(lang, source, d),
+                doc=_doc(lang, source, line_starts, d),
+                parent=parent,
+            )
+        )
     _own_text(source, defs, parents, chunks)
     module = _module_chunk(relpath, source, defs, parents, line_starts)
     if module is not None and not tokens.terms(module.text):
@@ -147,12 +154,18 @@ def _one_def(lang: str, source: bytes, caps: dict[str, list[Any]]) -> _Def | Non
     if not name:
         return None
     kind = key[4:]
-    if kind == "constant" and lang in ("python", "java") and not re.fullmatch(
-            r"[A-Z][A-Z0-9_]*", name):
+    if (
+        kind == "constant"
+        and lang in ("python", "java")
+        and not re.fullmatch(r"[A-Z][A-Z0-9_]*", name)
+    ):
         return None
     outer = node
-    while outer.parent is not None and outer.parent.type in languages.WRAPPERS and \
-            sum(1 for c in outer.parent.named_children if c.type == outer.type) == 1:
+    while (
+        outer.parent is not None
+        and outer.parent.type in languages.WRAPPERS
+        and sum(1 for c in outer.parent.named_children if c.type == outer.type) == 1
+    ):
         outer = outer.parent
     receiver = ""
     if "receiver" in caps:
@@ -162,14 +175,28 @@ def _one_def(lang: str, source: bytes, caps: dict[str, list[Any]]) -> _Def | Non
     # `type X struct`, `const x = () =>`: the wrapper's keyword is part of the signature;
     # decorators and `export` are not.
     sig_node = outer if outer.type in _SIGNATURE_WRAPPERS else node
-    return _Def(kind, node, name, outer.start_byte, outer.end_byte, body, receiver,
-                outer.start_byte, sig_node.start_byte)
+    return _Def(
+        kind,
+        node,
+        name,
+        outer.start_byte,
+        outer.end_byte,
+        body,
+        receiver,
+        outer.start_byte,
+        sig_node.start_byte,
+    )
 
 
 def _name_text(source: bytes, node: Any) -> str:
     """The identifier inside a name node (C declarators nest: `*(*f)(int)`)."""
-    while node.type in ("function_declarator", "pointer_declarator", "reference_declarator",
-                        "parenthesized_declarator", "array_declarator"):
+    while node.type in (
+        "function_declarator",
+        "pointer_declarator",
+        "reference_declarator",
+        "parenthesized_declarator",
+        "array_declarator",
+    ):
         inner = node.child_by_field_name("declarator")
         if inner is None:
             break
@@ -202,21 +229,23 @@ def _nest(defs: list[_Def]) -> list[int | None]:
     return parents
 
 
-def _own_text(source: bytes, defs: list[_Def], parents: list[int | None],
-              chunks: list[Chunk]) -> None:
+def _own_text(
+    source: bytes, defs: list[_Def], parents: list[int | None], chunks: list[Chunk]
+) -> None:
     for d, chunk in zip(defs, chunks, strict=True):
         pieces = []
         cursor = d.start
         for child in d.children:
             c = defs[child]
-            pieces.append(source[cursor:c.doc_start])
+            pieces.append(source[cursor : c.doc_start])
             cursor = max(cursor, c.end)
-        pieces.append(source[cursor:d.end])
+        pieces.append(source[cursor : d.end])
         chunk.text = b"".join(pieces).decode("utf-8", errors="replace")
 
 
-def _module_chunk(relpath: str, source: bytes, defs: list[_Def], parents: list[int | None],
-                  line_starts: list[int]) -> Chunk | None:
+def _module_chunk(
+    relpath: str, source: bytes, defs: list[_Def], parents: list[int | None], line_starts: list[int]
+) -> Chunk | None:
     pieces = []
     cursor = 0
     first = last = None
@@ -241,8 +270,14 @@ def _module_chunk(relpath: str, source: bytes, defs: list[_Def], parents: list[i
     if not texts or first is None or last is None:
         return None
     stem = os.path.splitext(relpath)[0]
-    return Chunk(symbol=os.path.basename(stem), qualname=stem.replace(os.sep, "."),
-                 kind="module", start_line=first, end_line=last, text="\n".join(texts))
+    return Chunk(
+        symbol=os.path.basename(stem),
+        qualname=stem.replace(os.sep, "."),
+        kind="module",
+        start_line=first,
+        end_line=last,
+        text="\n".join(texts),
+    )
 
 
 def text_chunks(relpath: str, source: bytes) -> list[Chunk]:
@@ -257,16 +292,30 @@ def text_chunks(relpath: str, source: bytes) -> list[Chunk]:
     while start < len(lines):
         end = min(start + TEXT_CHUNK_LINES, len(lines))
         if end < len(lines):
-            blank = next((j for j in range(end - 1, start + TEXT_CHUNK_LINES // 2, -1)
-                          if not lines[j].strip()), None)
+            blank = next(
+                (
+                    j
+                    for j in range(end - 1, start + TEXT_CHUNK_LINES // 2, -1)
+                    if not lines[j].strip()
+                ),
+                None,
+            )
             if blank is not None:
                 end = blank + 1
         block = lines[start:end]
         match = next((_HEADING.match(x) for x in block if _HEADING.match(x)), None)
         symbol = match.group(1) if match else heading
         if "".join(block).strip():
-            chunks.append(Chunk(symbol=symbol, qualname=f"{name}:{symbol}", kind="text",
-                                start_line=start + 1, end_line=end, text="\n".join(block)))
+            chunks.append(
+                Chunk(
+                    symbol=symbol,
+                    qualname=f"{name}:{symbol}",
+                    kind="text",
+                    start_line=start + 1,
+                    end_line=end,
+                    text="\n".join(block),
+                )
+            )
         if match:
             heading = match.group(1)
         start = end
@@ -279,12 +328,15 @@ def _signature(lang: str, source: bytes, d: _Def) -> str:
     if body is not None and body.type in ("arrow_function", "function_expression"):
         body = body.child_by_field_name("body")
     if body is not None and body.start_byte > start:
-        raw = source[start:body.start_byte]
+        raw = source[start : body.start_byte]
     else:
-        raw = source[start:d.end].split(b"\n", 1)[0]
+        raw = source[start : d.end].split(b"\n", 1)[0]
     prefixes = _COMMENT_PREFIX.get(lang, _C_LIKE_COMMENT)
-    lines = [x for x in raw.decode("utf-8", errors="replace").splitlines()
-             if not x.strip().startswith(prefixes)]
+    lines = [
+        x
+        for x in raw.decode("utf-8", errors="replace").splitlines()
+        if not x.strip().startswith(prefixes)
+    ]
     sig = " ".join(" ".join(lines).split())
     return sig.rstrip("{:=> ").strip()[:MAX_SIGNATURE]
 
@@ -292,8 +344,11 @@ def _signature(lang: str, source: bytes, d: _Def) -> str:
 def _doc(lang: str, source: bytes, line_starts: list[int], d: _Def) -> str:
     if lang == "python" and d.body is not None and d.body.named_child_count:
         first = d.body.named_children[0]
-        if first.type == "expression_statement" and first.named_child_count and \
-                first.named_children[0].type == "string":
+        if (
+            first.type == "expression_statement"
+            and first.named_child_count
+            and first.named_children[0].type == "string"
+        ):
             raw = _text(source, first.named_children[0]).strip()
             return _DOCSTRING_QUOTES.sub("", raw).strip()[:MAX_DOC]
     prefixes = _COMMENT_PREFIX.get(lang, _C_LIKE_COMMENT)
@@ -307,13 +362,15 @@ def _doc(lang: str, source: bytes, line_starts: list[int], d: _Def) -> str:
         line -= 1
     if collected:
         d.doc_start = line_starts[line + 1]
-    cleaned = [re.sub(r"^(///?!?|/\*+|\*+/?|#+!?)\s?", "", x).rstrip("*/ ").rstrip()
-               for x in reversed(collected)]
+    cleaned = [
+        re.sub(r"^(///?!?|/\*+|\*+/?|#+!?)\s?", "", x).rstrip("*/ ").rstrip()
+        for x in reversed(collected)
+    ]
     return "\n".join(c for c in cleaned if c).strip()[:MAX_DOC]
 
 
 def _text(source: bytes, node: Any) -> str:
-    return source[node.start_byte:node.end_byte].decode("utf-8", errors="replace")
+    return source[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
 
 
 def _line_starts(source: bytes) -> list[int]:
@@ -333,4 +390,4 @@ def _line_of(line_starts: list[int], offset: int) -> int:
 
 def _line_text(source: bytes, line_starts: list[int], index: int) -> str:
     end = line_starts[index + 1] - 1 if index + 1 < len(line_starts) else len(source)
-    return source[line_starts[index]:end].decode("utf-8", errors="replace")
+    return source[line_starts[index] : end].decode("utf-8", errors="replace")

@@ -85,15 +85,17 @@ def extract_file(root: str, relpath: str, max_size: int) -> FileData:
         with open(full, "rb") as fh:
             source = fh.read(max_size + 1)
     except OSError as exc:
-        return FileData(relpath, st.st_size, st.st_mtime_ns, "", lang, "unreadable",
-                        exc.strerror or str(exc))
+        return FileData(
+            relpath, st.st_size, st.st_mtime_ns, "", lang, "unreadable", exc.strerror or str(exc)
+        )
     digest = hashlib.blake2b(source, digest_size=16).hexdigest()
     if b"\0" in source[:BINARY_SNIFF]:
         return FileData(relpath, st.st_size, st.st_mtime_ns, digest, lang, "binary")
     chunks, clean = chunker.chunk_file(relpath, lang, has_grammar, source)
     path_terms = tokens.term_counts(relpath)
-    data = FileData(relpath, st.st_size, st.st_mtime_ns, digest, lang,
-                    "ok" if clean else "parse_error")
+    data = FileData(
+        relpath, st.st_size, st.st_mtime_ns, digest, lang, "ok" if clean else "parse_error"
+    )
     data.chunks = [_chunk_data(c, path_terms) for c in chunks]
     return data
 
@@ -108,9 +110,14 @@ def _chunk_data(chunk: chunker.Chunk, path_terms: Counter[str]) -> ChunkData:
         tokens.term_counts(chunk.text),
     )
     return ChunkData(
-        symbol=chunk.symbol, qualname=chunk.qualname, kind=chunk.kind,
-        start_line=chunk.start_line, end_line=chunk.end_line,
-        signature=chunk.signature, doc=chunk.doc, parent=chunk.parent,
+        symbol=chunk.symbol,
+        qualname=chunk.qualname,
+        kind=chunk.kind,
+        start_line=chunk.start_line,
+        end_line=chunk.end_line,
+        signature=chunk.signature,
+        doc=chunk.doc,
+        parent=chunk.parent,
         terms=pack_terms(per_field),
         lengths=tuple(sum(c.values()) for c in per_field),
     )
@@ -123,14 +130,18 @@ def pack_terms(per_field: tuple[Counter[str], ...]) -> bytes:
     hashes = [lookup(term) for counts in per_field for term in counts]
     if not hashes:
         return b""
-    packed = [(number << 12) | (tf if tf < MAX_TF else MAX_TF)
-              for number, counts in enumerate(per_field) for tf in counts.values()]
-    return (np.array(hashes, dtype=np.int64).tobytes()
-            + np.array(packed, dtype=np.uint16).tobytes())
+    packed = [
+        (number << 12) | (tf if tf < MAX_TF else MAX_TF)
+        for number, counts in enumerate(per_field)
+        for tf in counts.values()
+    ]
+    return np.array(hashes, dtype=np.int64).tobytes() + np.array(packed, dtype=np.uint16).tobytes()
 
 
 def unpack_terms(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(int64 term hashes, uint16 field<<12|tf) of one chunk."""
     count = len(blob) // 10
-    return (np.frombuffer(blob, dtype=np.int64, count=count),
-            np.frombuffer(blob, dtype=np.uint16, offset=count * 8, count=count))
+    return (
+        np.frombuffer(blob, dtype=np.int64, count=count),
+        np.frombuffer(blob, dtype=np.uint16, offset=count * 8, count=count),
+    )

@@ -33,8 +33,9 @@ class IgnoreRules:
         name = relpath.rsplit("/", 1)[-1]
         if name in ALWAYS_IGNORED or name.startswith(COOKIE_PREFIX):
             return True
-        if any(fnmatch.fnmatch(relpath, pat) or fnmatch.fnmatch(name, pat)
-               for pat in self.excludes):
+        if any(
+            fnmatch.fnmatch(relpath, pat) or fnmatch.fnmatch(name, pat) for pat in self.excludes
+        ):
             return True
         probe = relpath + "/" if is_dir else relpath
         if self._info is not None and self._info.match_file(probe):

@@ -15,34 +15,84 @@ from functools import cache
 from typing import Any
 
 CODE_EXTENSIONS = {
-    ".py": "python", ".pyi": "python", ".pyw": "python",
-    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
-    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript",
+    ".py": "python",
+    ".pyi": "python",
+    ".pyw": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
     ".tsx": "tsx",
     ".go": "go",
     ".rs": "rust",
     ".java": "java",
-    ".c": "c", ".h": "c",
-    ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".c++": "cpp",
-    ".hh": "cpp", ".hpp": "cpp", ".hxx": "cpp", ".h++": "cpp", ".ipp": "cpp",
-    ".rb": "ruby", ".rake": "ruby", ".gemspec": "ruby",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".c++": "cpp",
+    ".hh": "cpp",
+    ".hpp": "cpp",
+    ".hxx": "cpp",
+    ".h++": "cpp",
+    ".ipp": "cpp",
+    ".rb": "ruby",
+    ".rake": "ruby",
+    ".gemspec": "ruby",
 }
 TEXT_EXTENSIONS = {
-    ".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".txt": "text",
-    ".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json",
-    ".ini": "ini", ".cfg": "ini", ".sh": "shell", ".bash": "shell", ".zsh": "shell",
-    ".html": "html", ".htm": "html", ".css": "css", ".scss": "css", ".sql": "sql",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".rst": "rst",
+    ".txt": "text",
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".ini": "ini",
+    ".cfg": "ini",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".zsh": "shell",
+    ".html": "html",
+    ".htm": "html",
+    ".css": "css",
+    ".scss": "css",
+    ".sql": "sql",
     ".xml": "xml",
 }
-TEXT_FILENAMES = {"Makefile": "make", "Dockerfile": "dockerfile", "Rakefile": "ruby",
-                  "Gemfile": "ruby"}
+TEXT_FILENAMES = {
+    "Makefile": "make",
+    "Dockerfile": "dockerfile",
+    "Rakefile": "ruby",
+    "Gemfile": "ruby",
+}
 
 CODE_LANGUAGES = tuple(sorted(set(CODE_EXTENSIONS.values())))
-LANGUAGES = tuple(sorted(set(CODE_EXTENSIONS.values()) | set(TEXT_EXTENSIONS.values())
-                         | set(TEXT_FILENAMES.values())))
+LANGUAGES = tuple(
+    sorted(
+        set(CODE_EXTENSIONS.values()) | set(TEXT_EXTENSIONS.values()) | set(TEXT_FILENAMES.values())
+    )
+)
 
-KINDS = ("function", "method", "class", "interface", "struct", "enum", "type", "constant",
-         "module", "impl", "macro", "text")
+KINDS = (
+    "function",
+    "method",
+    "class",
+    "interface",
+    "struct",
+    "enum",
+    "type",
+    "constant",
+    "module",
+    "impl",
+    "macro",
+    "text",
+)
 
 # Kinds whose functions are methods.
 CONTAINERS = frozenset({"class", "interface", "struct", "enum", "impl"})
@@ -74,10 +124,12 @@ _QUERIES = {
 (class_definition name: (identifier) @name body: (block) @body) @def.class
 (module (expression_statement (assignment left: (identifier) @name) @def.constant))
 """,
-    "javascript": _JS_COMMON + """
+    "javascript": _JS_COMMON
+    + """
 (class_declaration name: (identifier) @name body: (class_body) @body) @def.class
 """,
-    "typescript": _JS_COMMON + """
+    "typescript": _JS_COMMON
+    + """
 (class_declaration name: (type_identifier) @name body: (class_body) @body) @def.class
 (abstract_class_declaration name: (type_identifier) @name body: (class_body) @body) @def.class
 (interface_declaration name: (type_identifier) @name body: (_) @body) @def.interface
@@ -155,10 +207,18 @@ _QUERIES = {
 _QUERIES["tsx"] = _QUERIES["typescript"]
 
 # Nodes that wrap a definition and belong to it (decorators, `export`, templates...).
-WRAPPERS = frozenset({
-    "decorated_definition", "export_statement", "lexical_declaration", "variable_declaration",
-    "template_declaration", "ambient_declaration", "type_declaration", "const_declaration",
-})
+WRAPPERS = frozenset(
+    {
+        "decorated_definition",
+        "export_statement",
+        "lexical_declaration",
+        "variable_declaration",
+        "template_declaration",
+        "ambient_declaration",
+        "type_declaration",
+        "const_declaration",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,12 @@ class Ranking:
 class Segment:
     """Postings sorted by (term, doc): one run of docs per term, found by binary search."""
 
-    def __init__(self, terms: np.ndarray, docs: np.ndarray, packed: np.ndarray,
-                 docs_ascending: bool = False) -> None:
+    def __init__(
+        self, terms: np.ndarray, docs: np.ndarray, packed: np.ndarray, docs_ascending: bool = False
+    ) -> None:
         # Input already in doc order (a bulk load by chunk id) needs only a stable sort by
         # term, which is much cheaper than a two-key sort.
-        order = (np.argsort(terms, kind="stable") if docs_ascending
-                 else np.lexsort((docs, terms)))
+        order = np.argsort(terms, kind="stable") if docs_ascending else np.lexsort((docs, terms))
         terms, self.docs, self.packed = terms[order], docs[order], packed[order]
         if len(terms):
             starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]])
@@ -100,10 +100,14 @@ class Postings:
             packed_parts.append(packed)
             doc_parts.append(np.full(len(hashes), chunk_id, dtype=np.int32))
         ids = np.array([r[0] for r in rows], dtype=np.int64)
-        lengths = np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4").reshape(
-            len(rows), N_FIELDS).T.astype(np.float32)
-        segment = Segment(np.concatenate(term_parts), np.concatenate(doc_parts),
-                          np.concatenate(packed_parts))
+        lengths = (
+            np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4")
+            .reshape(len(rows), N_FIELDS)
+            .T.astype(np.float32)
+        )
+        segment = Segment(
+            np.concatenate(term_parts), np.concatenate(doc_parts), np.concatenate(packed_parts)
+        )
         with self.lock:
             self._grow(int(ids.max()) + 1)
             self.alive[ids] = True
@@ -131,10 +135,13 @@ class Postings:
         blobs = [r[6] for r in rows]
         counts = np.fromiter((len(b) // 10 for b in blobs), dtype=np.int64, count=n)
         hashes = np.frombuffer(b"".join(b[: len(b) // 10 * 8] for b in blobs), dtype=np.int64)
-        packed = np.frombuffer(b"".join(b[len(b) // 10 * 8:] for b in blobs), dtype=np.uint16)
+        packed = np.frombuffer(b"".join(b[len(b) // 10 * 8 :] for b in blobs), dtype=np.uint16)
         docs = np.repeat(ids, counts).astype(np.int32)
-        lengths = np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4").reshape(
-            n, N_FIELDS).T.astype(np.float32)
+        lengths = (
+            np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4")
+            .reshape(n, N_FIELDS)
+            .T.astype(np.float32)
+        )
         workspaces = np.fromiter((r[1] for r in rows), dtype=np.int32, count=n)
         base = Segment(hashes, docs, packed, docs_ascending=True)
         with self.lock:
@@ -193,13 +200,18 @@ class Postings:
         with self.lock:
             delta = sum(len(d) for d in self.deltas)
             return (delta > 200_000 and delta > len(self.base) // 4) or (
-                self.dead_postings > 100_000 and self.dead_postings > len(self.base) // 4)
+                self.dead_postings > 100_000 and self.dead_postings > len(self.base) // 4
+            )
 
     def _merge_deltas(self) -> None:
         parts = [d.triples() for d in self.deltas]
-        self.deltas = [Segment(np.concatenate([p[0] for p in parts]),
-                               np.concatenate([p[1] for p in parts]),
-                               np.concatenate([p[2] for p in parts]))]
+        self.deltas = [
+            Segment(
+                np.concatenate([p[0] for p in parts]),
+                np.concatenate([p[1] for p in parts]),
+                np.concatenate([p[2] for p in parts]),
+            )
+        ]
 
     def _grow(self, need: int) -> None:
         cap = len(self.alive)
@@ -229,15 +241,15 @@ class Postings:
             return parts[0]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def score(self, workspace: int, terms: list[int], ranking: Ranking
-              ) -> tuple[np.ndarray, np.ndarray]:
+    def score(
+        self, workspace: int, terms: list[int], ranking: Ranking
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, scores) of every chunk of `workspace` matching any term."""
         with self.lock:
             n_docs = self._ws_docs.get(workspace, 0)
             if not n_docs or not terms:
                 return _EMPTY_DOCS, np.zeros(0, dtype=np.float32)
-            avg = np.maximum(self._ws_length_sums[workspace] / n_docs, 1e-6).astype(
-                np.float32)
+            avg = np.maximum(self._ws_length_sums[workspace] / n_docs, 1e-6).astype(np.float32)
             weights = np.asarray(ranking.weights, dtype=np.float32)
             k1, b = ranking.k1, ranking.b
             found_docs, found_scores = [], []
@@ -276,8 +288,9 @@ class Postings:
             for term in dict.fromkeys(terms):
                 docs, _ = self.postings(term)
                 docs = np.unique(docs[self.alive[docs] & (self.workspace[docs] == workspace)])
-                result = docs if result is None else np.intersect1d(result, docs,
-                                                                     assume_unique=True)
+                result = (
+                    docs if result is None else np.intersect1d(result, docs, assume_unique=True)
+                )
                 if not len(result):
                     break
         return result if result is not None else _EMPTY_DOCS
@@ -288,8 +301,9 @@ class Postings:
 
     def memory_bytes(self) -> int:
         segs = [self.base, *self.deltas]
-        total = sum(s.docs.nbytes + s.packed.nbytes + s.keys.nbytes + s.offsets.nbytes
-                    for s in segs)
+        total = sum(
+            s.docs.nbytes + s.packed.nbytes + s.keys.nbytes + s.offsets.nbytes for s in segs
+        )
         return total + self.lengths.nbytes + self.alive.nbytes * 12
 
     def posting_count(self) -> int:

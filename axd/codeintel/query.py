@@ -12,17 +12,18 @@ import re
 from dataclasses import dataclass, field
 
 from axd.codeintel import languages, tokens
+from axd.errors import AxdError, Kind
 
-FILTER_NAMES = {"lang": "lang", "language": "lang", "kind": "kind", "path": "path",
-                "file": "path"}
+FILTER_NAMES = {"lang": "lang", "language": "lang", "kind": "kind", "path": "path", "file": "path"}
 MAX_TERMS = 64
 _FILTER = re.compile(r"^(-?)([a-z]+):(.+)$")
 
 
-class QueryError(ValueError):
+class QueryError(AxdError):
+    """A query that cannot mean anything: empty, no words, an unknown filter value."""
+
     def __init__(self, message: str, **details: object) -> None:
-        super().__init__(message)
-        self.details = details
+        super().__init__(Kind.INVALID, "invalid_query", message, **details)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,10 @@ class Query:
 def parse(text: str) -> Query:
     words: list[str] = []
     filters: dict[str, tuple[list[str], list[str]]] = {
-        "lang": ([], []), "kind": ([], []), "path": ([], [])}
+        "lang": ([], []),
+        "kind": ([], []),
+        "path": ([], []),
+    }
     for raw in text.split():
         match = _FILTER.match(raw)
         name = FILTER_NAMES.get(match.group(2)) if match else None
@@ -83,10 +87,14 @@ def parse(text: str) -> Query:
     )
     if not query.terms and not query.has_filters:
         if text.strip():
-            raise QueryError("the query has no searchable words (words need two letters "
-                             "or digits)", field="query")
-        raise QueryError("the query is empty; give words to search for, or a filter such "
-                         "as kind:class", field="query")
+            raise QueryError(
+                "the query has no searchable words (words need two letters or digits)",
+                field="query",
+            )
+        raise QueryError(
+            "the query is empty; give words to search for, or a filter such as kind:class",
+            field="query",
+        )
     return query
 
 
@@ -94,15 +102,21 @@ def _check(name: str, value: str) -> str:
     if name == "lang":
         lowered = value.lower()
         if lowered not in languages.LANGUAGES:
-            raise QueryError(f"unknown language {value!r} in lang:; valid: "
-                             + ", ".join(languages.LANGUAGES), filter="lang", value=value,
-                             valid=list(languages.LANGUAGES))
+            raise QueryError(
+                f"unknown language {value!r} in lang:; valid: " + ", ".join(languages.LANGUAGES),
+                filter="lang",
+                value=value,
+                valid=list(languages.LANGUAGES),
+            )
         return lowered
     if name == "kind":
         lowered = value.lower()
         if lowered not in languages.KINDS:
-            raise QueryError(f"unknown kind {value!r} in kind:; valid: "
-                             + ", ".join(languages.KINDS), filter="kind", value=value,
-                             valid=list(languages.KINDS))
+            raise QueryError(
+                f"unknown kind {value!r} in kind:; valid: " + ", ".join(languages.KINDS),
+                filter="kind",
+                value=value,
+                valid=list(languages.KINDS),
+            )
         return lowered
     return value

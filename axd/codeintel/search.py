@@ -41,8 +41,16 @@ class Timings:
         self._last = now
 
 
-def find(postings: Postings, store: Store, root: str, workspace: int, query: Query,
-         limit: int, ranking: Ranking, timings: Timings) -> list[dict[str, Any]]:
+def find(
+    postings: Postings,
+    store: Store,
+    root: str,
+    workspace: int,
+    query: Query,
+    limit: int,
+    ranking: Ranking,
+    timings: Timings,
+) -> list[dict[str, Any]]:
     hashes = [tokens.term_hash(t) for t in query.terms]
     if hashes:
         docs, scores = postings.score(workspace, hashes, ranking)
@@ -68,26 +76,31 @@ def find(postings: Postings, store: Store, root: str, workspace: int, query: Que
         row = rows.get(doc)
         if row is None:
             continue  # removed between scoring and rendering
-        results.append({
-            "path": row["path"],
-            "start_line": row["start_line"],
-            "end_line": row["end_line"],
-            "symbol": row["symbol"],
-            "qualname": row["qualname"],
-            "kind": row["kind"],
-            "lang": row["lang"],
-            "score": round(float(score), 4),
-            "snippet": _snippet(root, row, set(query.terms), lines_cache),
-        })
+        results.append(
+            {
+                "path": row["path"],
+                "start_line": row["start_line"],
+                "end_line": row["end_line"],
+                "symbol": row["symbol"],
+                "qualname": row["qualname"],
+                "kind": row["kind"],
+                "lang": row["lang"],
+                "score": round(float(score), 4),
+                "snippet": _snippet(root, row, set(query.terms), lines_cache),
+            }
+        )
     timings.mark("render")
     return results
 
 
-def _filter_mask(postings: Postings, store: Store, workspace: int, query: Query,
-                 docs: np.ndarray) -> np.ndarray:
+def _filter_mask(
+    postings: Postings, store: Store, workspace: int, query: Query, docs: np.ndarray
+) -> np.ndarray:
     keep = np.ones(len(docs), dtype=bool)
-    for flt, codes, column in ((query.lang, LANG_CODES, postings.lang),
-                               (query.kind, KIND_CODES, postings.kind)):
+    for flt, codes, column in (
+        (query.lang, LANG_CODES, postings.lang),
+        (query.kind, KIND_CODES, postings.kind),
+    ):
         values = column[docs]
         if flt.include:
             keep &= np.isin(values, [codes[v] for v in flt.include])
@@ -112,8 +125,9 @@ def path_matches(path: str, glob: str) -> bool:
     return fnmatch.fnmatchcase(path, glob) or fnmatch.fnmatchcase(path, glob + "/*")
 
 
-def _snippet(root: str, row: dict[str, Any], terms: set[str],
-             cache: dict[str, list[str] | None]) -> str:
+def _snippet(
+    root: str, row: dict[str, Any], terms: set[str], cache: dict[str, list[str] | None]
+) -> str:
     """The definition's first line, plus its best-matching line when that is elsewhere."""
     lines = _file_lines(root, row["path"], cache)
     start, end = row["start_line"], row["end_line"]
@@ -171,16 +185,19 @@ def _file_lines(root: str, path: str, cache: dict[str, list[str] | None]) -> lis
 # ---- definitions and references -------------------------------------------------------
 
 
-def definitions(store: Store, workspace: int, name: str, limit: int,
-                fuzzy: Callable[[], FuzzyIndex]) -> tuple[str, list[dict[str, Any]]]:
+def definitions(
+    store: Store, workspace: int, name: str, limit: int, fuzzy: Callable[[], FuzzyIndex]
+) -> tuple[str, list[dict[str, Any]]]:
     """Exact (case-sensitive, then not), then prefix, then fuzzy matches of `name`."""
-    exact = store.definitions(workspace, "(c.symbol = ? OR c.qualname = ?)", (name, name),
-                              limit)
+    exact = store.definitions(workspace, "(c.symbol = ? OR c.qualname = ?)", (name, name), limit)
     if exact:
         return "exact", exact
     folded = store.definitions(
-        workspace, "(c.symbol = ? COLLATE NOCASE OR c.qualname = ? COLLATE NOCASE)",
-        (name, name), limit)
+        workspace,
+        "(c.symbol = ? COLLATE NOCASE OR c.qualname = ? COLLATE NOCASE)",
+        (name, name),
+        limit,
+    )
     if folded:
         return "exact_nocase", folded
     like = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -203,8 +220,10 @@ def rank_fuzzy(name: str, candidates: list[str]) -> list[str]:
     (>= 0.6) picks the candidates and breaks ties between equal edit distances."""
     close = difflib.get_close_matches(name, candidates, n=50, cutoff=0.6)
     folded = name.casefold()
-    scored = [(edit_distance(folded, c.casefold()), -difflib.SequenceMatcher(None, name, c)
-               .ratio(), c) for c in close]
+    scored = [
+        (edit_distance(folded, c.casefold()), -difflib.SequenceMatcher(None, name, c).ratio(), c)
+        for c in close
+    ]
     return [c for _, _, c in sorted(scored)]
 
 
@@ -246,11 +265,12 @@ class FuzzyIndex:
 
 def _grams(name: str) -> set[str]:
     low = name.lower()
-    return {low[i:i + 3] for i in range(max(1, len(low) - 2))}
+    return {low[i : i + 3] for i in range(max(1, len(low) - 2))}
 
 
-def references(postings: Postings, store: Store, root: str, workspace: int, name: str,
-               limit: int) -> list[dict[str, Any]]:
+def references(
+    postings: Postings, store: Store, root: str, workspace: int, name: str, limit: int
+) -> list[dict[str, Any]]:
     """Every occurrence of the identifier `name` (whole word, case-sensitive)."""
     parts = [tokens.term_hash(t) for t in tokens.query_terms(name)]
     if not parts:
@@ -260,7 +280,8 @@ def references(postings: Postings, store: Store, root: str, workspace: int, name
     by_file: dict[str, list[tuple[int, int, str]]] = {}
     for row in rows.values():
         by_file.setdefault(row["path"], []).append(
-            (row["start_line"], row["end_line"], row["qualname"]))
+            (row["start_line"], row["end_line"], row["qualname"])
+        )
     pattern = re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])")
     found: list[dict[str, Any]] = []
     cache: dict[str, list[str] | None] = {}
@@ -276,9 +297,16 @@ def references(postings: Postings, store: Store, root: str, workspace: int, name
                     continue
                 claimed.add(number)
                 line = lines[number - 1]
-                found.extend({"path": path, "line": number, "column": m.start() + 1,
-                              "text": line.strip(), "in": qualname}
-                             for m in pattern.finditer(line))
+                found.extend(
+                    {
+                        "path": path,
+                        "line": number,
+                        "column": m.start() + 1,
+                        "text": line.strip(),
+                        "in": qualname,
+                    }
+                    for m in pattern.finditer(line)
+                )
         if len(found) >= limit:
             break
     found.sort(key=lambda r: (r["path"], r["line"], r["column"]))

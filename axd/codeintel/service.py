@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from axd import errors
 from axd.codeintel import extract, search, tokens, walker
 from axd.codeintel import query as query_mod
 from axd.codeintel.cache import QueryCache
@@ -42,14 +43,6 @@ SMALL_BATCH = 8
 FRESH_TIMEOUT = 5.0
 MAX_EVENT_PATHS = 1000
 POOL_IDLE_S = 60.0
-
-
-class CodeIntelError(Exception):
-    """A refusal with an HTTP-ish status and code, raised to the API layer."""
-
-    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
 
 
 @dataclass
@@ -76,7 +69,9 @@ class Workspace:
     def info(self) -> dict[str, Any]:
         oldest = min(self.pending.values(), default=None)
         return {
-            "id": self.id, "root": self.root, "state": self.state,
+            "id": self.id,
+            "root": self.root,
+            "state": self.state,
             "watching": bool(self.watcher and self.watcher.running),
             "watched_dirs": len(self.dirs),
             "pending_changes": len(self.pending),
@@ -85,15 +80,18 @@ class Workspace:
 
 
 class CodeIntel:
-    def __init__(self, state_dir: str, config: LiveConfig, bus: EventBus,
-                 telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self, state_dir: str, config: LiveConfig, bus: EventBus, telemetry: Telemetry | None = None
+    ) -> None:
         self.db_path = os.path.join(state_dir, "index.sqlite3")
         self.config = config
         self.bus = bus
         self.store: Store | None = None
         self.postings = Postings()
-        self.cache = QueryCache(config["codeintel.cache.size"],  # type: ignore[arg-type]
-                                config["codeintel.cache.ttl"])  # type: ignore[arg-type]
+        self.cache = QueryCache(
+            config["codeintel.cache.size"],  # type: ignore[arg-type]
+            config["codeintel.cache.ttl"],
+        )  # type: ignore[arg-type]
         self.workspaces: dict[int, Workspace] = {}
         self.state = "loading"
         self.error: str | None = None
@@ -110,12 +108,21 @@ class CodeIntel:
         self.telemetry = telemetry
         config.on_change(self._config_changed)
         if telemetry is not None:
-            telemetry.gauge("axd.index.chunks", "Definitions and text chunks indexed", "1",
-                            self._chunk_counts)
-            telemetry.gauge("axd.index.postings", "Postings held in memory", "1",
-                            lambda: [(self.postings.posting_count(), {})])
-            telemetry.gauge("axd.index.memory", "Bytes of the in-memory index", "By",
-                            lambda: [(self.postings.memory_bytes(), {})])
+            telemetry.gauge(
+                "axd.index.chunks", "Definitions and text chunks indexed", "1", self._chunk_counts
+            )
+            telemetry.gauge(
+                "axd.index.postings",
+                "Postings held in memory",
+                "1",
+                lambda: [(self.postings.posting_count(), {})],
+            )
+            telemetry.gauge(
+                "axd.index.memory",
+                "Bytes of the in-memory index",
+                "By",
+                lambda: [(self.postings.memory_bytes(), {})],
+            )
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -143,8 +150,10 @@ class CodeIntel:
             self.workspaces[ws.id] = ws
         self.state = "ready"
         self._ready.set()
-        log.info("index loaded", extra={"chunks": rows, "ms": self.load_ms,
-                                        "workspaces": len(self.workspaces)})
+        log.info(
+            "index loaded",
+            extra={"chunks": rows, "ms": self.load_ms, "workspaces": len(self.workspaces)},
+        )
         for ws in self.workspaces.values():
             self._spawn(self._reconcile(ws, reason="startup"))
 
@@ -180,13 +189,24 @@ class CodeIntel:
         }
 
     def _chunk_counts(self) -> list[tuple[float, dict[str, Any]]]:
-        return [(self.postings.doc_count(ws.id), {"workspace": ws.root})
-                for ws in self.workspaces.values()]
+        return [
+            (self.postings.doc_count(ws.id), {"workspace": ws.root})
+            for ws in self.workspaces.values()
+        ]
 
     def _load_postings(self) -> int:
-        rows = [(cid, ws, fid, search.LANG_CODES.get(lang, 0), search.KIND_CODES.get(kind, 0),
-                 lengths, terms)
-                for cid, ws, fid, lang, kind, lengths, terms in self._store().iter_chunks()]
+        rows = [
+            (
+                cid,
+                ws,
+                fid,
+                search.LANG_CODES.get(lang, 0),
+                search.KIND_CODES.get(kind, 0),
+                lengths,
+                terms,
+            )
+            for cid, ws, fid, lang, kind, lengths, terms in self._store().iter_chunks()
+        ]
         self.postings.load(rows)
         return len(rows)
 
@@ -196,8 +216,7 @@ class CodeIntel:
         await self._ready.wait()
         root = os.path.realpath(path)
         if not os.path.isdir(root):
-            raise CodeIntelError(404, "no_such_directory", f"{path} is not a directory",
-                                 path=path)
+            raise errors.not_found("no_such_directory", f"{path} is not a directory", path=path)
         existing = self.find_workspace(root)
         if existing is not None and existing.root == root:
             ws = existing
@@ -229,21 +248,27 @@ class CodeIntel:
         best: Workspace | None = None
         for ws in self.workspaces.values():
             if (real == ws.root or real.startswith(ws.root.rstrip("/") + "/")) and (
-                    best is None or len(ws.root) > len(best.root)):
+                best is None or len(ws.root) > len(best.root)
+            ):
                 best = ws
         return best
 
     def require_workspace(self, path: str) -> Workspace:
         ws = self.find_workspace(path)
         if ws is None:
-            raise CodeIntelError(
-                404, "no_workspace", f"{path} is not inside any indexed workspace; "
-                f"index it with `axctl index {path}`", path=path,
-                workspaces=[w.root for w in self.workspaces.values()])
+            raise errors.not_found(
+                "no_workspace",
+                f"{path} is not inside any indexed workspace; index it with `axctl index {path}`",
+                path=path,
+                workspaces=[w.root for w in self.workspaces.values()],
+            )
         if ws.state == "missing":
-            raise CodeIntelError(
-                409, "workspace_missing", f"workspace {ws.root} no longer exists on disk; "
-                f"remove it with `axctl workspace remove {ws.root}`", workspace=ws.root)
+            raise errors.conflict(
+                "workspace_missing",
+                f"workspace {ws.root} no longer exists on disk; "
+                f"remove it with `axctl workspace remove {ws.root}`",
+                workspace=ws.root,
+            )
         return ws
 
     def _require_exact(self, root: str) -> Workspace:
@@ -251,19 +276,29 @@ class CodeIntel:
         for ws in self.workspaces.values():
             if ws.root in (real, root):
                 return ws
-        raise CodeIntelError(404, "no_workspace", f"{root} is not a workspace",
-                             workspaces=[w.root for w in self.workspaces.values()])
+        raise errors.not_found(
+            "no_workspace",
+            f"{root} is not a workspace",
+            workspaces=[w.root for w in self.workspaces.values()],
+        )
 
     def workspace_status(self, ws: Workspace) -> dict[str, Any]:
         return {**ws.info(), **ws.progress.get("summary", {})}
 
     async def index_status(self, ws: Workspace) -> dict[str, Any]:
         stats = await self._read(self._store().stats, ws.id)
-        return {**ws.info(), **stats, "last_index_ms": ws.last_index_ms,
-                "errors": ws.errors[-10:], "cache": self.cache.stats(),
-                "index": {"postings": self.postings.posting_count(),
-                          "memory_bytes": self.postings.memory_bytes(),
-                          "load_ms": self.load_ms}}
+        return {
+            **ws.info(),
+            **stats,
+            "last_index_ms": ws.last_index_ms,
+            "errors": ws.errors[-10:],
+            "cache": self.cache.stats(),
+            "index": {
+                "postings": self.postings.posting_count(),
+                "memory_bytes": self.postings.memory_bytes(),
+                "load_ms": self.load_ms,
+            },
+        }
 
     def _new_workspace(self, ws_id: int, root: str) -> Workspace:
         excludes = tuple(self.config["codeintel.excludes"])  # type: ignore[arg-type]
@@ -283,31 +318,46 @@ class CodeIntel:
             walked = await asyncio.to_thread(walker.walk, ws.root, ws.rules)
             ws.dirs = walked.dirs
             ws.errors.extend(walked.errors[-10:])
-            changed = [p for p, st in walked.files.items()
-                       if p not in ws.known or ws.known[p][:2] != (st.size, st.mtime_ns)]
+            changed = [
+                p
+                for p, st in walked.files.items()
+                if p not in ws.known or ws.known[p][:2] != (st.size, st.mtime_ns)
+            ]
             deleted = [p for p in ws.known if p not in walked.files]
             summary = await self._index(ws, changed, deleted, total_files=len(walked.files))
             ws.state = "ready"
             ws.last_index_ms = round((time.perf_counter() - started) * 1000, 1)
             await self._write(self._store().set_workspace_state, ws.id, "ready", True)
             ws.progress["summary"] = {**summary, "took_ms": ws.last_index_ms}
-            self.bus.publish("index.updated", workspace=ws.root, reason=reason,
-                             took_ms=ws.last_index_ms, **summary)
+            self.bus.publish(
+                "index.updated",
+                workspace=ws.root,
+                reason=reason,
+                took_ms=ws.last_index_ms,
+                **summary,
+            )
             self._ensure_watcher(ws)
 
-    async def _index(self, ws: Workspace, paths: list[str], deleted: list[str],
-                     total_files: int | None = None) -> dict[str, Any]:
+    async def _index(
+        self, ws: Workspace, paths: list[str], deleted: list[str], total_files: int | None = None
+    ) -> dict[str, Any]:
         """(Re)index `paths` and drop `deleted`, batch by batch, each batch one transaction."""
         max_size = int(self.config["codeintel.max_file_size"])  # type: ignore[arg-type]
-        summary = {"files": total_files if total_files is not None else len(ws.known),
-                   "parsed": 0, "unchanged": 0, "deleted": len(deleted), "bytes": 0,
-                   "chunks_added": 0, "chunks_removed": 0}
+        summary = {
+            "files": total_files if total_files is not None else len(ws.known),
+            "parsed": 0,
+            "unchanged": 0,
+            "deleted": len(deleted),
+            "bytes": 0,
+            "chunks_added": 0,
+            "chunks_removed": 0,
+        }
         if deleted:
             await self._apply(ws, [], deleted, summary)
         if not paths:
             return summary
         loop = asyncio.get_running_loop()
-        batches = [paths[i:i + BATCH_FILES] for i in range(0, len(paths), BATCH_FILES)]
+        batches = [paths[i : i + BATCH_FILES] for i in range(0, len(paths), BATCH_FILES)]
         executor: Executor = self._writer if len(paths) <= SMALL_BATCH else self._process_pool()
         started = time.monotonic()
         last_progress = 0.0
@@ -318,8 +368,9 @@ class CodeIntel:
         while queue or inflight:
             while queue and len(inflight) < window:
                 batch = queue.pop(0)
-                inflight.append(loop.run_in_executor(
-                    executor, extract.extract_files, ws.root, batch, max_size))
+                inflight.append(
+                    loop.run_in_executor(executor, extract.extract_files, ws.root, batch, max_size)
+                )
             results = await inflight.pop(0)
             await self._apply(ws, results, [], summary)
             done += len(results)
@@ -328,18 +379,32 @@ class CodeIntel:
                 last_progress = now
                 elapsed = now - started
                 ws.progress["current"] = {"done": done, "total": len(paths)}
-                self.bus.publish("index.progress", workspace=ws.root, done=done,
-                                 total=len(paths), bytes=summary["bytes"],
-                                 elapsed_s=round(elapsed, 3))
+                self.bus.publish(
+                    "index.progress",
+                    workspace=ws.root,
+                    done=done,
+                    total=len(paths),
+                    bytes=summary["bytes"],
+                    elapsed_s=round(elapsed, 3),
+                )
         return summary
 
-    async def _apply(self, ws: Workspace, results: list[extract.FileData],
-                     deleted: list[str], summary: dict[str, Any]) -> None:
+    async def _apply(
+        self,
+        ws: Workspace,
+        results: list[extract.FileData],
+        deleted: list[str],
+        summary: dict[str, Any],
+    ) -> None:
         fresh, touched = [], []
         for data in results:
             old = ws.known.get(data.path)
-            if old is not None and data.digest and old[2] == data.digest and \
-                    data.status != "missing":
+            if (
+                old is not None
+                and data.digest
+                and old[2] == data.digest
+                and data.status != "missing"
+            ):
                 touched.append((data.path, data.size, data.mtime_ns))
             else:
                 fresh.append(data)
@@ -353,12 +418,14 @@ class CodeIntel:
         if not fresh and not deleted:
             return
         began = time.perf_counter()
-        with self._span("codeintel.index_batch", workspace=ws.root, files=len(fresh),
-                        deleted=len(deleted)):
+        with self._span(
+            "codeintel.index_batch", workspace=ws.root, files=len(fresh), deleted=len(deleted)
+        ):
             applied: Applied = await self._write(self._apply_sync, ws.id, fresh, deleted)
         if self.telemetry is not None:
             self.telemetry.index_batch_duration.record(
-                (time.perf_counter() - began) * 1000, {"workspace": ws.root})
+                (time.perf_counter() - began) * 1000, {"workspace": ws.root}
+            )
         summary["chunks_added"] += len(applied.added)
         summary["chunks_removed"] += len(applied.removed_chunks)
         for data in fresh:
@@ -370,15 +437,25 @@ class CodeIntel:
             ws.known.pop(path, None)
         self._invalidate(ws.id, applied)
 
-    def _apply_sync(self, ws_id: int, fresh: list[extract.FileData],
-                    deleted: list[str]) -> Applied:
+    def _apply_sync(self, ws_id: int, fresh: list[extract.FileData], deleted: list[str]) -> Applied:
         applied = self._store().apply(ws_id, fresh, deleted)
-        self.postings.remove(applied.removed_chunks,
-                             sum(len(t) // 10 for t in applied.removed_terms))
-        self.postings.add([
-            (cid, ws_id, fid, search.LANG_CODES.get(lang, 0), search.KIND_CODES.get(kind, 0),
-             lengths, terms)
-            for cid, fid, lang, kind, lengths, terms in applied.added])
+        self.postings.remove(
+            applied.removed_chunks, sum(len(t) // 10 for t in applied.removed_terms)
+        )
+        self.postings.add(
+            [
+                (
+                    cid,
+                    ws_id,
+                    fid,
+                    search.LANG_CODES.get(lang, 0),
+                    search.KIND_CODES.get(kind, 0),
+                    lengths,
+                    terms,
+                )
+                for cid, fid, lang, kind, lengths, terms in applied.added
+            ]
+        )
         if self.postings.needs_compaction():
             self.postings.compact()
         self.generation += 1
@@ -399,12 +476,18 @@ class CodeIntel:
         if ws.watcher:
             await ws.watcher.stop()
             ws.watcher = None
-        summary: dict[str, Any] = {"bytes": 0, "chunks_added": 0, "chunks_removed": 0,
-                                   "parsed": 0, "unchanged": 0}
+        summary: dict[str, Any] = {
+            "bytes": 0,
+            "chunks_added": 0,
+            "chunks_removed": 0,
+            "parsed": 0,
+            "unchanged": 0,
+        }
         await self._apply(ws, [], list(ws.known), summary)
         await self._write(self._store().set_workspace_state, ws.id, "missing")
-        self.bus.publish("workspace.missing", workspace=ws.root,
-                         chunks_removed=summary["chunks_removed"])
+        self.bus.publish(
+            "workspace.missing", workspace=ws.root, chunks_removed=summary["chunks_removed"]
+        )
 
     # ---- watching ---------------------------------------------------------------------
 
@@ -413,14 +496,16 @@ class CodeIntel:
             return
         if ws.watcher is None:
             debounce = float(self.config["codeintel.debounce"])  # type: ignore[arg-type]
-            ws.watcher = Watcher(ws.root, ws.dirs, lambda c, k, s: self._on_batch(ws, c, k, s),
-                                 debounce)
+            ws.watcher = Watcher(
+                ws.root, ws.dirs, lambda c, k, s: self._on_batch(ws, c, k, s), debounce
+            )
             ws.watcher.start()
         else:
             ws.watcher.add_dirs(ws.dirs)
 
-    async def _on_batch(self, ws: Workspace, changed: set[str], cookies: set[str],
-                        seq: int) -> None:
+    async def _on_batch(
+        self, ws: Workspace, changed: set[str], cookies: set[str], seq: int
+    ) -> None:
         now = time.monotonic()
         for path in changed:
             ws.pending.setdefault(path, now)
@@ -469,12 +554,15 @@ class CodeIntel:
                     # index what differs from what we know.
                     sub = await asyncio.to_thread(_walk_subdir, ws.root, rel, ws.rules)
                     new_dirs.extend(sub.dirs)
-                    to_index.extend(p for p, st in sub.files.items()
-                                    if p not in ws.known
-                                    or ws.known[p][:2] != (st.size, st.mtime_ns))
+                    to_index.extend(
+                        p
+                        for p, st in sub.files.items()
+                        if p not in ws.known or ws.known[p][:2] != (st.size, st.mtime_ns)
+                    )
                     prefix = "" if rel in ("", ".") else rel + "/"
-                    to_delete.update(p for p in ws.known
-                                     if p.startswith(prefix) and p not in sub.files)
+                    to_delete.update(
+                        p for p in ws.known if p.startswith(prefix) and p not in sub.files
+                    )
             elif os.path.isfile(full) and not os.path.islink(full):
                 if not ws.rules.ignored(rel, is_dir=False):
                     to_index.append(rel)
@@ -496,12 +584,16 @@ class CodeIntel:
             summary = await self._index(ws, sorted(set(to_index)), sorted(to_delete))
             took = round((time.perf_counter() - started) * 1000, 1)
         changed = sorted(set(to_index))
-        self.bus.publish("file.changed", workspace=ws.root, paths=changed[:MAX_EVENT_PATHS],
-                         deleted=sorted(to_delete)[:MAX_EVENT_PATHS],
-                         truncated=len(changed) > MAX_EVENT_PATHS
-                         or len(to_delete) > MAX_EVENT_PATHS)
-        self.bus.publish("index.updated", workspace=ws.root, reason="watch", took_ms=took,
-                         **summary)
+        self.bus.publish(
+            "file.changed",
+            workspace=ws.root,
+            paths=changed[:MAX_EVENT_PATHS],
+            deleted=sorted(to_delete)[:MAX_EVENT_PATHS],
+            truncated=len(changed) > MAX_EVENT_PATHS or len(to_delete) > MAX_EVENT_PATHS,
+        )
+        self.bus.publish(
+            "index.updated", workspace=ws.root, reason="watch", took_ms=took, **summary
+        )
 
     async def wait_fresh(self, ws: Workspace) -> str | None:
         """Wait until every change made before this call is indexed (cookie round trip).
@@ -541,8 +633,10 @@ class CodeIntel:
         return Ranking(
             k1=float(over.get("k1", cfg["codeintel.bm25.k1"])),  # type: ignore[arg-type]
             b=float(over.get("b", cfg["codeintel.bm25.b"])),  # type: ignore[arg-type]
-            weights=tuple(float(weights.get(f, cfg[f"codeintel.weights.{f}"]))  # type: ignore[arg-type]
-                          for f in extract.FIELDS),
+            weights=tuple(
+                float(weights.get(f, cfg[f"codeintel.weights.{f}"]))  # type: ignore[arg-type]
+                for f in extract.FIELDS
+            ),
         )
 
     def _span(self, name: str, **attributes: Any) -> Any:
@@ -550,11 +644,17 @@ class CodeIntel:
             return contextlib.nullcontext()
         return self.telemetry.span(name, **attributes)
 
-    async def search(self, ws: Workspace, text: str, limit: int, fresh: bool = False,
-                     debug: bool = False, use_cache: bool = True,
-                     ranking: dict[str, Any] | None = None) -> dict[str, Any]:
-        with self._span("codeintel.search", workspace=ws.root, limit=limit,
-                        fresh=fresh) as span:
+    async def search(
+        self,
+        ws: Workspace,
+        text: str,
+        limit: int,
+        fresh: bool = False,
+        debug: bool = False,
+        use_cache: bool = True,
+        ranking: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        with self._span("codeintel.search", workspace=ws.root, limit=limit, fresh=fresh) as span:
             doc = await self._search(ws, text, limit, fresh, debug, use_cache, ranking)
             if span is not None:
                 span.set_attribute("cache", doc["cache"])
@@ -564,8 +664,16 @@ class CodeIntel:
             self.telemetry.search_cache.add(1, {"result": doc["cache"]})
         return doc
 
-    async def _search(self, ws: Workspace, text: str, limit: int, fresh: bool, debug: bool,
-                      use_cache: bool, override: dict[str, Any] | None) -> dict[str, Any]:
+    async def _search(
+        self,
+        ws: Workspace,
+        text: str,
+        limit: int,
+        fresh: bool,
+        debug: bool,
+        use_cache: bool,
+        override: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         warnings: list[str] = []
         if fresh:
@@ -575,8 +683,10 @@ class CodeIntel:
         timings = search.Timings()
         parsed = query_mod.parse(text)
         if parsed.truncated:
-            warnings.append(f"the query has more than {query_mod.MAX_TERMS} distinct words; "
-                            "only the first ones are used")
+            warnings.append(
+                f"the query has more than {query_mod.MAX_TERMS} distinct words; "
+                "only the first ones are used"
+            )
         timings.mark("parse")
         ranking = self.ranking(override)
         key = (ws.id, parsed.normalized(), limit, ranking)
@@ -585,12 +695,26 @@ class CodeIntel:
             results, status = cached, "hit"
         else:
             results = await asyncio.get_running_loop().run_in_executor(
-                self._readers, search.find, self.postings, self._store(), ws.root, ws.id,
-                parsed, limit, ranking, timings)
+                self._readers,
+                search.find,
+                self.postings,
+                self._store(),
+                ws.root,
+                ws.id,
+                parsed,
+                limit,
+                ranking,
+                timings,
+            )
             status = "miss"
             if use_cache:
-                self.cache.put(key, results, ws.id, [tokens.term_hash(t) for t in parsed.terms],
-                               [r["path"] for r in results])
+                self.cache.put(
+                    key,
+                    results,
+                    ws.id,
+                    [tokens.term_hash(t) for t in parsed.terms],
+                    [r["path"] for r in results],
+                )
         doc: dict[str, Any] = {
             "results": results,
             "took_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -600,32 +724,61 @@ class CodeIntel:
         if warnings:
             doc["warnings"] = warnings
         if debug:
-            doc["debug"] = {"timings_ms": timings.marks, **timings.counts,
-                            "terms": list(parsed.terms),
-                            "filters": {"lang": parsed.lang.__dict__,
-                                        "kind": parsed.kind.__dict__,
-                                        "path": parsed.path.__dict__},
-                            "ranking": {"k1": ranking.k1, "b": ranking.b,
-                                        "weights": dict(zip(extract.FIELDS, ranking.weights,
-                                                            strict=True))},
-                            "cache": self.cache.stats()}
+            doc["debug"] = {
+                "timings_ms": timings.marks,
+                **timings.counts,
+                "terms": list(parsed.terms),
+                "filters": {
+                    "lang": parsed.lang.__dict__,
+                    "kind": parsed.kind.__dict__,
+                    "path": parsed.path.__dict__,
+                },
+                "ranking": {
+                    "k1": ranking.k1,
+                    "b": ranking.b,
+                    "weights": dict(zip(extract.FIELDS, ranking.weights, strict=True)),
+                },
+                "cache": self.cache.stats(),
+            }
         return doc
 
     async def definitions(self, ws: Workspace, name: str, limit: int) -> dict[str, Any]:
         started = time.perf_counter()
         match, found = await asyncio.get_running_loop().run_in_executor(
-            self._readers, search.definitions, self._store(), ws.id, name, limit,
-            lambda: self._fuzzy_index(ws.id))
-        return {"name": name, "match": match, "results": found, "workspace": ws.root,
-                "took_ms": round((time.perf_counter() - started) * 1000, 3)}
+            self._readers,
+            search.definitions,
+            self._store(),
+            ws.id,
+            name,
+            limit,
+            lambda: self._fuzzy_index(ws.id),
+        )
+        return {
+            "name": name,
+            "match": match,
+            "results": found,
+            "workspace": ws.root,
+            "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
 
     async def references(self, ws: Workspace, name: str, limit: int) -> dict[str, Any]:
         started = time.perf_counter()
         found = await asyncio.get_running_loop().run_in_executor(
-            self._readers, search.references, self.postings, self._store(), ws.root, ws.id,
-            name, limit)
-        return {"name": name, "results": found, "workspace": ws.root,
-                "took_ms": round((time.perf_counter() - started) * 1000, 3)}
+            self._readers,
+            search.references,
+            self.postings,
+            self._store(),
+            ws.root,
+            ws.id,
+            name,
+            limit,
+        )
+        return {
+            "name": name,
+            "results": found,
+            "workspace": ws.root,
+            "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
 
     def _fuzzy_index(self, ws_id: int) -> search.FuzzyIndex:
         """Built on the first fuzzy lookup after a change, then reused."""
@@ -648,7 +801,7 @@ class CodeIntel:
 
     def _store(self) -> Store:
         if self.store is None:
-            raise CodeIntelError(503, "not_ready", "the index is still loading")
+            raise errors.unavailable("not_ready", "the index is still loading")
         return self.store
 
     async def _write(self, func: Callable[..., Any], *args: Any) -> Any:
@@ -666,20 +819,23 @@ class CodeIntel:
         grammars and ~60 MiB), and come back on the next large batch."""
         if self._pool_timer is not None:
             self._pool_timer.cancel()
-        self._pool_timer = asyncio.get_running_loop().call_later(POOL_IDLE_S,
-                                                                 self._retire_pool)
+        self._pool_timer = asyncio.get_running_loop().call_later(POOL_IDLE_S, self._retire_pool)
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["axd.codeintel.extract"])
-            self._pool = ProcessPoolExecutor(self._workers(), mp_context=context,
-                                             initializer=extract.die_with_daemon,
-                                             initargs=(os.getpid(),))
+            self._pool = ProcessPoolExecutor(
+                self._workers(),
+                mp_context=context,
+                initializer=extract.die_with_daemon,
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     def _retire_pool(self) -> None:
         self._pool_timer = None
         if self._pool is not None and not any(
-                ws.state == "indexing" for ws in self.workspaces.values()):
+            ws.state == "indexing" for ws in self.workspaces.values()
+        ):
             pool, self._pool = self._pool, None
             pool.shutdown(wait=False)
 
@@ -693,7 +849,6 @@ class CodeIntel:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("code intelligence task failed", exc_info=task.exception())
-
 
 
 def _walk_subdir(root: str, rel: str, rules: IgnoreRules) -> walker.WalkResult:

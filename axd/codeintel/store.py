@@ -43,8 +43,7 @@ class Store:
         self._create(db)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
-                               isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=OFF")
@@ -64,14 +63,27 @@ class Store:
             db["meta"].insert({"key": "schema", "value": SCHEMA_VERSION})
         if "workspaces" not in db.table_names():
             db["workspaces"].create(
-                {"id": int, "root": str, "added_at": float, "indexed_at": float,
-                 "state": str}, pk="id")
+                {"id": int, "root": str, "added_at": float, "indexed_at": float, "state": str},
+                pk="id",
+            )
             db["workspaces"].create_index(["root"], unique=True)
         if "files" not in db.table_names():
             db["files"].create(
-                {"id": int, "workspace_id": int, "path": str, "size": int, "mtime_ns": int,
-                 "digest": str, "lang": str, "status": str, "error": str,
-                 "chunks": int, "indexed_at": float}, pk="id")
+                {
+                    "id": int,
+                    "workspace_id": int,
+                    "path": str,
+                    "size": int,
+                    "mtime_ns": int,
+                    "digest": str,
+                    "lang": str,
+                    "status": str,
+                    "error": str,
+                    "chunks": int,
+                    "indexed_at": float,
+                },
+                pk="id",
+            )
             db["files"].create_index(["workspace_id", "path"], unique=True)
         if "chunks" not in db.table_names():
             db.execute("""
@@ -94,9 +106,12 @@ class Store:
 
     def workspaces(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT id, root, added_at, indexed_at, state FROM workspaces ORDER BY root")
-        return [dict(zip(("id", "root", "added_at", "indexed_at", "state"), row, strict=True))
-                for row in cur]
+            "SELECT id, root, added_at, indexed_at, state FROM workspaces ORDER BY root"
+        )
+        return [
+            dict(zip(("id", "root", "added_at", "indexed_at", "state"), row, strict=True))
+            for row in cur
+        ]
 
     def add_workspace(self, root: str) -> int:
         conn = self.conn
@@ -105,23 +120,28 @@ class Store:
             return int(row[0])
         cur = conn.execute(
             "INSERT INTO workspaces (root, added_at, indexed_at, state) VALUES (?, ?, NULL, ?)",
-            (root, time.time(), "new"))
+            (root, time.time(), "new"),
+        )
         return int(cur.lastrowid or 0)
 
-    def set_workspace_state(self, workspace_id: int, state: str,
-                            indexed: bool = False) -> None:
+    def set_workspace_state(self, workspace_id: int, state: str, indexed: bool = False) -> None:
         if indexed:
-            self.conn.execute("UPDATE workspaces SET state = ?, indexed_at = ? WHERE id = ?",
-                              (state, time.time(), workspace_id))
+            self.conn.execute(
+                "UPDATE workspaces SET state = ?, indexed_at = ? WHERE id = ?",
+                (state, time.time(), workspace_id),
+            )
         else:
-            self.conn.execute("UPDATE workspaces SET state = ? WHERE id = ?",
-                              (state, workspace_id))
+            self.conn.execute("UPDATE workspaces SET state = ? WHERE id = ?", (state, workspace_id))
 
     def remove_workspace(self, workspace_id: int) -> list[int]:
         conn = self.conn
         with _transaction(conn):
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM chunks WHERE workspace_id = ?", (workspace_id,))]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM chunks WHERE workspace_id = ?", (workspace_id,)
+                )
+            ]
             conn.execute("DELETE FROM chunks WHERE workspace_id = ?", (workspace_id,))
             conn.execute("DELETE FROM files WHERE workspace_id = ?", (workspace_id,))
             conn.execute("DELETE FROM workspaces WHERE id = ?", (workspace_id,))
@@ -132,8 +152,8 @@ class Store:
     def file_states(self, workspace_id: int) -> dict[str, tuple[int, int, str]]:
         """path -> (size, mtime_ns, digest) of every file the index knows."""
         cur = self.conn.execute(
-            "SELECT path, size, mtime_ns, digest FROM files WHERE workspace_id = ?",
-            (workspace_id,))
+            "SELECT path, size, mtime_ns, digest FROM files WHERE workspace_id = ?", (workspace_id,)
+        )
         return {p: (s, m, d) for p, s, m, d in cur}
 
     def touch_files(self, workspace_id: int, stats: list[tuple[str, int, int]]) -> None:
@@ -141,10 +161,10 @@ class Store:
         with _transaction(self.conn):
             self.conn.executemany(
                 "UPDATE files SET size = ?, mtime_ns = ? WHERE workspace_id = ? AND path = ?",
-                [(s, m, workspace_id, p) for p, s, m in stats])
+                [(s, m, workspace_id, p) for p, s, m in stats],
+            )
 
-    def apply(self, workspace_id: int, results: list[FileData],
-              deleted: list[str]) -> Applied:
+    def apply(self, workspace_id: int, results: list[FileData], deleted: list[str]) -> Applied:
         """Replace the chunks of `results` and drop `deleted`, in one transaction."""
         applied = Applied(workspace_id)
         conn = self.conn
@@ -157,47 +177,83 @@ class Store:
                 if data.status == "missing":
                     self._drop_file(conn, workspace_id, data.path, applied, delete_row=True)
                     continue
-                file_id = self._drop_file(conn, workspace_id, data.path, applied,
-                                          delete_row=False)
-                row = (workspace_id, data.path, data.size, data.mtime_ns, data.digest,
-                       data.lang, data.status, data.error, len(data.chunks), now)
+                file_id = self._drop_file(conn, workspace_id, data.path, applied, delete_row=False)
+                row = (
+                    workspace_id,
+                    data.path,
+                    data.size,
+                    data.mtime_ns,
+                    data.digest,
+                    data.lang,
+                    data.status,
+                    data.error,
+                    len(data.chunks),
+                    now,
+                )
                 if file_id is None:
                     cur = conn.execute(
                         "INSERT INTO files (workspace_id, path, size, mtime_ns, digest, lang,"
-                        " status, error, chunks, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+                        " status, error, chunks, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        row,
+                    )
                     file_id = int(cur.lastrowid or 0)
                 else:
                     conn.execute(
                         "UPDATE files SET workspace_id=?, path=?, size=?, mtime_ns=?, digest=?,"
                         " lang=?, status=?, error=?, chunks=?, indexed_at=? WHERE id=?",
-                        (*row, file_id))
+                        (*row, file_id),
+                    )
                 applied.changed_paths.append(data.path)
                 first = next_id
                 rows = []
                 for c in data.chunks:
                     lengths = _pack_lengths(c.lengths)
                     parent = first + c.parent if c.parent is not None else None
-                    rows.append((next_id, file_id, workspace_id, c.symbol, c.qualname, c.kind,
-                                 data.lang, c.start_line, c.end_line, c.signature, c.doc,
-                                 parent, lengths, c.terms))
-                    applied.added.append((next_id, file_id, data.lang, c.kind, lengths,
-                                          c.terms))
+                    rows.append(
+                        (
+                            next_id,
+                            file_id,
+                            workspace_id,
+                            c.symbol,
+                            c.qualname,
+                            c.kind,
+                            data.lang,
+                            c.start_line,
+                            c.end_line,
+                            c.signature,
+                            c.doc,
+                            parent,
+                            lengths,
+                            c.terms,
+                        )
+                    )
+                    applied.added.append((next_id, file_id, data.lang, c.kind, lengths, c.terms))
                     next_id += 1
                 conn.executemany(
                     "INSERT INTO chunks (id, file_id, workspace_id, symbol, qualname, kind,"
                     " lang, start_line, end_line, signature, doc, parent_id, lengths, terms)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
         return applied
 
-    def _drop_file(self, conn: sqlite3.Connection, workspace_id: int, path: str,
-                   applied: Applied, delete_row: bool) -> int | None:
-        row = conn.execute("SELECT id FROM files WHERE workspace_id = ? AND path = ?",
-                           (workspace_id, path)).fetchone()
+    def _drop_file(
+        self,
+        conn: sqlite3.Connection,
+        workspace_id: int,
+        path: str,
+        applied: Applied,
+        delete_row: bool,
+    ) -> int | None:
+        row = conn.execute(
+            "SELECT id FROM files WHERE workspace_id = ? AND path = ?", (workspace_id, path)
+        ).fetchone()
         if row is None:
             return None
         file_id = int(row[0])
         for chunk_id, terms in conn.execute(
-                "SELECT id, terms FROM chunks WHERE file_id = ?", (file_id,)):
+            "SELECT id, terms FROM chunks WHERE file_id = ?", (file_id,)
+        ):
             applied.removed_chunks.append(chunk_id)
             applied.removed_terms.append(terms)
         conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
@@ -211,8 +267,8 @@ class Store:
     def iter_chunks(self) -> Iterator[tuple[int, int, int, str, str, bytes, bytes]]:
         """(id, workspace, file, lang, kind, lengths, terms) of every chunk, by id."""
         yield from self.conn.execute(
-            "SELECT id, workspace_id, file_id, lang, kind, lengths, terms FROM chunks "
-            "ORDER BY id")
+            "SELECT id, workspace_id, file_id, lang, kind, lengths, terms FROM chunks ORDER BY id"
+        )
 
     def chunk_rows(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         if not ids:
@@ -221,50 +277,98 @@ class Store:
         cur = self.conn.execute(
             "SELECT c.id, f.path, c.start_line, c.end_line, c.symbol, c.qualname, c.kind,"
             " c.lang, c.signature, c.doc, c.workspace_id FROM chunks c"
-            f" JOIN files f ON f.id = c.file_id WHERE c.id IN ({marks})", ids)
-        names = ("id", "path", "start_line", "end_line", "symbol", "qualname", "kind", "lang",
-                 "signature", "doc", "workspace_id")
+            f" JOIN files f ON f.id = c.file_id WHERE c.id IN ({marks})",
+            ids,
+        )
+        names = (
+            "id",
+            "path",
+            "start_line",
+            "end_line",
+            "symbol",
+            "qualname",
+            "kind",
+            "lang",
+            "signature",
+            "doc",
+            "workspace_id",
+        )
         return {row[0]: dict(zip(names, row, strict=True)) for row in cur}
 
     def file_paths(self, workspace_id: int) -> dict[int, str]:
-        return dict(self.conn.execute(
-            "SELECT id, path FROM files WHERE workspace_id = ?", (workspace_id,)))
+        return dict(
+            self.conn.execute("SELECT id, path FROM files WHERE workspace_id = ?", (workspace_id,))
+        )
 
     def stats(self, workspace_id: int) -> dict[str, Any]:
         conn = self.conn
-        by_status = dict(conn.execute(
-            "SELECT status, COUNT(*) FROM files WHERE workspace_id = ? GROUP BY status",
-            (workspace_id,)))
-        langs = dict(conn.execute(
-            "SELECT lang, COUNT(*) FROM files WHERE workspace_id = ? AND status IN"
-            " ('ok', 'parse_error') GROUP BY lang ORDER BY 2 DESC", (workspace_id,)))
+        by_status = dict(
+            conn.execute(
+                "SELECT status, COUNT(*) FROM files WHERE workspace_id = ? GROUP BY status",
+                (workspace_id,),
+            )
+        )
+        langs = dict(
+            conn.execute(
+                "SELECT lang, COUNT(*) FROM files WHERE workspace_id = ? AND status IN"
+                " ('ok', 'parse_error') GROUP BY lang ORDER BY 2 DESC",
+                (workspace_id,),
+            )
+        )
         size, last = conn.execute(
             "SELECT COALESCE(SUM(size), 0), MAX(indexed_at) FROM files WHERE workspace_id = ?"
-            " AND status IN ('ok', 'parse_error')", (workspace_id,)).fetchone()
-        chunks = conn.execute("SELECT COUNT(*) FROM chunks WHERE workspace_id = ?",
-                              (workspace_id,)).fetchone()[0]
+            " AND status IN ('ok', 'parse_error')",
+            (workspace_id,),
+        ).fetchone()
+        chunks = conn.execute(
+            "SELECT COUNT(*) FROM chunks WHERE workspace_id = ?", (workspace_id,)
+        ).fetchone()[0]
         symbols = conn.execute(
-            "SELECT COUNT(*) FROM chunks WHERE workspace_id = ? AND kind NOT IN"
-            " ('module', 'text')", (workspace_id,)).fetchone()[0]
-        return {"files": sum(by_status.get(s, 0) for s in ("ok", "parse_error")),
-                "files_by_status": by_status, "languages": langs, "bytes": size,
-                "chunks": chunks, "symbols": symbols, "last_update": last}
+            "SELECT COUNT(*) FROM chunks WHERE workspace_id = ? AND kind NOT IN ('module', 'text')",
+            (workspace_id,),
+        ).fetchone()[0]
+        return {
+            "files": sum(by_status.get(s, 0) for s in ("ok", "parse_error")),
+            "files_by_status": by_status,
+            "languages": langs,
+            "bytes": size,
+            "chunks": chunks,
+            "symbols": symbols,
+            "last_update": last,
+        }
 
-    def definitions(self, workspace_id: int, sql_where: str,
-                    params: tuple[Any, ...], limit: int) -> list[dict[str, Any]]:
+    def definitions(
+        self, workspace_id: int, sql_where: str, params: tuple[Any, ...], limit: int
+    ) -> list[dict[str, Any]]:
         cur = self.conn.execute(
             "SELECT f.path, c.start_line, c.end_line, c.symbol, c.qualname, c.kind, c.lang,"
             " c.signature, c.doc FROM chunks c JOIN files f ON f.id = c.file_id"
             f" WHERE c.workspace_id = ? AND c.kind NOT IN ('module', 'text') AND {sql_where}"
-            " ORDER BY f.path, c.start_line LIMIT ?", (workspace_id, *params, limit))
-        names = ("path", "start_line", "end_line", "symbol", "qualname", "kind", "lang",
-                 "signature", "doc")
+            " ORDER BY f.path, c.start_line LIMIT ?",
+            (workspace_id, *params, limit),
+        )
+        names = (
+            "path",
+            "start_line",
+            "end_line",
+            "symbol",
+            "qualname",
+            "kind",
+            "lang",
+            "signature",
+            "doc",
+        )
         return [dict(zip(names, row, strict=True)) for row in cur]
 
     def symbol_names(self, workspace_id: int) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT DISTINCT symbol FROM chunks WHERE workspace_id = ? AND kind NOT IN"
-            " ('module', 'text')", (workspace_id,))]
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT symbol FROM chunks WHERE workspace_id = ? AND kind NOT IN"
+                " ('module', 'text')",
+                (workspace_id,),
+            )
+        ]
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

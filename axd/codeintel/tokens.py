@@ -35,7 +35,8 @@ _ASCII_WORD = re.compile(r"[A-Z]{2,}(?![a-z])|[A-Z][a-z]+|[a-z]{2,}|[0-9]{2,}")
 # runs pay for the Unicode rules below.
 _MIXED_WORD = re.compile(
     r"(?<![A-Za-z0-9])[A-Za-z0-9]*+[^\x00-\x7f][^\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]*"
-    r"|" + _ASCII_WORD.pattern)
+    r"|" + _ASCII_WORD.pattern
+)
 
 # The same rules over Unicode classes (`re` has no \p{...}; the `regex` module does), plus
 # caseless scripts: CJK runs (group 1) become bigrams, other caseless words (Arabic,

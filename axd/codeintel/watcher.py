@@ -35,8 +35,7 @@ class Watcher:
     (the service re-walks a changed folder), so no event is lost in the gap.
     """
 
-    def __init__(self, root: str, dirs: list[str], on_batch: OnBatch,
-                 debounce: float) -> None:
+    def __init__(self, root: str, dirs: list[str], on_batch: OnBatch, debounce: float) -> None:
         self.root = root
         self.dirs = set(dirs)
         self._unsynced: set[str] = set()
@@ -86,9 +85,16 @@ class Watcher:
             try:
                 self.running = True
                 async for changes in watchfiles.awatch(
-                        *paths, recursive=False, debounce=self.debounce_ms, step=40,
-                        stop_event=stop, watch_filter=None, ignore_permission_denied=True,
-                        rust_timeout=IDLE_TIMEOUT_MS, yield_on_timeout=True):
+                    *paths,
+                    recursive=False,
+                    debounce=self.debounce_ms,
+                    step=40,
+                    stop_event=stop,
+                    watch_filter=None,
+                    ignore_permission_denied=True,
+                    rust_timeout=IDLE_TIMEOUT_MS,
+                    yield_on_timeout=True,
+                ):
                     if not changes and not just_started:
                         continue
                     self.seq += 1
@@ -112,7 +118,6 @@ class Watcher:
                 self.running = False
                 return
         self.running = False
-
 
     def _existing_cookies(self) -> set[str]:
         """After a (re)start, cookies written in the gap are still on disk: count them seen."""

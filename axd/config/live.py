@@ -55,7 +55,9 @@ class LiveConfig:
             self.last_error = str(exc)
             log.error("config reload failed", extra={"reason": reason, "error": str(exc)})
             self._bus.publish(
-                "config.reload_failed", reason=reason, error=str(exc),
+                "config.reload_failed",
+                reason=reason,
+                error=str(exc),
                 problems=[p.as_dict() for p in exc.problems],
             )
             raise
@@ -66,8 +68,9 @@ class LiveConfig:
         for listener in self._listeners:
             listener(fresh, changed)
         log.info("config reloaded", extra={"reason": reason, "changed": changed})
-        self._bus.publish("config.reloaded", reason=reason, changed=changed,
-                          files=list(fresh.files))
+        self._bus.publish(
+            "config.reloaded", reason=reason, changed=changed, files=list(fresh.files)
+        )
         return changed
 
     def set_key(self, key: str, raw: str) -> dict[str, object]:
@@ -75,8 +78,7 @@ class LiveConfig:
         layout), then reload. Nothing is written when the value is invalid."""
         value = config_mod.parse_cli_value(key, raw)
         if not self.user_file:
-            raise ConfigError([config_mod.Problem(key, raw, "no user config file to write",
-                                                  "")])
+            raise ConfigError([config_mod.Problem(key, raw, "no user config file to write", "")])
         text = config_mod.with_key(_read_or_empty(self.user_file), key, value)
         problems = config_mod.validate_text(text, self.user_file)
         if problems:
@@ -88,11 +90,17 @@ class LiveConfig:
         os.replace(tmp, self.user_file)
         changed = self.reload("config set")
         shadowed = self.current.sources.get(key, "").startswith("env ")
-        result: dict[str, object] = {"key": key, "value": self.current.display(key),
-                                     "file": self.user_file, "changed": changed}
+        result: dict[str, object] = {
+            "key": key,
+            "value": self.current.display(key),
+            "file": self.user_file,
+            "changed": changed,
+        }
         if shadowed:
-            result["warning"] = (f"{self.current.sources[key]} overrides the file; the value "
-                                 "in force is the environment's")
+            result["warning"] = (
+                f"{self.current.sources[key]} overrides the file; the value "
+                "in force is the environment's"
+            )
         return result
 
     def health(self) -> dict[str, object]:

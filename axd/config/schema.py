@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from axd.config.units import UnitError, format_duration, format_size, parse_duration, parse_size
+from axd.errors import AxdError, Kind
 
 ENV_PREFIX = "AXD_"
 MAX_PROBLEMS_IN_MESSAGE = 10
@@ -41,176 +42,393 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option(
-        "daemon.log_level", "info", "enum",
+        "daemon.log_level",
+        "info",
+        "enum",
         "Level of the JSON log lines axd writes to stderr.",
         choices=("debug", "info", "warning", "error"),
     ),
     Option(
-        "daemon.shutdown_timeout", "5s", "duration",
+        "daemon.shutdown_timeout",
+        "5s",
+        "duration",
         "On SIGTERM or `axctl stop`, how long in-flight requests may take to finish.",
-        minimum=0, maximum=300,
+        minimum=0,
+        maximum=300,
     ),
     Option(
-        "daemon.watch_config", True, "bool",
+        "daemon.watch_config",
+        True,
+        "bool",
         "Reload the config (and the plugin budgets file) when the file changes on disk.",
     ),
     Option(
-        "api.max_body_size", "1MiB", "size",
+        "api.max_body_size",
+        "1MiB",
+        "size",
         "Largest request body the API accepts; larger ones get 413.",
-        minimum=1024, maximum=1 << 30,
+        minimum=1024,
+        maximum=1 << 30,
     ),
     Option(
-        "events.history", 1000, "int",
+        "events.history",
+        1000,
+        "int",
         "How many recent events the bus keeps for `axctl events` without --follow.",
-        minimum=0, maximum=1_000_000,
+        minimum=0,
+        maximum=1_000_000,
     ),
     Option(
-        "events.queue_size", 1000, "int",
+        "events.queue_size",
+        1000,
+        "int",
         "Events buffered per streaming client; a slower client loses the oldest "
         "and is told how many it missed.",
-        minimum=1, maximum=1_000_000,
+        minimum=1,
+        maximum=1_000_000,
     ),
     Option(
-        "health.loop_lag_warn", "100ms", "duration",
+        "health.loop_lag_warn",
+        "100ms",
+        "duration",
         "Event-loop lag (P99 over the last minute) above which `axctl status` reports the "
         "daemon as degraded, unless the machine's load (1-minute average at or above the "
         "cores) explains it.",
-        minimum=0.001, maximum=60,
+        minimum=0.001,
+        maximum=60,
     ),
     Option(
-        "codeintel.max_file_size", "1MiB", "size",
+        "codeintel.max_file_size",
+        "1MiB",
+        "size",
         "Files larger than this are listed but not indexed (counted as too_large).",
-        minimum=1024, maximum=1 << 30,
+        minimum=1024,
+        maximum=1 << 30,
     ),
     Option(
-        "codeintel.excludes", [".venv", "__pycache__", ".mypy_cache", ".pytest_cache",
-                               ".ruff_cache", ".tox"], "list",
+        "codeintel.excludes",
+        [".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox"],
+        "list",
         "Glob patterns (matched against the relative path and the file name) never indexed "
         "or watched, on top of .gitignore.",
     ),
     Option(
-        "codeintel.workers", 0, "int",
+        "codeintel.workers",
+        0,
+        "int",
         "Processes that parse files while indexing; 0 means one per CPU core.",
-        minimum=0, maximum=64,
+        minimum=0,
+        maximum=64,
     ),
     Option(
-        "codeintel.watch", True, "bool",
+        "codeintel.watch",
+        True,
+        "bool",
         "Follow file changes in every workspace and re-index them as they happen.",
     ),
     Option(
-        "codeintel.debounce", "50ms", "duration",
+        "codeintel.debounce",
+        "50ms",
+        "duration",
         "How long the watcher waits for a burst of changes to settle before indexing it.",
-        minimum=0.005, maximum=10,
+        minimum=0.005,
+        maximum=10,
     ),
     Option(
-        "codeintel.default_limit", 20, "int",
-        "Results per search when the client does not say.", minimum=1, maximum=1000,
+        "codeintel.default_limit",
+        20,
+        "int",
+        "Results per search when the client does not say.",
+        minimum=1,
+        maximum=1000,
     ),
     Option(
-        "codeintel.bm25.k1", 1.2, "float",
+        "codeintel.bm25.k1",
+        1.2,
+        "float",
         "BM25 term-frequency saturation: higher lets repeated words count for longer.",
-        minimum=0.0, maximum=10.0,
+        minimum=0.0,
+        maximum=10.0,
     ),
     Option(
-        "codeintel.bm25.b", 0.75, "float",
+        "codeintel.bm25.b",
+        0.75,
+        "float",
         "BM25 length normalization: 0 ignores chunk length, 1 normalizes fully.",
-        minimum=0.0, maximum=1.0,
+        minimum=0.0,
+        maximum=1.0,
     ),
-    Option("codeintel.weights.name", 5.0, "float",
-           "Weight of the symbol's own name (split into words).", minimum=0.0, maximum=100.0),
-    Option("codeintel.weights.qualname", 3.0, "float",
-           "Weight of the qualified name (Class.method).", minimum=0.0, maximum=100.0),
-    Option("codeintel.weights.path", 1.0, "float",
-           "Weight of the file's path.", minimum=0.0, maximum=100.0),
-    Option("codeintel.weights.signature", 2.0, "float",
-           "Weight of the signature (def line, parameters).", minimum=0.0, maximum=100.0),
-    Option("codeintel.weights.doc", 1.5, "float",
-           "Weight of the doc comment or docstring.", minimum=0.0, maximum=100.0),
-    Option("codeintel.weights.body", 1.0, "float",
-           "Weight of the definition's own body text.", minimum=0.0, maximum=100.0),
     Option(
-        "codeintel.cache.size", 1024, "int",
+        "codeintel.weights.name",
+        5.0,
+        "float",
+        "Weight of the symbol's own name (split into words).",
+        minimum=0.0,
+        maximum=100.0,
+    ),
+    Option(
+        "codeintel.weights.qualname",
+        3.0,
+        "float",
+        "Weight of the qualified name (Class.method).",
+        minimum=0.0,
+        maximum=100.0,
+    ),
+    Option(
+        "codeintel.weights.path",
+        1.0,
+        "float",
+        "Weight of the file's path.",
+        minimum=0.0,
+        maximum=100.0,
+    ),
+    Option(
+        "codeintel.weights.signature",
+        2.0,
+        "float",
+        "Weight of the signature (def line, parameters).",
+        minimum=0.0,
+        maximum=100.0,
+    ),
+    Option(
+        "codeintel.weights.doc",
+        1.5,
+        "float",
+        "Weight of the doc comment or docstring.",
+        minimum=0.0,
+        maximum=100.0,
+    ),
+    Option(
+        "codeintel.weights.body",
+        1.0,
+        "float",
+        "Weight of the definition's own body text.",
+        minimum=0.0,
+        maximum=100.0,
+    ),
+    Option(
+        "codeintel.cache.size",
+        1024,
+        "int",
         "Search results kept in the query cache (LRU); 0 turns the cache off.",
-        minimum=0, maximum=1_000_000,
+        minimum=0,
+        maximum=1_000_000,
     ),
     Option(
-        "codeintel.cache.ttl", "5m", "duration",
-        "How long a cached search result may be served.", minimum=0, maximum=86400,
+        "codeintel.cache.ttl",
+        "5m",
+        "duration",
+        "How long a cached search result may be served.",
+        minimum=0,
+        maximum=86400,
     ),
-    Option("plugins.enabled", True, "bool",
-           "Run plugins at all. Individual plugins are enabled or disabled with "
-           "`axctl plugin enable|disable NAME`."),
-    Option("plugins.builtin", True, "bool",
-           "Load the plugins shipped in this checkout's plugins/ folder."),
-    Option("plugins.paths", ["~/.local/share/axd/plugins"], "list",
-           "More folders holding plugins, one sub-folder with a plugin.toml each."),
-    Option("plugins.hot_reload", True, "bool",
-           "Reload a plugin when a file in its folder changes (blue/green, with rollback)."),
-    Option("plugins.reload_debounce", "50ms", "duration",
-           "How long a plugin folder must be quiet after a save before the reload starts.",
-           minimum=0.005, maximum=60),
-    Option("plugins.cgroup", "auto", "enum",
-           "How budgets are enforced: auto picks cgroup v2 (delegated), else v1, else "
-           "advisory (measures and warns only).", choices=("auto", "v2", "v1", "advisory")),
-    Option("plugins.budgets_file", "", "str",
-           "Per-plugin budget overrides (TOML, one [name] table each); empty means "
-           "$XDG_CONFIG_HOME/axd/budgets.toml."),
-    Option("plugins.call_timeout", "10s", "duration",
-           "How long a plugin call may take unless the caller says otherwise.",
-           minimum=0.001, maximum=3600),
-    Option("plugins.start_timeout", "10s", "duration",
-           "How long a plugin may take from spawn to ready.", minimum=0.1, maximum=600),
-    Option("plugins.stop_grace", "3s", "duration",
-           "On stop: wait this long after asking, and again after SIGTERM, before SIGKILL.",
-           minimum=0, maximum=600),
-    Option("plugins.backoff_initial", "500ms", "duration",
-           "First restart delay after a crash; doubles each crash up to backoff_max.",
-           minimum=0, maximum=600),
-    Option("plugins.backoff_max", "30s", "duration",
-           "Longest restart delay.", minimum=0, maximum=3600),
-    Option("plugins.crash_loop_count", 5, "int",
-           "This many crashes within crash_loop_window put a plugin in `failed`.",
-           minimum=1, maximum=1000),
-    Option("plugins.crash_loop_window", "60s", "duration",
-           "The window of crash_loop_count.", minimum=1, maximum=86400),
-    Option("plugins.sample_interval", "1s", "duration",
-           "How often CPU, memory and throttling of each plugin are sampled.",
-           minimum=0.05, maximum=3600),
-    Option("telemetry.enabled", False, "bool",
-           "Export traces, metrics and events over OTLP/HTTP. Also on when an "
-           "OTEL_EXPORTER_OTLP_*ENDPOINT variable is set; OTEL_SDK_DISABLED=true wins."),
-    Option("telemetry.endpoint", "", "str",
-           "OTLP/HTTP base URL (/v1/traces, /v1/metrics, /v1/logs are appended); empty means "
-           "OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4318."),
-    Option("telemetry.headers", [], "list",
-           "Extra request headers for the collector, as key=value."),
+    Option(
+        "plugins.enabled",
+        True,
+        "bool",
+        "Run plugins at all. Individual plugins are enabled or disabled with "
+        "`axctl plugin enable|disable NAME`.",
+    ),
+    Option(
+        "plugins.builtin",
+        True,
+        "bool",
+        "Load the plugins shipped in this checkout's plugins/ folder.",
+    ),
+    Option(
+        "plugins.paths",
+        ["~/.local/share/axd/plugins"],
+        "list",
+        "More folders holding plugins, one sub-folder with a plugin.toml each.",
+    ),
+    Option(
+        "plugins.hot_reload",
+        True,
+        "bool",
+        "Reload a plugin when a file in its folder changes (blue/green, with rollback).",
+    ),
+    Option(
+        "plugins.reload_debounce",
+        "50ms",
+        "duration",
+        "How long a plugin folder must be quiet after a save before the reload starts.",
+        minimum=0.005,
+        maximum=60,
+    ),
+    Option(
+        "plugins.cgroup",
+        "auto",
+        "enum",
+        "How budgets are enforced: auto picks cgroup v2 (delegated), else v1, else "
+        "advisory (measures and warns only).",
+        choices=("auto", "v2", "v1", "advisory"),
+    ),
+    Option(
+        "plugins.budgets_file",
+        "",
+        "str",
+        "Per-plugin budget overrides (TOML, one [name] table each); empty means "
+        "$XDG_CONFIG_HOME/axd/budgets.toml.",
+    ),
+    Option(
+        "plugins.call_timeout",
+        "10s",
+        "duration",
+        "How long a plugin call may take unless the caller says otherwise.",
+        minimum=0.001,
+        maximum=3600,
+    ),
+    Option(
+        "plugins.start_timeout",
+        "10s",
+        "duration",
+        "How long a plugin may take from spawn to ready.",
+        minimum=0.1,
+        maximum=600,
+    ),
+    Option(
+        "plugins.stop_grace",
+        "3s",
+        "duration",
+        "On stop: wait this long after asking, and again after SIGTERM, before SIGKILL.",
+        minimum=0,
+        maximum=600,
+    ),
+    Option(
+        "plugins.backoff_initial",
+        "500ms",
+        "duration",
+        "First restart delay after a crash; doubles each crash up to backoff_max.",
+        minimum=0,
+        maximum=600,
+    ),
+    Option(
+        "plugins.backoff_max", "30s", "duration", "Longest restart delay.", minimum=0, maximum=3600
+    ),
+    Option(
+        "plugins.crash_loop_count",
+        5,
+        "int",
+        "This many crashes within crash_loop_window put a plugin in `failed`.",
+        minimum=1,
+        maximum=1000,
+    ),
+    Option(
+        "plugins.crash_loop_window",
+        "60s",
+        "duration",
+        "The window of crash_loop_count.",
+        minimum=1,
+        maximum=86400,
+    ),
+    Option(
+        "plugins.sample_interval",
+        "1s",
+        "duration",
+        "How often CPU, memory and throttling of each plugin are sampled.",
+        minimum=0.05,
+        maximum=3600,
+    ),
+    Option(
+        "telemetry.enabled",
+        False,
+        "bool",
+        "Export traces, metrics and events over OTLP/HTTP. Also on when an "
+        "OTEL_EXPORTER_OTLP_*ENDPOINT variable is set; OTEL_SDK_DISABLED=true wins.",
+    ),
+    Option(
+        "telemetry.endpoint",
+        "",
+        "str",
+        "OTLP/HTTP base URL (/v1/traces, /v1/metrics, /v1/logs are appended); empty means "
+        "OTEL_EXPORTER_OTLP_ENDPOINT, else http://127.0.0.1:4318.",
+    ),
+    Option(
+        "telemetry.headers", [], "list", "Extra request headers for the collector, as key=value."
+    ),
     Option("telemetry.service_name", "axd", "str", "service.name of everything exported."),
-    Option("telemetry.export_interval", "5s", "duration",
-           "How often spans, logs and metrics are pushed.", minimum=0.1, maximum=3600),
-    Option("telemetry.timeout", "5s", "duration",
-           "Per-export timeout; exports run off the request path.", minimum=0.1, maximum=300),
-    Option("telemetry.queue_size", 2048, "int",
-           "Spans (and log records) buffered while the collector is slow; more are dropped "
-           "and counted.", minimum=16, maximum=1_000_000),
-    Option("budget.cpu", 1.0, "float",
-           "Default CPU budget of a plugin, in cores.", minimum=0.01, maximum=1024),
-    Option("budget.memory", "512MiB", "size",
-           "Default hard memory limit of a plugin (OOM kill past it).",
-           minimum=8 << 20, maximum=1 << 40),
-    Option("budget.memory_high", "448MiB", "size",
-           "Default memory throttle point (cgroup v2 memory.high; a soft limit on v1).",
-           minimum=8 << 20, maximum=1 << 40),
-    Option("budget.pids", 64, "int",
-           "Default limit of processes and threads per plugin.", minimum=2, maximum=1 << 22),
-    Option("budget.warn_fraction", 0.8, "float",
-           "budget.warning when memory passes this fraction of the limit.",
-           minimum=0.1, maximum=1.0),
-    Option("budget.throttle_warn", 0.25, "float",
-           "budget.warning when more than this fraction of CPU periods were throttled "
-           "over budget.window; budget.exceeded when it stays so for two windows.",
-           minimum=0.01, maximum=1.0),
-    Option("budget.window", "10s", "duration",
-           "The window over which throttling is judged.", minimum=0.1, maximum=3600),
+    Option(
+        "telemetry.export_interval",
+        "5s",
+        "duration",
+        "How often spans, logs and metrics are pushed.",
+        minimum=0.1,
+        maximum=3600,
+    ),
+    Option(
+        "telemetry.timeout",
+        "5s",
+        "duration",
+        "Per-export timeout; exports run off the request path.",
+        minimum=0.1,
+        maximum=300,
+    ),
+    Option(
+        "telemetry.queue_size",
+        2048,
+        "int",
+        "Spans (and log records) buffered while the collector is slow; more are dropped "
+        "and counted.",
+        minimum=16,
+        maximum=1_000_000,
+    ),
+    Option(
+        "budget.cpu",
+        1.0,
+        "float",
+        "Default CPU budget of a plugin, in cores.",
+        minimum=0.01,
+        maximum=1024,
+    ),
+    Option(
+        "budget.memory",
+        "512MiB",
+        "size",
+        "Default hard memory limit of a plugin (OOM kill past it).",
+        minimum=8 << 20,
+        maximum=1 << 40,
+    ),
+    Option(
+        "budget.memory_high",
+        "448MiB",
+        "size",
+        "Default memory throttle point (cgroup v2 memory.high; a soft limit on v1).",
+        minimum=8 << 20,
+        maximum=1 << 40,
+    ),
+    Option(
+        "budget.pids",
+        64,
+        "int",
+        "Default limit of processes and threads per plugin.",
+        minimum=2,
+        maximum=1 << 22,
+    ),
+    Option(
+        "budget.warn_fraction",
+        0.8,
+        "float",
+        "budget.warning when memory passes this fraction of the limit.",
+        minimum=0.1,
+        maximum=1.0,
+    ),
+    Option(
+        "budget.throttle_warn",
+        0.25,
+        "float",
+        "budget.warning when more than this fraction of CPU periods were throttled "
+        "over budget.window; budget.exceeded when it stays so for two windows.",
+        minimum=0.01,
+        maximum=1.0,
+    ),
+    Option(
+        "budget.window",
+        "10s",
+        "duration",
+        "The window over which throttling is judged.",
+        minimum=0.1,
+        maximum=3600,
+    ),
 )
 
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}
@@ -234,11 +452,15 @@ class Problem:
         value = self.value
         if isinstance(value, str):
             value = _clip(value, 200)
-        return {"key": self.key, "value": _jsonable(value), "allowed": self.allowed,
-                "source": self.source}
+        return {
+            "key": self.key,
+            "value": _jsonable(value),
+            "allowed": self.allowed,
+            "source": self.source,
+        }
 
 
-class ConfigError(Exception):
+class ConfigError(AxdError):
     """Raised with every problem found, not just the first."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -247,7 +469,12 @@ class ConfigError(Exception):
         more = len(problems) - MAX_PROBLEMS_IN_MESSAGE
         if more > 0:
             shown += f"; and {more} more problems"
-        super().__init__(f"invalid config: {shown}")
+        super().__init__(
+            Kind.INVALID,
+            "config_invalid",
+            f"invalid config: {shown}",
+            problems=[p.as_dict() for p in problems],
+        )
 
 
 @dataclass(frozen=True)
@@ -534,8 +761,14 @@ def _check_duration(opt: Option, raw: Any) -> float:
 
 
 _CHECKS.update(
-    str=_check_str, enum=_check_enum, bool=_check_bool, list=_check_list, int=_check_int,
-    float=_check_float, size=_check_size, duration=_check_duration,
+    str=_check_str,
+    enum=_check_enum,
+    bool=_check_bool,
+    list=_check_list,
+    int=_check_int,
+    float=_check_float,
+    size=_check_size,
+    duration=_check_duration,
 )
 
 
@@ -600,4 +833,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list) and all(isinstance(v, str | int | float | bool) for v in value):
         return value
     return repr(value)
-

@@ -22,8 +22,12 @@ log = logging.getLogger("axd.config")
 
 
 class ConfigWatcher:
-    def __init__(self, live: LiveConfig, budgets_file: Callable[[], str | None],
-                 on_budgets: Callable[[], Awaitable[object]]) -> None:
+    def __init__(
+        self,
+        live: LiveConfig,
+        budgets_file: Callable[[], str | None],
+        on_budgets: Callable[[], Awaitable[object]],
+    ) -> None:
         self.live = live
         self.budgets_file = budgets_file
         self.on_budgets = on_budgets
@@ -56,13 +60,15 @@ class ConfigWatcher:
                 os.makedirs(os.path.dirname(self.live.user_file), mode=0o700, exist_ok=True)
         while not self._stop.is_set():
             files = self._files()
-            folders = sorted({os.path.dirname(f) for f in files if os.path.isdir(
-                os.path.dirname(f))})
+            folders = sorted(
+                {os.path.dirname(f) for f in files if os.path.isdir(os.path.dirname(f))}
+            )
             if not folders:
                 return
             try:
-                async for changes in watchfiles.awatch(*folders, recursive=False, debounce=200,
-                                                       step=50, stop_event=self._stop):
+                async for changes in watchfiles.awatch(
+                    *folders, recursive=False, debounce=200, step=50, stop_event=self._stop
+                ):
                     touched = {files.get(os.path.realpath(p)) for _, p in changes}
                     if "config" in touched:
                         with contextlib.suppress(ConfigError):

@@ -119,8 +119,13 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     from axd.plugins.supervisor import Supervisor
 
     services = app[SERVICES]
-    sup = Supervisor(services.config, services.bus, services.info.state_dir,
-                     DaemonApi(services.codeintel), services.telemetry)
+    sup = Supervisor(
+        services.config,
+        services.bus,
+        services.info.state_dir,
+        DaemonApi(services.codeintel),
+        services.telemetry,
+    )
     services.plugins = sup
     services.components["plugins"] = sup.health
     await sup.start()  # quick: picks the cgroup backend, reads manifests, launches tasks

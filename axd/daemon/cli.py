@@ -12,17 +12,30 @@ from axd.shared import paths
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--foreground", is_flag=True,
-              help="Stay attached and log JSON lines to stderr (for systemd and debugging). "
-                   "Without it, axd detaches, waits until it is ready, and returns.")
-@click.option("--socket", "socket_path", metavar="PATH",
-              help="Socket to listen on [default: $AXD_SOCKET, else "
-                   "$XDG_RUNTIME_DIR/axd/axd.sock, else /tmp/axd-$UID/axd.sock].")
-@click.option("--state-dir", metavar="DIR",
-              help="Index, logs and other state [default: $AXD_STATE_DIR, else "
-                   "$XDG_STATE_HOME/axd].")
-@click.option("--config", "config_file", metavar="FILE",
-              help="Config file to use instead of $XDG_CONFIG_HOME/axd/axd.toml; must exist.")
+@click.option(
+    "--foreground",
+    is_flag=True,
+    help="Stay attached and log JSON lines to stderr (for systemd and debugging). "
+    "Without it, axd detaches, waits until it is ready, and returns.",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    metavar="PATH",
+    help="Socket to listen on [default: $AXD_SOCKET, else "
+    "$XDG_RUNTIME_DIR/axd/axd.sock, else /tmp/axd-$UID/axd.sock].",
+)
+@click.option(
+    "--state-dir",
+    metavar="DIR",
+    help="Index, logs and other state [default: $AXD_STATE_DIR, else $XDG_STATE_HOME/axd].",
+)
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="Config file to use instead of $XDG_CONFIG_HOME/axd/axd.toml; must exist.",
+)
 @click.option("--ready-fd", type=int, hidden=True)
 @click.option("--log-file", hidden=True)
 @click.version_option(__version__, "-V", "--version", prog_name="axd")
@@ -61,11 +74,15 @@ def main(
 
     from axd.daemon.server import Options, run
 
-    sys.exit(run(Options(
-        socket=sock,
-        state_dir=state,
-        config_file=paths.user_config_file(),
-        config_required=bool(config_file or os.environ.get("AXD_CONFIG")),
-        ready_fd=ready_fd,
-        log_file=log_file,
-    )))
+    sys.exit(
+        run(
+            Options(
+                socket=sock,
+                state_dir=state,
+                config_file=paths.user_config_file(),
+                config_required=bool(config_file or os.environ.get("AXD_CONFIG")),
+                ready_fd=ready_fd,
+                log_file=log_file,
+            )
+        )
+    )

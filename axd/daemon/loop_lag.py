@@ -25,8 +25,12 @@ def machine_load() -> tuple[float, int]:
 
 
 class LoopLagMonitor:
-    def __init__(self, interval: float = 0.1, window: int = 600,
-                 load: Callable[[], tuple[float, int]] = machine_load) -> None:
+    def __init__(
+        self,
+        interval: float = 0.1,
+        window: int = 600,
+        load: Callable[[], tuple[float, int]] = machine_load,
+    ) -> None:
         self.interval = interval
         self.load = load
         self.warn_after = 0.1
@@ -68,17 +72,25 @@ class LoopLagMonitor:
         busy = load >= cores
         if p99 > self.warn_after and not busy:
             doc["health"] = "degraded"
-            doc["reason"] = (f"the event loop woke up to {doc['lag_ms_p99']:g} ms late (P99 "
-                             f"over {doc['window_s']:g} s, limit {warn_ms} ms) while the "
-                             f"machine was not busy (load {load:.2f} on {cores} cores): "
-                             "something in axd blocks its loop")
-            doc["advice"] = ("`axctl perf inspect --daemon` shows where the time goes; "
-                             "`axctl events` what the daemon was doing")
+            doc["reason"] = (
+                f"the event loop woke up to {doc['lag_ms_p99']:g} ms late (P99 "
+                f"over {doc['window_s']:g} s, limit {warn_ms} ms) while the "
+                f"machine was not busy (load {load:.2f} on {cores} cores): "
+                "something in axd blocks its loop"
+            )
+            doc["advice"] = (
+                "`axctl perf inspect --daemon` shows where the time goes; "
+                "`axctl events` what the daemon was doing"
+            )
         elif p99 > self.warn_after:
-            doc["note"] = (f"the event loop was late (P99 {doc['lag_ms_p99']:g} ms), as "
-                           f"every process is on a busy machine (load {load:.2f} on {cores} "
-                           "cores); not a fault of axd")
+            doc["note"] = (
+                f"the event loop was late (P99 {doc['lag_ms_p99']:g} ms), as "
+                f"every process is on a busy machine (load {load:.2f} on {cores} "
+                "cores); not a fault of axd"
+            )
         elif worst > self.warn_after:
-            doc["note"] = (f"one late wake-up of {doc['lag_ms_max']:g} ms in the last "
-                           f"{doc['window_s']:g} s; not persistent")
+            doc["note"] = (
+                f"one late wake-up of {doc['lag_ms_max']:g} ms in the last "
+                f"{doc['window_s']:g} s; not persistent"
+            )
         return doc

@@ -93,8 +93,9 @@ def run(opts: Options) -> int:
         lock = InstanceLock(lock_path(opts.socket))
         lock.acquire()
         # Two daemons on one state dir would write one index each into the same database.
-        state_lock = InstanceLock(os.path.join(opts.state_dir, "axd.state.lock"),
-                                  what=f"state dir {opts.state_dir}")
+        state_lock = InstanceLock(
+            os.path.join(opts.state_dir, "axd.state.lock"), what=f"state dir {opts.state_dir}"
+        )
         state_lock.acquire()
         if inherited is not None:
             sock = inherited
@@ -115,8 +116,12 @@ def run(opts: Options) -> int:
         return _fail(ready, "already_running", str(exc), EXIT_FAILURE, pid=exc.pid)
     except Exception as exc:  # a bug: say so on the ready pipe instead of vanishing
         log.exception("axd failed")
-        return _fail(ready, "internal_error", f"{type(exc).__name__}: {exc} (a bug in axd; "
-                     "the daemon log has the traceback)", EXIT_FAILURE)
+        return _fail(
+            ready,
+            "internal_error",
+            f"{type(exc).__name__}: {exc} (a bug in axd; the daemon log has the traceback)",
+            EXIT_FAILURE,
+        )
     finally:
         if sock is not None:
             sock.close()
@@ -219,8 +224,13 @@ async def _serve(
     app = build_app(services)
     # lingering_time: after an early error (413), how long to swallow an unread body so the
     # client sees the answer rather than a reset; local clients need little.
-    runner = DaemonRunner(app, handle_signals=False, access_log=None, lingering_time=2.0,
-                           shutdown_timeout=cfg["daemon.shutdown_timeout"])
+    runner = DaemonRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        lingering_time=2.0,
+        shutdown_timeout=cfg["daemon.shutdown_timeout"],
+    )
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
@@ -228,8 +238,15 @@ async def _serve(
     watchdog = _start_watchdog(notifier)
     notifier.send("READY=1", f"STATUS={_status_line(info, live)}", f"MAINPID={os.getpid()}")
     bus.publish("daemon.started", pid=os.getpid(), version=__version__, socket=info.socket)
-    log.info("axd ready", extra={"pid": os.getpid(), "socket": info.socket, "loop": info.loop,
-                                 "version": __version__})
+    log.info(
+        "axd ready",
+        extra={
+            "pid": os.getpid(),
+            "socket": info.socket,
+            "loop": info.loop,
+            "version": __version__,
+        },
+    )
     ready.send(status="ready", pid=os.getpid(), socket=info.socket, version=__version__)
 
     await stopping.wait()
@@ -279,4 +296,3 @@ def _set_shutdown_timeout(runner: web.AppRunner, seconds: float) -> None:
 def _status_line(info: ProcessInfo, live: LiveConfig) -> str:
     state = "config reload failed" if live.last_error else "serving"
     return f"{state} on {info.socket}"
-

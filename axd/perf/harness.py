@@ -33,10 +33,18 @@ from axd.perf.stats import summarize
 from axd.shared.spawn import spawn_daemon
 from axd.shared.transport import Client
 
-KINDS = ("cli", "search", "batch-search", "index-build", "save-to-search", "plugin-rpc",
-         "plugin-reload", "search-profiled")
+KINDS = (
+    "cli",
+    "search",
+    "batch-search",
+    "index-build",
+    "save-to-search",
+    "plugin-rpc",
+    "plugin-reload",
+    "search-profiled",
+)
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "axd" / "perf"
-NOOP_PLUGIN = '''
+NOOP_PLUGIN = """
 from axd.sdk import Plugin, method
 
 
@@ -48,7 +56,7 @@ class Bench(Plugin):
     @method
     def mark(self):
         return MARK
-'''
+"""
 
 
 @dataclass
@@ -90,20 +98,28 @@ def load_manifest(path: str) -> Manifest:
         if w.get("kind") not in KINDS:
             raise ManifestError(f"{where}.kind = {w.get('kind')!r}: one of {', '.join(KINDS)}")
         known = {"name", "kind", "iterations", "warmup", "guardrail"}
-        workloads.append(Workload(
-            name=w["name"], kind=w["kind"], iterations=int(w.get("iterations", 30)),
-            warmup=int(w.get("warmup", 3)), guardrail=float(w.get("guardrail", guard)),
-            params={k: v for k, v in w.items() if k not in known}))
+        workloads.append(
+            Workload(
+                name=w["name"],
+                kind=w["kind"],
+                iterations=int(w.get("iterations", 30)),
+                warmup=int(w.get("warmup", 3)),
+                guardrail=float(w.get("guardrail", guard)),
+                params={k: v for k, v in w.items() if k not in known},
+            )
+        )
     if not workloads:
         raise ManifestError(f"{path}: no [[workload]] tables")
     files = meta.get("corpus_files")
-    return Manifest(meta.get("name", Path(path).stem), path, guard, workloads,
-                    int(files) if files else None)
+    return Manifest(
+        meta.get("name", Path(path).stem), path, guard, workloads, int(files) if files else None
+    )
 
 
 class Harness:
-    def __init__(self, progress: Callable[[str], None] = lambda _m: None,
-                 corpus_files: int | None = None) -> None:
+    def __init__(
+        self, progress: Callable[[str], None] = lambda _m: None, corpus_files: int | None = None
+    ) -> None:
         self.progress = progress
         self.corpus_files = corpus_files
         self.tmp = Path(tempfile.mkdtemp(prefix="axdp-", dir="/tmp"))
@@ -128,10 +144,15 @@ class Harness:
             fcntl.flock(self._lock, fcntl.LOCK_EX)
         self._stop_leftover()
         self._write_plugin(0)
-        env = {"AXD_SOCKET": self.socket, "AXD_STATE_DIR": str(CACHE / "state"),
-               "XDG_CONFIG_HOME": str(self.tmp / "config"), "AXD_PLUGINS_ENABLED": "true",
-               "AXD_PLUGINS_BUILTIN": "false", "AXD_PLUGINS_PATHS": str(self.plugin_dir.parent),
-               "AXD_PLUGINS_CALL_TIMEOUT": "30s"}
+        env = {
+            "AXD_SOCKET": self.socket,
+            "AXD_STATE_DIR": str(CACHE / "state"),
+            "XDG_CONFIG_HOME": str(self.tmp / "config"),
+            "AXD_PLUGINS_ENABLED": "true",
+            "AXD_PLUGINS_BUILTIN": "false",
+            "AXD_PLUGINS_PATHS": str(self.plugin_dir.parent),
+            "AXD_PLUGINS_CALL_TIMEOUT": "30s",
+        }
         os.makedirs(CACHE / "state", mode=0o700, exist_ok=True)
         os.chmod(CACHE / "state", 0o700)
         saved = {k: os.environ.get(k) for k in env}
@@ -190,9 +211,11 @@ class Harness:
         marker = target / ".complete"
         if not marker.exists():
             self.progress(f"copying the standard library into {target}")
-            sources = [p for p in sorted(stdlib.rglob("*.py"))
-                       if p.relative_to(stdlib).parts[0] not in ("site-packages",
-                                                                 "dist-packages")]
+            sources = [
+                p
+                for p in sorted(stdlib.rglob("*.py"))
+                if p.relative_to(stdlib).parts[0] not in ("site-packages", "dist-packages")
+            ]
             for src in sources[: self.corpus_files or None]:
                 rel = src.relative_to(stdlib)
                 dst = target / rel
@@ -211,14 +234,20 @@ class Harness:
             names: list[str] = []
             for path in sorted(corpus.rglob("*.py"))[:400]:
                 with contextlib.suppress(OSError):
-                    names += re.findall(r"^\s*def ([a-z][a-z0-9_]{5,})", path.read_text(
-                        errors="replace"), re.M)
+                    names += re.findall(
+                        r"^\s*def ([a-z][a-z0-9_]{5,})", path.read_text(errors="replace"), re.M
+                    )
             rng = random.Random(20261125)
             rng.shuffle(names)
             out = []
             for i, name in enumerate(names):
-                out.append(name if i % 3 == 0 else " ".join(reversed(name.split("_")))
-                           if i % 3 == 1 else name.replace("_", " "))
+                out.append(
+                    name
+                    if i % 3 == 0
+                    else " ".join(reversed(name.split("_")))
+                    if i % 3 == 1
+                    else name.replace("_", " ")
+                )
             self._queries = out
         return self._queries[:n]
 
@@ -229,27 +258,43 @@ class Harness:
         results: dict[str, Any] = {}
         selected = [w for w in manifest.workloads if not only or w.name in only]
         for i, w in enumerate(selected, 1):
-            self.progress(f"[{i}/{len(selected)}] {w.name} ({w.kind}): "
-                          f"{w.warmup} warm-up, {w.iterations} iterations")
+            self.progress(
+                f"[{i}/{len(selected)}] {w.name} ({w.kind}): "
+                f"{w.warmup} warm-up, {w.iterations} iterations"
+            )
             measure = getattr(self, "_" + w.kind.replace("-", "_"))
             samples, extra = measure(w)
             delay = float(w.params.get("inject_delay_ms", 0))
             if delay:  # for testing the gate: a slowdown that is really measured
                 samples = [s + delay for s in samples]
-            results[w.name] = {"kind": w.kind, "guardrail": w.guardrail,
-                               **summarize(samples, extra.pop("unit", "ms")), **extra}
-        return {"version": 1, "manifest": {"name": manifest.name, "path": manifest.path},
-                "started_at": started, "took_s": round(time.time() - started, 1),
-                "machine": machine(), "packages": packages(), "git": git_commit(),
-                "corpus": self._corpus_info(), "workloads": results}
+            results[w.name] = {
+                "kind": w.kind,
+                "guardrail": w.guardrail,
+                **summarize(samples, extra.pop("unit", "ms")),
+                **extra,
+            }
+        return {
+            "version": 1,
+            "manifest": {"name": manifest.name, "path": manifest.path},
+            "started_at": started,
+            "took_s": round(time.time() - started, 1),
+            "machine": machine(),
+            "packages": packages(),
+            "git": git_commit(),
+            "corpus": self._corpus_info(),
+            "workloads": results,
+        }
 
     def _corpus_info(self) -> dict[str, Any]:
         if self.corpus is None:
             return {}
         files = list(self.corpus.rglob("*.py"))
-        return {"path": str(self.corpus), "files": len(files),
-                "bytes": sum(f.stat().st_size for f in files),
-                "source": "standard library of Python " + platform.python_version()}
+        return {
+            "path": str(self.corpus),
+            "files": len(files),
+            "bytes": sum(f.stat().st_size for f in files),
+            "source": "standard library of Python " + platform.python_version(),
+        }
 
     def _timed(self, w: Workload, once: Callable[[int], Any]) -> list[float]:
         for i in range(w.warmup):
@@ -266,9 +311,12 @@ class Harness:
         if command[0] == "axctl":
             command[0] = str(Path(sys.executable).parent / "axctl")
         env = dict(os.environ, AXD_SOCKET=self.socket)
-        return self._timed(w, lambda _i: subprocess.run(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            check=False)), {}
+        return self._timed(
+            w,
+            lambda _i: subprocess.run(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+            ),
+        ), {}
 
     def _search(self, w: Workload) -> tuple[list[float], dict[str, Any]]:
         corpus = str(self.ensure_corpus())
@@ -276,18 +324,30 @@ class Harness:
         qs = self.queries(w.iterations + w.warmup)
 
         def once(i: int) -> None:
-            self._call("POST", "/v1/search", {"query": qs[i % len(qs)] if not cached
-                                              else qs[i % 20], "path": corpus,
-                                              "cache": cached})
+            self._call(
+                "POST",
+                "/v1/search",
+                {
+                    "query": qs[i % len(qs)] if not cached else qs[i % 20],
+                    "path": corpus,
+                    "cache": cached,
+                },
+            )
+
         return self._timed(w, once), {"cache": cached}
 
     def _batch_search(self, w: Workload) -> tuple[list[float], dict[str, Any]]:
         corpus = str(self.ensure_corpus())
         size = int(w.params.get("batch", 50))
         qs = self.queries(size * 4)
-        samples = self._timed(w, lambda i: self._call(
-            "POST", "/v1/search/batch", {"queries": qs[(i % 4) * size:(i % 4 + 1) * size],
-                                         "path": corpus}))
+        samples = self._timed(
+            w,
+            lambda i: self._call(
+                "POST",
+                "/v1/search/batch",
+                {"queries": qs[(i % 4) * size : (i % 4 + 1) * size], "path": corpus},
+            ),
+        )
         mean = sum(samples) / len(samples)
         return samples, {"batch": size, "queries_per_s": round(size * 1000 / mean, 1)}
 
@@ -308,9 +368,12 @@ class Harness:
 
         samples = self._timed(w, once)  # includes the copy, as a clone would
         mean_s = sum(samples) / len(samples) / 1000
-        return samples, {"files": len(files), "bytes": size,
-                         "mb_per_s": round(size / 1e6 / mean_s, 2),
-                         "files_per_s": round(len(files) / mean_s, 1)}
+        return samples, {
+            "files": len(files),
+            "bytes": size,
+            "mb_per_s": round(size / 1e6 / mean_s, 2),
+            "files_per_s": round(len(files) / mean_s, 1),
+        }
 
     def _save_to_search(self, w: Workload) -> tuple[list[float], dict[str, Any]]:
         corpus = self.ensure_corpus()
@@ -322,8 +385,11 @@ class Harness:
             target.write_text(f"def {marker}_probe():\n    return {i}\n")
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                doc = self._call("POST", "/v1/search", {"query": marker, "path": str(corpus),
-                                                        "cache": False, "limit": 1})
+                doc = self._call(
+                    "POST",
+                    "/v1/search",
+                    {"query": marker, "path": str(corpus), "cache": False, "limit": 1},
+                )
                 if doc["results"] and doc["results"][0]["symbol"].startswith(marker):
                     break
                 time.sleep(0.002)
@@ -334,8 +400,9 @@ class Harness:
 
     def _plugin_rpc(self, w: Workload) -> tuple[list[float], dict[str, Any]]:
         self._wait_plugin()
-        return self._timed(w, lambda _i: self._call(
-            "POST", "/v1/plugins/bench/call", {"method": "noop"})), {}
+        return self._timed(
+            w, lambda _i: self._call("POST", "/v1/plugins/bench/call", {"method": "noop"})
+        ), {}
 
     def _plugin_reload(self, w: Workload) -> tuple[list[float], dict[str, Any]]:
         self._wait_plugin()
@@ -346,8 +413,7 @@ class Harness:
             self._write_plugin(mark)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                resp = self.client.request("POST", "/v1/plugins/bench/call",
-                                           {"method": "mark"})
+                resp = self.client.request("POST", "/v1/plugins/bench/call", {"method": "mark"})
                 if resp.status == 200 and resp.json()["result"] == mark:
                     break
                 time.sleep(0.002)
@@ -371,27 +437,34 @@ class Harness:
                 done = threading.Event()
                 result: dict[str, Any] = {}
                 if profile:
-                    thread = threading.Thread(target=self._profile_until, args=(done, rate,
-                                                                                 result))
+                    thread = threading.Thread(target=self._profile_until, args=(done, rate, result))
                     thread.start()
                     time.sleep(0.3)  # py-spy attached and sampling
                 for i in range(per_round):
                     t = time.perf_counter()
-                    self._call("POST", "/v1/search", {"query": qs[(r * per_round + i) % 400],
-                                                      "path": corpus, "cache": False})
+                    self._call(
+                        "POST",
+                        "/v1/search",
+                        {"query": qs[(r * per_round + i) % 400], "path": corpus, "cache": False},
+                    )
                     bucket.append((time.perf_counter() - t) * 1000)
                 done.set()
                 if profile:
                     thread.join()
                     sampler = result.get("sampler", sampler)
         loss = (sum(profiled) / len(profiled)) / (sum(plain) / len(plain)) - 1
-        return profiled, {"plain_p50": summarize(plain)["p50"], "sampler": sampler,
-                          "rate_hz": rate, "throughput_loss_pct": round(100 * loss, 2)}
+        return profiled, {
+            "plain_p50": summarize(plain)["p50"],
+            "sampler": sampler,
+            "rate_hz": rate,
+            "throughput_loss_pct": round(100 * loss, 2),
+        }
 
     def _profile_until(self, done: threading.Event, rate: int, result: dict[str, Any]) -> None:
         while not done.is_set():
-            doc = self._call("POST", "/v1/perf/profile", {"seconds": 1, "rate": rate,
-                                                          "format": "collapsed"})
+            doc = self._call(
+                "POST", "/v1/perf/profile", {"seconds": 1, "rate": rate, "format": "collapsed"}
+            )
             result["sampler"] = doc["sampler"]
 
     def _wait_plugin(self) -> None:
@@ -408,7 +481,8 @@ class Harness:
         (self.plugin_dir / "plugin.toml").write_text(
             '[plugin]\nname = "bench"\nversion = "1.0.0"\n'
             'description = "Benchmark plugin: a no-op method"\nentry = "bench_plugin:Bench"\n'
-            '[budget]\ncpu = 1.0\n')
+            "[budget]\ncpu = 1.0\n"
+        )
         (self.plugin_dir / "bench_plugin.py").write_text(f"MARK = {mark}\n" + NOOP_PLUGIN)
 
 
@@ -424,17 +498,31 @@ def machine() -> dict[str, Any]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem = int(line.split()[1]) * 1024
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_bytes": mem,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "load": list(os.getloadavg())}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_bytes": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load": list(os.getloadavg()),
+    }
 
 
 def packages() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for name in ("axd", "aiohttp", "uvloop", "numpy", "tree-sitter", "click", "watchfiles",
-                 "opentelemetry-sdk", "py-spy"):
+    for name in (
+        "axd",
+        "aiohttp",
+        "uvloop",
+        "numpy",
+        "tree-sitter",
+        "click",
+        "watchfiles",
+        "opentelemetry-sdk",
+        "py-spy",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
     return out
@@ -443,11 +531,21 @@ def packages() -> dict[str, str]:
 def git_commit() -> str | None:
     here = Path(__file__).resolve().parent
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
         if out.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain"],
-                                   capture_output=True, text=True, timeout=10, check=False)
+            dirty = subprocess.run(
+                ["git", "-C", str(here), "status", "--porcelain"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     return None
 

@@ -39,15 +39,29 @@ async def with_py_spy(pid: int, seconds: float, rate: int, fmt: str) -> tuple[st
     with tempfile.TemporaryDirectory(prefix="axd-prof-") as tmp:
         out = os.path.join(tmp, "profile")
         proc = await asyncio.create_subprocess_exec(
-            binary, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-            "--rate", str(rate), "--format", PYSPY_FORMAT[fmt], "--output", out,
-            "--nonblocking", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            binary,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, round(seconds))),
+            "--rate",
+            str(rate),
+            "--format",
+            PYSPY_FORMAT[fmt],
+            "--output",
+            out,
+            "--nonblocking",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await proc.communicate()
         if proc.returncode != 0 and NO_SAMPLES in err:
             return "", IDLE
         if proc.returncode != 0 or not os.path.exists(out):
-            return "", err.decode(errors="replace").strip().splitlines()[-1:][0] \
-                if err.strip() else f"py-spy exited with {proc.returncode}"
+            return "", err.decode(errors="replace").strip().splitlines()[-1:][
+                0
+            ] if err.strip() else f"py-spy exited with {proc.returncode}"
         with open(out, encoding="utf-8", errors="replace") as fh:
             return fh.read(), ""
 
@@ -55,9 +69,14 @@ async def with_py_spy(pid: int, seconds: float, rate: int, fmt: str) -> tuple[st
 def _py_spy_result(content: str, fmt: str, title: str) -> dict[str, Any]:
     if content:
         return {"sampler": "py-spy", "content": content, "format": fmt}
-    return {"sampler": "py-spy", "format": fmt, "samples": 0, "top": [],
-            "note": "the target was idle for the whole profile: no busy samples",
-            "content": render(stacks.Stacks(), fmt, title + " (idle)")}
+    return {
+        "sampler": "py-spy",
+        "format": fmt,
+        "samples": 0,
+        "top": [],
+        "note": "the target was idle for the whole profile: no busy samples",
+        "content": render(stacks.Stacks(), fmt, title + " (idle)"),
+    }
 
 
 def render(collected: stacks.Stacks, fmt: str, title: str) -> str:
@@ -68,8 +87,7 @@ def render(collected: stacks.Stacks, fmt: str, title: str) -> str:
     return stacks.flamegraph_svg(collected, title)
 
 
-async def profile_daemon(seconds: float, rate: int, fmt: str,
-                         sampler: str) -> dict[str, Any]:
+async def profile_daemon(seconds: float, rate: int, fmt: str, sampler: str) -> dict[str, Any]:
     note = ""
     if sampler in ("auto", "py-spy"):
         title = f"axd pid {os.getpid()}"
@@ -80,14 +98,19 @@ async def profile_daemon(seconds: float, rate: int, fmt: str,
         if sampler == "py-spy":
             raise RuntimeError(f"py-spy could not profile the daemon: {error}")
     collected = await asyncio.to_thread(stacks.sample, seconds, rate)
-    return {"sampler": "builtin", "note": note, "format": fmt,
-            "samples": sum(collected.values()),
-            "content": render(collected, fmt, f"axd pid {os.getpid()}"),
-            "top": stacks.top_functions(collected)}
+    return {
+        "sampler": "builtin",
+        "note": note,
+        "format": fmt,
+        "samples": sum(collected.values()),
+        "content": render(collected, fmt, f"axd pid {os.getpid()}"),
+        "top": stacks.top_functions(collected),
+    }
 
 
-async def profile_plugin(process: Any, name: str, seconds: float, rate: int, fmt: str,
-                         sampler: str) -> dict[str, Any]:
+async def profile_plugin(
+    process: Any, name: str, seconds: float, rate: int, fmt: str, sampler: str
+) -> dict[str, Any]:
     note = ""
     if sampler in ("auto", "py-spy") and process.pid:
         content, error = await with_py_spy(process.pid, seconds, rate, fmt)
@@ -96,13 +119,18 @@ async def profile_plugin(process: Any, name: str, seconds: float, rate: int, fmt
         note = f"py-spy unavailable ({error}); used the in-process sampler"
         if sampler == "py-spy":
             raise RuntimeError(f"py-spy could not profile {name}: {error}")
-    reply = await process.request("profile.sample", {"seconds": seconds, "rate": rate},
-                                  seconds + 30)
+    reply = await process.request(
+        "profile.sample", {"seconds": seconds, "rate": rate}, seconds + 30
+    )
     collected = stacks.parse_collapsed(reply["collapsed"])
-    return {"sampler": "builtin", "note": note, "format": fmt,
-            "samples": sum(collected.values()),
-            "content": render(collected, fmt, f"plugin {name}"),
-            "top": stacks.top_functions(collected)}
+    return {
+        "sampler": "builtin",
+        "note": note,
+        "format": fmt,
+        "samples": sum(collected.values()),
+        "content": render(collected, fmt, f"plugin {name}"),
+        "top": stacks.top_functions(collected),
+    }
 
 
 def top_from(content: str, fmt: str) -> list[dict[str, Any]]:

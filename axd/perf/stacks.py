@@ -67,13 +67,25 @@ def speedscope(stacks: Stacks, name: str) -> str:
     for stack, count in stacks.items():
         samples.append([frames.setdefault(f, len(frames)) for f in stack.split(";")])
         weights.append(count)
-    return json.dumps({
-        "$schema": "https://www.speedscope.app/file-format-schema.json",
-        "shared": {"frames": [{"name": f} for f in frames]},
-        "profiles": [{"type": "sampled", "name": name, "unit": "none", "startValue": 0,
-                      "endValue": sum(weights), "samples": samples, "weights": weights}],
-        "name": name, "exporter": "axd",
-    })
+    return json.dumps(
+        {
+            "$schema": "https://www.speedscope.app/file-format-schema.json",
+            "shared": {"frames": [{"name": f} for f in frames]},
+            "profiles": [
+                {
+                    "type": "sampled",
+                    "name": name,
+                    "unit": "none",
+                    "startValue": 0,
+                    "endValue": sum(weights),
+                    "samples": samples,
+                    "weights": weights,
+                }
+            ],
+            "name": name,
+            "exporter": "axd",
+        }
+    )
 
 
 def top_functions(stacks: Stacks, n: int = 20) -> list[dict[str, Any]]:
@@ -86,9 +98,16 @@ def top_functions(stacks: Stacks, n: int = 20) -> list[dict[str, Any]]:
         own[frames[-1]] += count
         for frame in set(frames):
             total[frame] += count
-    return [{"function": f, "self": c, "self_pct": round(100 * c / all_samples, 1),
-             "total": total[f], "total_pct": round(100 * total[f] / all_samples, 1)}
-            for f, c in own.most_common(n)]
+    return [
+        {
+            "function": f,
+            "self": c,
+            "self_pct": round(100 * c / all_samples, 1),
+            "total": total[f],
+            "total_pct": round(100 * total[f] / all_samples, 1),
+        }
+        for f, c in own.most_common(n)
+    ]
 
 
 def flamegraph_svg(stacks: Stacks, title: str, width: int = 1200) -> str:
@@ -114,11 +133,12 @@ def flamegraph_svg(stacks: Stacks, title: str, width: int = 1200) -> str:
                 hue = (hash(name.split(" ")[0]) % 60) + 10
                 label = html.escape(name if w > 7 * len(name) else name[: max(0, int(w / 7) - 2)])
                 rects.append(
-                    f'<g><title>{html.escape(name)} ({child["n"]} samples, '
-                    f'{100 * child["n"] / total:.1f}%)</title>'
+                    f"<g><title>{html.escape(name)} ({child['n']} samples, "
+                    f"{100 * child['n'] / total:.1f}%)</title>"
                     f'<rect x="{x:.1f}" y="{{Y{depth}}}" width="{w:.1f}" height="{row - 1}" '
                     f'fill="hsl({hue},80%,60%)"/><text x="{x + 2:.1f}" y="{{T{depth}}}" '
-                    f'font-size="11" font-family="monospace">{label}</text></g>')
+                    f'font-size="11" font-family="monospace">{label}</text></g>'
+                )
                 draw(child, x, depth + 1)
             x += w
 
@@ -128,6 +148,8 @@ def flamegraph_svg(stacks: Stacks, title: str, width: int = 1200) -> str:
     for depth in range(depth_max + 1):
         y = height - (depth + 2) * row
         body = body.replace(f"{{Y{depth}}}", str(y)).replace(f"{{T{depth}}}", str(y + 12))
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
-            f'<text x="4" y="14" font-size="13" font-family="sans-serif">'
-            f'{html.escape(title)} - {root["n"]} samples</text>\n{body}</svg>\n')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        f'<text x="4" y="14" font-size="13" font-family="sans-serif">'
+        f"{html.escape(title)} - {root['n']} samples</text>\n{body}</svg>\n"
+    )

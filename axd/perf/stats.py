@@ -15,17 +15,25 @@ def summarize(samples_ms: list[float], unit: str = "ms") -> dict[str, Any]:
 
     mean = statistics.fmean(ordered) if n else 0.0
     return {
-        "unit": unit, "samples": n, "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99),
-        "mean": round(mean, 4), "min": round(ordered[0], 4) if n else 0.0,
+        "unit": unit,
+        "samples": n,
+        "p50": pct(0.50),
+        "p95": pct(0.95),
+        "p99": pct(0.99),
+        "mean": round(mean, 4),
+        "min": round(ordered[0], 4) if n else 0.0,
         "max": round(ordered[-1], 4) if n else 0.0,
         "stdev": round(statistics.stdev(ordered), 4) if n > 1 else 0.0,
         "throughput_per_s": round(1000.0 / mean, 2) if mean else None,
     }
 
 
-def compare(base: dict[str, Any], new: dict[str, Any],
-            guardrails: dict[str, float] | None = None,
-            default_guardrail: float = 0.10) -> tuple[list[dict[str, Any]], bool]:
+def compare(
+    base: dict[str, Any],
+    new: dict[str, Any],
+    guardrails: dict[str, float] | None = None,
+    default_guardrail: float = 0.10,
+) -> tuple[list[dict[str, Any]], bool]:
     """One row per workload present in both. A regression must exceed the workload's
     relative guardrail *and* the run-to-run spread: the difference of the medians has to
     be larger than the larger interquartile-like spread (p95 - p50) of the two runs, so a
@@ -49,20 +57,39 @@ def compare(base: dict[str, Any], new: dict[str, Any],
             verdict = "faster"
         elif rel > guard:
             verdict = "noise"  # slower, but within the run-to-run spread
-        rows.append({"workload": name, "base_p50": old["p50"], "new_p50": cur["p50"],
-                     "base_p95": old["p95"], "new_p95": cur["p95"], "delta_pct":
-                     round(100 * rel, 1), "guardrail_pct": round(100 * guard, 1),
-                     "spread": round(spread, 4), "unit": cur.get("unit", "ms"),
-                     "verdict": verdict})
+        rows.append(
+            {
+                "workload": name,
+                "base_p50": old["p50"],
+                "new_p50": cur["p50"],
+                "base_p95": old["p95"],
+                "new_p95": cur["p95"],
+                "delta_pct": round(100 * rel, 1),
+                "guardrail_pct": round(100 * guard, 1),
+                "spread": round(spread, 4),
+                "unit": cur.get("unit", "ms"),
+                "verdict": verdict,
+            }
+        )
     return rows, regressed
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("WORKLOAD", "BASE P50", "NEW P50", "DELTA", "GUARD", "SPREAD", "VERDICT")
-    lines = [head] + [(r["workload"], f"{r['base_p50']:.3f} {r['unit']}",
-                       f"{r['new_p50']:.3f} {r['unit']}", f"{r['delta_pct']:+.1f}%",
-                       f"{r['guardrail_pct']:.0f}%", f"{r['spread']:.3f}", r["verdict"])
-                      for r in rows]
+    lines = [head] + [
+        (
+            r["workload"],
+            f"{r['base_p50']:.3f} {r['unit']}",
+            f"{r['new_p50']:.3f} {r['unit']}",
+            f"{r['delta_pct']:+.1f}%",
+            f"{r['guardrail_pct']:.0f}%",
+            f"{r['spread']:.3f}",
+            r["verdict"],
+        )
+        for r in rows
+    ]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True))
-                     .rstrip() for line in lines)
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )

@@ -29,23 +29,39 @@ def load_set(path: str) -> list[dict[str, Any]]:
     return queries
 
 
-def configurations(current: dict[str, Any], k1s: list[float], bs: list[float],
-                   weight_sets: list[dict[str, float]]) -> list[dict[str, Any]]:
+def configurations(
+    current: dict[str, Any], k1s: list[float], bs: list[float], weight_sets: list[dict[str, float]]
+) -> list[dict[str, Any]]:
     """The current configuration first, then the grid (at least five in all)."""
-    grid = [{"k1": k1, "b": b, "weights": {**current["weights"], **w}}
-            for k1, b, w in itertools.product(k1s, bs, weight_sets or [{}])]
+    grid = [
+        {"k1": k1, "b": b, "weights": {**current["weights"], **w}}
+        for k1, b, w in itertools.product(k1s, bs, weight_sets or [{}])
+    ]
     configs = [current] + [c for c in grid if c != current]
     return configs
 
 
-def evaluate(client: Client, workspace: str, queries: list[dict[str, Any]],
-             ranking: dict[str, Any], limit: int = 10) -> dict[str, Any]:
+def evaluate(
+    client: Client,
+    workspace: str,
+    queries: list[dict[str, Any]],
+    ranking: dict[str, Any],
+    limit: int = 10,
+) -> dict[str, Any]:
     rr, ndcg, hits, took = 0.0, 0.0, 0, []
     for q in queries:
         t = time.perf_counter()
-        resp = client.request("POST", "/v1/search", {"query": q["query"], "path": workspace,
-                                                     "limit": limit, "cache": False,
-                                                     "ranking": ranking})
+        resp = client.request(
+            "POST",
+            "/v1/search",
+            {
+                "query": q["query"],
+                "path": workspace,
+                "limit": limit,
+                "cache": False,
+                "ranking": ranking,
+            },
+        )
         took.append((time.perf_counter() - t) * 1000)
         if resp.status != 200:
             raise RuntimeError(f"search {q['query']!r}: HTTP {resp.status}: {resp.body[:200]!r}")
@@ -57,8 +73,13 @@ def evaluate(client: Client, workspace: str, queries: list[dict[str, Any]],
                 break
     n = len(queries) or 1
     latency = summarize(took)
-    return {"mrr": round(rr / n, 4), "ndcg": round(ndcg / n, 4), "recall": round(hits / n, 4),
-            "p50_ms": latency["p50"], "p95_ms": latency["p95"]}
+    return {
+        "mrr": round(rr / n, 4),
+        "ndcg": round(ndcg / n, 4),
+        "recall": round(hits / n, 4),
+        "p50_ms": latency["p50"],
+        "p95_ms": latency["p95"],
+    }
 
 
 def chart(rows: list[dict[str, Any]], path: str) -> None:
@@ -73,8 +94,11 @@ def chart(rows: list[dict[str, Any]], path: str) -> None:
     labels = [r["label"] for r in rows]
     x = range(len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4.5))
-    for offset, key, name in ((-0.27, "mrr", "MRR@10"), (0, "ndcg", "nDCG@10"),
-                              (0.27, "recall", "Recall@10")):
+    for offset, key, name in (
+        (-0.27, "mrr", "MRR@10"),
+        (0, "ndcg", "nDCG@10"),
+        (0.27, "recall", "Recall@10"),
+    ):
         ax.bar([i + offset for i in x], [r[key] for r in rows], width=0.27, label=name)
     ax.set_xticks(list(x), labels, rotation=35, ha="right", fontsize=8)
     ax.set_ylim(0, 1)

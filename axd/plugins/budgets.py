@@ -27,14 +27,22 @@ class Budget:
     pids: int | None = None
 
     def merged(self, over: Budget) -> Budget:
-        return replace(self, **{f.name: getattr(over, f.name) for f in fields(over)
-                                if getattr(over, f.name) is not None})
+        return replace(
+            self,
+            **{
+                f.name: getattr(over, f.name)
+                for f in fields(over)
+                if getattr(over, f.name) is not None
+            },
+        )
 
     def describe(self) -> dict[str, Any]:
-        return {"cpu": self.cpu,
-                "memory": format_size(self.memory) if self.memory else None,
-                "memory_high": format_size(self.memory_high) if self.memory_high else None,
-                "pids": self.pids}
+        return {
+            "cpu": self.cpu,
+            "memory": format_size(self.memory) if self.memory else None,
+            "memory_high": format_size(self.memory_high) if self.memory_high else None,
+            "pids": self.pids,
+        }
 
 
 class BudgetError(ValueError):
@@ -62,11 +70,16 @@ def parse_budget(table: dict[str, Any], where: str) -> tuple[Budget, list[str]]:
 
 def impossible(budget: Budget) -> list[str]:
     problems = []
-    if budget.memory is not None and budget.memory_high is not None and \
-            budget.memory_high > budget.memory:
-        problems.append(f"memory_high ({format_size(budget.memory_high)}) is above memory "
-                        f"({format_size(budget.memory)}); the hard limit would never be reached "
-                        "gently")
+    if (
+        budget.memory is not None
+        and budget.memory_high is not None
+        and budget.memory_high > budget.memory
+    ):
+        problems.append(
+            f"memory_high ({format_size(budget.memory_high)}) is above memory "
+            f"({format_size(budget.memory)}); the hard limit would never be reached "
+            "gently"
+        )
     return problems
 
 
@@ -80,12 +93,13 @@ def parse_cpu(raw: Any) -> float:
             try:
                 value = float(raw)
             except ValueError:
-                raise ValueError("must be cores (0.5) or a percentage of one core "
-                                 "(\"50%\")") from None
+                raise ValueError(
+                    'must be cores (0.5) or a percentage of one core ("50%")'
+                ) from None
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
         value = float(raw)
     else:
-        raise ValueError("must be cores (0.5) or a percentage of one core (\"50%\")")
+        raise ValueError('must be cores (0.5) or a percentage of one core ("50%")')
     if value < 0.01:
         raise ValueError("must be at least 0.01 cores (1%)")
     if value > cores:
@@ -99,8 +113,10 @@ def parse_memory(raw: Any) -> int:
     except UnitError as exc:
         raise ValueError(str(exc)) from None
     if value < MIN_MEMORY:
-        raise ValueError(f"must be at least {format_size(MIN_MEMORY)} (a Python process "
-                         "needs that much to start)")
+        raise ValueError(
+            f"must be at least {format_size(MIN_MEMORY)} (a Python process "
+            "needs that much to start)"
+        )
     return value
 
 
@@ -112,8 +128,12 @@ def parse_pids(raw: Any) -> int:
     return raw
 
 
-_PARSERS = {"cpu": parse_cpu, "memory": parse_memory, "memory_high": parse_memory,
-            "pids": parse_pids}
+_PARSERS = {
+    "cpu": parse_cpu,
+    "memory": parse_memory,
+    "memory_high": parse_memory,
+    "pids": parse_pids,
+}
 
 
 def load_overrides(path: str, known: set[str] | None) -> tuple[dict[str, Budget], list[str]]:
@@ -129,12 +149,12 @@ def load_overrides(path: str, known: set[str] | None) -> tuple[dict[str, Budget]
     problems: list[str] = []
     for name, table in doc.items():
         if not isinstance(table, dict):
-            problems.append(f"{path}: {name} = {table!r}: expected a [{name}] table of "
-                            "budget keys")
+            problems.append(f"{path}: {name} = {table!r}: expected a [{name}] table of budget keys")
             continue
         if known is not None and name not in known:
-            problems.append(f"{path}: [{name}]: no such plugin; known: "
-                            + (", ".join(sorted(known)) or "none"))
+            problems.append(
+                f"{path}: [{name}]: no such plugin; known: " + (", ".join(sorted(known)) or "none")
+            )
             continue
         budget, found = parse_budget(table, f"{path}: {name}")
         problems += found

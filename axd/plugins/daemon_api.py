@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from axd.codeintel.service import CodeIntel, CodeIntelError
+from axd.codeintel.service import CodeIntel
+from axd.errors import AxdError
 
 
 class DaemonApiError(Exception):
@@ -24,8 +25,10 @@ class DaemonApi:
     async def __call__(self, method: str, params: dict[str, Any]) -> Any:
         ci = self.codeintel
         if method not in self.METHODS:
-            raise DaemonApiError("no_such_method", f"the daemon has no method {method!r}; "
-                                 f"it has: {', '.join(self.METHODS)}")
+            raise DaemonApiError(
+                "no_such_method",
+                f"the daemon has no method {method!r}; it has: {', '.join(self.METHODS)}",
+            )
         if ci is None:
             raise DaemonApiError("not_ready", "code intelligence is not running")
         try:
@@ -40,5 +43,5 @@ class DaemonApi:
             if method == "definitions":
                 return await ci.definitions(ws, str(params.get("name", "")), limit)
             return await ci.references(ws, str(params.get("name", "")), limit)
-        except CodeIntelError as exc:
+        except AxdError as exc:
             raise DaemonApiError(exc.code, exc.message) from None

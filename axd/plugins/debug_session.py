@@ -14,6 +14,8 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
+from axd import errors
+from axd.errors import AxdError
 from axd.plugins.runner import PluginCallError, PluginProcess, PluginTimeout, PluginUnavailable
 
 if TYPE_CHECKING:
@@ -24,12 +26,6 @@ INSPECTING = ("where", "print", "locals")
 COMMANDS = ("break", "clear", "breakpoints", *RESUMING, *INSPECTING, "logs", "quit")
 CONTROL_TIMEOUT = 10.0
 _ids = itertools.count(1)
-
-
-class DebugFailure(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class DebugSession:
@@ -55,8 +51,7 @@ class DebugSession:
         self.process = process
         process.on_debug = self._from_plugin
         await self._control("debug.attach", {})
-        self.emit("attached", plugin=self.ps.name, pid=process.pid,
-                  generation=self.ps.generation)
+        self.emit("attached", plugin=self.ps.name, pid=process.pid, generation=self.ps.generation)
 
     async def carry_over(self, process: PluginProcess) -> None:
         """After a reload: attach to the new process and re-set what still applies."""
@@ -64,17 +59,22 @@ class DebugSession:
         await self.attach(process)
         for bp in self.breakpoints:
             try:
-                kept.append(await self._control("debug.break", {
-                    "file": bp["file"], "line": bp["line"], "cond": bp.get("cond")}))
-            except DebugFailure as exc:
+                kept.append(
+                    await self._control(
+                        "debug.break",
+                        {"file": bp["file"], "line": bp["line"], "cond": bp.get("cond")},
+                    )
+                )
+            except AxdError as exc:
                 dropped.append({**bp, "error": exc.message})
         self.breakpoints = kept
         self.emit("reloaded", kept=kept, dropped=dropped)
 
     async def command(self, command: str, arg: str = "") -> Any:
         if command not in COMMANDS:
-            raise DebugFailure(422, "invalid_command", f"unknown command {command!r}; "
-                               f"commands: {', '.join(COMMANDS)}")
+            raise errors.invalid(
+                "invalid_command", f"unknown command {command!r}; commands: {', '.join(COMMANDS)}"
+            )
         if command == "break":
             return await self._break(arg)
         if command == "clear":
@@ -87,17 +87,20 @@ class DebugSession:
             await self.close("quit")
             return {"closed": True}
         if command == "print" and not arg.strip():
-            raise DebugFailure(422, "invalid_command", "print needs an expression")
+            raise errors.invalid("invalid_command", "print needs an expression")
         return await self._control("debug.cmd", {"command": command, "arg": arg})
 
     async def _break(self, arg: str) -> Any:
         spec, _, cond = arg.partition(" if ")
         file, _, line = spec.strip().rpartition(":")
         if not file or not line.strip().isdigit():
-            raise DebugFailure(422, "invalid_command", "break takes FILE:LINE [if CONDITION], "
-                               "e.g. break my_plugin.py:42 if n > 3")
-        bp = await self._control("debug.break", {"file": file, "line": int(line),
-                                                 "cond": cond.strip() or None})
+            raise errors.invalid(
+                "invalid_command",
+                "break takes FILE:LINE [if CONDITION], e.g. break my_plugin.py:42 if n > 3",
+            )
+        bp = await self._control(
+            "debug.break", {"file": file, "line": int(line), "cond": cond.strip() or None}
+        )
         self.breakpoints.append(bp)
         return bp
 
@@ -110,14 +113,20 @@ class DebugSession:
             else:
                 params = {"file": arg.strip()}
         result = await self._control("debug.clear", params)
-        self.breakpoints = [b for b in self.breakpoints
-                            if params and not (b["file"] == params.get("file") and (
-                                "line" not in params or b["line"] == params["line"]))]
+        self.breakpoints = [
+            b
+            for b in self.breakpoints
+            if params
+            and not (
+                b["file"] == params.get("file")
+                and ("line" not in params or b["line"] == params["line"])
+            )
+        ]
         return result
 
     def _logs(self, arg: str) -> Any:
         if arg.strip() not in ("on", "off"):
-            raise DebugFailure(422, "invalid_command", "logs takes on or off")
+            raise errors.invalid("invalid_command", "logs takes on or off")
         self.logs_on = arg.strip() == "on"
         if self.logs_on and self._log_queue is None:
             self._log_queue = asyncio.Queue(maxsize=1000)
@@ -135,15 +144,15 @@ class DebugSession:
     async def _control(self, method: str, params: dict[str, Any]) -> Any:
         process = self.process
         if process is None or self.closed:
-            raise DebugFailure(409, "session_closed", "the debug session is closed")
+            raise errors.conflict("session_closed", "the debug session is closed")
         try:
             return await process.request(method, params, CONTROL_TIMEOUT)
         except PluginCallError as exc:
-            raise DebugFailure(422, "debug_error", str(exc)) from None
+            raise errors.invalid("debug_error", str(exc)) from None
         except PluginUnavailable as exc:
-            raise DebugFailure(503, "plugin_unavailable", str(exc)) from None
+            raise errors.unavailable("plugin_unavailable", str(exc)) from None
         except PluginTimeout as exc:
-            raise DebugFailure(504, "plugin_timeout", str(exc)) from None
+            raise errors.timeout("plugin_timeout", str(exc)) from None
 
     def _from_plugin(self, method: str, params: dict[str, Any]) -> None:
         kind = method.removeprefix("debug.")
@@ -156,7 +165,7 @@ class DebugSession:
         """Detach: breakpoints cleared, the plugin resumed. Safe to call twice."""
         if self.closed:
             return
-        with contextlib.suppress(DebugFailure):
+        with contextlib.suppress(AxdError):
             await self._control("debug.detach", {})
         self.closed = True
         if self.process is not None:

@@ -54,8 +54,9 @@ class PluginDebugger(bdb.Bdb):
         self.emit = emit
         self.attached = False
         self.paused_frame: types.FrameType | None = None
-        self.commands: queue.Queue[tuple[str, str, Callable[[Any, str | None], None]]] = \
+        self.commands: queue.Queue[tuple[str, str, Callable[[Any, str | None], None]]] = (
             queue.Queue()
+        )
         self.conditions: dict[int, str] = {}
         self.lock = threading.Lock()
 
@@ -66,8 +67,10 @@ class PluginDebugger(bdb.Bdb):
         lines = code_lines(path)
         if line not in lines:
             near = sorted(lines, key=lambda n: abs(n - line))[:3]
-            raise DebugError(f"{os.path.relpath(path, self.folder)}:{line} has no code; "
-                             f"nearest lines with code: {', '.join(map(str, sorted(near)))}")
+            raise DebugError(
+                f"{os.path.relpath(path, self.folder)}:{line} has no code; "
+                f"nearest lines with code: {', '.join(map(str, sorted(near)))}"
+            )
         with self.lock:
             error = self.set_break(path, line)
             if error:
@@ -78,11 +81,16 @@ class PluginDebugger(bdb.Bdb):
                     compile(cond, "<condition>", "eval")
                 except SyntaxError as exc:
                     self.clear_bpbynumber(bp.number)
-                    raise DebugError(f"condition {cond!r} is not an expression: {exc.msg}") \
-                        from None
+                    raise DebugError(
+                        f"condition {cond!r} is not an expression: {exc.msg}"
+                    ) from None
                 self.conditions[bp.number] = cond
-        return {"id": bp.number, "file": os.path.relpath(path, self.folder), "line": line,
-                "cond": cond}
+        return {
+            "id": bp.number,
+            "file": os.path.relpath(path, self.folder),
+            "line": line,
+            "cond": cond,
+        }
 
     def remove_breaks(self, file: str | None, line: int | None) -> int:
         with self.lock:
@@ -102,9 +110,17 @@ class PluginDebugger(bdb.Bdb):
             return 1
 
     def breakpoints(self) -> list[dict[str, Any]]:
-        return [{"id": b.number, "file": os.path.relpath(b.file, self.folder),
-                 "line": b.line, "cond": self.conditions.get(b.number), "hits": b.hits}
-                for b in bdb.Breakpoint.bpbynumber if b]
+        return [
+            {
+                "id": b.number,
+                "file": os.path.relpath(b.file, self.folder),
+                "line": b.line,
+                "cond": self.conditions.get(b.number),
+                "hits": b.hits,
+            }
+            for b in bdb.Breakpoint.bpbynumber
+            if b
+        ]
 
     def _resolve(self, file: str) -> str:
         path = os.path.realpath(file if os.path.isabs(file) else os.path.join(self.folder, file))
@@ -151,9 +167,14 @@ class PluginDebugger(bdb.Bdb):
                     if not eval(cond, frame.f_globals, frame.f_locals):
                         continue
                 except Exception as exc:
-                    self.emit("debug.condition_error", {
-                        "breakpoint": bp.number, "cond": cond,
-                        "error": f"{type(exc).__name__}: {exc}"})
+                    self.emit(
+                        "debug.condition_error",
+                        {
+                            "breakpoint": bp.number,
+                            "cond": cond,
+                            "error": f"{type(exc).__name__}: {exc}",
+                        },
+                    )
                     continue
             bp.hits += 1
             self.currentbp = bp.number
@@ -163,19 +184,25 @@ class PluginDebugger(bdb.Bdb):
     def user_line(self, frame: types.FrameType) -> None:
         if not self.attached:
             return
-        reason = "breakpoint" if self.get_breaks(self.canonic(frame.f_code.co_filename),
-                                                 frame.f_lineno) else "step"
+        reason = (
+            "breakpoint"
+            if self.get_breaks(self.canonic(frame.f_code.co_filename), frame.f_lineno)
+            else "step"
+        )
         self._pause(frame, reason)
 
     def user_return(self, frame: types.FrameType, value: Any) -> None:
-        if self.attached and (frame is self.returnframe or self.stopframe is frame
-                              or self.stopframe is None):
+        if self.attached and (
+            frame is self.returnframe or self.stopframe is frame or self.stopframe is None
+        ):
             self._pause(frame, "return", value=_repr.repr(value))
 
     def _pause(self, frame: types.FrameType, reason: str, **extra: Any) -> None:
         self.paused_frame = frame
-        self.emit("debug.paused", {"reason": reason, **self.location(frame), **extra,
-                                   "stack": self.stack_of(frame)})
+        self.emit(
+            "debug.paused",
+            {"reason": reason, **self.location(frame), **extra, "stack": self.stack_of(frame)},
+        )
         try:
             while True:
                 command, arg, reply = self.commands.get()
@@ -185,8 +212,13 @@ class PluginDebugger(bdb.Bdb):
             self.paused_frame = None
         self.emit("debug.resumed", {"command": command})
 
-    def _execute(self, frame: types.FrameType, command: str, arg: str,
-                 reply: Callable[[Any, str | None], None]) -> bool:
+    def _execute(
+        self,
+        frame: types.FrameType,
+        command: str,
+        arg: str,
+        reply: Callable[[Any, str | None], None],
+    ) -> bool:
         """Run one command while paused; True when it resumes the plugin."""
         if command == "continue":
             self.set_continue()
@@ -221,11 +253,17 @@ class PluginDebugger(bdb.Bdb):
         path = frame.f_code.co_filename
         line = frame.f_lineno
         first = max(1, line - CONTEXT_LINES)
-        source = [{"line": n, "text": linecache.getline(path, n).rstrip("\n"),
-                   "current": n == line} for n in range(first, line + CONTEXT_LINES + 1)
-                  if linecache.getline(path, n)]
-        return {"file": self._display(path), "line": line,
-                "function": frame.f_code.co_name, "source": source}
+        source = [
+            {"line": n, "text": linecache.getline(path, n).rstrip("\n"), "current": n == line}
+            for n in range(first, line + CONTEXT_LINES + 1)
+            if linecache.getline(path, n)
+        ]
+        return {
+            "file": self._display(path),
+            "line": line,
+            "function": frame.f_code.co_name,
+            "source": source,
+        }
 
     def stack_of(self, frame: types.FrameType) -> list[dict[str, Any]]:
         stack = []
@@ -233,8 +271,13 @@ class PluginDebugger(bdb.Bdb):
         while current is not None:
             path = current.f_code.co_filename
             if os.path.isabs(path) and os.path.realpath(path).startswith(self.folder + os.sep):
-                stack.append({"file": self._display(path), "line": current.f_lineno,
-                              "function": current.f_code.co_name})
+                stack.append(
+                    {
+                        "file": self._display(path),
+                        "line": current.f_lineno,
+                        "function": current.f_code.co_name,
+                    }
+                )
             current = current.f_back
         return stack
 

@@ -39,8 +39,12 @@ class ChannelLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            params = {"level": record.levelname.lower(), "msg": record.getMessage(),
-                      "logger": record.name, "ts": record.created}
+            params = {
+                "level": record.levelname.lower(),
+                "msg": record.getMessage(),
+                "logger": record.name,
+                "ts": record.created,
+            }
             if record.exc_info:
                 params["exc"] = "".join(traceback.format_exception(*record.exc_info))
             self.channel.send({"jsonrpc": "2.0", "method": "log", "params": params})
@@ -72,8 +76,9 @@ class Host:
         slot: list[Any] = []
         with self._lock:
             self._waiting[request_id] = (done, slot)
-        self.channel.send({"jsonrpc": "2.0", "id": f"p{request_id}", "method": name,
-                           "params": params})
+        self.channel.send(
+            {"jsonrpc": "2.0", "id": f"p{request_id}", "method": name, "params": params}
+        )
         if not done.wait(timeout):
             with self._lock:
                 self._waiting.pop(request_id, None)
@@ -128,22 +133,38 @@ class Host:
             elif dbg is None:
                 raise DebugError("no debug session is attached")
             elif method == "debug.break":
-                self.reply(message, dbg.add_break(str(params.get("file", "")),
-                                                  int(params.get("line", 0)),
-                                                  params.get("cond") or None))
+                self.reply(
+                    message,
+                    dbg.add_break(
+                        str(params.get("file", "")),
+                        int(params.get("line", 0)),
+                        params.get("cond") or None,
+                    ),
+                )
             elif method == "debug.clear":
                 line = params.get("line")
-                self.reply(message, {"cleared": dbg.remove_breaks(
-                    params.get("file"), int(line) if line is not None else None)})
+                self.reply(
+                    message,
+                    {
+                        "cleared": dbg.remove_breaks(
+                            params.get("file"), int(line) if line is not None else None
+                        )
+                    },
+                )
             elif method == "debug.breakpoints":
                 self.reply(message, dbg.breakpoints())
             elif method == "debug.cmd":
                 if dbg.paused_frame is None:
-                    raise DebugError("the plugin is running, not paused; set a breakpoint "
-                                     "and call the plugin")
-                dbg.commands.put((str(params.get("command")), str(params.get("arg", "")),
-                                  lambda result, error, m=message: self._answer(m, result,
-                                                                                error)))
+                    raise DebugError(
+                        "the plugin is running, not paused; set a breakpoint and call the plugin"
+                    )
+                dbg.commands.put(
+                    (
+                        str(params.get("command")),
+                        str(params.get("arg", "")),
+                        lambda result, error, m=message: self._answer(m, result, error),
+                    )
+                )
             elif method == "debug.detach":
                 dbg.remove_breaks(None, None)
                 dbg.attached = False
@@ -158,8 +179,9 @@ class Host:
         except DebugError as exc:
             self.fail(message, "debug_error", str(exc))
         except Exception as exc:
-            self.fail(message, "debug_error", f"{type(exc).__name__}: {exc}",
-                      traceback.format_exc())
+            self.fail(
+                message, "debug_error", f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            )
 
     def _profile(self, message: dict[str, Any], params: dict[str, Any]) -> None:
         """Sample the main thread (where plugin code runs) from a thread of our own."""
@@ -168,8 +190,11 @@ class Host:
         main = threading.main_thread().ident
 
         def run() -> None:
-            collected = stacks.sample(float(params.get("seconds", 5)),
-                                      float(params.get("rate", 100)), {main} if main else None)
+            collected = stacks.sample(
+                float(params.get("seconds", 5)),
+                float(params.get("rate", 100)),
+                {main} if main else None,
+            )
             self.reply(message, {"collapsed": stacks.collapsed(collected)})
 
         threading.Thread(target=run, name="axd-profile", daemon=True).start()
@@ -198,12 +223,17 @@ class Host:
         if "id" in message:
             self.channel.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
 
-    def fail(self, message: dict[str, Any], code: str, text: str, tb: str = "",
-             **data: Any) -> None:
+    def fail(
+        self, message: dict[str, Any], code: str, text: str, tb: str = "", **data: Any
+    ) -> None:
         if "id" in message:
-            self.channel.send({"jsonrpc": "2.0", "id": message["id"],
-                               "error": {"code": code, "message": text,
-                                         "data": {"traceback": tb, **data}}})
+            self.channel.send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": message["id"],
+                    "error": {"code": code, "message": text, "data": {"traceback": tb, **data}},
+                }
+            )
 
     def serve(self) -> int:
         self.serve_frame = sys._getframe()
@@ -223,15 +253,26 @@ class Host:
             except _NoSuchMethod as exc:
                 self.fail(message, "no_such_method", str(exc))
             except InvalidParams as exc:
-                self.fail(message, "invalid_params", f"{self._where(params)}: {exc}",
-                          param=exc.param, expected=exc.expected, value=jsonable(exc.value))
+                self.fail(
+                    message,
+                    "invalid_params",
+                    f"{self._where(params)}: {exc}",
+                    param=exc.param,
+                    expected=exc.expected,
+                    value=jsonable(exc.value),
+                )
             except Exception as exc:  # the plugin's own error: one sentence to the caller,
                 where = self._where(params) if method == "call" else f"{method} handler"
                 logging.getLogger(f"plugin.{self._name()}").error(  # the traceback to its log
-                    "%s raised %s: %s", where, type(exc).__name__, exc, exc_info=True)
-                self.fail(message, "plugin_error",
-                          f"{where} raised {type(exc).__name__}: {exc}",
-                          traceback.format_exc(), exception=type(exc).__name__)
+                    "%s raised %s: %s", where, type(exc).__name__, exc, exc_info=True
+                )
+                self.fail(
+                    message,
+                    "plugin_error",
+                    f"{where} raised {type(exc).__name__}: {exc}",
+                    traceback.format_exc(),
+                    exception=type(exc).__name__,
+                )
             else:
                 self.reply(message, result)
 
@@ -247,8 +288,10 @@ class Host:
             name = params.get("method", "")
             func = self.methods.get(name)
             if func is None:
-                raise _NoSuchMethod(f"{self.plugin.name} has no method {name!r}; it has: "
-                                    + (", ".join(sorted(self.methods)) or "none"))
+                raise _NoSuchMethod(
+                    f"{self.plugin.name} has no method {name!r}; it has: "
+                    + (", ".join(sorted(self.methods)) or "none")
+                )
             return func(**self.specs[name].bind(params.get("params")))
         if method == "event":
             event = params.get("event", {})
@@ -307,9 +350,13 @@ class Host:
             plugin.start()
         except Exception as exc:
             raise _StartFailed("start", exc) from None
-        return {"pid": os.getpid(), "methods": sorted(self.methods),
-                "signatures": [self.specs[n].describe() for n in sorted(self.specs)],
-                "events": sorted(self.handlers), "version": plugin.version}
+        return {
+            "pid": os.getpid(),
+            "methods": sorted(self.methods),
+            "signatures": [self.specs[n].describe() for n in sorted(self.specs)],
+            "events": sorted(self.handlers),
+            "version": plugin.version,
+        }
 
 
 class _NoSuchMethod(Exception):
@@ -350,8 +397,13 @@ def main() -> int:
     try:
         ready = host.load(init.get("params", {}))
     except _StartFailed as exc:
-        channel.send({"jsonrpc": "2.0", "method": "failed",
-                      "params": {"stage": exc.stage, "error": str(exc), "traceback": exc.tb}})
+        channel.send(
+            {
+                "jsonrpc": "2.0",
+                "method": "failed",
+                "params": {"stage": exc.stage, "error": str(exc), "traceback": exc.tb},
+            }
+        )
         return 1
     channel.send({"jsonrpc": "2.0", "method": "ready", "params": ready})
     threading.Thread(target=host.read_forever, name="axd-channel", daemon=True).start()

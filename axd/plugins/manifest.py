@@ -65,9 +65,16 @@ class Manifest:
 
     def listing(self) -> dict[str, Any]:
         """The marketplace view of the plugin."""
-        return {"name": self.name, "version": self.version, "description": self.description,
-                "author": self.author, "license": self.license, "homepage": self.homepage,
-                "keywords": list(self.keywords), "events": list(self.events)}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "author": self.author,
+            "license": self.license,
+            "homepage": self.homepage,
+            "keywords": list(self.keywords),
+            "events": list(self.events),
+        }
 
 
 def load(folder: str) -> Manifest:
@@ -85,8 +92,9 @@ def load(folder: str) -> Manifest:
 def parse(doc: dict[str, Any], folder: str, path: str) -> Manifest:
     problems: list[str] = []
     unknown = set(doc) - {"plugin", "budget", "config"}
-    problems += [f"[{t}]: unknown table; known: [plugin], [budget], [config]"
-                 for t in sorted(unknown)]
+    problems += [
+        f"[{t}]: unknown table; known: [plugin], [budget], [config]" for t in sorted(unknown)
+    ]
     meta = doc.get("plugin")
     if not isinstance(meta, dict):
         raise ManifestError(path, ["[plugin] table is missing", *problems])
@@ -98,18 +106,25 @@ def parse(doc: dict[str, Any], folder: str, path: str) -> Manifest:
             problems.append(f"plugin.{key} must be a string")
     name = meta.get("name", "")
     if isinstance(name, str) and name and not NAME.match(name):
-        problems.append(f"plugin.name = {name!r}: use lowercase letters, digits and dashes, "
-                        "starting with a letter")
+        problems.append(
+            f"plugin.name = {name!r}: use lowercase letters, digits and dashes, "
+            "starting with a letter"
+        )
     entry = meta.get("entry", "")
     if isinstance(entry, str) and entry and not ENTRY.match(entry):
         problems.append(f"plugin.entry = {entry!r}: write `module` or `module:Class`")
     keywords = _strings(meta, "keywords", problems)
     events = _strings(meta, "events", problems)
-    problems += [f"plugin.events: {e!r} is not an event type (e.g. file.changed, index.*)"
-                 for e in events if not EVENT.match(e)]
+    problems += [
+        f"plugin.events: {e!r} is not an event type (e.g. file.changed, index.*)"
+        for e in events
+        if not EVENT.match(e)
+    ]
     known = {*REQUIRED, *OPTIONAL_STR, "keywords", "events"}
-    problems += [f"plugin.{k}: unknown key; known: {', '.join(sorted(known))}"
-                 for k in sorted(set(meta) - known)]
+    problems += [
+        f"plugin.{k}: unknown key; known: {', '.join(sorted(known))}"
+        for k in sorted(set(meta) - known)
+    ]
     budget_table = doc.get("budget", {})
     budget = Budget()
     if not isinstance(budget_table, dict):
@@ -123,11 +138,20 @@ def parse(doc: dict[str, Any], folder: str, path: str) -> Manifest:
         config = {}
     if problems:
         raise ManifestError(path, problems)
-    return Manifest(folder=folder, name=name, version=meta["version"],
-                    description=meta["description"], entry=entry,
-                    author=meta.get("author", ""), license=meta.get("license", ""),
-                    homepage=meta.get("homepage", ""), keywords=tuple(keywords),
-                    events=tuple(events), budget=budget, config=config)
+    return Manifest(
+        folder=folder,
+        name=name,
+        version=meta["version"],
+        description=meta["description"],
+        entry=entry,
+        author=meta.get("author", ""),
+        license=meta.get("license", ""),
+        homepage=meta.get("homepage", ""),
+        keywords=tuple(keywords),
+        events=tuple(events),
+        budget=budget,
+        config=config,
+    )
 
 
 def _strings(meta: dict[str, Any], key: str, problems: list[str]) -> list[str]:
@@ -157,8 +181,12 @@ def discover(folders: list[str]) -> tuple[list[Manifest], list[ManifestError]]:
                 broken.append(exc)
                 continue
             if manifest.name in seen:
-                broken.append(ManifestError(manifest.path, [
-                    f"plugin.name = {manifest.name!r} is already used by another plugin"]))
+                broken.append(
+                    ManifestError(
+                        manifest.path,
+                        [f"plugin.name = {manifest.name!r} is already used by another plugin"],
+                    )
+                )
                 continue
             seen.add(manifest.name)
             found.append(manifest)

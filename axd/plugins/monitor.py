@@ -42,9 +42,11 @@ class Monitor:
         while True:
             interval = float(self.supervisor.config["plugins.sample_interval"])  # type: ignore[arg-type]
             await asyncio.sleep(interval)
-            groups = [(ps, ps.group) for ps in self.supervisor.plugins.values()
-                      if ps.group is not None and ps.state in ("running", "starting",
-                                                                "backoff")]
+            groups = [
+                (ps, ps.group)
+                for ps in self.supervisor.plugins.values()
+                if ps.group is not None and ps.state in ("running", "starting", "backoff")
+            ]
             if groups:
                 samples, read_s = await asyncio.to_thread(_sample, groups)
                 started = time.thread_time()
@@ -59,14 +61,20 @@ class Monitor:
         usage = ps.usage
         previous = usage.samples[-1] if usage.samples else None
         usage.samples.append((now, stats))
-        if previous is not None and stats.cpu_usage_s is not None and \
-                previous[1].cpu_usage_s is not None and now > previous[0] and \
-                stats.cpu_usage_s >= previous[1].cpu_usage_s:
+        if (
+            previous is not None
+            and stats.cpu_usage_s is not None
+            and previous[1].cpu_usage_s is not None
+            and now > previous[0]
+            and stats.cpu_usage_s >= previous[1].cpu_usage_s
+        ):
             usage.cpu_percent = round(
-                100 * (stats.cpu_usage_s - previous[1].cpu_usage_s) / (now - previous[0]), 2)
+                100 * (stats.cpu_usage_s - previous[1].cpu_usage_s) / (now - previous[0]), 2
+            )
         usage.memory_bytes = stats.memory_bytes
-        usage.peak_memory_bytes = max(usage.peak_memory_bytes, stats.memory_peak_bytes or 0,
-                                      stats.memory_bytes or 0)
+        usage.peak_memory_bytes = max(
+            usage.peak_memory_bytes, stats.memory_peak_bytes or 0, stats.memory_bytes or 0
+        )
         usage.pids = stats.pids
         usage.pressure = stats.pressure
         if stats.throttled_s is not None:
@@ -79,9 +87,15 @@ class Monitor:
     def _memory(self, ps: PluginState, stats: CgroupStats) -> None:
         usage, limit = ps.usage, ps.budget.memory
         if stats.oom_kills is not None and stats.oom_kills > usage.oom_kills:
-            self.bus.publish("budget.exceeded", plugin=ps.name, resource="memory",
-                             reason="oom_kill", oom_kills=stats.oom_kills,
-                             limit_bytes=limit, peak_bytes=usage.peak_memory_bytes)
+            self.bus.publish(
+                "budget.exceeded",
+                plugin=ps.name,
+                resource="memory",
+                reason="oom_kill",
+                oom_kills=stats.oom_kills,
+                limit_bytes=limit,
+                peak_bytes=usage.peak_memory_bytes,
+            )
             usage.oom_kills = stats.oom_kills
         if not limit or stats.memory_bytes is None:
             return
@@ -89,9 +103,15 @@ class Monitor:
         threshold = float(self.supervisor.config["budget.warn_fraction"])  # type: ignore[arg-type]
         if fraction >= threshold and not usage.memory_warned:
             usage.memory_warned = True
-            self.bus.publish("budget.warning", plugin=ps.name, resource="memory",
-                             bytes=stats.memory_bytes, limit_bytes=limit,
-                             fraction=round(fraction, 3), threshold=threshold)
+            self.bus.publish(
+                "budget.warning",
+                plugin=ps.name,
+                resource="memory",
+                bytes=stats.memory_bytes,
+                limit_bytes=limit,
+                fraction=round(fraction, 3),
+                threshold=threshold,
+            )
         elif fraction < threshold * 0.9:
             usage.memory_warned = False
 
@@ -104,8 +124,12 @@ class Monitor:
         if oldest is None or oldest[0] == now:
             return
         first = oldest[1]
-        if stats.nr_periods is not None and first.nr_periods is not None and \
-                stats.nr_throttled is not None and first.nr_throttled is not None:
+        if (
+            stats.nr_periods is not None
+            and first.nr_periods is not None
+            and stats.nr_throttled is not None
+            and first.nr_throttled is not None
+        ):
             periods = stats.nr_periods - first.nr_periods
             if periods <= 0:
                 return
@@ -115,17 +139,29 @@ class Monitor:
         elif ps.budget.cpu and usage.cpu_percent is not None:
             # Advisory mode: no throttling counters; compare use with the budget.
             over = usage.cpu_percent / 100 / ps.budget.cpu
-            self._judge_cpu(ps, now, over - 1 + threshold if over > 1 else 0.0, threshold,
-                            window, None)
+            self._judge_cpu(
+                ps, now, over - 1 + threshold if over > 1 else 0.0, threshold, window, None
+            )
 
-    def _judge_cpu(self, ps: PluginState, now: float, fraction: float, threshold: float,
-                   window: float, periods: int | None) -> None:
+    def _judge_cpu(
+        self,
+        ps: PluginState,
+        now: float,
+        fraction: float,
+        threshold: float,
+        window: float,
+        periods: int | None,
+    ) -> None:
         usage = ps.usage
-        details: dict[str, Any] = {"plugin": ps.name, "resource": "cpu",
-                                   "throttled_fraction": round(fraction, 3),
-                                   "threshold": threshold, "window_s": window,
-                                   "quota_cores": ps.budget.cpu,
-                                   "cpu_percent": usage.cpu_percent}
+        details: dict[str, Any] = {
+            "plugin": ps.name,
+            "resource": "cpu",
+            "throttled_fraction": round(fraction, 3),
+            "threshold": threshold,
+            "window_s": window,
+            "quota_cores": ps.budget.cpu,
+            "cpu_percent": usage.cpu_percent,
+        }
         if periods is not None:
             details["periods"] = periods
         if fraction > threshold:
@@ -134,8 +170,12 @@ class Monitor:
                 self.bus.publish("budget.warning", **details)
             elif not usage.exceeded_sent and now - usage.over_since >= window:
                 usage.exceeded_sent = True
-                self.bus.publish("budget.exceeded", reason="sustained_throttling",
-                                 sustained_s=round(now - usage.over_since, 1), **details)
+                self.bus.publish(
+                    "budget.exceeded",
+                    reason="sustained_throttling",
+                    sustained_s=round(now - usage.over_since, 1),
+                    **details,
+                )
         elif fraction < threshold / 2:
             usage.over_since = None
             usage.exceeded_sent = False
@@ -188,5 +228,10 @@ def _histogram(values: list[float]) -> dict[str, Any]:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
     buckets = {f"le_{b}": sum(v <= b for v in ordered) for b in RELOAD_BUCKETS_MS}
-    return {"count": len(ordered), "p50": pick(0.5), "p95": pick(0.95), "max": pick(1.0),
-            "buckets": {**buckets, "le_inf": len(ordered)}}
+    return {
+        "count": len(ordered),
+        "p50": pick(0.5),
+        "p95": pick(0.95),
+        "max": pick(1.0),
+        "buckets": {**buckets, "le_inf": len(ordered)},
+    }

@@ -42,8 +42,10 @@ def decode(body: bytes) -> dict[str, Any]:
 
 def check_length(length: int) -> None:
     if length > MAX_FRAME:
-        raise ProtocolError(f"frame of {length} bytes announced (limit {MAX_FRAME}); "
-                            "the peer is not speaking the protocol")
+        raise ProtocolError(
+            f"frame of {length} bytes announced (limit {MAX_FRAME}); "
+            "the peer is not speaking the protocol"
+        )
 
 
 class SyncChannel:

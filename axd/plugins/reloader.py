@@ -27,8 +27,11 @@ log = logging.getLogger("axd.plugins.reload")
 
 def _source_filter(_change: watchfiles.Change, path: str) -> bool:
     name = os.path.basename(path)
-    return not (is_scratch_file(name) or "__pycache__" in path.split(os.sep)
-                or name.startswith(".axd-cookie-"))
+    return not (
+        is_scratch_file(name)
+        or "__pycache__" in path.split(os.sep)
+        or name.startswith(".axd-cookie-")
+    )
 
 
 class Reloader:
@@ -72,8 +75,13 @@ class Reloader:
         step = max(5, int(quiet * 1000 / 3))
         try:
             async for changes in watchfiles.awatch(
-                    *folders, watch_filter=_source_filter, debounce=max(step * 2, 10),
-                    step=step, stop_event=self._stop, recursive=True):
+                *folders,
+                watch_filter=_source_filter,
+                debounce=max(step * 2, 10),
+                step=step,
+                stop_event=self._stop,
+                recursive=True,
+            ):
                 now = time.monotonic()
                 for name in {self._owner(path) for _, path in changes} - {None}:
                     assert name is not None
@@ -82,7 +90,8 @@ class Reloader:
                     task = self._settling.get(name)
                     if task is None or task.done():
                         self._settling[name] = asyncio.get_running_loop().create_task(
-                            self._settle(name, quiet))
+                            self._settle(name, quiet)
+                        )
         except Exception as exc:
             log.warning("not watching plugin folders", extra={"error": str(exc)})
 
@@ -99,8 +108,7 @@ class Reloader:
             if ps is None or not ps.enabled:
                 return
             try:
-                await self.supervisor.reload(name, reason="file changed",
-                                             requested_at=started)
+                await self.supervisor.reload(name, reason="file changed", requested_at=started)
             except Exception:  # one broken reload must not stop the watching
                 log.exception("reload failed", extra={"plugin": name})
             if self._last[name] <= began:

@@ -39,8 +39,9 @@ class PluginCallError(Exception):
     """The plugin refused (`invalid_params`, `no_such_method`) or raised (`plugin_error`);
     carries its message, the error's data and the traceback."""
 
-    def __init__(self, code: str, message: str, traceback: str = "",
-                 data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, traceback: str = "", data: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.traceback = traceback
@@ -56,8 +57,9 @@ class StartFailed(Exception):
 
 
 class PluginProcess:
-    def __init__(self, manifest: Manifest, group: Group, on_log: LogSink,
-                 on_daemon_request: DaemonHandler) -> None:
+    def __init__(
+        self, manifest: Manifest, group: Group, on_log: LogSink, on_daemon_request: DaemonHandler
+    ) -> None:
         self.manifest = manifest
         self.group = group
         self.on_log = on_log
@@ -89,10 +91,17 @@ class PluginProcess:
             env.pop(name, None)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "axd.plugins.host", pass_fds=(child.fileno(),),
-                env=env, cwd=self.manifest.folder, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True)
+                sys.executable,
+                "-m",
+                "axd.plugins.host",
+                pass_fds=(child.fileno(),),
+                env=env,
+                cwd=self.manifest.folder,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
         finally:
             child.close()
         self.started_at = time.monotonic()
@@ -109,10 +118,19 @@ class PluginProcess:
             loop.create_task(self._pipe(self.proc.stdout, "stdout")),
             loop.create_task(self._pipe(self.proc.stderr, "stderr")),
         ]
-        self._send({"jsonrpc": "2.0", "method": "init", "params": {
-            "name": self.manifest.name, "version": self.manifest.version,
-            "folder": self.manifest.folder, "entry": self.manifest.entry,
-            "config": self.manifest.config}})
+        self._send(
+            {
+                "jsonrpc": "2.0",
+                "method": "init",
+                "params": {
+                    "name": self.manifest.name,
+                    "version": self.manifest.version,
+                    "folder": self.manifest.folder,
+                    "entry": self.manifest.entry,
+                    "config": self.manifest.config,
+                },
+            }
+        )
         try:
             self.ready = await asyncio.wait_for(asyncio.shield(self._ready_future), timeout)
         except TimeoutError:
@@ -126,9 +144,12 @@ class PluginProcess:
             if exc.stage == "start":
                 code = self.proc.returncode
                 last = next((x for x in reversed(self.stderr_tail) if x.strip()), "")
-                raise StartFailed("start", f"exited with status {code} before it was ready"
-                                  + (f": {last}" if last else ""),
-                                  "\n".join(self.stderr_tail)) from None
+                raise StartFailed(
+                    "start",
+                    f"exited with status {code} before it was ready"
+                    + (f": {last}" if last else ""),
+                    "\n".join(self.stderr_tail),
+                ) from None
             raise
         return self.ready
 
@@ -142,12 +163,12 @@ class PluginProcess:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            self._send({"jsonrpc": "2.0", "id": request_id, "method": method,
-                        "params": params})
+            self._send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            raise PluginTimeout(f"{self.manifest.name} did not answer {method} "
-                                f"within {timeout:g}s") from None
+            raise PluginTimeout(
+                f"{self.manifest.name} did not answer {method} within {timeout:g}s"
+            ) from None
         finally:
             self._pending.pop(request_id, None)
 
@@ -241,8 +262,14 @@ class PluginProcess:
         except ProtocolError as exc:
             # Garbage on the channel: this process cannot be trusted to answer anything.
             self.protocol_error = str(exc)
-            self.on_log({"level": "error", "msg": f"protocol error, killing: {exc}",
-                         "logger": "axd.plugin", "ts": time.time()})
+            self.on_log(
+                {
+                    "level": "error",
+                    "msg": f"protocol error, killing: {exc}",
+                    "logger": "axd.plugin",
+                    "ts": time.time(),
+                }
+            )
             self._close_channel(f"protocol error: {exc}")
             if self.proc is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -259,9 +286,14 @@ class PluginProcess:
                 if "error" in message:
                     err = message["error"]
                     data = dict(err.get("data") or {})
-                    future.set_exception(PluginCallError(
-                        err.get("code", "plugin_error"), err.get("message", "error"),
-                        data.pop("traceback", ""), data))
+                    future.set_exception(
+                        PluginCallError(
+                            err.get("code", "plugin_error"),
+                            err.get("message", "error"),
+                            data.pop("traceback", ""),
+                            data,
+                        )
+                    )
                 else:
                     future.set_result(message.get("result"))
             return
@@ -273,9 +305,13 @@ class PluginProcess:
                 self._ready_future.set_result(params)
         elif method == "failed":
             if self._ready_future is not None and not self._ready_future.done():
-                self._ready_future.set_exception(StartFailed(
-                    params.get("stage", "start"), params.get("error", "failed"),
-                    params.get("traceback", "")))
+                self._ready_future.set_exception(
+                    StartFailed(
+                        params.get("stage", "start"),
+                        params.get("error", "failed"),
+                        params.get("traceback", ""),
+                    )
+                )
         elif method.startswith("debug."):
             if self.on_debug is not None:
                 self.on_debug(method, params)
@@ -287,8 +323,11 @@ class PluginProcess:
             result = await self.on_daemon_request(method, params)
             reply = {"jsonrpc": "2.0", "id": msg_id, "result": result}
         except Exception as exc:  # the plugin asked for something wrong; tell it
-            reply = {"jsonrpc": "2.0", "id": msg_id, "error": {
-                "code": getattr(exc, "code", "error"), "message": str(exc)}}
+            reply = {
+                "jsonrpc": "2.0",
+                "id": msg_id,
+                "error": {"code": getattr(exc, "code", "error"), "message": str(exc)},
+            }
         if not self.closed.is_set():
             with contextlib.suppress(OSError, RuntimeError):
                 self._send(reply)
@@ -300,5 +339,11 @@ class PluginProcess:
             text = line.decode(errors="replace").rstrip()
             if name == "stderr":
                 self.stderr_tail.append(text)
-            self.on_log({"level": "info" if name == "stdout" else "warning", "msg": text,
-                         "logger": name, "ts": time.time()})
+            self.on_log(
+                {
+                    "level": "info" if name == "stdout" else "warning",
+                    "msg": text,
+                    "logger": name,
+                    "ts": time.time(),
+                }
+            )

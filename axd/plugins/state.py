@@ -79,7 +79,6 @@ class Usage:
     over_since: float | None = None  # throttled beyond the threshold since
     exceeded_sent: bool = False
 
-
     def carry_over(self) -> None:
         """Keep lifetime totals when the plugin moves to a new cgroup (hot reload)."""
         self.throttled_base_s += self.throttled_s
@@ -133,10 +132,14 @@ class PluginState:
     def timeline(self, since: float) -> list[dict[str, Any]]:
         """Calls, lifecycle and budget events, and log lines after `since` (epoch s)."""
         entries = [{"kind": "call", **c} for c in self.calls if c["ts"] >= since]
-        entries += [{"kind": e["type"].split(".")[0] if e["type"].startswith("budget.")
-                     else "event", **e} for e in self.events if e["ts"] >= since]
-        entries += [{"kind": "log", **line} for line in self.logs.lines
-                    if line.get("ts", 0) >= since]
+        entries += [
+            {"kind": e["type"].split(".")[0] if e["type"].startswith("budget.") else "event", **e}
+            for e in self.events
+            if e["ts"] >= since
+        ]
+        entries += [
+            {"kind": "log", **line} for line in self.logs.lines if line.get("ts", 0) >= since
+        ]
         entries.sort(key=lambda e: e.get("ts", 0))
         return entries
 
@@ -149,7 +152,8 @@ class PluginState:
             "enabled": self.enabled,
             "pid": self.pid,
             "uptime_s": round(time.monotonic() - self.started_at, 1)
-            if self.started_at and self.state == "running" else None,
+            if self.started_at and self.state == "running"
+            else None,
             "restarts": self.restarts,
             "budget": self.budget.describe(),
             "budget_notes": self.budget_notes,
@@ -160,7 +164,8 @@ class PluginState:
             "signatures": (self.process.ready.get("signatures", []) if self.process else []),
             "generation": self.generation,
             "reload": self.reload_status,
-            "debug_session": self.debug.id if self.debug is not None and not self.debug.closed
+            "debug_session": self.debug.id
+            if self.debug is not None and not self.debug.closed
             else None,
             "folder": self.manifest.folder,
         }

@@ -22,7 +22,9 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from axd import errors
 from axd.config.live import LiveConfig
+from axd.errors import AxdError, Kind
 from axd.events import Event, EventBus, TypeFilter
 from axd.plugins import budgets as budgets_mod
 from axd.plugins import manifest as manifest_mod
@@ -46,24 +48,25 @@ log = logging.getLogger("axd.plugins")
 
 # Inside the package, so that a wheel ships them (they are data to the daemon: each folder
 # is loaded by its own plugin process, never imported here).
-BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "builtin_plugins")
+BUILTIN_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "builtin_plugins"
+)
 DaemonApi = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
 # A plugin's refusals are the caller's errors; anything else it raised is the plugin's.
-_CALL_ERROR_STATUS = {"no_such_method": 404, "invalid_params": 422}
-
-
-class PluginError(Exception):
-    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
+_CALL_ERROR_KIND = {"no_such_method": Kind.NOT_FOUND, "invalid_params": Kind.INVALID}
 
 
 class Supervisor:
-    def __init__(self, config: LiveConfig, bus: EventBus, state_dir: str,
-                 daemon_api: DaemonApi, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self,
+        config: LiveConfig,
+        bus: EventBus,
+        state_dir: str,
+        daemon_api: DaemonApi,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.config = config
         self.bus = bus
         self.state_file = os.path.join(state_dir, "plugins.json")
@@ -79,13 +82,21 @@ class Supervisor:
         config.on_change(self._config_changed)
         if telemetry is not None:
             for name, desc, unit, attr in (
-                    ("axd.plugin.cpu", "Plugin CPU use", "%", "cpu_percent"),
-                    ("axd.plugin.memory", "Plugin memory in its cgroup", "By", "memory_bytes"),
-                    ("axd.plugin.throttled", "Plugin CPU time throttled", "s", "throttled_s"),
-                    ("axd.plugin.oom_kills", "Plugin OOM kills", "1", "oom_kills")):
-                telemetry.gauge(name, desc, unit, lambda a=attr: [
-                    (float(getattr(ps.usage, a)), {"plugin": ps.name})
-                    for ps in self.plugins.values() if getattr(ps.usage, a) is not None])
+                ("axd.plugin.cpu", "Plugin CPU use", "%", "cpu_percent"),
+                ("axd.plugin.memory", "Plugin memory in its cgroup", "By", "memory_bytes"),
+                ("axd.plugin.throttled", "Plugin CPU time throttled", "s", "throttled_s"),
+                ("axd.plugin.oom_kills", "Plugin OOM kills", "1", "oom_kills"),
+            ):
+                telemetry.gauge(
+                    name,
+                    desc,
+                    unit,
+                    lambda a=attr: [
+                        (float(getattr(ps.usage, a)), {"plugin": ps.name})
+                        for ps in self.plugins.values()
+                        if getattr(ps.usage, a) is not None
+                    ],
+                )
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -106,7 +117,8 @@ class Supervisor:
             self.reloader = Reloader(self)
             self.reloader.start()
         self._events_task = asyncio.get_running_loop().create_task(
-            self._forward_events(), name="plugin-events")
+            self._forward_events(), name="plugin-events"
+        )
 
     async def stop(self) -> None:
         if self.reloader is not None:
@@ -116,8 +128,9 @@ class Supervisor:
             self._events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events_task
-        await asyncio.gather(*(self._halt(ps) for ps in self.plugins.values()),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self._halt(ps) for ps in self.plugins.values()), return_exceptions=True
+        )
         for ps in self.plugins.values():
             if ps.group is not None:
                 await asyncio.to_thread(ps.group.remove)
@@ -130,14 +143,12 @@ class Supervisor:
         found, broken = manifest_mod.discover(folders)
         self.invalid = [{"manifest": b.path, "problems": b.problems} for b in broken]
         for b in broken:
-            log.error("invalid plugin manifest", extra={"manifest": b.path,
-                                                         "problems": b.problems})
+            log.error("invalid plugin manifest", extra={"manifest": b.path, "problems": b.problems})
             self.bus.publish("plugin.invalid", manifest=b.path, problems=b.problems)
         disabled = self._load_disabled()
         for manifest in found:
             if manifest.name not in self.plugins:
-                self.plugins[manifest.name] = PluginState(manifest,
-                                                          manifest.name not in disabled)
+                self.plugins[manifest.name] = PluginState(manifest, manifest.name not in disabled)
             if not self.plugins[manifest.name].enabled:
                 self.plugins[manifest.name].state = "disabled"
         self._resolve_budgets()
@@ -162,15 +173,17 @@ class Supervisor:
     def get(self, name: str) -> PluginState:
         ps = self.plugins.get(name)
         if ps is None:
-            raise PluginError(404, "no_such_plugin", f"no plugin named {name!r}",
-                              plugins=sorted(self.plugins))
+            raise errors.not_found(
+                "no_such_plugin", f"no plugin named {name!r}", plugins=sorted(self.plugins)
+            )
         return ps
 
     async def start_plugin(self, name: str) -> dict[str, Any]:
         ps = self.get(name)
         if not ps.enabled:
-            raise PluginError(409, "plugin_disabled", f"{name} is disabled; "
-                              f"`axctl plugin enable {name}` first")
+            raise errors.conflict(
+                "plugin_disabled", f"{name} is disabled; `axctl plugin enable {name}` first"
+            )
         if ps.state in ("running", "starting"):
             return self.info(name)
         if ps.state == "backoff":
@@ -210,16 +223,16 @@ class Supervisor:
     def info(self, name: str) -> dict[str, Any]:
         return self.get(name).info(self.enforcement())
 
-    async def call(self, name: str, method: str, params: Any,
-                   timeout: float | None = None) -> Any:
+    async def call(self, name: str, method: str, params: Any, timeout: float | None = None) -> Any:
         ps = self.get(name)
-        limit = timeout if timeout is not None else float(
-            self.config["plugins.call_timeout"])  # type: ignore[arg-type]
+        limit = timeout if timeout is not None else float(self.config["plugins.call_timeout"])  # type: ignore[arg-type]
         if ps.state != "running" or ps.process is None:
-            raise PluginError(503, "plugin_unavailable",
-                              f"{name} is {ps.state}, not running"
-                              + (f" (last error: {ps.last_error})" if ps.last_error else ""),
-                              state=ps.state)
+            raise errors.unavailable(
+                "plugin_unavailable",
+                f"{name} is {ps.state}, not running"
+                + (f" (last error: {ps.last_error})" if ps.last_error else ""),
+                state=ps.state,
+            )
         started = time.perf_counter()
         outcome = "ok"
         span = self._span("plugin.call", plugin=name, method=method)
@@ -228,24 +241,37 @@ class Supervisor:
             return await ps.process.call(method, params, limit)
         except PluginTimeout as exc:
             outcome = "timeout"
-            raise PluginError(504, "plugin_timeout", str(exc), timeout_s=limit) from None
+            raise errors.timeout("plugin_timeout", str(exc), timeout_s=limit) from None
         except PluginUnavailable as exc:
             outcome = "error"
-            raise PluginError(503, "plugin_unavailable", str(exc)) from None
+            raise errors.unavailable("plugin_unavailable", str(exc)) from None
         except PluginCallError as exc:
             outcome = "error"
-            status = _CALL_ERROR_STATUS.get(exc.code, 500)
-            raise PluginError(status, exc.code, str(exc), plugin=name, method=method,
-                              **exc.data) from None
+            raise AxdError(
+                _CALL_ERROR_KIND.get(exc.code, Kind.FAILED),
+                exc.code,
+                str(exc),
+                plugin=name,
+                method=method,
+                **exc.data,
+            ) from None
         finally:
             ms = (time.perf_counter() - started) * 1000
             span.__exit__(None, None, None)
             if self.telemetry is not None:
                 self.telemetry.plugin_call_duration.record(
-                    ms, {"plugin": name, "method": method, "outcome": outcome})
+                    ms, {"plugin": name, "method": method, "outcome": outcome}
+                )
             ps.latency.record(ms, outcome)
-            ps.calls.append({"ts": time.time(), "method": method, "ms": round(ms, 3),
-                             "outcome": outcome, "generation": ps.generation})
+            ps.calls.append(
+                {
+                    "ts": time.time(),
+                    "method": method,
+                    "ms": round(ms, 3),
+                    "outcome": outcome,
+                    "generation": ps.generation,
+                }
+            )
 
     # ---- the lifecycle task ------------------------------------------------------------
 
@@ -253,8 +279,9 @@ class Supervisor:
         ps.wanted = True
         if ps.task is None or ps.task.done():
             ps.state = "starting"
-            ps.task = asyncio.get_running_loop().create_task(self._run(ps),
-                                                             name=f"plugin-{ps.name}")
+            ps.task = asyncio.get_running_loop().create_task(
+                self._run(ps), name=f"plugin-{ps.name}"
+            )
 
     async def _halt(self, ps: PluginState) -> None:
         ps.wanted = False
@@ -287,16 +314,22 @@ class Supervisor:
             try:
                 ready = await process.start(float(self.config["plugins.start_timeout"]))  # type: ignore[arg-type]
             except StartFailed as exc:
-                if not await self._crashed(ps, f"{exc.stage} failed: {exc.message}",
-                                           exc.traceback, exit_code=None):
+                if not await self._crashed(
+                    ps, f"{exc.stage} failed: {exc.message}", exc.traceback, exit_code=None
+                ):
                     return
                 continue
             ps.budget_notes = await asyncio.to_thread(ps.group.apply, ps.budget)
             ps.state = "running"
             ps.started_at = time.monotonic()
             ps.start_ms = round((time.perf_counter() - began) * 1000, 1)
-            self.bus.publish("plugin.started", plugin=ps.name, pid=ready.get("pid"),
-                             version=ps.manifest.version, start_ms=ps.start_ms)
+            self.bus.publish(
+                "plugin.started",
+                plugin=ps.name,
+                pid=ready.get("pid"),
+                version=ps.manifest.version,
+                start_ms=ps.start_ms,
+            )
             if ps.debug is not None and not ps.debug.closed:
                 with contextlib.suppress(Exception):  # restarted under an open session
                     await ps.debug.carry_over(process)
@@ -315,33 +348,51 @@ class Supervisor:
             if oom_after > oom_before:
                 reason = "killed by the kernel for exceeding its memory budget (OOM)"
                 ps.usage.oom_kills = oom_after  # reported here, not again by the monitor
-                self.bus.publish("budget.exceeded", plugin=ps.name, resource="memory",
-                                 reason="oom_kill", oom_kills=oom_after,
-                                 limit_bytes=ps.budget.memory,
-                                 peak_bytes=ps.usage.peak_memory_bytes)
+                self.bus.publish(
+                    "budget.exceeded",
+                    plugin=ps.name,
+                    resource="memory",
+                    reason="oom_kill",
+                    oom_kills=oom_after,
+                    limit_bytes=ps.budget.memory,
+                    peak_bytes=ps.usage.peak_memory_bytes,
+                )
             tail = "\n".join(process.stderr_tail)
             if not await self._crashed(ps, reason, _traceback_in(tail), exit_code=code):
                 return
 
-    async def _crashed(self, ps: PluginState, reason: str, tb: str,
-                       exit_code: int | None) -> bool:
+    async def _crashed(self, ps: PluginState, reason: str, tb: str, exit_code: int | None) -> bool:
         """Record a crash; back off and return True to retry, or fail and return False."""
         now = time.monotonic()
         ps.crashes.append(now)
         ps.last_error = reason
         ps.last_traceback = tb or ps.last_traceback
-        ps.logs.add({"level": "error", "msg": f"crashed: {reason}", "logger": "axd.plugins",
-                     "ts": time.time(), **({"exc": tb} if tb else {})})
+        ps.logs.add(
+            {
+                "level": "error",
+                "msg": f"crashed: {reason}",
+                "logger": "axd.plugins",
+                "ts": time.time(),
+                **({"exc": tb} if tb else {}),
+            }
+        )
         window = float(self.config["plugins.crash_loop_window"])  # type: ignore[arg-type]
         limit = int(self.config["plugins.crash_loop_count"])  # type: ignore[arg-type]
         recent = [t for t in ps.crashes if now - t <= window]
-        self.bus.publish("plugin.crashed", plugin=ps.name, reason=reason, exit_code=exit_code,
-                         crashes_in_window=len(recent), restarts=ps.restarts)
+        self.bus.publish(
+            "plugin.crashed",
+            plugin=ps.name,
+            reason=reason,
+            exit_code=exit_code,
+            crashes_in_window=len(recent),
+            restarts=ps.restarts,
+        )
         if len(recent) >= limit:
             ps.state = "failed"
             ps.wanted = False
-            self.bus.publish("plugin.failed", plugin=ps.name, reason=reason,
-                             crashes=len(recent), window_s=window)
+            self.bus.publish(
+                "plugin.failed", plugin=ps.name, reason=reason, crashes=len(recent), window_s=window
+            )
             log.error("plugin failed", extra={"plugin": ps.name, "reason": reason})
             return False
         initial = float(self.config["plugins.backoff_initial"])  # type: ignore[arg-type]
@@ -359,8 +410,13 @@ class Supervisor:
 
     # ---- hot reload ---------------------------------------------------------------------
 
-    async def reload(self, name: str, reason: str = "manual", force: bool = False,
-                     requested_at: float | None = None) -> dict[str, Any]:
+    async def reload(
+        self,
+        name: str,
+        reason: str = "manual",
+        force: bool = False,
+        requested_at: float | None = None,
+    ) -> dict[str, Any]:
         """Blue/green: start the new version beside the old, hand the state over, switch,
         drain and stop the old one. Any failure keeps the old version serving."""
         ps = self.get(name)
@@ -369,8 +425,7 @@ class Supervisor:
         async with ps.reload_lock:
             ps.reload_pending = False
             with self._span("plugin.reload", plugin=name, reason=reason, force=force) as span:
-                result = await self._reload(ps, reason, force,
-                                            requested_at or time.monotonic())
+                result = await self._reload(ps, reason, force, requested_at or time.monotonic())
                 if span is not None:
                     span.set_attribute("reloaded", bool(result.get("reloaded")))
                     span.set_attribute("stage", str(result.get("stage", "")))
@@ -383,18 +438,25 @@ class Supervisor:
             return contextlib.nullcontext()
         return self.telemetry.span(name, **attributes)
 
-    async def _reload(self, ps: PluginState, reason: str, force: bool,
-                      requested_at: float) -> dict[str, Any]:
+    async def _reload(
+        self, ps: PluginState, reason: str, force: bool, requested_at: float
+    ) -> dict[str, Any]:
         try:
             manifest = await asyncio.to_thread(manifest_mod.load, ps.manifest.folder)
         except manifest_mod.ManifestError as exc:
             return self._reload_failed(ps, "manifest", "; ".join(exc.problems), "", reason)
         if manifest.name != ps.name:
-            return self._reload_failed(ps, "manifest", f"plugin.name changed from {ps.name!r} "
-                                       f"to {manifest.name!r}; restart the daemon", "", reason)
+            return self._reload_failed(
+                ps,
+                "manifest",
+                f"plugin.name changed from {ps.name!r} to {manifest.name!r}; restart the daemon",
+                "",
+                reason,
+            )
         digest = await asyncio.to_thread(code_digest, manifest.folder)
-        code_changed = digest != ps.code_digest or _without_budget(manifest) != \
-            _without_budget(ps.manifest)
+        code_changed = digest != ps.code_digest or _without_budget(manifest) != _without_budget(
+            ps.manifest
+        )
         if not code_changed and not force:
             if manifest.budget != ps.manifest.budget:
                 ps.manifest = manifest
@@ -411,8 +473,14 @@ class Supervisor:
             return self._reloaded(ps, reason, requested_at, in_place=False)
         return await self._blue_green(ps, manifest, digest, reason, requested_at)
 
-    async def _blue_green(self, ps: PluginState, manifest: manifest_mod.Manifest, digest: str,
-                          reason: str, requested_at: float) -> dict[str, Any]:
+    async def _blue_green(
+        self,
+        ps: PluginState,
+        manifest: manifest_mod.Manifest,
+        digest: str,
+        reason: str,
+        requested_at: float,
+    ) -> dict[str, Any]:
         old, old_group = ps.process, ps.group
         assert old is not None
         # A group of its own per generation: the old one is still being drained (and then
@@ -439,8 +507,13 @@ class Supervisor:
                 await new.kill()
             if group is not None:
                 await asyncio.to_thread(group.remove)
-            stage = (exc.stage if isinstance(exc, StartFailed)
-                     else "cgroup" if isinstance(exc, OSError) else "handover")
+            stage = (
+                exc.stage
+                if isinstance(exc, StartFailed)
+                else "cgroup"
+                if isinstance(exc, OSError)
+                else "handover"
+            )
             tb = getattr(exc, "traceback", "")
             return self._reload_failed(ps, stage, str(exc), tb, reason)
         if ps.debug is not None and not ps.debug.closed:
@@ -462,23 +535,25 @@ class Supervisor:
     # ---- debug sessions -----------------------------------------------------------------
 
     async def open_debug(self, name: str) -> Any:
-        from axd.plugins.debug_session import DebugFailure, DebugSession
+        from axd.plugins.debug_session import DebugSession
 
         ps = self.get(name)
         if ps.debug is not None and not ps.debug.closed:
-            raise PluginError(409, "session_exists", f"{name} already has a debug session "
-                              f"({ps.debug.id}); one at a time")
+            raise errors.conflict(
+                "session_exists",
+                f"{name} already has a debug session ({ps.debug.id}); one at a time",
+            )
         if ps.state != "running" or ps.process is None:
-            raise PluginError(503, "plugin_unavailable", f"{name} is {ps.state}, not running")
+            raise errors.unavailable("plugin_unavailable", f"{name} is {ps.state}, not running")
         session = DebugSession(ps)
         session.span = self._span("plugin.debug_session", plugin=name, session=session.id)
         session.span.__enter__()
         ps.debug = session
         try:
             await session.attach(ps.process)
-        except DebugFailure as exc:
+        except AxdError:
             ps.debug = None
-            raise PluginError(exc.status, exc.code, exc.message) from None
+            raise
         self.bus.publish("plugin.debug_opened", plugin=name, session=session.id)
         return session
 
@@ -502,32 +577,76 @@ class Supervisor:
         if group is not None:
             await asyncio.to_thread(group.remove)
 
-    def _reloaded(self, ps: PluginState, reason: str, requested_at: float,
-                  in_place: bool) -> dict[str, Any]:
+    def _reloaded(
+        self, ps: PluginState, reason: str, requested_at: float, in_place: bool
+    ) -> dict[str, Any]:
         took = round((time.monotonic() - requested_at) * 1000, 1)
         ps.reloads += 1
         ps.reload_ms.append(took)
-        ps.reload_status = {"state": "ok", "at": time.time(), "reason": reason,
-                            "took_ms": took, "in_place": in_place}
-        self.bus.publish("plugin.reloaded", plugin=ps.name, version=ps.manifest.version,
-                         generation=ps.generation, reason=reason, took_ms=took,
-                         in_place=in_place)
-        return {"plugin": ps.name, "reloaded": True, "version": ps.manifest.version,
-                "generation": ps.generation, "took_ms": took, "in_place": in_place}
+        ps.reload_status = {
+            "state": "ok",
+            "at": time.time(),
+            "reason": reason,
+            "took_ms": took,
+            "in_place": in_place,
+        }
+        self.bus.publish(
+            "plugin.reloaded",
+            plugin=ps.name,
+            version=ps.manifest.version,
+            generation=ps.generation,
+            reason=reason,
+            took_ms=took,
+            in_place=in_place,
+        )
+        return {
+            "plugin": ps.name,
+            "reloaded": True,
+            "version": ps.manifest.version,
+            "generation": ps.generation,
+            "took_ms": took,
+            "in_place": in_place,
+        }
 
-    def _reload_failed(self, ps: PluginState, stage: str, error: str, tb: str,
-                       reason: str) -> dict[str, Any]:
+    def _reload_failed(
+        self, ps: PluginState, stage: str, error: str, tb: str, reason: str
+    ) -> dict[str, Any]:
         ps.reload_failures[stage] = ps.reload_failures.get(stage, 0) + 1
-        ps.reload_status = {"state": "failed", "at": time.time(), "stage": stage,
-                            "error": error, "traceback": tb, "reason": reason}
-        ps.logs.add({"level": "error", "msg": f"reload failed ({stage}): {error}",
-                     "logger": "axd.reload", "ts": time.time(),
-                     **({"exc": tb} if tb else {})})
-        self.bus.publish("plugin.reload_failed", plugin=ps.name, stage=stage, error=error,
-                         traceback=tb, reason=reason, serving_version=ps.manifest.version,
-                         generation=ps.generation)
-        return {"plugin": ps.name, "reloaded": False, "stage": stage, "error": error,
-                "traceback": tb, "serving_version": ps.manifest.version}
+        ps.reload_status = {
+            "state": "failed",
+            "at": time.time(),
+            "stage": stage,
+            "error": error,
+            "traceback": tb,
+            "reason": reason,
+        }
+        ps.logs.add(
+            {
+                "level": "error",
+                "msg": f"reload failed ({stage}): {error}",
+                "logger": "axd.reload",
+                "ts": time.time(),
+                **({"exc": tb} if tb else {}),
+            }
+        )
+        self.bus.publish(
+            "plugin.reload_failed",
+            plugin=ps.name,
+            stage=stage,
+            error=error,
+            traceback=tb,
+            reason=reason,
+            serving_version=ps.manifest.version,
+            generation=ps.generation,
+        )
+        return {
+            "plugin": ps.name,
+            "reloaded": False,
+            "stage": stage,
+            "error": error,
+            "traceback": tb,
+            "serving_version": ps.manifest.version,
+        }
 
     async def _new_group(self, ps: PluginState, name: str) -> Any:
         group = await asyncio.to_thread(self.backend.create, name)  # type: ignore[union-attr]
@@ -559,13 +678,15 @@ class Supervisor:
 
     def default_budget(self) -> Budget:
         cfg = self.config
-        return Budget(cpu=float(cfg["budget.cpu"]), memory=int(cfg["budget.memory"]),  # type: ignore[arg-type]
-                      memory_high=int(cfg["budget.memory_high"]),  # type: ignore[arg-type]
-                      pids=int(cfg["budget.pids"]))  # type: ignore[arg-type]
+        return Budget(
+            cpu=float(cfg["budget.cpu"]),
+            memory=int(cfg["budget.memory"]),  # type: ignore[arg-type]
+            memory_high=int(cfg["budget.memory_high"]),  # type: ignore[arg-type]
+            pids=int(cfg["budget.pids"]),
+        )  # type: ignore[arg-type]
 
     def _resolve_budgets(self) -> None:
-        overrides, problems = budgets_mod.load_overrides(self.budgets_file(),
-                                                         set(self.plugins))
+        overrides, problems = budgets_mod.load_overrides(self.budgets_file(), set(self.plugins))
         self.budget_problems = problems
         for problem in problems:
             log.error("budget problem", extra={"problem": problem})
@@ -632,8 +753,11 @@ def code_digest(folder: str) -> str:
 
 def is_scratch_file(name: str) -> bool:
     """Editor swap, backup and temp files, and bytecode: never a reason to reload."""
-    return (name.endswith(("~", ".swp", ".swo", ".swx", ".tmp", ".pyc", ".pyo"))
-            or name.startswith((".#", "#")) or name == "4913")
+    return (
+        name.endswith(("~", ".swp", ".swo", ".swx", ".tmp", ".pyc", ".pyo"))
+        or name.startswith((".#", "#"))
+        or name == "4913"
+    )
 
 
 def _without_budget(m: manifest_mod.Manifest) -> manifest_mod.Manifest:

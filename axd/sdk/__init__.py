@@ -28,5 +28,13 @@ from axd.sdk._files import FileIndexPlugin
 from axd.sdk._params import InvalidParams, Length, Range
 from axd.sdk._plugin import DaemonError, Plugin, method, on
 
-__all__ = ["DaemonError", "FileIndexPlugin", "InvalidParams", "Length", "Plugin", "Range",
-           "method", "on"]
+__all__ = [
+    "DaemonError",
+    "FileIndexPlugin",
+    "InvalidParams",
+    "Length",
+    "Plugin",
+    "Range",
+    "method",
+    "on",
+]

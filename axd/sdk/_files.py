@@ -68,18 +68,19 @@ class FileIndexPlugin(Plugin):
         safe to iterate while scans run."""
         wanted = os.path.realpath(under) if under else None
         with self.lock:
-            items = [(root, rel, value) for root, files in self.results.items()
-                     for rel, value in files.items()]
+            items = [
+                (root, rel, value)
+                for root, files in self.results.items()
+                for rel, value in files.items()
+            ]
         for root, rel, value in items:
-            if wanted is None or _inside(os.path.join(root, rel), wanted) \
-                    or _inside(root, wanted):
+            if wanted is None or _inside(os.path.join(root, rel), wanted) or _inside(root, wanted):
                 yield root, rel, value
 
     # ---- scanning ----------------------------------------------------------------------
 
     def _background(self, target: Any, *args: Any) -> None:
-        threading.Thread(target=target, args=args, name=f"{self.name}-scan",
-                         daemon=True).start()
+        threading.Thread(target=target, args=args, name=f"{self.name}-scan", daemon=True).start()
 
     def _scan_all(self) -> None:
         for ws in self.daemon.call("workspaces"):
@@ -116,8 +117,9 @@ class FileIndexPlugin(Plugin):
     @on("file.changed")
     def _file_changed(self, event: dict[str, Any]) -> None:
         root = event["workspace"]
-        updates = {rel: self.analyze(root, rel) for rel in event.get("paths", [])
-                   if self.wants(rel)}
+        updates = {
+            rel: self.analyze(root, rel) for rel in event.get("paths", []) if self.wants(rel)
+        }
         with self.lock:
             files = self.results.setdefault(root, {})
             scanning = self._changed_during_scan.get(root)

@@ -26,11 +26,11 @@ class InvalidParams(Exception):
     """Raise it from a method for a check the type hints cannot express; the caller gets
     an `invalid_params` error, like a type mismatch."""
 
-    def __init__(self, param: str, expected: str, value: Any = None,
-                 message: str | None = None) -> None:
+    def __init__(
+        self, param: str, expected: str, value: Any = None, message: str | None = None
+    ) -> None:
         self.param, self.expected, self.value = param, expected, value
-        super().__init__(message or f"parameter {param!r} must be {expected}, "
-                                    f"got {_show(value)}")
+        super().__init__(message or f"parameter {param!r} must be {expected}, got {_show(value)}")
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,11 @@ class ParamSpec:
                 raise InvalidParams(self.name, problem, value)
 
     def describe(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"name": self.name, "type": type_name(self.hint),
-                               "required": self.required}
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "type": type_name(self.hint),
+            "required": self.required,
+        }
         if not self.required:
             doc["default"] = jsonable(self.default)
         if self.constraints:
@@ -125,8 +128,15 @@ class MethodSpec:
             if p.kind is p.VAR_POSITIONAL:
                 continue
             hint, constraints = _unwrap(hints.get(p.name, Any))
-            params.append(ParamSpec(p.name, hint, p.default is p.empty,
-                                    None if p.default is p.empty else p.default, constraints))
+            params.append(
+                ParamSpec(
+                    p.name,
+                    hint,
+                    p.default is p.empty,
+                    None if p.default is p.empty else p.default,
+                    constraints,
+                )
+            )
         doc = inspect.getdoc(func) or ""
         return cls(name, doc.split("\n\n")[0].replace("\n", " "), tuple(params), extra)
 
@@ -139,30 +149,41 @@ class MethodSpec:
             given = dict(params)
         elif isinstance(params, list):
             if len(params) > len(self.params):
-                raise InvalidParams("params", f"at most {len(self.params)} positional "
-                                    f"values ({self.signature()})", params,
-                                    f"{self.name} takes at most {len(self.params)} "
-                                    f"parameters ({self.signature()}), got {len(params)}")
+                raise InvalidParams(
+                    "params",
+                    f"at most {len(self.params)} positional values ({self.signature()})",
+                    params,
+                    f"{self.name} takes at most {len(self.params)} "
+                    f"parameters ({self.signature()}), got {len(params)}",
+                )
             given = {p.name: v for p, v in zip(self.params, params, strict=False)}
         elif self.params:
             given = {self.params[0].name: params}
         else:
-            raise InvalidParams("params", "nothing", params,
-                                f"{self.name} takes no parameters, got {_show(params)}")
+            raise InvalidParams(
+                "params", "nothing", params, f"{self.name} takes no parameters, got {_show(params)}"
+            )
         known = {p.name for p in self.params}
         unknown = sorted(set(given) - known)
         if unknown and not self.extra_keywords:
-            raise InvalidParams(unknown[0], "not a parameter", given[unknown[0]],
-                                f"{self.name} has no parameter {unknown[0]!r}; it takes "
-                                f"{self.signature() or 'no parameters'}")
+            raise InvalidParams(
+                unknown[0],
+                "not a parameter",
+                given[unknown[0]],
+                f"{self.name} has no parameter {unknown[0]!r}; it takes "
+                f"{self.signature() or 'no parameters'}",
+            )
         for p in self.params:
             if p.name in given:
                 p.check(given[p.name])
         for p in self.params:
             if p.required and p.name not in given:
-                raise InvalidParams(p.name, type_name(p.hint), None,
-                                    f"parameter {p.name!r} ({type_name(p.hint)}) is "
-                                    "required")
+                raise InvalidParams(
+                    p.name,
+                    type_name(p.hint),
+                    None,
+                    f"parameter {p.name!r} ({type_name(p.hint)}) is required",
+                )
         return given
 
     def signature(self) -> str:
@@ -177,8 +198,12 @@ class MethodSpec:
         return ", ".join(parts)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "doc": self.doc, "signature": self.signature(),
-                "params": [p.describe() for p in self.params]}
+        return {
+            "name": self.name,
+            "doc": self.doc,
+            "signature": self.signature(),
+            "params": [p.describe() for p in self.params],
+        }
 
 
 def _unwrap(hint: Any) -> tuple[Any, tuple[Constraint, ...]]:
@@ -214,8 +239,9 @@ def _fits(value: Any, hint: Any) -> bool:
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
-        return (isinstance(value, int | float) and not isinstance(value, bool)
-                and math.isfinite(value))
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
     if hint is str:
         return isinstance(value, str)
     container = origin or hint
@@ -233,8 +259,14 @@ def _fits(value: Any, hint: Any) -> bool:
     return True  # a class we do not model: the method takes what JSON gives
 
 
-_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-          type(None): "null", None: "null"}
+_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+    None: "null",
+}
 
 
 def type_name(hint: Any) -> str:
@@ -260,15 +292,21 @@ def _plural(hint: Any) -> str:
     name = type_name(hint)
     for article in ("an ", "a "):
         if name.startswith(article):
-            return name[len(article):] + "s"
+            return name[len(article) :] + "s"
     return name
 
 
 def _show(value: Any) -> str:
     if value is None:
         return "null"
-    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    kind = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
     text = json.dumps(jsonable(value))
     if len(text) > 60:
         text = text[:57] + "..."

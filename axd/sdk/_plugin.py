@@ -75,16 +75,22 @@ def on(*event_types: str) -> Callable[[F], F]:
 RESERVED = ("name", "version", "config", "log", "daemon")
 
 
-def exported(plugin: Plugin) -> tuple[dict[str, Callable[..., Any]],
-                                      dict[str, list[Callable[..., Any]]]]:
+def exported(
+    plugin: Plugin,
+) -> tuple[dict[str, Callable[..., Any]], dict[str, list[Callable[..., Any]]]]:
     """(methods by name, handlers by event type) of a plugin instance."""
     methods: dict[str, Callable[..., Any]] = {}
     handlers: dict[str, list[Callable[..., Any]]] = {}
     for attr in dir(type(plugin)):
-        if attr in RESERVED and callable(getattr(type(plugin), attr, None)) and \
-                hasattr(getattr(type(plugin), attr), "_axd_method"):
-            raise TypeError(f"method {attr!r} clashes with the SDK attribute Plugin.{attr}; "
-                            f"rename it or use @method(name={attr!r})")
+        if (
+            attr in RESERVED
+            and callable(getattr(type(plugin), attr, None))
+            and hasattr(getattr(type(plugin), attr), "_axd_method")
+        ):
+            raise TypeError(
+                f"method {attr!r} clashes with the SDK attribute Plugin.{attr}; "
+                f"rename it or use @method(name={attr!r})"
+            )
         func = getattr(plugin, attr, None)
         if callable(func):
             if hasattr(func, "_axd_method"):

@@ -31,13 +31,24 @@ def spawn_daemon(socket: str, state_dir: str, timeout: float = 20.0) -> dict[str
     read_end, write_end = os.pipe()
     env = dict(os.environ, AXD_SOCKET=socket, AXD_STATE_DIR=state_dir)
     command = [
-        sys.executable, "-m", "axd", "--foreground",
-        "--ready-fd", str(write_end), "--log-file", daemon_log_file(state_dir),
+        sys.executable,
+        "-m",
+        "axd",
+        "--foreground",
+        "--ready-fd",
+        str(write_end),
+        "--log-file",
+        daemon_log_file(state_dir),
     ]
     try:
         proc = subprocess.Popen(
-            command, env=env, pass_fds=(write_end,), start_new_session=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            command,
+            env=env,
+            pass_fds=(write_end,),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     finally:
         os.close(write_end)
@@ -51,19 +62,23 @@ def spawn_daemon(socket: str, state_dir: str, timeout: float = 20.0) -> dict[str
             raise SpawnError(
                 f"axd (pid {proc.pid}) did not report ready within {timeout:g}s; "
                 f"see {daemon_log_file(state_dir)}",
-                code="start_timeout", pid=proc.pid,
+                code="start_timeout",
+                pid=proc.pid,
             )
         raise SpawnError(
-            f"axd exited with status {code} before it was ready; "
-            "run `axd --foreground` to see why",
-            code="start_failed", exit_status=code,
+            f"axd exited with status {code} before it was ready; run `axd --foreground` to see why",
+            code="start_failed",
+            exit_status=code,
         )
     message = json.loads(line)
     if message.get("status") != "ready":
         proc.wait()
         details = {k: v for k, v in message.items() if k not in ("status", "message", "code")}
-        raise SpawnError(message.get("message", "axd failed to start"),
-                         code=message.get("code", "start_failed"), **details)
+        raise SpawnError(
+            message.get("message", "axd failed to start"),
+            code=message.get("code", "start_failed"),
+            **details,
+        )
     return message
 
 

@@ -72,8 +72,9 @@ class Client:
         _check_api(headers)
         return Response(status, headers, data)
 
-    def stream_lines(self, method: str, target: str,
-                     body: Any = None) -> tuple[Response, Iterator[bytes]]:
+    def stream_lines(
+        self, method: str, target: str, body: Any = None
+    ) -> tuple[Response, Iterator[bytes]]:
         """The response head now, and an iterator over body lines as they arrive."""
         reader = self._open(method, target, body)
         status, headers = _read_head(reader)

@@ -30,8 +30,12 @@ from axd.config.live import LiveConfig
 log = logging.getLogger("axd.telemetry")
 
 LATENCY_BUCKETS_MS = (0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-ENV_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                 "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+ENV_ENDPOINTS = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+)
 
 
 def export_wanted(config: LiveConfig, env: dict[str, str]) -> bool:
@@ -46,9 +50,13 @@ class Telemetry:
         self.config = config
         self.exporting = export_wanted(config, env)
         self.endpoint = _endpoint(config, env)
-        resource = Resource.create({"service.name": str(config["telemetry.service_name"]),
-                                    "service.version": __version__,
-                                    "process.pid": os.getpid()})
+        resource = Resource.create(
+            {
+                "service.name": str(config["telemetry.service_name"]),
+                "service.version": __version__,
+                "process.pid": os.getpid(),
+            }
+        )
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import CollectorRegistry
 
@@ -56,10 +64,13 @@ class Telemetry:
         readers: list[Any] = [PrometheusMetricReader(registry=self.registry)]
         if self.exporting:
             readers.append(self._otlp_metric_reader(config))
-        views = [View(instrument_name="axd.*.duration",
-                      aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_MS))]
-        self.meter_provider = MeterProvider(metric_readers=readers, resource=resource,
-                                            views=views)
+        views = [
+            View(
+                instrument_name="axd.*.duration",
+                aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS_MS),
+            )
+        ]
+        self.meter_provider = MeterProvider(metric_readers=readers, resource=resource, views=views)
         self.meter = self.meter_provider.get_meter("axd", __version__)
         self.tracer_provider: TracerProvider | None = None
         self.logger_provider: Any = None
@@ -70,7 +81,8 @@ class Telemetry:
             self._start_tracing(config, resource)
             self._start_logs(config, resource)
             self.tracer: trace.Tracer = self.tracer_provider.get_tracer(  # type: ignore[union-attr]
-                "axd", __version__)
+                "axd", __version__
+            )
         else:
             self.tracer = trace.NoOpTracer()
         self._make_instruments()
@@ -83,41 +95,58 @@ class Telemetry:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        exporter = OTLPSpanExporter(endpoint=_signal(self.endpoint, "traces"),
-                                    timeout=float(config["telemetry.timeout"]),  # type: ignore[arg-type]
-                                    headers=_headers(config),
-                                    meter_provider=self.meter_provider)
+        exporter = OTLPSpanExporter(
+            endpoint=_signal(self.endpoint, "traces"),
+            timeout=float(config["telemetry.timeout"]),  # type: ignore[arg-type]
+            headers=_headers(config),
+            meter_provider=self.meter_provider,
+        )
         self.tracer_provider = TracerProvider(resource=resource)
         queue = int(config["telemetry.queue_size"])  # type: ignore[arg-type]
-        self.tracer_provider.add_span_processor(BatchSpanProcessor(
-            exporter, max_queue_size=queue, max_export_batch_size=min(512, queue),
-            schedule_delay_millis=float(config["telemetry.export_interval"]) * 1000,  # type: ignore[arg-type]
-            meter_provider=self.meter_provider))
+        self.tracer_provider.add_span_processor(
+            BatchSpanProcessor(
+                exporter,
+                max_queue_size=queue,
+                max_export_batch_size=min(512, queue),
+                schedule_delay_millis=float(config["telemetry.export_interval"]) * 1000,  # type: ignore[arg-type]
+                meter_provider=self.meter_provider,
+            )
+        )
 
     def _start_logs(self, config: LiveConfig, resource: Resource) -> None:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-        exporter = OTLPLogExporter(endpoint=_signal(self.endpoint, "logs"),
-                                   timeout=float(config["telemetry.timeout"]),  # type: ignore[arg-type]
-                                   headers=_headers(config))
+        exporter = OTLPLogExporter(
+            endpoint=_signal(self.endpoint, "logs"),
+            timeout=float(config["telemetry.timeout"]),  # type: ignore[arg-type]
+            headers=_headers(config),
+        )
         self.logger_provider = LoggerProvider(resource=resource)
         queue = int(config["telemetry.queue_size"])  # type: ignore[arg-type]
-        self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(
-            exporter, max_queue_size=queue, max_export_batch_size=min(512, queue),
-            schedule_delay_millis=float(config["telemetry.export_interval"]) * 1000))  # type: ignore[arg-type]
+        self.logger_provider.add_log_record_processor(
+            BatchLogRecordProcessor(
+                exporter,
+                max_queue_size=queue,
+                max_export_batch_size=min(512, queue),
+                schedule_delay_millis=float(config["telemetry.export_interval"]) * 1000,
+            )
+        )  # type: ignore[arg-type]
         self.event_logger = self.logger_provider.get_logger("axd.events", __version__)
 
     def _otlp_metric_reader(self, config: LiveConfig) -> Any:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        exporter = OTLPMetricExporter(endpoint=_signal(self.endpoint, "metrics"),
-                                      timeout=float(config["telemetry.timeout"]),  # type: ignore[arg-type]
-                                      headers=_headers(config))
+        exporter = OTLPMetricExporter(
+            endpoint=_signal(self.endpoint, "metrics"),
+            timeout=float(config["telemetry.timeout"]),  # type: ignore[arg-type]
+            headers=_headers(config),
+        )
         return PeriodicExportingMetricReader(
-            exporter, export_interval_millis=float(config["telemetry.export_interval"]) * 1000)  # type: ignore[arg-type]
+            exporter, export_interval_millis=float(config["telemetry.export_interval"]) * 1000
+        )  # type: ignore[arg-type]
 
     def shutdown(self) -> None:
         for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
@@ -128,31 +157,46 @@ class Telemetry:
                     log.debug("telemetry shutdown failed", exc_info=True)
 
     def describe(self) -> dict[str, Any]:
-        return {"health": "ok", "exporting": self.exporting,
-                "endpoint": self.endpoint if self.exporting else None}
+        return {
+            "health": "ok",
+            "exporting": self.exporting,
+            "endpoint": self.endpoint if self.exporting else None,
+        }
 
     # ---- instruments --------------------------------------------------------------------
 
     def _make_instruments(self) -> None:
         m = self.meter
         self.http_duration = m.create_histogram(
-            "axd.http.server.duration", unit="ms", description="API request latency")
+            "axd.http.server.duration", unit="ms", description="API request latency"
+        )
         self.search_duration = m.create_histogram(
-            "axd.search.duration", unit="ms", description="Search latency in the daemon")
+            "axd.search.duration", unit="ms", description="Search latency in the daemon"
+        )
         self.search_cache = m.create_counter(
-            "axd.search.cache", description="Searches by cache result (hit, miss)")
+            "axd.search.cache", description="Searches by cache result (hit, miss)"
+        )
         self.index_batch_duration = m.create_histogram(
-            "axd.index.batch.duration", unit="ms", description="Indexing batch latency")
+            "axd.index.batch.duration", unit="ms", description="Indexing batch latency"
+        )
         self.plugin_call_duration = m.create_histogram(
-            "axd.plugin.call.duration", unit="ms", description="Plugin RPC latency")
+            "axd.plugin.call.duration", unit="ms", description="Plugin RPC latency"
+        )
         self.plugin_reload_duration = m.create_histogram(
-            "axd.plugin.reload.duration", unit="ms",
-            description="From the file event to the new version serving")
+            "axd.plugin.reload.duration",
+            unit="ms",
+            description="From the file event to the new version serving",
+        )
         self.events = m.create_counter("axd.events", description="Events published, by type")
         self._gauges: list[Callable[[], Iterable[tuple[float, dict[str, Any]]]]] = []
 
-    def gauge(self, name: str, description: str, unit: str,
-              read: Callable[[], Iterable[tuple[float, dict[str, Any]]]]) -> None:
+    def gauge(
+        self,
+        name: str,
+        description: str,
+        unit: str,
+        read: Callable[[], Iterable[tuple[float, dict[str, Any]]]],
+    ) -> None:
         """An observable gauge whose values `read()` yields as (value, attributes)."""
 
         def callback(_options: CallbackOptions) -> Iterable[Observation]:
@@ -161,8 +205,7 @@ class Telemetry:
             except Exception:
                 return []
 
-        self.meter.create_observable_gauge(name, [callback], unit=unit,
-                                           description=description)
+        self.meter.create_observable_gauge(name, [callback], unit=unit, description=description)
 
     def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]:
         if not self.exporting:
@@ -176,11 +219,17 @@ class Telemetry:
             return
         from opentelemetry._logs import LogRecord, SeverityNumber
 
-        self.event_logger.emit(LogRecord(
-            timestamp=int(event["ts"] * 1e9), observed_timestamp=time.time_ns(),
-            body=event["type"], severity_text="INFO", severity_number=SeverityNumber.INFO,
-            event_name=event["type"],
-            attributes=_clean({k: v for k, v in event.items() if k not in ("ts",)})))
+        self.event_logger.emit(
+            LogRecord(
+                timestamp=int(event["ts"] * 1e9),
+                observed_timestamp=time.time_ns(),
+                body=event["type"],
+                severity_text="INFO",
+                severity_number=SeverityNumber.INFO,
+                event_name=event["type"],
+                attributes=_clean({k: v for k, v in event.items() if k not in ("ts",)}),
+            )
+        )
 
     def prometheus_text(self) -> bytes:
         from prometheus_client import generate_latest

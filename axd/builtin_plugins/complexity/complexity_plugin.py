@@ -10,8 +10,17 @@ from axd.sdk import FileIndexPlugin, Range, method
 
 MAX_FILE = 2 << 20
 MAX_ROWS = 1000  # the most `worst` lists in one call
-_DECISIONS = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.IfExp, ast.ExceptHandler,
-              ast.Assert, ast.comprehension, ast.match_case)
+_DECISIONS = (
+    ast.If,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.IfExp,
+    ast.ExceptHandler,
+    ast.Assert,
+    ast.comprehension,
+    ast.match_case,
+)
 
 
 def function_complexity(node: ast.AST) -> int:
@@ -45,9 +54,14 @@ def analyze_source(source: str, filename: str = "<source>") -> list[dict[str, An
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
                 name = f"{prefix}{child.name}"
-                found.append({"name": name, "line": child.lineno,
-                              "end_line": child.end_lineno,
-                              "complexity": function_complexity(child)})
+                found.append(
+                    {
+                        "name": name,
+                        "line": child.lineno,
+                        "end_line": child.end_lineno,
+                        "complexity": function_complexity(child),
+                    }
+                )
                 visit(child, name + ".")
             elif isinstance(child, ast.ClassDef):
                 visit(child, f"{prefix}{child.name}.")
@@ -76,11 +90,15 @@ class Complexity(FileIndexPlugin):
         return analyze_file(os.path.join(root, rel))
 
     @method
-    def worst(self, n: Annotated[int, Range(1, MAX_ROWS)] = 10,
-              path: str | None = None) -> list[dict[str, Any]]:
+    def worst(
+        self, n: Annotated[int, Range(1, MAX_ROWS)] = 10, path: str | None = None
+    ) -> list[dict[str, Any]]:
         """The `n` most complex functions (under `path` if given), most complex first."""
-        rows = [{"path": os.path.join(root, rel), **f}
-                for root, rel, funcs in self.entries(path) for f in funcs]
+        rows = [
+            {"path": os.path.join(root, rel), **f}
+            for root, rel, funcs in self.entries(path)
+            for f in funcs
+        ]
         rows.sort(key=lambda r: (-r["complexity"], r["path"], r["line"]))
         return rows[:n]
 
@@ -95,7 +113,10 @@ class Complexity(FileIndexPlugin):
         rows = self.worst(n=10**9, path=path)
         threshold = int(self.config.get("threshold", 10))
         values = [r["complexity"] for r in rows]
-        return {"functions": len(values),
-                "mean": round(sum(values) / len(values), 2) if values else 0,
-                "max": max(values, default=0), "threshold": threshold,
-                "over_threshold": sum(v > threshold for v in values)}
+        return {
+            "functions": len(values),
+            "mean": round(sum(values) / len(values), 2) if values else 0,
+            "max": max(values, default=0),
+            "threshold": threshold,
+            "over_threshold": sum(v > threshold for v in values),
+        }

@@ -20,8 +20,9 @@ class GitError(Exception):
 
 def git(cwd: str, *args: str) -> str:
     try:
-        out = subprocess.run(["git", "-C", cwd, *args], capture_output=True, text=True,
-                             timeout=TIMEOUT, check=False)
+        out = subprocess.run(
+            ["git", "-C", cwd, *args], capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
     except FileNotFoundError:
         raise GitError("git is not installed") from None
     except subprocess.TimeoutExpired:
@@ -37,8 +38,9 @@ def parse_log(text: str) -> list[dict[str, str]]:
         parts = line.split(SEP)
         if len(parts) == 5:
             sha, name, email, date, subject = parts
-            commits.append({"commit": sha, "author": name, "email": email, "date": date,
-                            "subject": subject})
+            commits.append(
+                {"commit": sha, "author": name, "email": email, "date": date, "subject": subject}
+            )
     return commits
 
 
@@ -50,13 +52,15 @@ def _where(path: str) -> tuple[str, str]:
 
 class GitRecent(Plugin):
     @method
-    def recent(self, path: str,
-               n: Annotated[int, Range(1, MAX_COMMITS)] = 10) -> list[dict[str, str]]:
+    def recent(
+        self, path: str, n: Annotated[int, Range(1, MAX_COMMITS)] = 10
+    ) -> list[dict[str, str]]:
         """The last `n` commits touching `path` (a file, following renames, or a folder)."""
         full, folder = _where(path)
         follow = ["--follow"] if os.path.isfile(full) else []
-        return parse_log(git(folder, "log", f"-n{int(n)}", f"--format={FORMAT}", *follow,
-                             "--", full))
+        return parse_log(
+            git(folder, "log", f"-n{int(n)}", f"--format={FORMAT}", *follow, "--", full)
+        )
 
     @method
     def authors(self, path: str) -> list[dict[str, Any]]:
@@ -64,15 +68,17 @@ class GitRecent(Plugin):
         full, folder = _where(path)
         by_author: dict[str, dict[str, Any]] = {}
         for c in parse_log(git(folder, "log", f"--format={FORMAT}", "--", full)):
-            entry = by_author.setdefault(c["email"], {"author": c["author"],
-                                                      "email": c["email"], "commits": 0,
-                                                      "last": c["date"]})
+            entry = by_author.setdefault(
+                c["email"],
+                {"author": c["author"], "email": c["email"], "commits": 0, "last": c["date"]},
+            )
             entry["commits"] += 1
         return sorted(by_author.values(), key=lambda a: (-a["commits"], a["author"]))
 
     @method
-    def symbol(self, name: str, path: str,
-               n: Annotated[int, Range(1, MAX_COMMITS)] = 10) -> dict[str, Any]:
+    def symbol(
+        self, name: str, path: str, n: Annotated[int, Range(1, MAX_COMMITS)] = 10
+    ) -> dict[str, Any]:
         """Commits that changed the definition of `name` (found through the daemon's index
         of the workspace containing `path`), via `git log -L`."""
         found = self.daemon.call("definitions", name=name, path=path, limit=1)
@@ -81,6 +87,13 @@ class GitRecent(Plugin):
         d = found["results"][0]
         full = os.path.join(found["workspace"], d["path"])
         span = f"{d['start_line']},{d['end_line']}:{full}"
-        out = git(os.path.dirname(full), "log", f"-n{int(n)}", f"--format={FORMAT}",
-                  "--no-patch", "-L", span)
+        out = git(
+            os.path.dirname(full),
+            "log",
+            f"-n{int(n)}",
+            f"--format={FORMAT}",
+            "--no-patch",
+            "-L",
+            span,
+        )
         return {"definition": d, "commits": parse_log(out)}

@@ -57,14 +57,19 @@ class Imports(FileIndexPlugin):
         except OSError:
             return None
         module = module_name(rel)
-        return {"module": module, "root": root, "path": rel,
-                "imports": imports_in(source, module, rel.endswith("__init__.py"))}
+        return {
+            "module": module,
+            "root": root,
+            "path": rel,
+            "imports": imports_in(source, module, rel.endswith("__init__.py")),
+        }
 
     def _entry(self, module_or_path: str) -> dict[str, Any] | None:
         full = os.path.realpath(module_or_path)
         entries = [e for _root, _rel, e in self.entries()]
-        return next((e for e in entries if os.path.join(e["root"], e["path"]) == full),
-                    None) or next((e for e in entries if e["module"] == module_or_path), None)
+        return next(
+            (e for e in entries if os.path.join(e["root"], e["path"]) == full), None
+        ) or next((e for e in entries if e["module"] == module_or_path), None)
 
     @method
     def imports_of(self, module: str) -> dict[str, Any]:
@@ -72,16 +77,22 @@ class Imports(FileIndexPlugin):
         entry = self._entry(module)
         if entry is None:
             return {"module": module, "found": False, "imports": []}
-        return {"module": entry["module"], "path": entry["path"], "found": True,
-                "imports": entry["imports"]}
+        return {
+            "module": entry["module"],
+            "path": entry["path"],
+            "found": True,
+            "imports": entry["imports"],
+        }
 
     @method
     def importers_of(self, module: str) -> list[dict[str, str]]:
         """Files importing `module` or anything inside it (`pkg` matches `pkg.sub`)."""
         prefix = module + "."
-        hits = [{"module": e["module"], "path": e["path"], "root": e["root"]}
-                for _root, _rel, e in self.entries()
-                if any(name == module or name.startswith(prefix) for name in e["imports"])]
+        hits = [
+            {"module": e["module"], "path": e["path"], "root": e["root"]}
+            for _root, _rel, e in self.entries()
+            if any(name == module or name.startswith(prefix) for name in e["imports"])
+        ]
         return sorted(hits, key=lambda h: h["module"])
 
     @method

@@ -14,7 +14,8 @@ MAX_LIMIT = 10_000  # the most `list` returns in one call
 # A tag right after a comment marker: `# TODO: x`, `// FIXME(ana) x`, `/* XXX x */`, `-- HACK`.
 _PATTERN = re.compile(
     r"(?:#|//|/\*|^\s*\*|--|;|<!--)\s*(?P<tag>TODO|FIXME|XXX|HACK)\b"
-    r"(?:\((?P<who>[^)]*)\))?[:\s]*(?P<text>.*?)\s*(?:\*/|-->)?\s*$")
+    r"(?:\((?P<who>[^)]*)\))?[:\s]*(?P<text>.*?)\s*(?:\*/|-->)?\s*$"
+)
 
 
 def scan_text(text: str) -> list[dict[str, Any]]:
@@ -25,9 +26,15 @@ def scan_text(text: str) -> list[dict[str, Any]]:
             continue
         match = _PATTERN.search(line)
         if match:
-            found.append({"line": number, "column": match.start("tag") + 1,
-                          "tag": match.group("tag"), "author": match.group("who") or None,
-                          "text": match.group("text")})
+            found.append(
+                {
+                    "line": number,
+                    "column": match.start("tag") + 1,
+                    "tag": match.group("tag"),
+                    "author": match.group("who") or None,
+                    "text": match.group("text"),
+                }
+            )
     return found
 
 
@@ -49,14 +56,22 @@ class Todos(FileIndexPlugin):
         return scan_file(os.path.join(root, rel)) or None
 
     @method
-    def list(self, path: str | None = None, tag: str | None = None,
-             limit: Annotated[int, Range(1, MAX_LIMIT)] = 500) -> list[dict[str, Any]]:
+    def list(
+        self,
+        path: str | None = None,
+        tag: str | None = None,
+        limit: Annotated[int, Range(1, MAX_LIMIT)] = 500,
+    ) -> list[dict[str, Any]]:
         """Tagged comments, optionally under `path` (a workspace, folder or file) and of
         one `tag` (TODO, FIXME, XXX or HACK, any case); sorted by file and line."""
         if tag is not None and tag.upper() not in TAGS:
             raise InvalidParams("tag", "one of " + ", ".join(TAGS) + " (any case)", tag)
-        out = [{"path": os.path.join(root, rel), **h} for root, rel, hits in self.entries(path)
-               for h in hits if tag is None or h["tag"] == tag.upper()]
+        out = [
+            {"path": os.path.join(root, rel), **h}
+            for root, rel, hits in self.entries(path)
+            for h in hits
+            if tag is None or h["tag"] == tag.upper()
+        ]
         out.sort(key=lambda h: (h["path"], h["line"]))
         return out[:limit]
 

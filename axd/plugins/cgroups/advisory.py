@@ -68,8 +68,9 @@ class AdvisoryGroup(Group):
                 cpu += times.user + times.system
                 rss += proc.memory_info().rss
         self.peak = max(self.peak, rss)
-        return CgroupStats(cpu_usage_s=cpu, memory_bytes=rss, memory_peak_bytes=self.peak,
-                           pids=len(members))
+        return CgroupStats(
+            cpu_usage_s=cpu, memory_bytes=rss, memory_peak_bytes=self.peak, pids=len(members)
+        )
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._members()]

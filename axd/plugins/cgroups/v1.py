@@ -22,8 +22,9 @@ CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
 REQUIRED = ("cpu", "memory")
 
 
-def hierarchies(mountinfo: str = "/proc/self/mountinfo",
-                cgroup_file: str = "/proc/self/cgroup") -> dict[str, str]:
+def hierarchies(
+    mountinfo: str = "/proc/self/mountinfo", cgroup_file: str = "/proc/self/cgroup"
+) -> dict[str, str]:
     """controller -> the directory of this process's own group in that v1 hierarchy."""
     mounts: dict[str, str] = {}
     with open(mountinfo) as fh:
@@ -60,11 +61,15 @@ class V1Backend(Backend):
                 os.makedirs(self.base[controller], exist_ok=True)
             except OSError as exc:
                 if controller in REQUIRED:
-                    raise OSError(f"cannot create {self.base[controller]}: "
-                                  f"{exc.strerror}") from None
+                    raise OSError(
+                        f"cannot create {self.base[controller]}: {exc.strerror}"
+                    ) from None
                 del self.base[controller]
-        self.reason = ("cgroup v1 " + ", ".join(sorted(self.base))
-                       + f" hierarchies are writable (groups under {self.base['memory']})")
+        self.reason = (
+            "cgroup v1 "
+            + ", ".join(sorted(self.base))
+            + f" hierarchies are writable (groups under {self.base['memory']})"
+        )
 
     def create(self, plugin: str) -> Group:
         dirs = {}
@@ -113,8 +118,9 @@ class V1Group(Group):
         if soft and budget.memory_high:
             # v1 has no throttle point; the soft limit is the nearest thing (reclaim target).
             write(soft, str(budget.memory_high))
-            problems.append("memory_high is a soft limit on cgroup v1 (reclaim target, "
-                            "not a throttle)")
+            problems.append(
+                "memory_high is a soft limit on cgroup v1 (reclaim target, not a throttle)"
+            )
         pids = self._file("pids", "pids.max")
         if pids:
             write(pids, str(budget.pids) if budget.pids else "max")
@@ -138,8 +144,7 @@ class V1Group(Group):
             nr_throttled=cpu.get("nr_throttled"),
             throttled_s=cpu["throttled_time"] / 1e9 if "throttled_time" in cpu else None,
             memory_bytes=read_int(self._file("memory", "memory.usage_in_bytes") or ""),
-            memory_peak_bytes=read_int(self._file("memory", "memory.max_usage_in_bytes")
-                                       or ""),
+            memory_peak_bytes=read_int(self._file("memory", "memory.max_usage_in_bytes") or ""),
             oom_kills=oom.get("oom_kill"),
             failcnt=read_int(self._file("memory", "memory.failcnt") or ""),
             pids=read_int(self._file("pids", "pids.current") or ""),

@@ -40,8 +40,9 @@ class V2Backend(Backend):
         available = _words(os.path.join(base, "cgroup.controllers"))
         missing = [c for c in NEEDED if c not in available]
         if missing:
-            raise OSError(f"{base} does not offer the {', '.join(missing)} controller(s) "
-                          "(not delegated)")
+            raise OSError(
+                f"{base} does not offer the {', '.join(missing)} controller(s) (not delegated)"
+            )
         leaf = os.path.join(base, "daemon")
         os.makedirs(leaf, exist_ok=True)
         procs = read_pids(os.path.join(base, "cgroup.procs"))
@@ -90,8 +91,9 @@ class V2Group(Group):
         cpu = read_keyed(self._f("cpu.stat"))
         events = read_keyed(self._f("memory.events"))
         pressure = {f"cpu_{k}": v for k, v in read_pressure(self._f("cpu.pressure")).items()}
-        pressure.update({f"memory_{k}": v
-                         for k, v in read_pressure(self._f("memory.pressure")).items()})
+        pressure.update(
+            {f"memory_{k}": v for k, v in read_pressure(self._f("memory.pressure")).items()}
+        )
         return CgroupStats(
             cpu_usage_s=cpu["usage_usec"] / 1e6 if "usage_usec" in cpu else None,
             nr_periods=cpu.get("nr_periods"),
