@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 import pytest
 
+from axd.config.schema import TypedSettings
 from axd.events import EventBus, TypeFilter
 from axd.plugins import budgets, manifest, protocol
 from axd.plugins.budgets import Budget
@@ -160,7 +161,9 @@ def test_v2_refuses_a_subtree_without_controllers(tmp_path):
         V2Backend(str(base))
 
 
-class FakeConfig(dict):
+class FakeConfig(dict, TypedSettings):
+    """The few settings the monitor reads, with the real typed getters."""
+
     def on_change(self, _listener):
         pass
 

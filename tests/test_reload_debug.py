@@ -187,9 +187,11 @@ def test_a_budget_change_in_the_manifest_is_applied_in_place(home, pd, folder):
     pid = info(home)["pid"]
     manifest = folder / "plugin.toml"
     manifest.write_text(manifest.read_text().replace("cpu = 0.2", "cpu = 0.3"))
-    wait_for(lambda: info(home)["budget"]["cpu"] == 0.3, timeout=20)
+    # the budget is in force before the reload is reported: wait for the report itself
+    reloaded = wait_for(lambda: events(home, "plugin.reloaded"), timeout=20)
+    assert reloaded[-1]["in_place"] is True
+    assert info(home)["budget"]["cpu"] == 0.3
     assert info(home)["pid"] == pid
-    assert events(home, "plugin.reloaded")[-1]["in_place"] is True
 
 
 def test_the_config_file_reloads_live(home, pd):

@@ -99,11 +99,13 @@ def _service(request: web.Request) -> CodeIntel:
 
 
 async def _body(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
-    return await read_json(request, schema, request.app[SERVICES].config["api.max_body_size"])
+    return await read_json(
+        request, schema, request.app[SERVICES].config.integer("api.max_body_size")
+    )
 
 
 def _limit(ci: CodeIntel, body: dict[str, Any]) -> int:
-    return int(body.get("limit") or ci.config["codeintel.default_limit"])  # type: ignore[arg-type]
+    return int(body.get("limit") or ci.config.integer("codeintel.default_limit"))
 
 
 @routes.add(

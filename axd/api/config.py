@@ -69,7 +69,7 @@ async def reload_config(request: web.Request) -> web.Response:
     await read_json(
         request,
         {"type": "object", "additionalProperties": False},
-        services.config["api.max_body_size"],
+        services.config.integer("api.max_body_size"),
     )
     changed = services.config.reload("api")
     return json_response({"changed": changed, "files": list(services.config.current.files)})
@@ -95,7 +95,7 @@ SET_BODY: dict[str, Any] = {
 )
 async def set_config(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    body = await read_json(request, SET_BODY, services.config["api.max_body_size"])
+    body = await read_json(request, SET_BODY, services.config.integer("api.max_body_size"))
     return json_response(services.config.set_key(body["key"], body["value"]))
 
 
@@ -108,7 +108,7 @@ async def set_config(request: web.Request) -> web.Response:
 )
 async def validate_config(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    body = await read_json(request, VALIDATE_BODY, services.config["api.max_body_size"])
+    body = await read_json(request, VALIDATE_BODY, services.config.integer("api.max_body_size"))
     if "text" in body:
         name = body.get("name") or "<text>"
         problems = config_mod.validate_text(body["text"], name)

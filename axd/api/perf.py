@@ -41,7 +41,7 @@ PROFILE_BODY: dict[str, Any] = {
 )
 async def profile(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    body = await read_json(request, PROFILE_BODY, services.config["api.max_body_size"])
+    body = await read_json(request, PROFILE_BODY, services.config.integer("api.max_body_size"))
     seconds = float(body.get("seconds", 5))
     rate = int(body.get("rate", 100))
     fmt = body.get("format", "flamegraph")

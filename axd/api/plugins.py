@@ -100,7 +100,9 @@ async def get_plugin(request: web.Request) -> web.Response:
 async def call_plugin(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    body = await read_json(request, CALL_BODY, request.app[SERVICES].config["api.max_body_size"])
+    body = await read_json(
+        request, CALL_BODY, request.app[SERVICES].config.integer("api.max_body_size")
+    )
     started = time.perf_counter()
     result = await sup.call(ps.name, body["method"], body.get("params"), body.get("timeout"))
     return json_response(
@@ -158,7 +160,9 @@ RELOAD_BODY: dict[str, Any] = {
 async def reload_plugin(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    body = await read_json(request, RELOAD_BODY, request.app[SERVICES].config["api.max_body_size"])
+    body = await read_json(
+        request, RELOAD_BODY, request.app[SERVICES].config.integer("api.max_body_size")
+    )
     return json_response(await sup.reload(ps.name, reason="manual", force=body.get("force", False)))
 
 
@@ -270,7 +274,9 @@ async def _dap(ps: Any) -> Any:
 async def debug_command(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    body = await read_json(request, COMMAND_BODY, request.app[SERVICES].config["api.max_body_size"])
+    body = await read_json(
+        request, COMMAND_BODY, request.app[SERVICES].config.integer("api.max_body_size")
+    )
     session = ps.debug
     if session is None or session.closed or session.id != body["session"]:
         raise errors.conflict(
@@ -362,7 +368,7 @@ async def validate_budgets(request: web.Request) -> web.Response:
 
     sup = _supervisor(request)
     body = await read_json(
-        request, VALIDATE_BODY, request.app[SERVICES].config["api.max_body_size"]
+        request, VALIDATE_BODY, request.app[SERVICES].config.integer("api.max_body_size")
     )
     if "text" in body:
         name = body.get("name") or "<text>"

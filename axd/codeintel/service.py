@@ -89,9 +89,8 @@ class CodeIntel:
         self.store: Store | None = None
         self.postings = Postings()
         self.cache = QueryCache(
-            config["codeintel.cache.size"],  # type: ignore[arg-type]
-            config["codeintel.cache.ttl"],
-        )  # type: ignore[arg-type]
+            config.integer("codeintel.cache.size"), config.number("codeintel.cache.ttl")
+        )
         self.workspaces: dict[int, Workspace] = {}
         self.state = "loading"
         self.error: str | None = None
@@ -301,7 +300,7 @@ class CodeIntel:
         }
 
     def _new_workspace(self, ws_id: int, root: str) -> Workspace:
-        excludes = tuple(self.config["codeintel.excludes"])  # type: ignore[arg-type]
+        excludes = tuple(self.config.strings("codeintel.excludes"))
         return Workspace(ws_id, root, IgnoreRules(root, excludes))
 
     # ---- indexing ---------------------------------------------------------------------
@@ -342,7 +341,7 @@ class CodeIntel:
         self, ws: Workspace, paths: list[str], deleted: list[str], total_files: int | None = None
     ) -> dict[str, Any]:
         """(Re)index `paths` and drop `deleted`, batch by batch, each batch one transaction."""
-        max_size = int(self.config["codeintel.max_file_size"])  # type: ignore[arg-type]
+        max_size = self.config.integer("codeintel.max_file_size")
         summary = {
             "files": total_files if total_files is not None else len(ws.known),
             "parsed": 0,
@@ -492,10 +491,10 @@ class CodeIntel:
     # ---- watching ---------------------------------------------------------------------
 
     def _ensure_watcher(self, ws: Workspace) -> None:
-        if not self.config["codeintel.watch"]:
+        if not self.config.flag("codeintel.watch"):
             return
         if ws.watcher is None:
-            debounce = float(self.config["codeintel.debounce"])  # type: ignore[arg-type]
+            debounce = self.config.number("codeintel.debounce")
             ws.watcher = Watcher(
                 ws.root, ws.dirs, lambda c, k, s: self._on_batch(ws, c, k, s), debounce
             )
@@ -631,11 +630,10 @@ class CodeIntel:
         over = override or {}
         weights = over.get("weights", {})
         return Ranking(
-            k1=float(over.get("k1", cfg["codeintel.bm25.k1"])),  # type: ignore[arg-type]
-            b=float(over.get("b", cfg["codeintel.bm25.b"])),  # type: ignore[arg-type]
+            k1=float(over.get("k1", cfg.number("codeintel.bm25.k1"))),
+            b=float(over.get("b", cfg.number("codeintel.bm25.b"))),
             weights=tuple(
-                float(weights.get(f, cfg[f"codeintel.weights.{f}"]))  # type: ignore[arg-type]
-                for f in extract.FIELDS
+                float(weights.get(f, cfg.number(f"codeintel.weights.{f}"))) for f in extract.FIELDS
             ),
         )
 
@@ -794,7 +792,9 @@ class CodeIntel:
         if any(k.startswith(("codeintel.bm25.", "codeintel.weights.")) for k in changed):
             self.cache.clear()
         if {"codeintel.cache.size", "codeintel.cache.ttl"} & set(changed):
-            self.cache.resize(cfg["codeintel.cache.size"], cfg["codeintel.cache.ttl"])
+            self.cache.resize(
+                cfg.integer("codeintel.cache.size"), cfg.number("codeintel.cache.ttl")
+            )
         if "codeintel.excludes" in changed:
             for ws in self.workspaces.values():
                 self._spawn(self._reconcile(ws, reason="excludes changed"))
@@ -811,7 +811,7 @@ class CodeIntel:
         return await asyncio.get_running_loop().run_in_executor(self._readers, func, *args)
 
     def _workers(self) -> int:
-        configured = int(self.config["codeintel.workers"])  # type: ignore[arg-type]
+        configured = self.config.integer("codeintel.workers")
         return configured or os.cpu_count() or 2
 
     def _process_pool(self) -> ProcessPoolExecutor:

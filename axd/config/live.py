@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from axd.config import schema as config_mod
-from axd.config.schema import Config, ConfigError
+from axd.config.schema import Config, ConfigError, TypedSettings
 from axd.events import EventBus
 
 log = logging.getLogger("axd.config")
@@ -19,7 +20,9 @@ log = logging.getLogger("axd.config")
 Listener = Callable[[Config, list[str]], None]
 
 
-class LiveConfig:
+class LiveConfig(TypedSettings):
+    """The config in force: reads go to the current snapshot; `reload()` swaps it."""
+
     def __init__(
         self,
         current: Config,
@@ -37,7 +40,7 @@ class LiveConfig:
         self.reloads = 0
         self.last_error: str | None = None
 
-    def __getitem__(self, key: str) -> object:
+    def __getitem__(self, key: str) -> Any:
         return self.current[key]
 
     def on_change(self, listener: Listener) -> None:

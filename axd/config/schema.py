@@ -477,8 +477,42 @@ class ConfigError(AxdError):
         )
 
 
+class TypedSettings:
+    """Typed reads of validated settings: `cfg.number("plugins.call_timeout")` is a float,
+    checked against the key's kind, so callers need no casts. Durations are seconds and
+    sizes bytes (the schema converted them when it validated the file)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def _typed(self, key: str, kinds: tuple[str, ...]) -> Any:
+        kind = BY_KEY[key].kind
+        if kind not in kinds:
+            raise TypeError(f"{key} is a {kind} setting, not one of {', '.join(kinds)}")
+        return self[key]
+
+    def integer(self, key: str) -> int:
+        """An `int` or `size` setting."""
+        return int(self._typed(key, ("int", "size")))
+
+    def number(self, key: str) -> float:
+        """A `float`, `int` or `duration` (seconds) setting."""
+        return float(self._typed(key, ("float", "int", "duration")))
+
+    def text(self, key: str) -> str:
+        """A `str` or `enum` setting."""
+        return str(self._typed(key, ("str", "enum")))
+
+    def flag(self, key: str) -> bool:
+        return bool(self._typed(key, ("bool",)))
+
+    def strings(self, key: str) -> list[str]:
+        """A `list` setting (of strings)."""
+        return [str(item) for item in self._typed(key, ("list",))]
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(TypedSettings):
     """An immutable, validated snapshot of every setting and where each came from."""
 
     values: Mapping[str, Any]

@@ -85,10 +85,10 @@ async def _flush_telemetry(app: web.Application) -> None:
 async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     monitor = LoopLagMonitor()
-    monitor.warn_after = services.config["health.loop_lag_warn"]  # type: ignore[assignment]
+    monitor.warn_after = services.config.number("health.loop_lag_warn")
     services.components["loop"] = monitor.health
     services.config.on_change(
-        lambda cfg, changed: setattr(monitor, "warn_after", cfg["health.loop_lag_warn"])
+        lambda cfg, changed: setattr(monitor, "warn_after", cfg.number("health.loop_lag_warn"))
     )
     monitor.start()
     yield
@@ -130,7 +130,7 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     services.components["plugins"] = sup.health
     await sup.start()  # quick: picks the cgroup backend, reads manifests, launches tasks
     watcher = None
-    if services.config["daemon.watch_config"]:
+    if services.config.flag("daemon.watch_config"):
         from axd.config.watch import ConfigWatcher
 
         watcher = ConfigWatcher(services.config, sup.budgets_file, sup.apply_budgets)
@@ -149,6 +149,6 @@ def _wire_config(services: Services) -> None:
 
     def apply(cfg: Config, changed: list[str]) -> None:
         if {"events.history", "events.queue_size"} & set(changed):
-            bus.resize(cfg["events.history"], cfg["events.queue_size"])
+            bus.resize(cfg.integer("events.history"), cfg.integer("events.queue_size"))
 
     services.config.on_change(apply)

@@ -84,7 +84,7 @@ def run(opts: Options) -> int:
     owns_socket_file = False
     try:
         cfg = _load_config(opts)
-        logs.setup(cfg["daemon.log_level"])
+        logs.setup(cfg.text("daemon.log_level"))
         ensure_private_dir(opts.state_dir)
         if opts.log_file:
             _redirect_output(opts.log_file)
@@ -206,7 +206,7 @@ async def _serve(
             stop_reason.append(reason)
             stopping.set()
 
-    bus = EventBus(cfg["events.history"], cfg["events.queue_size"])
+    bus = EventBus(cfg.integer("events.history"), cfg.integer("events.queue_size"))
     live = LiveConfig(cfg, opts.config_file, bus, user_file_required=opts.config_required)
     live.on_change(_apply_log_level)
     services = Services(bus=bus, config=live, info=info, request_shutdown=request_shutdown)
@@ -229,7 +229,7 @@ async def _serve(
         handle_signals=False,
         access_log=None,
         lingering_time=2.0,
-        shutdown_timeout=cfg["daemon.shutdown_timeout"],
+        shutdown_timeout=cfg.number("daemon.shutdown_timeout"),
     )
     await runner.setup()
     site = web.SockSite(runner, sock)
@@ -284,7 +284,7 @@ def _spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
 
 def _apply_log_level(cfg: Config, changed: list[str]) -> None:
     if "daemon.log_level" in changed:
-        logs.set_level(cfg["daemon.log_level"])
+        logs.set_level(cfg.text("daemon.log_level"))
 
 
 def _set_shutdown_timeout(runner: web.AppRunner, seconds: float) -> None:

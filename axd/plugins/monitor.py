@@ -40,7 +40,7 @@ class Monitor:
 
     async def _run(self) -> None:
         while True:
-            interval = float(self.supervisor.config["plugins.sample_interval"])  # type: ignore[arg-type]
+            interval = self.supervisor.config.number("plugins.sample_interval")
             await asyncio.sleep(interval)
             groups = [
                 (ps, ps.group)
@@ -100,7 +100,7 @@ class Monitor:
         if not limit or stats.memory_bytes is None:
             return
         fraction = stats.memory_bytes / limit
-        threshold = float(self.supervisor.config["budget.warn_fraction"])  # type: ignore[arg-type]
+        threshold = self.supervisor.config.number("budget.warn_fraction")
         if fraction >= threshold and not usage.memory_warned:
             usage.memory_warned = True
             self.bus.publish(
@@ -118,8 +118,8 @@ class Monitor:
     def _cpu(self, ps: PluginState, now: float, stats: CgroupStats) -> None:
         usage = ps.usage
         cfg = self.supervisor.config
-        window = float(cfg["budget.window"])  # type: ignore[arg-type]
-        threshold = float(cfg["budget.throttle_warn"])  # type: ignore[arg-type]
+        window = cfg.number("budget.window")
+        threshold = cfg.number("budget.throttle_warn")
         oldest = next(((t, s) for t, s in usage.samples if now - t <= window), None)
         if oldest is None or oldest[0] == now:
             return

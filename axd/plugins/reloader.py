@@ -69,7 +69,7 @@ class Reloader:
         folders = [ps.manifest.folder for ps in self.supervisor.plugins.values()]
         if not folders:
             return
-        quiet = float(self.supervisor.config["plugins.reload_debounce"])  # type: ignore[arg-type]
+        quiet = self.supervisor.config.number("plugins.reload_debounce")
         # Batches must arrive well inside the quiet period while a burst goes on, or the
         # burst would look quiet between two batches.
         step = max(5, int(quiet * 1000 / 3))

@@ -101,17 +101,17 @@ class Supervisor:
     # ---- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        preference = str(self.config["plugins.cgroup"])
+        preference = self.config.text("plugins.cgroup")
         self.backend = await asyncio.to_thread(choose, preference, f"axd-{os.getpid()}")
         log.info("plugin budgets", extra=self.backend.describe())
-        if not self.config["plugins.enabled"]:
+        if not self.config.flag("plugins.enabled"):
             return
         self.discover()
         for ps in self.plugins.values():
             if ps.enabled:
                 self._launch(ps)
         self.monitor.start()
-        if self.config["plugins.hot_reload"]:
+        if self.config.flag("plugins.hot_reload"):
             from axd.plugins.reloader import Reloader
 
             self.reloader = Reloader(self)
@@ -138,8 +138,8 @@ class Supervisor:
             await asyncio.to_thread(self.backend.close)
 
     def discover(self) -> None:
-        folders = [BUILTIN_DIR] if self.config["plugins.builtin"] else []
-        folders += [os.path.expanduser(p) for p in self.config["plugins.paths"]]  # type: ignore[attr-defined]
+        folders = [BUILTIN_DIR] if self.config.flag("plugins.builtin") else []
+        folders += [os.path.expanduser(p) for p in self.config.strings("plugins.paths")]
         found, broken = manifest_mod.discover(folders)
         self.invalid = [{"manifest": b.path, "problems": b.problems} for b in broken]
         for b in broken:
@@ -160,7 +160,7 @@ class Supervisor:
         states = [ps.state for ps in self.plugins.values()]
         return {
             "health": "degraded" if "failed" in states or self.invalid else "ok",
-            "enabled": bool(self.config["plugins.enabled"]),
+            "enabled": self.config.flag("plugins.enabled"),
             "plugins": len(states),
             "running": states.count("running"),
             "failed": states.count("failed"),
@@ -225,7 +225,7 @@ class Supervisor:
 
     async def call(self, name: str, method: str, params: Any, timeout: float | None = None) -> Any:
         ps = self.get(name)
-        limit = timeout if timeout is not None else float(self.config["plugins.call_timeout"])  # type: ignore[arg-type]
+        limit = timeout if timeout is not None else self.config.number("plugins.call_timeout")
         if ps.state != "running" or ps.process is None:
             raise errors.unavailable(
                 "plugin_unavailable",
@@ -287,7 +287,7 @@ class Supervisor:
         ps.wanted = False
         ps.wake.set()
         if ps.process is not None:
-            await ps.process.stop(float(self.config["plugins.stop_grace"]))  # type: ignore[arg-type]
+            await ps.process.stop(self.config.number("plugins.stop_grace"))
         if ps.task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await ps.task
@@ -312,7 +312,7 @@ class Supervisor:
             began = time.perf_counter()
             oom_before = await asyncio.to_thread(_oom_count, ps)
             try:
-                ready = await process.start(float(self.config["plugins.start_timeout"]))  # type: ignore[arg-type]
+                ready = await process.start(self.config.number("plugins.start_timeout"))
             except StartFailed as exc:
                 if not await self._crashed(
                     ps, f"{exc.stage} failed: {exc.message}", exc.traceback, exit_code=None
@@ -376,8 +376,8 @@ class Supervisor:
                 **({"exc": tb} if tb else {}),
             }
         )
-        window = float(self.config["plugins.crash_loop_window"])  # type: ignore[arg-type]
-        limit = int(self.config["plugins.crash_loop_count"])  # type: ignore[arg-type]
+        window = self.config.number("plugins.crash_loop_window")
+        limit = self.config.integer("plugins.crash_loop_count")
         recent = [t for t in ps.crashes if now - t <= window]
         self.bus.publish(
             "plugin.crashed",
@@ -395,8 +395,8 @@ class Supervisor:
             )
             log.error("plugin failed", extra={"plugin": ps.name, "reason": reason})
             return False
-        initial = float(self.config["plugins.backoff_initial"])  # type: ignore[arg-type]
-        cap = float(self.config["plugins.backoff_max"])  # type: ignore[arg-type]
+        initial = self.config.number("plugins.backoff_initial")
+        cap = self.config.number("plugins.backoff_max")
         ps.backoff_s = min(cap, initial * (2 ** (len(recent) - 1)))
         ps.state = "backoff"
         ps.wake.clear()
@@ -489,7 +489,7 @@ class Supervisor:
         saved_manifest, saved_budget = ps.manifest, ps.budget
         ps.manifest = manifest
         self._resolve_budgets()
-        timeout = float(self.config["plugins.start_timeout"])  # type: ignore[arg-type]
+        timeout = self.config.number("plugins.start_timeout")
         began = time.perf_counter()
         group: Any = None
         new: PluginProcess | None = None
@@ -569,11 +569,11 @@ class Supervisor:
 
     async def _retire(self, old: PluginProcess, group: Any) -> None:
         """Let the old version finish its in-flight calls (bounded), then stop it."""
-        limit = float(self.config["plugins.call_timeout"])  # type: ignore[arg-type]
+        limit = self.config.number("plugins.call_timeout")
         deadline = time.monotonic() + limit
         while old.busy() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        await old.stop(float(self.config["plugins.stop_grace"]))  # type: ignore[arg-type]
+        await old.stop(self.config.number("plugins.stop_grace"))
         if group is not None:
             await asyncio.to_thread(group.remove)
 
@@ -670,7 +670,7 @@ class Supervisor:
             sub.close()
 
     def budgets_file(self) -> str:
-        configured = str(self.config["plugins.budgets_file"])
+        configured = self.config.text("plugins.budgets_file")
         if configured:
             return os.path.expanduser(configured)
         base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
@@ -679,11 +679,11 @@ class Supervisor:
     def default_budget(self) -> Budget:
         cfg = self.config
         return Budget(
-            cpu=float(cfg["budget.cpu"]),
-            memory=int(cfg["budget.memory"]),  # type: ignore[arg-type]
-            memory_high=int(cfg["budget.memory_high"]),  # type: ignore[arg-type]
-            pids=int(cfg["budget.pids"]),
-        )  # type: ignore[arg-type]
+            cpu=cfg.number("budget.cpu"),
+            memory=cfg.integer("budget.memory"),
+            memory_high=cfg.integer("budget.memory_high"),
+            pids=cfg.integer("budget.pids"),
+        )
 
     def _resolve_budgets(self) -> None:
         overrides, problems = budgets_mod.load_overrides(self.budgets_file(), set(self.plugins))

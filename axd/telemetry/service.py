@@ -41,7 +41,7 @@ ENV_ENDPOINTS = (
 def export_wanted(config: LiveConfig, env: dict[str, str]) -> bool:
     if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return False
-    return bool(config["telemetry.enabled"]) or any(env.get(k) for k in ENV_ENDPOINTS)
+    return config.flag("telemetry.enabled") or any(env.get(k) for k in ENV_ENDPOINTS)
 
 
 class Telemetry:
@@ -52,7 +52,7 @@ class Telemetry:
         self.endpoint = _endpoint(config, env)
         resource = Resource.create(
             {
-                "service.name": str(config["telemetry.service_name"]),
+                "service.name": config.text("telemetry.service_name"),
                 "service.version": __version__,
                 "process.pid": os.getpid(),
             }
@@ -97,18 +97,18 @@ class Telemetry:
 
         exporter = OTLPSpanExporter(
             endpoint=_signal(self.endpoint, "traces"),
-            timeout=float(config["telemetry.timeout"]),  # type: ignore[arg-type]
+            timeout=config.number("telemetry.timeout"),
             headers=_headers(config),
             meter_provider=self.meter_provider,
         )
         self.tracer_provider = TracerProvider(resource=resource)
-        queue = int(config["telemetry.queue_size"])  # type: ignore[arg-type]
+        queue = config.integer("telemetry.queue_size")
         self.tracer_provider.add_span_processor(
             BatchSpanProcessor(
                 exporter,
                 max_queue_size=queue,
                 max_export_batch_size=min(512, queue),
-                schedule_delay_millis=float(config["telemetry.export_interval"]) * 1000,  # type: ignore[arg-type]
+                schedule_delay_millis=config.number("telemetry.export_interval") * 1000,
                 meter_provider=self.meter_provider,
             )
         )
@@ -120,19 +120,19 @@ class Telemetry:
 
         exporter = OTLPLogExporter(
             endpoint=_signal(self.endpoint, "logs"),
-            timeout=float(config["telemetry.timeout"]),  # type: ignore[arg-type]
+            timeout=config.number("telemetry.timeout"),
             headers=_headers(config),
         )
         self.logger_provider = LoggerProvider(resource=resource)
-        queue = int(config["telemetry.queue_size"])  # type: ignore[arg-type]
+        queue = config.integer("telemetry.queue_size")
         self.logger_provider.add_log_record_processor(
             BatchLogRecordProcessor(
                 exporter,
                 max_queue_size=queue,
                 max_export_batch_size=min(512, queue),
-                schedule_delay_millis=float(config["telemetry.export_interval"]) * 1000,
+                schedule_delay_millis=config.number("telemetry.export_interval") * 1000,
             )
-        )  # type: ignore[arg-type]
+        )
         self.event_logger = self.logger_provider.get_logger("axd.events", __version__)
 
     def _otlp_metric_reader(self, config: LiveConfig) -> Any:
@@ -141,12 +141,12 @@ class Telemetry:
 
         exporter = OTLPMetricExporter(
             endpoint=_signal(self.endpoint, "metrics"),
-            timeout=float(config["telemetry.timeout"]),  # type: ignore[arg-type]
+            timeout=config.number("telemetry.timeout"),
             headers=_headers(config),
         )
         return PeriodicExportingMetricReader(
-            exporter, export_interval_millis=float(config["telemetry.export_interval"]) * 1000
-        )  # type: ignore[arg-type]
+            exporter, export_interval_millis=config.number("telemetry.export_interval") * 1000
+        )
 
     def shutdown(self) -> None:
         for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
@@ -238,7 +238,7 @@ class Telemetry:
 
 
 def _endpoint(config: LiveConfig, env: dict[str, str]) -> str:
-    configured = str(config["telemetry.endpoint"])
+    configured = config.text("telemetry.endpoint")
     return configured or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
 
 
@@ -250,7 +250,7 @@ def _signal(base: str, signal: str) -> str | None:
 
 
 def _headers(config: LiveConfig) -> dict[str, str] | None:
-    pairs = [h.split("=", 1) for h in config["telemetry.headers"] if "=" in h]  # type: ignore[attr-defined]
+    pairs = [h.split("=", 1) for h in config.strings("telemetry.headers") if "=" in h]
     return {k.strip(): v.strip() for k, v in pairs} or None
 
 
