@@ -29,6 +29,21 @@ KIND_CODES = {name: i + 1 for i, name in enumerate(languages.KINDS)}
 SNIPPET_SCAN_LINES = 400
 
 
+def postings_row(
+    chunk_id: int, workspace: int, file_id: int, lang: str, kind: str, lengths: Any, terms: bytes
+) -> tuple[Any, ...]:
+    """A chunk as `Postings.add` and `Postings.load` take it: language and kind as codes."""
+    return (
+        chunk_id,
+        workspace,
+        file_id,
+        LANG_CODES.get(lang, 0),
+        KIND_CODES.get(kind, 0),
+        lengths,
+        terms,
+    )
+
+
 @dataclass
 class Timings:
     marks: dict[str, float] = field(default_factory=dict)
