@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from axd.config.schema import TypedSettings
 from axd.config.units import UnitError, format_size, parse_size
 
 MIN_MEMORY = 8 << 20
@@ -160,3 +161,40 @@ def load_overrides(path: str, known: set[str] | None) -> tuple[dict[str, Budget]
         problems += found
         overrides[name] = budget
     return overrides, problems
+
+
+def defaults(config: TypedSettings) -> Budget:
+    """The `[budget]` section of the config: what a plugin gets unless it asks."""
+    return Budget(
+        cpu=config.number("budget.cpu"),
+        memory=config.integer("budget.memory"),
+        memory_high=config.integer("budget.memory_high"),
+        pids=config.integer("budget.pids"),
+    )
+
+
+def resolve(base: Budget, manifest: Budget, override: Budget) -> Budget:
+    """Config default < manifest < budgets file; a throttle point above the hard limit
+    is lowered to it (the kernel would refuse it)."""
+    budget = base.merged(manifest).merged(override)
+    if budget.memory_high and budget.memory and budget.memory_high > budget.memory:
+        budget = Budget(budget.cpu, budget.memory, budget.memory, budget.pids)
+    return budget
+
+
+def for_startup(budget: Budget) -> Budget:
+    """Until `ready`, a plugin may use at least one core: imports under a 0.2-core quota
+    would take four times as long. Memory and pids limits hold from the first instruction;
+    `plugins.start_timeout` bounds the boost."""
+    if budget.cpu is None or budget.cpu >= 1.0:
+        return budget
+    return replace(budget, cpu=1.0)
+
+
+def file_path(config: TypedSettings) -> str:
+    """The budgets file: `plugins.budgets_file`, else `$XDG_CONFIG_HOME/axd/budgets.toml`."""
+    configured = config.text("plugins.budgets_file")
+    if configured:
+        return os.path.expanduser(configured)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return os.path.join(base, "axd", "budgets.toml")

@@ -39,7 +39,7 @@ class DebugSession:
         self.process: PluginProcess | None = None
         self._log_queue: asyncio.Queue[dict[str, Any]] | None = None
         self._log_task: asyncio.Task[None] | None = None
-        self.span: Any = None  # the telemetry span covering the session
+        self.spans = contextlib.ExitStack()  # the telemetry span covering the session
 
     def emit(self, kind: str, **fields: Any) -> None:
         if self.events.full():

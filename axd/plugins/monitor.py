@@ -18,12 +18,12 @@ from axd.plugins.cgroups import CgroupStats
 from axd.plugins.state import PluginState
 
 if TYPE_CHECKING:
-    from axd.plugins.supervisor import Supervisor
+    from axd.plugins.types import PluginFleet
 
 
 class Monitor:
-    def __init__(self, supervisor: Supervisor, bus: EventBus) -> None:
-        self.supervisor = supervisor
+    def __init__(self, fleet: PluginFleet, bus: EventBus) -> None:
+        self.fleet = fleet
         self.bus = bus
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
@@ -40,11 +40,11 @@ class Monitor:
 
     async def _run(self) -> None:
         while True:
-            interval = self.supervisor.config.number("plugins.sample_interval")
+            interval = self.fleet.config.number("plugins.sample_interval")
             await asyncio.sleep(interval)
             groups = [
                 (ps, ps.group)
-                for ps in self.supervisor.plugins.values()
+                for ps in self.fleet.plugins.values()
                 if ps.group is not None and ps.state in ("running", "starting", "backoff")
             ]
             if groups:
@@ -100,7 +100,7 @@ class Monitor:
         if not limit or stats.memory_bytes is None:
             return
         fraction = stats.memory_bytes / limit
-        threshold = self.supervisor.config.number("budget.warn_fraction")
+        threshold = self.fleet.config.number("budget.warn_fraction")
         if fraction >= threshold and not usage.memory_warned:
             usage.memory_warned = True
             self.bus.publish(
@@ -117,7 +117,7 @@ class Monitor:
 
     def _cpu(self, ps: PluginState, now: float, stats: CgroupStats) -> None:
         usage = ps.usage
-        cfg = self.supervisor.config
+        cfg = self.fleet.config
         window = cfg.number("budget.window")
         threshold = cfg.number("budget.throttle_warn")
         oldest = next(((t, s) for t, s in usage.samples if now - t <= window), None)
@@ -206,7 +206,7 @@ class Monitor:
             "reload_ms": _histogram(list(ps.reload_ms)),
             "generation": ps.generation,
             "budget": ps.budget.describe(),
-            "enforcement": self.supervisor.enforcement(),
+            "enforcement": self.fleet.enforcement(),
             "monitor": {"ticks": self.ticks, "cpu_s": round(self.busy_s, 4)},
         }
 

@@ -76,6 +76,8 @@ class PluginProcess:
         self.protocol_error: str | None = None
         self.stderr_tail: deque[str] = deque(maxlen=50)
         self.closed = asyncio.Event()
+        self._idle = asyncio.Event()  # set while no request waits for an answer
+        self._idle.set()
         self.on_debug: Callable[[str, dict[str, Any]], None] | None = None
 
     @property
@@ -162,6 +164,7 @@ class PluginProcess:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        self._idle.clear()
         try:
             self._send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
             return await asyncio.wait_for(future, timeout)
@@ -171,6 +174,8 @@ class PluginProcess:
             ) from None
         finally:
             self._pending.pop(request_id, None)
+            if not self._pending:
+                self._idle.set()
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         if self._writer is not None and not self.closed.is_set():
@@ -180,6 +185,15 @@ class PluginProcess:
     def busy(self) -> bool:
         """Calls still waiting for an answer (a retiring version drains these first)."""
         return bool(self._pending)
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no call waits for an answer; False if that took longer than
+        `timeout` (the calls still running are then cut off by the stop)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self, grace: float) -> int | None:
         """Ask (`shutdown`), then SIGTERM, then SIGKILL the whole group."""

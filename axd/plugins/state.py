@@ -120,6 +120,20 @@ class PluginState:
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
     latency: Latency = field(default_factory=Latency)
     usage: Usage = field(default_factory=Usage)
+    # Set whenever the state is not "starting": `axctl plugin start` waits on it.
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "state" and "settled" in self.__dict__:
+            if value == "starting":
+                self.settled.clear()
+            else:
+                self.settled.set()
+
+    def __post_init__(self) -> None:
+        if self.state != "starting":
+            self.settled.set()
 
     @property
     def name(self) -> str:

@@ -4,22 +4,22 @@ One task per plugin runs its lifecycle: start, wait for the exit, and on a crash
 after a capped exponential backoff, until too many crashes inside the window put it in
 `failed` with the last error and traceback kept. Stopping asks, then SIGTERMs, then
 SIGKILLs the plugin's whole cgroup. The supervisor knows manifests, processes and groups;
-nothing of HTTP.
+nothing of HTTP. Its neighbours get narrow interfaces (`types.py`): the monitor samples
+the fleet (`monitor.py`), the reloader replaces a process (`reloader.py`); budgets are
+resolved in `budgets.py`, and what lives on disk in `files.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import hashlib
-import json
 import logging
 import os
 import signal
 import time
 import typing
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from axd import errors
@@ -27,10 +27,14 @@ from axd.config.live import LiveConfig
 from axd.errors import AxdError, Kind
 from axd.events import Event, EventBus, TypeFilter
 from axd.plugins import budgets as budgets_mod
+from axd.plugins import files
 from axd.plugins import manifest as manifest_mod
 from axd.plugins.budgets import Budget
-from axd.plugins.cgroups import Backend, choose
+from axd.plugins.cgroups import Backend, Group, choose
+from axd.plugins.files import DisabledPlugins
+from axd.plugins.manifest import Manifest
 from axd.plugins.monitor import Monitor
+from axd.plugins.reloader import FolderWatch, Reloader
 from axd.plugins.runner import (
     PluginCallError,
     PluginProcess,
@@ -41,7 +45,6 @@ from axd.plugins.runner import (
 from axd.plugins.state import PluginState
 
 if typing.TYPE_CHECKING:
-    from axd.plugins.reloader import Reloader
     from axd.telemetry import Telemetry
 
 log = logging.getLogger("axd.plugins")
@@ -69,14 +72,15 @@ class Supervisor:
     ) -> None:
         self.config = config
         self.bus = bus
-        self.state_file = os.path.join(state_dir, "plugins.json")
+        self.disabled = DisabledPlugins(state_dir)
         self.daemon_api = daemon_api
         self.plugins: dict[str, PluginState] = {}
         self.invalid: list[dict[str, Any]] = []
         self.backend: Backend | None = None
         self.budget_problems: list[str] = []
         self.monitor = Monitor(self, bus)
-        self.reloader: Reloader | None = None
+        self.reloader = Reloader(self)
+        self.folder_watch: FolderWatch | None = None
         self._events_task: asyncio.Task[None] | None = None
         self.telemetry = telemetry
         config.on_change(self._config_changed)
@@ -112,17 +116,16 @@ class Supervisor:
                 self._launch(ps)
         self.monitor.start()
         if self.config.flag("plugins.hot_reload"):
-            from axd.plugins.reloader import Reloader
-
-            self.reloader = Reloader(self)
-            self.reloader.start()
+            self.folder_watch = FolderWatch(self, self.reloader)
+            self.folder_watch.start()
         self._events_task = asyncio.get_running_loop().create_task(
             self._forward_events(), name="plugin-events"
         )
 
     async def stop(self) -> None:
-        if self.reloader is not None:
-            await self.reloader.stop()
+        if self.folder_watch is not None:
+            await self.folder_watch.stop()
+        await self.reloader.stop()
         await self.monitor.stop()
         if self._events_task is not None:
             self._events_task.cancel()
@@ -145,13 +148,13 @@ class Supervisor:
         for b in broken:
             log.error("invalid plugin manifest", extra={"manifest": b.path, "problems": b.problems})
             self.bus.publish("plugin.invalid", manifest=b.path, problems=b.problems)
-        disabled = self._load_disabled()
+        disabled = self.disabled.load()
         for manifest in found:
             if manifest.name not in self.plugins:
                 self.plugins[manifest.name] = PluginState(manifest, manifest.name not in disabled)
             if not self.plugins[manifest.name].enabled:
                 self.plugins[manifest.name].state = "disabled"
-        self._resolve_budgets()
+        self.resolve_budgets()
 
     def enforcement(self) -> dict[str, Any]:
         return self.backend.describe() if self.backend else {"backend": "none"}
@@ -207,7 +210,7 @@ class Supervisor:
     async def enable(self, name: str) -> dict[str, Any]:
         ps = self.get(name)
         ps.enabled = True
-        self._save_disabled()
+        self.disabled.save({p.name for p in self.plugins.values() if not p.enabled})
         if ps.state == "disabled":
             ps.state = "stopped"
         return await self.start_plugin(name)
@@ -215,7 +218,7 @@ class Supervisor:
     async def disable(self, name: str) -> dict[str, Any]:
         ps = self.get(name)
         ps.enabled = False
-        self._save_disabled()
+        self.disabled.save({p.name for p in self.plugins.values() if not p.enabled})
         await self._halt(ps)
         ps.state = "disabled"
         return self.info(name)
@@ -235,10 +238,9 @@ class Supervisor:
             )
         started = time.perf_counter()
         outcome = "ok"
-        span = self._span("plugin.call", plugin=name, method=method)
-        span.__enter__()
         try:
-            return await ps.process.call(method, params, limit)
+            with self.span("plugin.call", plugin=name, method=method):
+                return await ps.process.call(method, params, limit)
         except PluginTimeout as exc:
             outcome = "timeout"
             raise errors.timeout("plugin_timeout", str(exc), timeout_s=limit) from None
@@ -257,7 +259,6 @@ class Supervisor:
             ) from None
         finally:
             ms = (time.perf_counter() - started) * 1000
-            span.__exit__(None, None, None)
             if self.telemetry is not None:
                 self.telemetry.plugin_call_duration.record(
                     ms, {"plugin": name, "method": method, "outcome": outcome}
@@ -295,18 +296,18 @@ class Supervisor:
             ps.state = "stopped"
 
     async def _wait_settled(self, ps: PluginState, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while ps.state == "starting" and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        """Until the plugin is running, backing off or failed (bounded)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ps.settled.wait(), timeout)
 
     async def _run(self, ps: PluginState) -> None:
         while ps.wanted:
             if ps.group is None:
                 ps.group = await self._new_group(ps, ps.name)
             if not ps.code_digest:
-                ps.code_digest = await asyncio.to_thread(code_digest, ps.manifest.folder)
+                ps.code_digest = await asyncio.to_thread(files.code_digest, ps.manifest.folder)
             ps.state = "starting"
-            await asyncio.to_thread(ps.group.apply, _startup(ps.budget))
+            await asyncio.to_thread(ps.group.apply, budgets_mod.for_startup(ps.budget))
             process = PluginProcess(ps.manifest, ps.group, ps.logs.add, self.daemon_api)
             ps.process = process
             began = time.perf_counter()
@@ -408,7 +409,7 @@ class Supervisor:
         ps.restarts += 1
         return True
 
-    # ---- hot reload ---------------------------------------------------------------------
+    # ---- what the reloader needs (ReloadHost) -------------------------------------------
 
     async def reload(
         self,
@@ -417,120 +418,28 @@ class Supervisor:
         force: bool = False,
         requested_at: float | None = None,
     ) -> dict[str, Any]:
-        """Blue/green: start the new version beside the old, hand the state over, switch,
-        drain and stop the old one. Any failure keeps the old version serving."""
-        ps = self.get(name)
-        if ps.reload_lock.locked():
-            ps.reload_pending = True  # coalesce: one more reload after this one
-        async with ps.reload_lock:
-            ps.reload_pending = False
-            with self._span("plugin.reload", plugin=name, reason=reason, force=force) as span:
-                result = await self._reload(ps, reason, force, requested_at or time.monotonic())
-                if span is not None:
-                    span.set_attribute("reloaded", bool(result.get("reloaded")))
-                    span.set_attribute("stage", str(result.get("stage", "")))
+        result = await self.reloader.reload(name, reason, force, requested_at)
         if self.telemetry is not None and result.get("reloaded"):
             self.telemetry.plugin_reload_duration.record(result["took_ms"], {"plugin": name})
         return result
 
-    def _span(self, name: str, **attributes: Any) -> Any:
+    async def create_group(self, name: str) -> Group:
+        assert self.backend is not None
+        return await asyncio.to_thread(self.backend.create, name)
+
+    def new_process(self, ps: PluginState, manifest: Manifest, group: Group) -> PluginProcess:
+        return PluginProcess(manifest, group, ps.logs.add, self.daemon_api)
+
+    async def restart_stopped(self, ps: PluginState) -> None:
+        """A plugin that was not running gets a fresh start with its new code."""
+        ps.crashes.clear()
+        await self._halt(ps)
+        await self.start_plugin(ps.name)
+
+    def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]:
         if self.telemetry is None:
             return contextlib.nullcontext()
         return self.telemetry.span(name, **attributes)
-
-    async def _reload(
-        self, ps: PluginState, reason: str, force: bool, requested_at: float
-    ) -> dict[str, Any]:
-        try:
-            manifest = await asyncio.to_thread(manifest_mod.load, ps.manifest.folder)
-        except manifest_mod.ManifestError as exc:
-            return self._reload_failed(ps, "manifest", "; ".join(exc.problems), "", reason)
-        if manifest.name != ps.name:
-            return self._reload_failed(
-                ps,
-                "manifest",
-                f"plugin.name changed from {ps.name!r} to {manifest.name!r}; restart the daemon",
-                "",
-                reason,
-            )
-        digest = await asyncio.to_thread(code_digest, manifest.folder)
-        code_changed = digest != ps.code_digest or _without_budget(manifest) != _without_budget(
-            ps.manifest
-        )
-        if not code_changed and not force:
-            if manifest.budget != ps.manifest.budget:
-                ps.manifest = manifest
-                await self.apply_budgets()
-                return self._reloaded(ps, reason, requested_at, in_place=True)
-            return {"plugin": ps.name, "reloaded": False, "reason": "nothing changed"}
-        if ps.state != "running" or ps.process is None:
-            ps.manifest, ps.code_digest = manifest, digest
-            self._resolve_budgets()
-            if ps.enabled and ps.state in ("failed", "backoff", "stopped"):
-                ps.crashes.clear()
-                await self._halt(ps)
-                await self.start_plugin(ps.name)
-            return self._reloaded(ps, reason, requested_at, in_place=False)
-        return await self._blue_green(ps, manifest, digest, reason, requested_at)
-
-    async def _blue_green(
-        self,
-        ps: PluginState,
-        manifest: manifest_mod.Manifest,
-        digest: str,
-        reason: str,
-        requested_at: float,
-    ) -> dict[str, Any]:
-        old, old_group = ps.process, ps.group
-        assert old is not None
-        # A group of its own per generation: the old one is still being drained (and then
-        # emptied with SIGKILL), so the new version must never land in it.
-        group_name = f"{ps.name}.g{ps.generation + 1}"
-        saved_manifest, saved_budget = ps.manifest, ps.budget
-        ps.manifest = manifest
-        self._resolve_budgets()
-        timeout = self.config.number("plugins.start_timeout")
-        began = time.perf_counter()
-        group: Any = None
-        new: PluginProcess | None = None
-        try:
-            group = await asyncio.to_thread(self.backend.create, group_name)  # type: ignore[union-attr]
-            await asyncio.to_thread(group.apply, _startup(ps.budget))
-            new = PluginProcess(manifest, group, ps.logs.add, self.daemon_api)
-            await new.start(timeout)
-            ps.budget_notes = await asyncio.to_thread(group.apply, ps.budget)
-            state = await old.request("snapshot", {}, timeout)
-            await new.request("restore", {"state": (state or {}).get("state")}, timeout)
-        except (StartFailed, PluginTimeout, PluginUnavailable, PluginCallError, OSError) as exc:
-            ps.manifest, ps.budget = saved_manifest, saved_budget
-            if new is not None:
-                await new.kill()
-            if group is not None:
-                await asyncio.to_thread(group.remove)
-            stage = (
-                exc.stage
-                if isinstance(exc, StartFailed)
-                else "cgroup"
-                if isinstance(exc, OSError)
-                else "handover"
-            )
-            tb = getattr(exc, "traceback", "")
-            return self._reload_failed(ps, stage, str(exc), tb, reason)
-        if ps.debug is not None and not ps.debug.closed:
-            # Resume the old version (it must drain) and carry the session over.
-            with contextlib.suppress(Exception):
-                await old.request("debug.detach", {}, 5)
-        ps.process, ps.group = new, group  # the switch: new calls go to the new version
-        ps.usage.carry_over()  # the new group's counters start at zero
-        ps.code_digest = digest
-        ps.generation += 1
-        ps.started_at = time.monotonic()
-        ps.start_ms = round((time.perf_counter() - began) * 1000, 1)
-        asyncio.get_running_loop().create_task(self._retire(old, old_group))
-        if ps.debug is not None and not ps.debug.closed:
-            with contextlib.suppress(Exception):
-                await ps.debug.carry_over(new)
-        return self._reloaded(ps, reason, requested_at, in_place=False)
 
     # ---- debug sessions -----------------------------------------------------------------
 
@@ -546,8 +455,9 @@ class Supervisor:
         if ps.state != "running" or ps.process is None:
             raise errors.unavailable("plugin_unavailable", f"{name} is {ps.state}, not running")
         session = DebugSession(ps)
-        session.span = self._span("plugin.debug_session", plugin=name, session=session.id)
-        session.span.__enter__()
+        session.spans.enter_context(
+            self.span("plugin.debug_session", plugin=name, session=session.id)
+        )
         ps.debug = session
         try:
             await session.attach(ps.process)
@@ -563,90 +473,8 @@ class Supervisor:
             return
         session, ps.debug = ps.debug, None
         await session.close(reason)
-        if session.span is not None:
-            session.span.__exit__(None, None, None)
+        session.spans.close()
         self.bus.publish("plugin.debug_closed", plugin=name, session=session.id, reason=reason)
-
-    async def _retire(self, old: PluginProcess, group: Any) -> None:
-        """Let the old version finish its in-flight calls (bounded), then stop it."""
-        limit = self.config.number("plugins.call_timeout")
-        deadline = time.monotonic() + limit
-        while old.busy() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        await old.stop(self.config.number("plugins.stop_grace"))
-        if group is not None:
-            await asyncio.to_thread(group.remove)
-
-    def _reloaded(
-        self, ps: PluginState, reason: str, requested_at: float, in_place: bool
-    ) -> dict[str, Any]:
-        took = round((time.monotonic() - requested_at) * 1000, 1)
-        ps.reloads += 1
-        ps.reload_ms.append(took)
-        ps.reload_status = {
-            "state": "ok",
-            "at": time.time(),
-            "reason": reason,
-            "took_ms": took,
-            "in_place": in_place,
-        }
-        self.bus.publish(
-            "plugin.reloaded",
-            plugin=ps.name,
-            version=ps.manifest.version,
-            generation=ps.generation,
-            reason=reason,
-            took_ms=took,
-            in_place=in_place,
-        )
-        return {
-            "plugin": ps.name,
-            "reloaded": True,
-            "version": ps.manifest.version,
-            "generation": ps.generation,
-            "took_ms": took,
-            "in_place": in_place,
-        }
-
-    def _reload_failed(
-        self, ps: PluginState, stage: str, error: str, tb: str, reason: str
-    ) -> dict[str, Any]:
-        ps.reload_failures[stage] = ps.reload_failures.get(stage, 0) + 1
-        ps.reload_status = {
-            "state": "failed",
-            "at": time.time(),
-            "stage": stage,
-            "error": error,
-            "traceback": tb,
-            "reason": reason,
-        }
-        ps.logs.add(
-            {
-                "level": "error",
-                "msg": f"reload failed ({stage}): {error}",
-                "logger": "axd.reload",
-                "ts": time.time(),
-                **({"exc": tb} if tb else {}),
-            }
-        )
-        self.bus.publish(
-            "plugin.reload_failed",
-            plugin=ps.name,
-            stage=stage,
-            error=error,
-            traceback=tb,
-            reason=reason,
-            serving_version=ps.manifest.version,
-            generation=ps.generation,
-        )
-        return {
-            "plugin": ps.name,
-            "reloaded": False,
-            "stage": stage,
-            "error": error,
-            "traceback": tb,
-            "serving_version": ps.manifest.version,
-        }
 
     async def _new_group(self, ps: PluginState, name: str) -> Any:
         group = await asyncio.to_thread(self.backend.create, name)  # type: ignore[union-attr]
@@ -670,36 +498,23 @@ class Supervisor:
             sub.close()
 
     def budgets_file(self) -> str:
-        configured = self.config.text("plugins.budgets_file")
-        if configured:
-            return os.path.expanduser(configured)
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-        return os.path.join(base, "axd", "budgets.toml")
+        return budgets_mod.file_path(self.config)
 
-    def default_budget(self) -> Budget:
-        cfg = self.config
-        return Budget(
-            cpu=cfg.number("budget.cpu"),
-            memory=cfg.integer("budget.memory"),
-            memory_high=cfg.integer("budget.memory_high"),
-            pids=cfg.integer("budget.pids"),
-        )
-
-    def _resolve_budgets(self) -> None:
+    def resolve_budgets(self) -> None:
+        """Each plugin's budget: config default < manifest < budgets file."""
         overrides, problems = budgets_mod.load_overrides(self.budgets_file(), set(self.plugins))
         self.budget_problems = problems
         for problem in problems:
             log.error("budget problem", extra={"problem": problem})
-        base = self.default_budget()
+        base = budgets_mod.defaults(self.config)
         for ps in self.plugins.values():
-            budget = base.merged(ps.manifest.budget).merged(overrides.get(ps.name, Budget()))
-            if budget.memory_high and budget.memory and budget.memory_high > budget.memory:
-                budget = Budget(budget.cpu, budget.memory, budget.memory, budget.pids)
-            ps.budget = budget
+            ps.budget = budgets_mod.resolve(
+                base, ps.manifest.budget, overrides.get(ps.name, Budget())
+            )
 
     async def apply_budgets(self) -> dict[str, Any]:
         """Re-read defaults and the budgets file; apply to running plugins in place."""
-        self._resolve_budgets()
+        self.resolve_budgets()
         applied = {}
         for ps in self.plugins.values():
             if ps.group is not None:
@@ -711,57 +526,6 @@ class Supervisor:
     def _config_changed(self, cfg: Any, changed: list[str]) -> None:
         if any(k.startswith(("budget.", "plugins.budgets_file")) for k in changed):
             asyncio.get_running_loop().create_task(self.apply_budgets())
-
-    def _load_disabled(self) -> set[str]:
-        try:
-            with open(self.state_file) as fh:
-                return set(json.load(fh).get("disabled", []))
-        except (OSError, ValueError):
-            return set()
-
-    def _save_disabled(self) -> None:
-        disabled = sorted(ps.name for ps in self.plugins.values() if not ps.enabled)
-        tmp = self.state_file + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump({"disabled": disabled}, fh)
-        os.replace(tmp, self.state_file)
-
-
-def _startup(budget: Budget) -> Budget:
-    """Until `ready`, a plugin may use at least one core: imports under a 0.2-core quota
-    would take four times as long. Memory and pids limits hold from the first instruction;
-    `plugins.start_timeout` bounds the boost."""
-    if budget.cpu is None or budget.cpu >= 1.0:
-        return budget
-    return dataclasses.replace(budget, cpu=1.0)
-
-
-def code_digest(folder: str) -> str:
-    """A hash of the plugin's files (not the manifest): did the code change?"""
-    digest = hashlib.blake2b(digest_size=16)
-    for base, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
-        for name in sorted(files):
-            if name == "plugin.toml" or is_scratch_file(name):
-                continue
-            path = os.path.join(base, name)
-            digest.update(os.path.relpath(path, folder).encode())
-            with contextlib.suppress(OSError), open(path, "rb") as fh:
-                digest.update(fh.read())
-    return digest.hexdigest()
-
-
-def is_scratch_file(name: str) -> bool:
-    """Editor swap, backup and temp files, and bytecode: never a reason to reload."""
-    return (
-        name.endswith(("~", ".swp", ".swo", ".swx", ".tmp", ".pyc", ".pyo"))
-        or name.startswith((".#", "#"))
-        or name == "4913"
-    )
-
-
-def _without_budget(m: manifest_mod.Manifest) -> manifest_mod.Manifest:
-    return dataclasses.replace(m, budget=Budget())
 
 
 def _wants(ps: PluginState, event: Event) -> bool:
