@@ -15,8 +15,10 @@ from axctl.commands import perf as perf_cmd
 from axctl.commands import plugins as plugins_cmd
 from axctl.session import Session
 from axd import __version__
+from axd.shared import transport
 
 trace.mark("imports")
+transport.on_phase = trace.mark
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

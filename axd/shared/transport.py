@@ -10,11 +10,19 @@ from __future__ import annotations
 import errno
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from axctl import trace
 from axd import API_VERSION, __version__
+
+
+def _no_phase(_phase: str) -> None:
+    pass
+
+
+# Told when a connection is open ("connect") and an answer read ("request"): `axctl
+# --trace` sets it to its own clock; nobody else pays more than a call.
+on_phase: Callable[[str], None] = _no_phase
 
 
 class DaemonUnreachable(Exception):
@@ -68,7 +76,7 @@ class Client:
         with self._open(method, target, body) as reader:
             status, headers = _read_head(reader)
             data = b"".join(_body_chunks(reader, headers))
-        trace.mark("request")
+        on_phase("request")
         _check_api(headers)
         return Response(status, headers, data)
 
@@ -94,7 +102,7 @@ class Client:
         except OSError as exc:
             sock.close()
             raise DaemonUnreachable(self.path, _why(exc)) from None
-        trace.mark("connect")
+        on_phase("connect")
         payload = b"" if body is None else json.dumps(body).encode()
         head = (
             f"{method} {target} HTTP/1.1\r\nHost: axd\r\n"
