@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from axd import errors
-from axd.api.inputs import read_json
+from axd.api.inputs import json_body
 from axd.api.registry import Param, RouteTable
 from axd.api.render import NdjsonStream, json_response
 from axd.codeintel.extract import FIELDS
@@ -98,12 +98,6 @@ def _service(request: web.Request) -> CodeIntel:
     return ci
 
 
-async def _body(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
-    return await read_json(
-        request, schema, request.app[SERVICES].config.integer("api.max_body_size")
-    )
-
-
 def _limit(ci: CodeIntel, body: dict[str, Any]) -> int:
     return int(body.get("limit") or ci.config.integer("codeintel.default_limit"))
 
@@ -117,7 +111,7 @@ def _limit(ci: CodeIntel, body: dict[str, Any]) -> int:
 )
 async def add_workspace(request: web.Request) -> web.StreamResponse:
     ci = _service(request)
-    body = await _body(request, ADD_BODY)
+    body = await json_body(request, ADD_BODY)
     wait = body.get("wait", True)
     if not body.get("progress"):
         return json_response(await ci.add_workspace(body["path"], wait))
@@ -173,7 +167,7 @@ async def list_workspaces(request: web.Request) -> web.Response:
 )
 async def remove_workspace(request: web.Request) -> web.Response:
     ci = _service(request)
-    body = await _body(request, REMOVE_BODY)
+    body = await json_body(request, REMOVE_BODY)
     return json_response(await ci.remove_workspace(body["path"]))
 
 
@@ -210,7 +204,7 @@ async def index_status(request: web.Request) -> web.Response:
 )
 async def search(request: web.Request) -> web.Response:
     ci = _service(request)
-    body = await _body(request, SEARCH_BODY)
+    body = await json_body(request, SEARCH_BODY)
     ws = ci.require_workspace(body["path"])
     return json_response(
         await ci.search(
@@ -235,7 +229,7 @@ async def search(request: web.Request) -> web.Response:
 )
 async def search_batch(request: web.Request) -> web.Response:
     ci = _service(request)
-    body = await _body(request, BATCH_BODY)
+    body = await json_body(request, BATCH_BODY)
     if len(body["queries"]) > MAX_BATCH:
         raise errors.invalid(
             "invalid_value",
@@ -290,7 +284,7 @@ async def _by_name(
     request: web.Request, call: Callable[[CodeIntel, Workspace, str, int], Awaitable[Any]]
 ) -> web.Response:
     ci = _service(request)
-    body = await _body(request, NAME_BODY)
+    body = await json_body(request, NAME_BODY)
     name = body["name"].strip()
     if not name:
         raise errors.invalid("invalid_value", "body.name must not be empty", field="body.name")

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from axd.api.inputs import read_json
+from axd.api.inputs import json_body
 from axd.api.registry import RouteTable
 from axd.api.render import json_response
 from axd.config import schema as config_mod
@@ -66,11 +66,7 @@ async def get_config(request: web.Request) -> web.Response:
 )
 async def reload_config(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    await read_json(
-        request,
-        {"type": "object", "additionalProperties": False},
-        services.config.integer("api.max_body_size"),
-    )
+    await json_body(request, {"type": "object", "additionalProperties": False})
     changed = services.config.reload("api")
     return json_response({"changed": changed, "files": list(services.config.current.files)})
 
@@ -95,7 +91,7 @@ SET_BODY: dict[str, Any] = {
 )
 async def set_config(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    body = await read_json(request, SET_BODY, services.config.integer("api.max_body_size"))
+    body = await json_body(request, SET_BODY)
     return json_response(services.config.set_key(body["key"], body["value"]))
 
 
@@ -108,7 +104,7 @@ async def set_config(request: web.Request) -> web.Response:
 )
 async def validate_config(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    body = await read_json(request, VALIDATE_BODY, services.config.integer("api.max_body_size"))
+    body = await json_body(request, VALIDATE_BODY)
     if "text" in body:
         name = body.get("name") or "<text>"
         problems = config_mod.validate_text(body["text"], name)

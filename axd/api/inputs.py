@@ -12,6 +12,7 @@ from aiohttp import web
 
 from axd import errors
 from axd.api.errors import ApiError
+from axd.daemon.services import SERVICES
 from axd.errors import AxdError
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -40,6 +41,13 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             raise _too_large(limit, None)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def json_body(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
+    """The request's JSON object body checked against `schema`, within the live
+    `api.max_body_size`."""
+    limit = request.app[SERVICES].config.integer("api.max_body_size")
+    return await read_json(request, schema, limit)
 
 
 async def read_json(request: web.Request, schema: dict[str, Any], limit: int) -> dict[str, Any]:

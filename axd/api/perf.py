@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from axd import errors
-from axd.api.inputs import read_json
+from axd.api.inputs import json_body
 from axd.api.registry import RouteTable
 from axd.api.render import json_response
 from axd.daemon.services import SERVICES
@@ -41,7 +41,7 @@ PROFILE_BODY: dict[str, Any] = {
 )
 async def profile(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    body = await read_json(request, PROFILE_BODY, services.config.integer("api.max_body_size"))
+    body = await json_body(request, PROFILE_BODY)
     seconds = float(body.get("seconds", 5))
     rate = int(body.get("rate", 100))
     fmt = body.get("format", "flamegraph")

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from axd import errors
-from axd.api.inputs import query_bool, query_int, read_json
+from axd.api.inputs import json_body, query_bool, query_int
 from axd.api.registry import Param, RouteTable
 from axd.api.render import NdjsonStream, json_response
 from axd.daemon.services import SERVICES
@@ -100,9 +100,7 @@ async def get_plugin(request: web.Request) -> web.Response:
 async def call_plugin(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    body = await read_json(
-        request, CALL_BODY, request.app[SERVICES].config.integer("api.max_body_size")
-    )
+    body = await json_body(request, CALL_BODY)
     started = time.perf_counter()
     result = await sup.call(ps.name, body["method"], body.get("params"), body.get("timeout"))
     return json_response(
@@ -160,9 +158,7 @@ RELOAD_BODY: dict[str, Any] = {
 async def reload_plugin(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    body = await read_json(
-        request, RELOAD_BODY, request.app[SERVICES].config.integer("api.max_body_size")
-    )
+    body = await json_body(request, RELOAD_BODY)
     return json_response(await sup.reload(ps.name, reason="manual", force=body.get("force", False)))
 
 
@@ -274,9 +270,7 @@ async def _dap(ps: Any) -> Any:
 async def debug_command(request: web.Request) -> web.Response:
     sup = _supervisor(request)
     ps = _get(sup, request)
-    body = await read_json(
-        request, COMMAND_BODY, request.app[SERVICES].config.integer("api.max_body_size")
-    )
+    body = await json_body(request, COMMAND_BODY)
     session = ps.debug
     if session is None or session.closed or session.id != body["session"]:
         raise errors.conflict(
@@ -367,9 +361,7 @@ async def validate_budgets(request: web.Request) -> web.Response:
     import tempfile
 
     sup = _supervisor(request)
-    body = await read_json(
-        request, VALIDATE_BODY, request.app[SERVICES].config.integer("api.max_body_size")
-    )
+    body = await json_body(request, VALIDATE_BODY)
     if "text" in body:
         name = body.get("name") or "<text>"
         with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:

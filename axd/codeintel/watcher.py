@@ -10,13 +10,13 @@ follows their request, then wait until it is applied.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
 
 import watchfiles
 
+from axd.background import Background
 from axd.codeintel.ignore import COOKIE_PREFIX
 
 log = logging.getLogger("axd.codeintel.watch")
@@ -27,13 +27,15 @@ OnBatch = Callable[[set[str], set[str], int], Awaitable[None]]
 IDLE_TIMEOUT_MS = 500
 
 
-class Watcher:
+class Watcher(Background):
     """Watches `dirs` under `root`; calls `on_batch(changed_paths, cookies, seq)`.
 
     Adding folders restarts the underlying watch; whatever happened in them in between is
     caught by reporting the added folders themselves as changed once the new watch is up
     (the service re-walks a changed folder), so no event is lost in the gap.
     """
+
+    task_name = "watch"
 
     def __init__(self, root: str, dirs: list[str], on_batch: OnBatch, debounce: float) -> None:
         self.root = root
@@ -42,21 +44,10 @@ class Watcher:
         self.on_batch = on_batch
         self.debounce_ms = max(1, int(debounce * 1000))
         self.seq = 0
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        super().__init__()
         self._restart = asyncio.Event()
         self.running = False
         self.error: str | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="watch")
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
 
     def add_dirs(self, dirs: list[str]) -> None:
         """Watch new folders too (the watcher restarts with the bigger set)."""

@@ -7,7 +7,6 @@ reports it, as SIGHUP would).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -15,13 +14,16 @@ from collections.abc import Awaitable, Callable
 
 import watchfiles
 
+from axd.background import Background
 from axd.config.live import LiveConfig
 from axd.config.schema import ConfigError
 
 log = logging.getLogger("axd.config")
 
 
-class ConfigWatcher:
+class ConfigWatcher(Background):
+    task_name = "config-watch"
+
     def __init__(
         self,
         live: LiveConfig,
@@ -31,18 +33,7 @@ class ConfigWatcher:
         self.live = live
         self.budgets_file = budgets_file
         self.on_budgets = on_budgets
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="config-watch")
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        super().__init__()
 
     def _files(self) -> dict[str, str]:
         files = {}

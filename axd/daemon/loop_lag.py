@@ -11,12 +11,13 @@ machine's load does not explain it; the answer says which case it is, in words.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from axd.background import Background
 
 
 def machine_load() -> tuple[float, int]:
@@ -24,7 +25,9 @@ def machine_load() -> tuple[float, int]:
     return os.getloadavg()[0], len(os.sched_getaffinity(0)) or 1
 
 
-class LoopLagMonitor:
+class LoopLagMonitor(Background):
+    task_name = "loop-lag"
+
     def __init__(
         self,
         interval: float = 0.1,
@@ -35,16 +38,7 @@ class LoopLagMonitor:
         self.load = load
         self.warn_after = 0.1
         self._samples: deque[float] = deque(maxlen=window)
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        super().__init__()
 
     async def _run(self) -> None:
         while True:

@@ -9,10 +9,10 @@ Each event carries the numbers behind it. Warnings are edge-triggered: one per c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from axd.background import Background
 from axd.events import EventBus
 from axd.plugins.cgroups import CgroupStats
 from axd.plugins.state import PluginState
@@ -21,22 +21,15 @@ if TYPE_CHECKING:
     from axd.plugins.types import PluginFleet
 
 
-class Monitor:
+class Monitor(Background):
+    task_name = "plugin-monitor"
+
     def __init__(self, fleet: PluginFleet, bus: EventBus) -> None:
         self.fleet = fleet
         self.bus = bus
-        self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.busy_s = 0.0
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="plugin-monitor")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        super().__init__()
 
     async def _run(self) -> None:
         while True:

@@ -25,6 +25,7 @@ from typing import Any
 
 import watchfiles
 
+from axd.background import Background
 from axd.plugins import manifest as manifest_mod
 from axd.plugins.budgets import Budget, for_startup
 from axd.plugins.files import code_digest, is_scratch_file
@@ -232,27 +233,24 @@ class Reloader:
         }
 
 
-class FolderWatch:
+class FolderWatch(Background):
     """Reloads a plugin once its folder has been quiet for `plugins.reload_debounce`."""
 
+    task_name = "reload"
+
     def __init__(self, host: ReloadHost, reloader: Reloader) -> None:
+        super().__init__()
         self.host = host
         self.reloader = reloader
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
         self._settling: dict[str, asyncio.Task[None]] = {}
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._watch(), name="reload")
-
     async def stop(self) -> None:
-        self._stop.set()
-        tasks = [t for t in (self._task, *self._settling.values()) if t is not None]
-        for task in tasks:
+        await super().stop()
+        for task in self._settling.values():
             task.cancel()
-        for task in tasks:
+        for task in self._settling.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
@@ -263,7 +261,7 @@ class FolderWatch:
                 return ps.name
         return None
 
-    async def _watch(self) -> None:
+    async def _run(self) -> None:
         folders = [ps.manifest.folder for ps in self.host.plugins.values()]
         if not folders:
             return
