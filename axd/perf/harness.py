@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
 import tomllib
@@ -29,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from axd.daemon.launcher import PrivateDaemon, PrivateHome, stop_leftover
 from axd.perf.stats import summarize
-from axd.shared.spawn import spawn_daemon
-from axd.shared.transport import Client
+from axd.shared.paths import daemon_log_file
 
 KINDS = (
     "cli",
@@ -122,12 +121,24 @@ class Harness:
     ) -> None:
         self.progress = progress
         self.corpus_files = corpus_files
-        self.tmp = Path(tempfile.mkdtemp(prefix="axdp-", dir="/tmp"))
-        os.chmod(self.tmp, 0o700)
-        self.socket = str(self.tmp / "run" / "axd.sock")
-        self.client = Client(self.socket, 120)
+        # The index is cached across runs: the daemon's state dir lives in the cache.
+        self.home = PrivateHome.create("axdp-", state_dir=CACHE / "state")
+        self.tmp = self.home.root
+        self.socket = self.home.socket
+        self.client = self.home.client(120)
         self.corpus: Path | None = None
         self.plugin_dir = self.tmp / "plugins" / "bench"
+        self.daemon = PrivateDaemon(
+            self.home,
+            env={
+                "AXD_PLUGINS_ENABLED": "true",
+                "AXD_PLUGINS_BUILTIN": "false",
+                "AXD_PLUGINS_PATHS": str(self.plugin_dir.parent),
+                "AXD_PLUGINS_CALL_TIMEOUT": "30s",
+            },
+            log_path=daemon_log_file(str(self.home.state_dir)),
+            new_session=True,
+        )
         self._queries: list[str] = []
         self._lock: int | None = None
 
@@ -135,7 +146,6 @@ class Harness:
 
     def start(self) -> None:
         # One run at a time per cache: the cached index is a daemon's state dir.
-        os.makedirs(CACHE, exist_ok=True)
         self._lock = os.open(CACHE / "run.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -144,54 +154,19 @@ class Harness:
             fcntl.flock(self._lock, fcntl.LOCK_EX)
         self._stop_leftover()
         self._write_plugin(0)
-        env = {
-            "AXD_SOCKET": self.socket,
-            "AXD_STATE_DIR": str(CACHE / "state"),
-            "XDG_CONFIG_HOME": str(self.tmp / "config"),
-            "AXD_PLUGINS_ENABLED": "true",
-            "AXD_PLUGINS_BUILTIN": "false",
-            "AXD_PLUGINS_PATHS": str(self.plugin_dir.parent),
-            "AXD_PLUGINS_CALL_TIMEOUT": "30s",
-        }
-        os.makedirs(CACHE / "state", mode=0o700, exist_ok=True)
-        os.chmod(CACHE / "state", 0o700)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            spawn_daemon(self.socket, env["AXD_STATE_DIR"])
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        self.daemon.start()
 
     def _stop_leftover(self) -> None:
         """A run killed before its cleanup leaves its daemon on the cached state: stop it
         (we hold the run lock, so it is nobody else's)."""
-        try:
-            pid = int((CACHE / "state" / "axd.state.lock").read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return
-        if b"axd" not in cmdline:
-            return
-        self.progress(f"stopping a daemon left by an interrupted run (pid {pid})")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 15)
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        pid = stop_leftover(self.home.state_dir / "axd.state.lock", timeout=30)
+        if pid is not None:
+            self.progress(f"stopped a daemon left by an interrupted run (pid {pid})")
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.request("POST", "/v1/shutdown")
-        lock = self.socket + ".lock"
-        deadline = time.monotonic() + 30
-        while os.path.exists(lock) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        if getattr(self, "_lock", None) is not None:
+        self.daemon.stop(term_timeout=30)
+        self.home.remove()
+        if self._lock is not None:
             os.close(self._lock)
             self._lock = None
 
@@ -310,7 +285,7 @@ class Harness:
         command = list(w.params.get("command", ["axctl", "status", "--json"]))
         if command[0] == "axctl":
             command[0] = str(Path(sys.executable).parent / "axctl")
-        env = dict(os.environ, AXD_SOCKET=self.socket)
+        env = self.home.env
         return self._timed(
             w,
             lambda _i: subprocess.run(
@@ -529,24 +504,21 @@ def packages() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
+    """HEAD of the checkout the harness runs from; `-dirty` when it has changes."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
+        return None
+    return commit + ("-dirty" if _git("status", "--porcelain") else "")
+
+
+def _git(*args: str) -> str | None:
     here = Path(__file__).resolve().parent
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+            ["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10, check=False
         )
         if out.returncode == 0:
-            dirty = subprocess.run(
-                ["git", "-C", str(here), "status", "--porcelain"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-            return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+            return out.stdout.strip()
     return None
 
 
