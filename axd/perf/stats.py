@@ -1,17 +1,44 @@
-"""Summary statistics and the noise-aware regression gate."""
+"""Summary statistics and the noise-aware regression gate.
+
+One module for `axctl perf run` and the bench/ scripts. They keep two percentile rules on
+purpose: the harness reports the nearest observed sample (its baselines and the gate were
+made so), bench/ interpolates (`statistics.quantiles(..., method="inclusive")`, as
+bench/README.md states), so neither's published figures move.
+"""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 
+def nearest_rank(ordered: Sequence[float], q: float) -> float:
+    """The sorted samples' value at rank floor(q * n): always an observed value."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def interpolated(samples: Sequence[float]) -> tuple[float, float, float]:
+    """P50, P95 and P99 interpolated between samples (inclusive method); one sample is
+    all three."""
+    if len(samples) < 2:
+        return samples[0], samples[0], samples[0]
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return cuts[49], cuts[94], cuts[98]
+
+
+def stdev(samples: Sequence[float]) -> float:
+    """The sample standard deviation; 0 for fewer than two samples."""
+    return statistics.stdev(samples) if len(samples) > 1 else 0.0
+
+
 def summarize(samples_ms: list[float], unit: str = "ms") -> dict[str, Any]:
+    """A workload's figures in a `perf run` result (nearest-rank percentiles, rounded)."""
     ordered = sorted(samples_ms)
     n = len(ordered)
 
     def pct(q: float) -> float:
-        return round(ordered[min(n - 1, int(q * n))], 4) if n else 0.0
+        return round(nearest_rank(ordered, q), 4) if n else 0.0
 
     mean = statistics.fmean(ordered) if n else 0.0
     return {
@@ -23,9 +50,30 @@ def summarize(samples_ms: list[float], unit: str = "ms") -> dict[str, Any]:
         "mean": round(mean, 4),
         "min": round(ordered[0], 4) if n else 0.0,
         "max": round(ordered[-1], 4) if n else 0.0,
-        "stdev": round(statistics.stdev(ordered), 4) if n > 1 else 0.0,
+        "stdev": round(stdev(ordered), 4),
         "throughput_per_s": round(1000.0 / mean, 2) if mean else None,
     }
+
+
+def distribution(samples: list[float], keep: bool = True, digits: int = 4) -> dict[str, Any]:
+    """A bench figure's percentiles (interpolated), mean, stdev, min and max, unrounded;
+    with `keep`, the samples too (rounded to `digits`). `{"n": 0}` for no samples."""
+    if not samples:
+        return {"n": 0}
+    p50, p95, p99 = interpolated(samples)
+    doc: dict[str, Any] = {
+        "n": len(samples),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "mean": statistics.fmean(samples),
+        "stdev": stdev(samples),
+        "min": min(samples),
+        "max": max(samples),
+    }
+    if keep:
+        doc["samples"] = [round(s, digits) for s in samples]
+    return doc
 
 
 def compare(
