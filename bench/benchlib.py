@@ -1,8 +1,10 @@
-"""Shared plumbing of the code-intelligence benchmarks (not a benchmark itself).
+"""Shared plumbing of the benchmarks (not a benchmark itself).
 
-A private daemon on a temp socket and state dir (the `cli_startup.py` recipe), the machine
-record, percentiles, the `name: value unit (reference: value, ratio: x)` lines, and the
-ripgrep reference. Standard library only (plus `axctl.transport`, which is stdlib-only).
+The options every script takes, a private daemon (its home from `axd.daemon.launcher`,
+the one launcher the tests and `axctl perf run` use too), timing commands and interleaving
+them, the machine record, the `name: value unit (reference: value, ratio: x)` lines, and
+the ripgrep reference. Percentiles come from `axd.perf.stats`. Standard library only (plus
+those axd modules, which are stdlib-only too).
 """
 
 from __future__ import annotations
@@ -10,17 +12,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import operator
 import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,6 +30,7 @@ OUT = os.path.join(REPO, "bench", "out")
 if REPO not in sys.path:  # a python without the editable install: this checkout, last
     sys.path.append(REPO)
 
+from axd.daemon.launcher import PrivateHome, stop_leftover  # noqa: E402
 from axd.shared.transport import Client, DaemonUnreachable, ProtocolError  # noqa: E402
 
 
@@ -44,18 +47,47 @@ def notifier(name: str) -> Callable[[str], None]:
     return note
 
 
-def common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--corpus",
-        choices=("a", "b"),
-        default="a",
-        help="a: the stdlib copy; b: PyPI sdists + node_modules (default a)",
+SMOKE_HELP = "CI: corpus A, few iterations, targets not checked"
+
+
+def parser(doc: str, corpus: bool = True) -> argparse.ArgumentParser:
+    """A benchmark's parser, described by its docstring's first paragraph; with `corpus`,
+    the code-intelligence scripts' `--corpus a|b`."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n", 1)[0])
+    if corpus:
+        p.add_argument(
+            "--corpus",
+            choices=("a", "b"),
+            default="a",
+            help="a: the stdlib copy; b: PyPI sdists + node_modules (default a)",
+        )
+    return p
+
+
+def index_cache_arg(p: argparse.ArgumentParser) -> None:
+    """For the scripts that start from an indexed corpus (corpus.indexed)."""
+    p.add_argument(
+        "--no-index-cache",
+        action="store_true",
+        help="index from scratch instead of starting from bench/out/index-cache",
     )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument(
-        "--smoke", action="store_true", help="CI: corpus A, few iterations, targets not checked"
-    )
+
+
+def parse(
+    p: argparse.ArgumentParser,
+    argv: list[str] | None,
+    smoke: Mapping[str, Any],
+    smoke_help: str = SMOKE_HELP,
+) -> argparse.Namespace:
+    """Add the options every benchmark takes (`--json`, `--check`, `--smoke`) and parse;
+    `--smoke` sets the options named in `smoke` to its values."""
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    p.add_argument("--smoke", action="store_true", help=smoke_help)
+    args = p.parse_args(argv)
+    if args.smoke:
+        vars(args).update(smoke)
+    return args
 
 
 # -- machine -------------------------------------------------------------------------------
@@ -154,30 +186,7 @@ def machine_line(info: dict[str, Any]) -> str:
     )
 
 
-# -- statistics and output -----------------------------------------------------------------
-
-
-def summarize(samples: list[float], keep: bool = True) -> dict[str, Any]:
-    if not samples:
-        return {"n": 0}
-    if len(samples) > 1:
-        cuts = statistics.quantiles(samples, n=100, method="inclusive")
-        p50, p95, p99 = cuts[49], cuts[94], cuts[98]
-    else:
-        p50 = p95 = p99 = samples[0]
-    doc: dict[str, Any] = {
-        "n": len(samples),
-        "p50": p50,
-        "p95": p95,
-        "p99": p99,
-        "mean": statistics.fmean(samples),
-        "stdev": statistics.stdev(samples) if len(samples) > 1 else 0.0,
-        "min": min(samples),
-        "max": max(samples),
-    }
-    if keep:
-        doc["samples"] = [round(s, 4) for s in samples]
-    return doc
+# -- output ----------------------------------------------------------------------------------
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -214,22 +223,24 @@ def ratio_text(value: float, ref: float | None) -> str:
     return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
 
 
+MEETS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    "<": operator.lt,
+    ">=": operator.ge,
+}
+
+
 def target(
-    name: str,
-    value: float,
-    unit: str,
-    limit: float,
-    higher_is_better: bool = False,
-    digits: int = 2,
+    name: str, value: float, unit: str, limit: float, op: str = "<=", digits: int = 2
 ) -> dict[str, Any]:
-    met = value >= limit if higher_is_better else value <= limit
+    """A target's record for `finish`: met when `value op limit`."""
     return {
         "name": name,
         "value": value,
         "unit": unit,
         "target": limit,
-        "op": ">=" if higher_is_better else "<=",
-        "met": met,
+        "op": op,
+        "met": MEETS[op](value, limit),
         "digits": digits,
     }
 
@@ -330,6 +341,85 @@ def drop_caches() -> bool:
         return False
 
 
+# -- commands ---------------------------------------------------------------------------------
+
+
+def checked(proc: subprocess.CompletedProcess[str], what: str) -> str:
+    """The output of a command that must succeed; a BenchError naming it otherwise."""
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip()
+        raise BenchError(f"{what} failed (exit {proc.returncode}):\n{out[-3000:]}")
+    return proc.stdout
+
+
+def run_checked(
+    cmd: Sequence[str],
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> str:
+    """Run `cmd` to completion (stdin closed, output captured); its stdout."""
+    proc = subprocess.run(
+        list(cmd),
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return checked(proc, f"`{' '.join(cmd)}`")
+
+
+def time_command(
+    cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> float:
+    """Milliseconds of wall time of one run, fork/exec included; it must succeed."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        list(cmd),
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    elapsed = (time.perf_counter() - started) * 1000.0
+    if proc.returncode != 0:
+        raise BenchError(f"`{' '.join(cmd)}` exited {proc.returncode} during the benchmark")
+    return elapsed
+
+
+def interleave(
+    kinds: dict[str, Callable[[], float]], runs: int, warmup: int
+) -> dict[str, list[float]]:
+    """`warmup` unmeasured rounds, then `runs` rounds of one measurement of each kind; the
+    order rotates every round, so that drift in the machine's load falls on all alike."""
+    names = list(kinds)
+    for _ in range(warmup):
+        for name in names:
+            kinds[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(runs):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(kinds[name]())
+    return samples
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[str]:
+    """A private (0700) temp folder under /tmp for a benchmark's files, removed at the end."""
+    tmp = tempfile.mkdtemp(prefix="axdb-", dir="/tmp")
+    os.chmod(tmp, 0o700)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # -- the private daemon --------------------------------------------------------------------
 
 
@@ -345,54 +435,42 @@ def venv_tools() -> tuple[str, str]:
 
 
 class Daemon:
-    """A private axd: own socket, state dir and config dir under /tmp/axdb-* (0700)."""
+    """A private axd in a `PrivateHome` (own socket, state dir and config dir under
+    /tmp/axdb-*, 0700, an environment without the caller's AXD_* settings). It starts and
+    stops through `axctl start` / `axctl stop`, as a user's daemon does: restart.py
+    reports those times, and cli_startup.py measures against that daemon."""
 
     def __init__(self, note: Callable[[str], None], config: str | None = None) -> None:
         self.note = note
         self.python, self.axctl = venv_tools()
-        self.tmp = tempfile.mkdtemp(prefix="axdb-", dir="/tmp")
-        os.chmod(self.tmp, 0o700)
-        run_dir = os.path.join(self.tmp, "run")
-        os.mkdir(run_dir, 0o700)
-        os.chmod(run_dir, 0o700)
-        self.socket = os.path.join(run_dir, "axd.sock")
-        self.state_dir = os.path.join(self.tmp, "state")
-        config_home = os.path.join(self.tmp, "config")
-        self.env = dict(
-            os.environ,
-            AXD_SOCKET=self.socket,
-            AXD_STATE_DIR=self.state_dir,
-            XDG_CONFIG_HOME=config_home,
-        )
-        self.env.pop("AXD_CONFIG", None)
+        self.home = PrivateHome.create("axdb-")
         if config:
-            os.makedirs(os.path.join(config_home, "axd"), mode=0o700)
-            with open(os.path.join(config_home, "axd", "axd.toml"), "w", encoding="utf-8") as fh:
-                fh.write(config)
+            self.home.write_config(config)
         self.running = False
         self.pid: int | None = None
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The home's environment; changes apply to the next start."""
+        return self.home.env
+
+    @property
+    def socket(self) -> str:
+        return self.home.socket
+
+    @property
+    def state_dir(self) -> str:
+        return str(self.home.state_dir)
+
+    @property
+    def tmp(self) -> str:
+        return str(self.home.root)
+
     # lifecycle
 
-    def axctl_cmd(self, *args: str) -> list[str]:
-        return [self.axctl, *args]
-
     def run(self, *args: str, timeout: float = 120) -> str:
-        proc = subprocess.run(
-            self.axctl_cmd(*args),
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise BenchError(
-                f"axctl {' '.join(args)} failed (exit {proc.returncode}):\n"
-                f"{proc.stdout}{proc.stderr}".strip()
-            )
-        return proc.stdout
+        """`axctl ARGS` against this daemon; its stdout (a BenchError if it fails)."""
+        return checked(self.home.axctl(*args, timeout=timeout), f"axctl {' '.join(args)}")
 
     def start(self) -> float:
         """`axctl start`; returns its wall time in ms."""
@@ -404,22 +482,23 @@ class Daemon:
         return elapsed
 
     def stop(self) -> float:
+        """`axctl stop`; returns its wall time in ms. Should it fail, the daemon is
+        stopped through its lock (SIGTERM, then SIGKILL)."""
         started = time.perf_counter()
         try:
             self.run("stop", "--timeout", "60", timeout=90)
         except (BenchError, subprocess.TimeoutExpired) as exc:
             self.note(f"warning: {exc}")
-            if self.pid:
-                with contextlib.suppress(OSError):
-                    os.kill(self.pid, 15)
-                    self.note(f"sent SIGTERM to the bench daemon (pid {self.pid})")
+            pid = stop_leftover(self.home.lock_file)
+            if pid:
+                self.note(f"stopped the bench daemon (pid {pid}) through its lock")
         self.running = False
         return (time.perf_counter() - started) * 1000.0
 
     def close(self) -> None:
         if self.running:
             self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.home.remove()
 
     def __enter__(self) -> Daemon:
         return self
@@ -430,7 +509,7 @@ class Daemon:
     # API
 
     def client(self, timeout: float | None = 30.0) -> Client:
-        return Client(self.socket, timeout=timeout)
+        return self.home.client(timeout)
 
     def call(self, method: str, target: str, body: Any = None, timeout: float | None = 30.0) -> Any:
         try:

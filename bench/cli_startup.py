@@ -18,17 +18,16 @@ Run: `.venv/bin/python bench/cli_startup.py [--runs 60] [--warmup 5] [--json] [-
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from typing import Any
 
 import benchlib
+from benchlib import Daemon, guarded, interleave, notifier, time_command
+
+from axd.perf.stats import distribution
 
 # Targets from the issue.
 TARGET_P95_MS = 50.0
@@ -39,25 +38,19 @@ PASS = "python -I -c pass"
 IMPORTS = "import click,json,socket"
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def note(message: str) -> None:
-    """Progress and warnings go to stderr, so that `--json` output stays parseable."""
-    print(f"cli_startup: {message}", file=sys.stderr, flush=True)
+note = notifier("cli_startup")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser = benchlib.parser(__doc__, corpus=False)
     parser.add_argument("--runs", type=int, default=60, help="measured runs per command")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured runs per command")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument(
-        "--smoke", action="store_true", help="runs=5, warmup=1, targets not checked (CI smoke test)"
+    args = benchlib.parse(
+        parser,
+        argv,
+        smoke={"runs": 5, "warmup": 1},
+        smoke_help="runs=5, warmup=1, targets not checked (CI smoke test)",
     )
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.runs, args.warmup = 5, 1
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be >= 1 and --warmup >= 0")
     return args
@@ -100,106 +93,29 @@ def ensure_bytecode() -> dict[str, Any]:
     return {"cli_pyc_before": before, "cli_pyc_after": after, "compileall_exit": code}
 
 
-# -- daemon --------------------------------------------------------------------------------
-
-
-def private_env(tmp: str) -> dict[str, str]:
-    run_dir = os.path.join(tmp, "run")
-    os.mkdir(run_dir, 0o700)
-    os.chmod(run_dir, 0o700)  # in case the umask removed bits we want (it cannot add any)
-    return dict(
-        os.environ,
-        AXD_SOCKET=os.path.join(run_dir, "axd.sock"),
-        AXD_STATE_DIR=os.path.join(tmp, "state"),
-        XDG_CONFIG_HOME=os.path.join(tmp, "config"),
-    )
-
-
-def run_checked(cmd: list[str], env: dict[str, str], what: str) -> str:
-    proc = subprocess.run(
-        cmd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"{what} failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}".strip()
-        )
-    return proc.stdout
-
-
-def stop_daemon(axctl: str, env: dict[str, str]) -> None:
-    try:
-        run_checked([axctl, "stop", "--timeout", "30"], env, "axctl stop")
-        note("daemon stopped")
-    except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        note(f"warning: {exc}")
-        lock = env["AXD_SOCKET"] + ".lock"
-        try:
-            with open(lock, encoding="utf-8") as fh:
-                pid = int(fh.read().strip())
-            os.kill(pid, 15)
-            note(f"sent SIGTERM to the bench daemon (pid {pid})")
-        except (OSError, ValueError):
-            pass
-
-
 # -- measurement ---------------------------------------------------------------------------
 
 
-def time_once(cmd: list[str], env: dict[str, str]) -> float:
-    """Milliseconds of wall time for one run; the command must succeed."""
-    start = time.perf_counter()
-    proc = subprocess.run(
-        cmd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
-    elapsed = (time.perf_counter() - start) * 1000.0
-    if proc.returncode != 0:
-        raise RuntimeError(f"`{' '.join(cmd)}` exited {proc.returncode} during the benchmark")
-    return elapsed
-
-
-def summarize(samples: list[float]) -> dict[str, Any]:
-    if len(samples) > 1:
-        cuts = statistics.quantiles(samples, n=100, method="inclusive")
-        p50, p95, p99 = cuts[49], cuts[94], cuts[98]
-    else:
-        p50 = p95 = p99 = samples[0]
-    return {
-        "n": len(samples),
-        "p50": p50,
-        "p95": p95,
-        "p99": p99,
-        "mean": statistics.fmean(samples),
-        "stdev": statistics.stdev(samples) if len(samples) > 1 else 0.0,
-        "min": min(samples),
-        "max": max(samples),
-        "samples": [round(s, 3) for s in samples],
-    }
-
-
 def measure(
-    commands: dict[str, list[str]], env: dict[str, str], runs: int, warmup: int
-) -> dict[str, list[float]]:
-    names = list(commands)
-    for _ in range(warmup):
-        for name in names:
-            time_once(commands[name], env)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(runs):
-        shift = r % len(names)  # rotate: each command takes each position equally often
-        for name in names[shift:] + names[:shift]:
-            samples[name].append(time_once(commands[name], env))
-    return samples
+    daemon: Daemon, runs: int, warmup: int
+) -> tuple[dict[str, list[str]], dict[str, list[float]]]:
+    """The three commands against the running daemon, interleaved; their samples (ms)."""
+    commands = {
+        AXCTL: [daemon.axctl, "status", "--json"],
+        PASS: [daemon.python, "-I", "-c", "pass"],
+        IMPORTS: [daemon.python, "-c", "import click, json, socket"],
+    }
+    doc = json.loads(daemon.run("status", "--json"))
+    if not doc.get("running"):
+        raise benchlib.BenchError(f"{AXCTL} does not report a running daemon: {doc}")
+    note(
+        f"daemon pid {doc.get('pid')} on {daemon.socket}; "
+        f"{warmup} warm-up and {runs} measured runs per command"
+    )
+    kinds = {
+        name: functools.partial(time_command, cmd, daemon.env) for name, cmd in commands.items()
+    }
+    return commands, interleave(kinds, runs, warmup)
 
 
 # -- report --------------------------------------------------------------------------------
@@ -258,43 +174,15 @@ def check_targets(stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    python = sys.executable
-    axctl = os.path.join(os.path.dirname(python), "axctl")
-    if not os.access(axctl, os.X_OK):
-        note(f"no axctl console script beside {python}; run this with the venv's python")
-        return 2
-    commands = {
-        AXCTL: [axctl, "status", "--json"],
-        PASS: [python, "-I", "-c", "pass"],
-        IMPORTS: [python, "-c", "import click, json, socket"],
-    }
     info = machine()
     bytecode = ensure_bytecode()
+    with guarded(note), Daemon(note) as daemon:
+        daemon.start()
+        commands, samples = measure(daemon, args.runs, args.warmup)
+        daemon.stop()
+        note("daemon stopped")
 
-    tmp = tempfile.mkdtemp(prefix="axdb-", dir="/tmp")
-    started = False
-    try:
-        os.chmod(tmp, 0o700)
-        env = private_env(tmp)
-        run_checked([axctl, "start"], env, "axctl start")
-        started = True
-        doc = json.loads(run_checked(commands[AXCTL], env, AXCTL))
-        if not doc.get("running"):
-            raise RuntimeError(f"{AXCTL} does not report a running daemon: {doc}")
-        note(
-            f"daemon pid {doc.get('pid')} on {env['AXD_SOCKET']}; "
-            f"{args.warmup} warm-up and {args.runs} measured runs per command"
-        )
-        samples = measure(commands, env, args.runs, args.warmup)
-    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
-        note(f"error: {exc}")
-        return 2
-    finally:
-        if started:
-            stop_daemon(axctl, env)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    stats = {name: summarize(values) for name, values in samples.items()}
+    stats = {name: distribution(values, digits=3) for name, values in samples.items()}
     targets = None if args.smoke else check_targets(stats)
     missed = targets is not None and not all(t["met"] for t in targets.values())
     if args.json:

@@ -38,7 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from benchlib import OUT, BenchError, Daemon, guarded, notifier, rg_path, rg_version
+from benchlib import OUT, BenchError, Daemon, guarded, notifier, rg_path, rg_version, run_checked
 
 note = notifier("corpus")
 
@@ -142,19 +142,7 @@ def build_a(dest: str) -> dict[str, Any]:
 
 def _run(cmd: list[str], cwd: str | None = None, timeout: float = 1800) -> None:
     note("running " + " ".join(cmd))
-    proc = subprocess.run(
-        cmd,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise BenchError(
-            f"`{' '.join(cmd)}` exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-3000:]}"
-        )
+    run_checked(cmd, cwd=cwd, timeout=timeout)
 
 
 def _extract(archive: str, dest: str) -> None:

@@ -26,12 +26,12 @@ import sys
 import time
 from typing import Any
 
+import benchlib
 import corpus
 from benchlib import (
     RG_MISSING,
     BenchError,
     Daemon,
-    common_args,
     cpu_seconds,
     drop_caches,
     figure,
@@ -42,10 +42,11 @@ from benchlib import (
     process_tree,
     rg_command,
     rg_path,
-    summarize,
     target,
     time_rg,
 )
+
+from axd.perf.stats import distribution
 
 TARGET_MB_S = 10.0
 RG_PATTERN = "terminal|size|window"
@@ -53,8 +54,7 @@ note = notifier("index_build")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    common_args(parser)
+    parser = benchlib.parser(__doc__)
     parser.add_argument(
         "--runs",
         type=int,
@@ -62,9 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="index builds, each by a fresh daemon (default: 3 on A, 1 on B)",
     )
     parser.add_argument("--rg-warm", type=int, default=5, help="warm rg runs per round")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.corpus, args.runs, args.rg_warm = "a", 1, 2
+    args = benchlib.parse(parser, argv, smoke={"corpus": "a", "runs": 1, "rg_warm": 2})
     if args.runs is None:
         args.runs = 3 if args.corpus == "a" else 1
     if args.runs < 1:
@@ -167,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "command": rg_command(RG_PATTERN, root),
                 "rounds": rg_rounds,
-                "warm_ms": summarize(warm),
-                "cold_ms": summarize(cold),
+                "warm_ms": distribution(warm),
+                "cold_ms": distribution(cold),
                 "mb_s_warm": rg_mb_s,
                 "mb_s_cold": rg_cold_mb_s,
                 "bytes_scanned": manifest["bytes"],
@@ -213,11 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = (
         None
         if args.smoke
-        else [
-            target(
-                "index build throughput p50", med_mb_s, "MB/s", TARGET_MB_S, higher_is_better=True
-            )
-        ]
+        else [target("index build throughput p50", med_mb_s, "MB/s", TARGET_MB_S, op=">=")]
     )
     doc = {
         "benchmark": "index_build",
@@ -226,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         "manifest": {k: v for k, v in manifest.items() if k != "npm_installed"},
         "runs": args.runs,
         "builds": builds,
-        "mb_s": summarize(mb_s),
-        "files_s": summarize(files_s),
-        "wall_s": summarize(wall),
+        "mb_s": distribution(mb_s),
+        "files_s": distribution(files_s),
+        "wall_s": distribution(wall),
         "rg": rg_doc,
         "smoke": args.smoke,
         "measured_at": time.time(),

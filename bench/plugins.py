@@ -38,11 +38,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
+import benchlib
 from benchlib import (
     REPO,
     BenchError,
@@ -53,11 +53,15 @@ from benchlib import (
     figure,
     finish,
     guarded,
+    interleave,
     machine,
     notifier,
-    summarize,
+    scratch_dir,
+    target,
+    time_command,
 )
 
+from axd.perf.stats import distribution
 from axd.plugins.protocol import HEADER, decode, encode
 from axd.shared.transport import Client, DaemonUnreachable, ProtocolError
 
@@ -99,7 +103,7 @@ while True:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser = benchlib.parser(__doc__, corpus=False)
     parser.add_argument(
         "--runs",
         type=int,
@@ -125,17 +129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=5.0,
         help="seconds to wait after every plugin is running, before the window",
     )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="CI: 100 round trips, 3 restarts, 3 s window; targets not checked",
+    args = benchlib.parse(
+        parser,
+        argv,
+        smoke={"runs": 100, "warmup": 20, "restarts": 3, "window": 3.0, "settle": 1.0},
+        smoke_help="CI: 100 round trips, 3 restarts, 3 s window; targets not checked",
     )
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.runs, args.warmup, args.restarts = 100, 20, 3
-        args.window, args.settle = 3.0, 1.0
     if args.runs < 1 or args.warmup < 0 or args.restarts < 1 or args.window <= 0 or args.settle < 0:
         parser.error("--runs and --restarts must be >= 1, --window > 0, the others >= 0")
     return args
@@ -188,9 +187,7 @@ def plugin_daemon(
     enabled: bool, paths: str | None, interval: str = "1s", hot_reload: bool | None = None
 ) -> Daemon:
     """A private daemon; hot_reload None leaves `plugins.hot_reload` at its default."""
-    daemon = Daemon(note)
-    for key in [k for k in daemon.env if k.startswith(("AXD_PLUGINS_", "AXD_BUDGET_"))]:
-        del daemon.env[key]  # the caller's own settings must not leak into the bench daemons
+    daemon = Daemon(note)  # its environment has none of the caller's AXD_* settings
     daemon.env.update(
         AXD_PLUGINS_ENABLED="true" if enabled else "false",
         AXD_PLUGINS_BUILTIN="false",
@@ -322,8 +319,8 @@ def measure_rpc(daemon: Daemon, runs: int, warmup: int, idle_s: float) -> dict[s
     finally:
         pair.close()
     took = took[warmup:]
-    stats = {name: summarize(values) for name, values in samples.items()}
-    stats["daemon took_ms"] = summarize(took)
+    stats = {name: distribution(values) for name, values in samples.items()}
+    stats["daemon took_ms"] = distribution(took)
     return {
         "results_ms": stats,
         "daemon_latency_window": after["latency"],
@@ -338,21 +335,6 @@ def measure_rpc(daemon: Daemon, runs: int, warmup: int, idle_s: float) -> dict[s
         "monitor_during_calls": monitor_delta(before["monitor"], after["monitor"], elapsed_s),
         "monitor_idle": idle,
     }
-
-
-def interleave(
-    kinds: dict[str, Callable[[], float]], runs: int, warmup: int
-) -> dict[str, list[float]]:
-    names = list(kinds)
-    for _ in range(warmup):
-        for name in names:
-            kinds[name]()
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(runs):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            samples[name].append(kinds[name]())
-    return samples
 
 
 # -- 2. cold start -----------------------------------------------------------------------------
@@ -372,22 +354,6 @@ def restart(daemon: Daemon, name: str) -> tuple[float, float]:
     return wall, float(stats["start_ms"])
 
 
-def time_process(cmd: list[str], cwd: str) -> float:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        cmd,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
-    elapsed = (time.perf_counter() - started) * 1000.0
-    if proc.returncode != 0:
-        raise BenchError(f"`{' '.join(cmd)}` exited {proc.returncode}")
-    return elapsed
-
-
 def measure_cold_start(daemon: Daemon, folder: str, restarts: int) -> dict[str, Any]:
     python = sys.executable
     walls: dict[str, list[float]] = {"echo": [], "echo-cpu1": []}
@@ -403,14 +369,14 @@ def measure_cold_start(daemon: Daemon, folder: str, restarts: int) -> dict[str, 
     kinds: dict[str, Callable[[], float]] = {
         START: plugin("echo"),
         START_CPU1: plugin("echo-cpu1"),
-        PASS: lambda: time_process([python, "-I", "-c", "pass"], folder),
-        SDK: lambda: time_process([python, "-c", "import axd.sdk"], folder),
+        PASS: lambda: time_command([python, "-I", "-c", "pass"], cwd=folder),
+        SDK: lambda: time_command([python, "-c", "import axd.sdk"], cwd=folder),
     }
     warmup = 2
     samples = interleave(kinds, restarts, warmup)
-    stats = {name: summarize(values) for name, values in samples.items()}
-    stats[f"echo {WALL}"] = summarize(walls["echo"][warmup:])
-    stats[f"echo-cpu1 {WALL}"] = summarize(walls["echo-cpu1"][warmup:])
+    stats = {name: distribution(values) for name, values in samples.items()}
+    stats[f"echo {WALL}"] = distribution(walls["echo"][warmup:])
+    stats[f"echo-cpu1 {WALL}"] = distribution(walls["echo-cpu1"][warmup:])
     echo = daemon.call("GET", "/v1/plugins/echo/stats")
     return {
         "results_ms": stats,
@@ -557,7 +523,7 @@ def measure_monitoring(tmp: str, window: float, settle: float) -> dict[str, Any]
             "cpu_pct": 100 * cpu_s / elapsed,
             "precise": win["threads"][label],
             "children_cpu_s": round(kids1[label] - kids0[label], 3),
-            "per_second_pct": summarize(win["slices"][label]),
+            "per_second_pct": distribution(win["slices"][label]),
         }
         if mon0[label] and mon1[label]:
             doc["monitor"] = monitor_delta(mon0[label], mon1[label], elapsed)
@@ -755,25 +721,12 @@ def targets_for(
     rpc: dict[str, Any], cold: dict[str, Any], mon: dict[str, Any]
 ) -> list[dict[str, Any]]:
     sampling, _how = sampling_pct(mon)
-
-    def make(
-        name: str, value: float, unit: str, limit: float, op: str, digits: int
-    ) -> dict[str, Any]:
-        met = value < limit if op == "<" else value <= limit
-        return {
-            "name": name,
-            "value": value,
-            "unit": unit,
-            "target": limit,
-            "op": op,
-            "met": met,
-            "digits": digits,
-        }
-
     return [
-        make(f"{CALL} p95", rpc["results_ms"][CALL]["p95"], "ms", TARGET_CALL_P95_MS, "<=", 3),
-        make(f"{START} p95", cold["results_ms"][START]["p95"], "ms", TARGET_START_P95_MS, "<=", 1),
-        make(
+        target(f"{CALL} p95", rpc["results_ms"][CALL]["p95"], "ms", TARGET_CALL_P95_MS, "<=", 3),
+        target(
+            f"{START} p95", cold["results_ms"][START]["p95"], "ms", TARGET_START_P95_MS, "<=", 1
+        ),
+        target(
             "CPU attributable to sampling 10 plugins every 1s",
             sampling,
             "% of a core",
@@ -788,24 +741,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine()
     bytecode = ensure_bytecode()
-    tmp = tempfile.mkdtemp(prefix="axdb-", dir="/tmp")
-    os.chmod(tmp, 0o700)
-    try:
-        with guarded(note):
-            folder = plugin_folder(tmp, {"echo": None, "echo-cpu1": 1.0})
-            with plugin_daemon(True, folder) as daemon:
-                daemon.start()
-                wait_running(daemon, ["echo", "echo-cpu1"])
-                note(
-                    f"daemon pid {daemon.pid}; {args.warmup} warm-up and {args.runs} measured "
-                    "round trips of each kind"
-                )
-                rpc = measure_rpc(daemon, args.runs, args.warmup, max(args.settle, 2.0))
-                note(f"{args.restarts} restarts of each plugin, interleaved with references")
-                cold = measure_cold_start(daemon, os.path.join(folder, "echo"), args.restarts)
-            mon = measure_monitoring(tmp, args.window, args.settle)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with guarded(note), scratch_dir() as tmp:
+        folder = plugin_folder(tmp, {"echo": None, "echo-cpu1": 1.0})
+        with plugin_daemon(True, folder) as daemon:
+            daemon.start()
+            wait_running(daemon, ["echo", "echo-cpu1"])
+            note(
+                f"daemon pid {daemon.pid}; {args.warmup} warm-up and {args.runs} measured "
+                "round trips of each kind"
+            )
+            rpc = measure_rpc(daemon, args.runs, args.warmup, max(args.settle, 2.0))
+            note(f"{args.restarts} restarts of each plugin, interleaved with references")
+            cold = measure_cold_start(daemon, os.path.join(folder, "echo"), args.restarts)
+        mon = measure_monitoring(tmp, args.window, args.settle)
     lines = rpc_lines(rpc) + start_lines(cold) + monitor_lines(mon)
     targets = None if args.smoke else targets_for(rpc, cold, mon)
     doc = {

@@ -38,12 +38,12 @@ import time
 from collections import Counter
 from typing import Any
 
+import benchlib
 import corpus
 from benchlib import (
     REPO,
     RG_MISSING,
     BenchError,
-    common_args,
     figure,
     finish,
     guarded,
@@ -360,8 +360,7 @@ def build(name: str, size: int = SIZE, seed: int = SEED) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    common_args(parser)
+    parser = benchlib.parser(__doc__)
     parser.add_argument(
         "--build",
         action="store_true",
@@ -375,15 +374,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rg-queries", type=int, default=RG_SUBSET, help="queries for the rg file-level baseline"
     )
-    parser.add_argument(
-        "--no-index-cache",
-        action="store_true",
-        help="index from scratch instead of starting from bench/out/index-cache",
-    )
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.corpus, args.queries, args.rg_queries = "a", 20, 5
-    return args
+    benchlib.index_cache_arg(parser)
+    return benchlib.parse(parser, argv, smoke={"corpus": "a", "queries": 20, "rg_queries": 5})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,12 +41,12 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 from typing import Any
 
+import benchlib
 from benchlib import (
     REPO,
     BenchError,
@@ -54,19 +54,16 @@ from benchlib import (
     figure,
     finish,
     guarded,
+    interleave,
     machine,
     notifier,
-    summarize,
+    scratch_dir,
+    target,
+    time_command,
 )
-from plugins import (
-    ensure_bytecode,
-    interleave,
-    plugin_daemon,
-    restart,
-    time_process,
-    wait_running,
-)
+from plugins import ensure_bytecode, plugin_daemon, restart, wait_running
 
+from axd.perf.stats import distribution
 from axd.shared.transport import Client, DaemonUnreachable, ProtocolError
 
 TARGET_RELOAD_P95_MS = 250.0
@@ -94,7 +91,7 @@ note = notifier("reload")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser = benchlib.parser(__doc__, corpus=False)
     parser.add_argument("--runs", type=int, default=60, help="measured edits (reloads)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured edits first")
     parser.add_argument(
@@ -131,16 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "PYTHONDONTWRITEBYTECODE, as a shell that does not set it",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the pauses between edits")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="CI: 5 edits, 2 restarts, 1 late-save trial; targets not checked",
+    args = benchlib.parse(
+        parser,
+        argv,
+        smoke={"runs": 5, "warmup": 1, "restarts": 2, "late": 1, "slow_start": 1},
+        smoke_help="CI: 5 edits, 2 restarts, 1 late-save trial; targets not checked",
     )
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.runs, args.warmup, args.restarts, args.late, args.slow_start = 5, 1, 2, 1, 1
     if (
         args.runs < 1
         or args.warmup < 0
@@ -328,7 +321,7 @@ class Caller(threading.Thread):
         with self.lock:
             lat = self.latencies[a["latency_n"] : b["latency_n"]]
         doc = {k: b[k] - a[k] for k in ("calls", "failed", "dropped", "went_back")}
-        doc["latency_ms"] = summarize(lat, keep=False)
+        doc["latency_ms"] = distribution(lat, keep=False)
         return doc
 
 
@@ -343,11 +336,11 @@ def measure_cold(daemon: Daemon, cwd: str, restarts: int) -> dict[str, Any]:
 
     kinds = {
         COLD: cold,
-        SDK: lambda: time_process([python, "-c", "import axd.sdk"], cwd),
-        PASS: lambda: time_process([python, "-I", "-c", "pass"], cwd),
+        SDK: lambda: time_command([python, "-c", "import axd.sdk"], cwd=cwd),
+        PASS: lambda: time_command([python, "-I", "-c", "pass"], cwd=cwd),
     }
     samples = interleave(kinds, restarts, 1)
-    return {name: summarize(values) for name, values in samples.items()}
+    return {name: distribution(values) for name, values in samples.items()}
 
 
 # -- 2. save to serving ----------------------------------------------------------------------
@@ -398,10 +391,10 @@ def measure_edits(
     )
     return {
         "results_ms": {
-            SAVE: summarize(latencies),
-            TOOK: summarize(took),
-            NEW_START: summarize(starts),
-            "save to serving minus took_ms (paired)": summarize(lag),
+            SAVE: distribution(latencies),
+            TOOK: distribution(took),
+            NEW_START: distribution(starts),
+            "save to serving minus took_ms (paired)": distribution(lag),
         },
         "edits": runs,
         "warmup": warmup,
@@ -409,7 +402,7 @@ def measure_edits(
         "generations": gen1 - gen0,
         "reloaded_events": len(reloaded),
         "reload_failed_events": len(failed),
-        "polls_per_edit": summarize([float(p) for p in polls], keep=False),
+        "polls_per_edit": distribution([float(p) for p in polls], keep=False),
         "daemon_reload_ms": stats["reload_ms"],
         "daemon_reload_failures": stats["reload_failures"],
         # The current cgroup's own counters (each reload starts a new group, so they are not
@@ -456,7 +449,7 @@ def measure_burst(daemon: Daemon, source: Source, saves: int, window: float) -> 
         "window_s": window,
         "spacing_ms": spacing * 1000.0,
         "span_ms": (stamps[-1] - stamps[0]) * 1000.0,
-        "gap_ms": summarize(gaps, keep=False),
+        "gap_ms": distribution(gaps, keep=False),
         "first_marker": first,
         "last_marker": last,
         "last_save_to_serving_ms": ms,
@@ -482,6 +475,43 @@ def late_delays(trials: int, debounce: float, took_p50: float) -> list[float]:
     return [lo + (hi - lo) * i / (trials - 1) for i in range(trials)]
 
 
+def save_twice(
+    source: Source, delay_ms: float, start_sleep: float = 0.0
+) -> tuple[int, float, float]:
+    """Save marker `a`, then `a + 1` `delay_ms` after it: `a` and both writes' times."""
+    a = source.last + 1
+    first = source.save(a, start_sleep)
+    time.sleep(max(0.0, first + delay_ms / 1000.0 - time.perf_counter()))
+    return a, first, source.save(a + 1, start_sleep)
+
+
+def trial_record(
+    a: int, delay_s: float, served_ms: float | None, seen: int | None, reloads: int
+) -> dict[str, Any]:
+    """One trial of two saves (`a`, then `a + 1` after `delay_s`): when the second was
+    served (None: not within the timeout), what was served then, reloads meanwhile."""
+    return {
+        "first": a,
+        "second": a + 1,
+        "delay_ms": round(delay_s * 1000.0, 1),
+        "second_served_ms": served_ms,
+        "served_at_timeout": seen,
+        "reloads": reloads,
+    }
+
+
+def recover(
+    daemon: Daemon, client: Client, source: Source, trial: dict[str, Any], since: float
+) -> None:
+    """A third save must be served: it shows that the watcher is still alive, and its
+    took_ms shows from when the daemon counts. Recorded in `trial` with the events."""
+    c = source.last + 1
+    started = source.save(c)
+    trial["recovery_ms"], _seen, _p = wait_served(client, c, started)
+    trial["recovery_took_ms"] = events(daemon, "plugin.reloaded")[-1]["took_ms"]
+    trial["events"] = plugin_events(daemon, since)
+
+
 def measure_late(
     daemon: Daemon, source: Source, delays: list[float], rng: random.Random
 ) -> dict[str, Any]:
@@ -491,28 +521,11 @@ def measure_late(
     for delay in delays:
         gen0 = generation(daemon)
         since = time.time()
-        a = source.last + 1
-        first = source.save(a)
-        time.sleep(max(0.0, first + delay / 1000.0 - time.perf_counter()))
-        started = source.save(a + 1)
-        ms, seen, _polls = wait_served(client, a + 1, started, timeout)
-        trial: dict[str, Any] = {
-            "first": a,
-            "second": a + 1,
-            "delay_ms": round((started - first) * 1000.0, 1),
-            "second_served_ms": ms,
-            "served_at_timeout": seen,
-            "reloads": generation(daemon) - gen0,
-        }
+        a, first, second = save_twice(source, delay)
+        ms, seen, _polls = wait_served(client, a + 1, second, timeout)
+        trial = trial_record(a, second - first, ms, seen, generation(daemon) - gen0)
         if ms is None:
-            # A third save must recover; it shows that the watcher is still alive, and its
-            # took_ms shows from when the daemon counts.
-            c = source.last + 1
-            started = source.save(c)
-            trial["recovery_ms"], _seen, _p = wait_served(client, c, started)
-            last = events(daemon, "plugin.reloaded")[-1]
-            trial["recovery_took_ms"] = last["took_ms"]
-            trial["events"] = plugin_events(daemon, since)
+            recover(daemon, client, source, trial, since)
         out.append(trial)
         time.sleep(rng.uniform(0.3, 0.5))
     lost = sum(1 for t in out if t["second_served_ms"] is None)
@@ -531,26 +544,12 @@ def measure_slow_start(
     for _ in range(trials):
         gen0 = generation(daemon)
         since = time.time()
-        a = source.last + 1
-        first = source.save(a, sleep_s)
-        time.sleep(max(0.0, first + delay_ms / 1000.0 - time.perf_counter()))
-        second = source.save(a + 1, sleep_s)
+        a, first, second = save_twice(source, delay_ms, sleep_s)
         ms_a, _seen, _p = wait_served(client, a, first, timeout)
         ms_b, seen, _p = wait_served(client, a + 1, second, timeout)
-        trial: dict[str, Any] = {
-            "first": a,
-            "second": a + 1,
-            "delay_ms": round((second - first) * 1000.0, 1),
-            "first_served_ms": ms_a,
-            "second_served_ms": ms_b,
-            "served_at_timeout": seen,
-            "reloads": generation(daemon) - gen0,
-        }
-        c = source.last + 1
-        started = source.save(c)
-        trial["recovery_ms"], _seen, _p = wait_served(client, c, started)
-        trial["recovery_took_ms"] = events(daemon, "plugin.reloaded")[-1]["took_ms"]
-        trial["events"] = plugin_events(daemon, since)
+        trial = trial_record(a, second - first, ms_b, seen, generation(daemon) - gen0)
+        trial["first_served_ms"] = ms_a
+        recover(daemon, client, source, trial, since)
         out.append(trial)
         time.sleep(rng.uniform(0.3, 0.5))
     lost = sum(1 for t in out if t["second_served_ms"] is None)
@@ -682,7 +681,7 @@ def lines_for(
             f"{len(trials)} never served (not within {late['timeout_s']:g}s)"
             + (f" (delays {lost_delays} ms)" if lost else "")
             + (
-                f"; served ones p50 {summarize(served_ms)['p50']:.1f} ms after the second save"
+                f"; served ones p50 {distribution(served_ms)['p50']:.1f} ms after the second save"
                 if served_ms
                 else ""
             )
@@ -700,7 +699,7 @@ def lines_for(
             lines.append(
                 figure(
                     "diagnostic, took_ms of the reload after a lost save (a third save) p50",
-                    summarize(took)["p50"],
+                    distribution(took)["p50"],
                     "ms",
                     f"{TOOK} p50",
                     edits["results_ms"][TOOK].get("p50"),
@@ -721,14 +720,14 @@ def slow_lines(res: dict[str, Any]) -> list[str]:
         f"diagnostic, second save {slow['delay_ms']:.0f} ms after a first whose start() "
         f"sleeps {slow['start_sleep_s']:g} s: {slow['lost']} of {len(trials)} never served "
         f"(not within {slow['timeout_s']:g}s), the first served after "
-        + (f"{summarize(first)['p50']:.0f} ms (p50)" if first else "never")
+        + (f"{distribution(first)['p50']:.0f} ms (p50)" if first else "never")
     )
     recovery = [float(t["recovery_took_ms"]) for t in trials]
     return [
         line,
         figure(
             "diagnostic, took_ms of the next reload (a third save) p50",
-            summarize(recovery)["p50"],
+            distribution(recovery)["p50"],
             "ms",
             f"{TOOK} p50",
             took,
@@ -748,40 +747,35 @@ def targets_for(
         if missing
         else ""
     )
-
-    def make(name: str, value: float, unit: str, limit: float, digits: int) -> dict[str, Any]:
-        return {
-            "name": name,
-            "value": value,
-            "unit": unit,
-            "target": limit,
-            "op": "<=",
-            "met": value <= limit,
-            "digits": digits,
-        }
-
-    first = make(name, p95, "ms", TARGET_RELOAD_P95_MS, 1)
+    first = target(name, p95, "ms", TARGET_RELOAD_P95_MS, digits=1)
     first["met"] = first["met"] and not missing and bool(save["n"])
     return [
         first,
-        make("calls failed during reloads", float(calls["failed"]), "calls", TARGET_FAILED, 0),
-        make("calls dropped during reloads", float(calls["dropped"]), "calls", TARGET_DROPPED, 0),
-        make(
+        target(
+            "calls failed during reloads", float(calls["failed"]), "calls", TARGET_FAILED, digits=0
+        ),
+        target(
+            "calls dropped during reloads",
+            float(calls["dropped"]),
+            "calls",
+            TARGET_DROPPED,
+            digits=0,
+        ),
+        target(
             f"reloads for a burst of {burst['saves']} saves",
             float(burst["reloads"]),
             "reloads",
             TARGET_BURST_RELOADS,
+            digits=0,
+        ),
+        target(
+            "burst: final served marker is the last save's",
+            float(burst["final_is_last"]),
+            "(1 = yes)",
+            1.0,
+            ">=",
             0,
         ),
-        {
-            "name": "burst: final served marker is the last save's",
-            "value": float(burst["final_is_last"]),
-            "unit": "(1 = yes)",
-            "target": 1.0,
-            "op": ">=",
-            "met": bool(burst["final_is_last"]),
-            "digits": 0,
-        },
     ]
 
 
@@ -845,21 +839,14 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     bytecode = ensure_bytecode()
     rng = random.Random(args.seed)
-    tmp = tempfile.mkdtemp(prefix="axdb-", dir="/tmp")
-    os.chmod(tmp, 0o700)
-    try:
-        with guarded(note):
-            folder = copy_plugin(tmp)
-            with plugin_daemon(True, folder) as daemon:
-                if args.write_bytecode:
-                    daemon.env.pop("PYTHONDONTWRITEBYTECODE", None)
-                bytecode["daemon_pythondontwritebytecode"] = daemon.env.get(
-                    "PYTHONDONTWRITEBYTECODE"
-                )
-                daemon.start()
-                res = measure_all(args, daemon, folder, rng)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with guarded(note), scratch_dir() as tmp:
+        folder = copy_plugin(tmp)
+        with plugin_daemon(True, folder) as daemon:
+            if args.write_bytecode:
+                daemon.env.pop("PYTHONDONTWRITEBYTECODE", None)
+            bytecode["daemon_pythondontwritebytecode"] = daemon.env.get("PYTHONDONTWRITEBYTECODE")
+            daemon.start()
+            res = measure_all(args, daemon, folder, rng)
     debounce = res["reload_debounce"]
     lines = lines_for(
         res["cold_start_ms"],

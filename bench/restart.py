@@ -20,26 +20,26 @@ Run: `.venv/bin/python bench/restart.py [--corpus a|b] [--runs 10] [--json] [--c
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from typing import Any
 
+import benchlib
 import corpus
 from benchlib import (
     BenchError,
     Daemon,
-    common_args,
     figure,
     finish,
     guarded,
     machine,
     notifier,
     process_tree,
-    summarize,
     target,
+    time_command,
 )
 
+from axd.perf.stats import distribution
 from axd.shared.transport import DaemonUnreachable, ProtocolError
 
 TARGET_READY_S = 2.0  # on corpus B
@@ -50,20 +50,13 @@ note = notifier("restart")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    common_args(parser)
+    parser = benchlib.parser(__doc__)
     parser.add_argument("--runs", type=int, default=10, help="restarts measured")
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="give up on a restart after this many seconds"
     )
-    parser.add_argument(
-        "--no-index-cache",
-        action="store_true",
-        help="index from scratch instead of starting from bench/out/index-cache",
-    )
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.corpus, args.runs = "a", 2
+    benchlib.index_cache_arg(parser)
+    args = benchlib.parse(parser, argv, smoke={"corpus": "a", "runs": 2})
     if args.runs < 1:
         parser.error("--runs must be >= 1")
     return args
@@ -92,9 +85,7 @@ def poll_ready(
 
 
 def time_pass(python: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([python, "-I", "-c", "pass"], check=True)
-    return time.perf_counter() - start
+    return time_command([python, "-I", "-c", "pass"]) / 1000.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         kids_restarted = process_tree(daemon.pid or 0)
         db_bytes = daemon.db_bytes()
 
-    ready = summarize([r["ready_s"] for r in rounds])
-    starts = summarize([r["axctl_start_ms"] for r in rounds])
-    loads = summarize([float(r["load_ms"] or 0) for r in rounds])
-    floor = summarize(pass_s)
+    ready = distribution([r["ready_s"] for r in rounds])
+    starts = distribution([r["axctl_start_ms"] for r in rounds])
+    loads = distribution([float(r["load_ms"] or 0) for r in rounds])
+    floor = distribution(pass_s)
     mib = 2**20
     rss_max = max(rss_indexed, rss_restarted)
     lines = [

@@ -25,11 +25,11 @@ import sys
 import time
 from typing import Any
 
+import benchlib
 import corpus
 from benchlib import (
     RG_MISSING,
     BenchError,
-    common_args,
     figure,
     finish,
     guarded,
@@ -37,11 +37,11 @@ from benchlib import (
     notifier,
     rg_command,
     rg_path,
-    summarize,
     target,
     time_rg,
 )
 
+from axd.perf.stats import distribution
 from axd.shared.transport import Client
 
 TARGET_P95_MS = 300.0
@@ -54,8 +54,7 @@ note = notifier("save_to_search")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    common_args(parser)
+    parser = benchlib.parser(__doc__)
     parser.add_argument("--edits", type=int, default=40, help="edits measured (>= 30)")
     parser.add_argument(
         "--pause",
@@ -70,14 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="an edit not found after this many seconds counts as failed",
     )
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument(
-        "--no-index-cache",
-        action="store_true",
-        help="index from scratch instead of starting from bench/out/index-cache",
-    )
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.corpus, args.edits = "a", 5
+    benchlib.index_cache_arg(parser)
+    args = benchlib.parse(parser, argv, smoke={"corpus": "a", "edits": 5})
     if args.edits < 1:
         parser.error("--edits must be >= 1")
     return args
@@ -196,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     if not latencies:
         note("error: no edit was ever found by search")
         return 2
-    lat = summarize(latencies)
+    lat = distribution(latencies)
     rg_ms = [e["rg_ms"] for e in edits if e["rg_ms"] is not None]
-    rg = summarize(rg_ms) if rg_ms else None
+    rg = distribution(rg_ms) if rg_ms else None
     lines = [
         f"corpus {args.corpus.upper()}: {status['files']} files, "
         f"{status['bytes'] / 1e6:.1f} MB; {len(edits)} edits (appended function), "

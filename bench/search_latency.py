@@ -29,12 +29,12 @@ import sys
 import time
 from typing import Any
 
+import benchlib
 import corpus
 from benchlib import (
     RG_MISSING,
     BenchError,
     Daemon,
-    common_args,
     figure,
     finish,
     guarded,
@@ -43,12 +43,12 @@ from benchlib import (
     rg_alternation,
     rg_command,
     rg_path,
-    summarize,
     target,
     time_rg,
     words,
 )
 
+from axd.perf.stats import distribution
 from axd.shared.transport import Client
 
 TARGET_UNCACHED_P95_MS = {"a": 5.0, "b": 15.0}
@@ -82,8 +82,7 @@ note = notifier("search_latency")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    common_args(parser)
+    parser = benchlib.parser(__doc__)
     parser.add_argument(
         "--queries",
         type=int,
@@ -99,14 +98,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured queries first")
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument(
-        "--no-index-cache",
-        action="store_true",
-        help="index from scratch instead of starting from bench/out/index-cache",
-    )
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.corpus, args.queries, args.rg_queries, args.warmup = "a", 60, 5, 5
+    benchlib.index_cache_arg(parser)
+    smoke = {"corpus": "a", "queries": 60, "rg_queries": 5, "warmup": 5}
+    args = benchlib.parse(parser, argv, smoke)
     if args.queries < 3 or args.rg_queries < 0:
         parser.error("--queries must be >= 3")
     return args
@@ -246,7 +240,7 @@ def debug_stages(
         )
         for stage, ms in doc["debug"]["timings_ms"].items():
             marks.setdefault(stage, []).append(float(ms))
-    return {stage: summarize(v, keep=False) for stage, v in marks.items()}
+    return {stage: distribution(v, keep=False) for stage, v in marks.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,15 +277,15 @@ def main(argv: list[str] | None = None) -> int:
         stages = debug_stages(daemon, root, queries[:100], args.limit)
         status = daemon.index_status(root)
 
-    unc, hit, first = summarize(unc_ms), summarize(hit_ms), summarize(first_ms)
-    rg = summarize(rg_ms) if rg_ms else None
-    rg_unc = summarize([unc_ms[i] for i in sorted(rg_idx)]) if rg_idx else None
+    unc, hit, first = distribution(unc_ms), distribution(hit_ms), distribution(first_ms)
+    rg = distribution(rg_ms) if rg_ms else None
+    rg_unc = distribution([unc_ms[i] for i in sorted(rg_idx)]) if rg_idx else None
     hit_rate = hit_status.count("hit") / len(hit_status)
     by_kind = {}
     for kind in ("ident", "split", "doc"):
         idx = [i for i, q in enumerate(queries) if q["kind"] == kind]
         by_kind[kind] = {
-            "uncached_ms": summarize([unc_ms[i] for i in idx], keep=False),
+            "uncached_ms": distribution([unc_ms[i] for i in idx], keep=False),
             "zero_results": sum(1 for i in idx if unc_hits[i] == 0),
         }
     lines = [
@@ -320,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         f"p50 {first['p50']:.2f} ms, p95 {first['p95']:.2f} ms"
     )
     lines.append(
-        f"daemon-side took_ms uncached p50 {summarize(unc_took)['p50']:.2f}, "
-        f"p95 {summarize(unc_took)['p95']:.2f}; cached p50 "
-        f"{summarize(hit_took)['p50']:.3f}, p95 {summarize(hit_took)['p95']:.3f}"
+        f"daemon-side took_ms uncached p50 {distribution(unc_took)['p50']:.2f}, "
+        f"p95 {distribution(unc_took)['p95']:.2f}; cached p50 "
+        f"{distribution(hit_took)['p50']:.3f}, p95 {distribution(hit_took)['p95']:.3f}"
     )
     lines.append(
         "uncached p95 by kind: "
@@ -363,9 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         "uncached_ms": unc,
         "cached_ms": hit,
         "cache_fill_ms": first,
-        "uncached_took_ms": summarize(unc_took),
-        "cached_took_ms": summarize(hit_took),
-        "cache_fill_took_ms": summarize(first_took),
+        "uncached_took_ms": distribution(unc_took),
+        "cached_took_ms": distribution(hit_took),
+        "cache_fill_took_ms": distribution(first_took),
         "cache_fill_status": {s: first_status.count(s) for s in set(first_status)},
         "cached_hit_rate": hit_rate,
         "by_kind": by_kind,
