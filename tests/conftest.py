@@ -23,6 +23,9 @@ from axd.daemon.services import ProcessInfo, Services
 from axd.events import EventBus
 
 BIN = Path(launcher.axctl_path()).parent
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+DATA = TESTS / "data"  # fixtures: a polyglot workspace, test plugins
 
 # The names the tests have always used: a home (`home.env`, `.socket`, `.root`,
 # `.state_dir`, `.axctl()`, `.client()`, `.write_config()`) and a daemon in it
@@ -69,7 +72,7 @@ def daemon(daemon_factory: Any) -> Daemon:
     return d
 
 
-ECHO_PLUGIN = Path(__file__).parent / "data" / "plugins" / "echo"
+ECHO_PLUGIN = DATA / "plugins" / "echo"
 
 
 @pytest.fixture

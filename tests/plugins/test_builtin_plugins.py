@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import REPO, wait_for
 
-PLUGINS = Path(__file__).resolve().parent.parent / "axd" / "builtin_plugins"
+PLUGINS = REPO / "axd" / "builtin_plugins"
 
 
 def load(folder: str, module: str):

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from axd.codeintel import chunker, languages
+from tests.conftest import DATA
 
-DATA = Path(__file__).parent / "data" / "polyglot"
+POLYGLOT = DATA / "polyglot"
 
 
 def chunks_of(name: str) -> dict[str, chunker.Chunk]:
     lang, has_grammar = languages.detect(name)
-    found, clean = chunker.chunk_file(name, lang, has_grammar, (DATA / name).read_bytes())
+    found, clean = chunker.chunk_file(name, lang, has_grammar, (POLYGLOT / name).read_bytes())
     assert clean
     return {c.qualname: c for c in found}
 
@@ -158,7 +157,9 @@ def test_doc_comments_of_c_like_languages():
 def test_text_files_become_chunks_named_by_headings():
     lang, has_grammar = languages.detect("README.md")
     assert (lang, has_grammar) == ("markdown", False)
-    found, clean = chunker.chunk_file("README.md", lang, False, (DATA / "README.md").read_bytes())
+    found, clean = chunker.chunk_file(
+        "README.md", lang, False, (POLYGLOT / "README.md").read_bytes()
+    )
     assert clean and found[0].kind == "text" and found[0].symbol == "Title"
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import DATA, wait_for
 
 pytestmark = pytest.mark.e2e
 
-DATA = Path(__file__).parent / "data" / "plugins"
+TEST_PLUGINS = DATA / "plugins"
 PLUGIN_ENV = {
     "AXD_PLUGINS_ENABLED": "true",
     "AXD_PLUGINS_BUILTIN": "false",
@@ -48,7 +48,7 @@ needs_cgroups = pytest.mark.skipif(
 @pytest.fixture
 def plugin_dir(home) -> Path:
     folder = home.root / "plugins"
-    shutil.copytree(DATA, folder)
+    shutil.copytree(TEST_PLUGINS, folder)
     return folder
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from axd.shared import transport
-from tests.conftest import BIN, wait_for
+from tests.conftest import BIN, DATA, wait_for
 
 pytestmark = pytest.mark.e2e
 
-DATA = Path(__file__).parent / "data" / "plugins"
+TEST_PLUGINS = DATA / "plugins"
 ENV = {
     "AXD_PLUGINS_ENABLED": "true",
     "AXD_PLUGINS_BUILTIN": "false",
@@ -30,7 +30,7 @@ ENV = {
 def folder(home) -> Path:
     root = home.root / "plugins"
     root.mkdir()
-    shutil.copytree(DATA / "echo", root / "echo")
+    shutil.copytree(TEST_PLUGINS / "echo", root / "echo")
     return root / "echo"
 
 

@@ -22,13 +22,13 @@ from axd.plugins.monitor import Monitor
 from axd.plugins.state import PluginState
 from axd.sdk import FileIndexPlugin, InvalidParams, Range
 from axd.sdk._params import MethodSpec
-from tests.conftest import wait_for
+from tests.conftest import DATA, wait_for
 
-DATA = Path(__file__).parent / "data" / "plugins"
+TEST_PLUGINS = DATA / "plugins"
 
 
 def test_a_good_manifest():
-    m = manifest.load(str(DATA / "echo"))
+    m = manifest.load(str(TEST_PLUGINS / "echo"))
     assert (m.name, m.version, m.entry) == ("echo", "1.0.0", "echo_plugin:Echo")
     assert m.events == ("config.reloaded", "file.changed")
     assert m.budget == Budget(cpu=0.2, memory=96 << 20, pids=16)
@@ -38,7 +38,7 @@ def test_a_good_manifest():
 
 def test_a_bad_manifest_names_every_field():
     with pytest.raises(manifest.ManifestError) as info:
-        manifest.load(str(DATA / "badmanifest"))
+        manifest.load(str(TEST_PLUGINS / "badmanifest"))
     text = str(info.value)
     for field in (
         "plugin.version",
@@ -49,13 +49,13 @@ def test_a_bad_manifest_names_every_field():
         "budget.memory = 'lots'",
     ):
         assert field in text, field
-    assert text.startswith(str(DATA / "badmanifest" / "plugin.toml"))
+    assert text.startswith(str(TEST_PLUGINS / "badmanifest" / "plugin.toml"))
 
 
 def test_discover_returns_broken_manifests_instead_of_raising():
-    found, broken = manifest.discover([str(DATA)])
+    found, broken = manifest.discover([str(TEST_PLUGINS)])
     assert {m.name for m in found} == {"echo", "badimport", "garbage", "exitloop"}
-    assert [b.path for b in broken] == [str(DATA / "badmanifest" / "plugin.toml")]
+    assert [b.path for b in broken] == [str(TEST_PLUGINS / "badmanifest" / "plugin.toml")]
 
 
 @pytest.mark.parametrize(("raw", "cores"), [(0.5, 0.5), ("50%", 0.5), ("0.25", 0.25), (1, 1.0)])
@@ -186,7 +186,7 @@ def monitor_with(budget: Budget) -> tuple[Monitor, PluginState, EventBus]:
     sup.config = config
     sup.enforcement = lambda: {"backend": "test"}
     m = Monitor(sup, bus)  # type: ignore[arg-type]
-    ps = PluginState(manifest.load(str(DATA / "echo")))
+    ps = PluginState(manifest.load(str(TEST_PLUGINS / "echo")))
     ps.budget = budget
     return m, ps, bus
 

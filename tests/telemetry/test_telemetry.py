@@ -8,7 +8,6 @@ import re
 import shutil
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -18,9 +17,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.conftest import wait_for
+from tests.conftest import DATA, wait_for
 
-DATA = Path(__file__).parent / "data" / "polyglot"
+POLYGLOT = DATA / "polyglot"
 
 
 class Collector:
@@ -100,7 +99,7 @@ def _search(home, root, query):
 def test_spans_metrics_and_events_reach_a_real_collector(home, daemon_factory):
     collector = Collector()
     root = home.root / "project"
-    shutil.copytree(DATA, root)
+    shutil.copytree(POLYGLOT, root)
     d = daemon_factory()
     d.start(
         env={
@@ -149,7 +148,7 @@ def test_spans_metrics_and_events_reach_a_real_collector(home, daemon_factory):
 def test_a_dead_or_hung_collector_changes_nothing_for_clients(home, daemon_factory):
     hung = Collector(hang=True)
     root = home.root / "project"
-    shutil.copytree(DATA, root)
+    shutil.copytree(POLYGLOT, root)
     for endpoint in (f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{hung.port}"):
         d = daemon_factory()
         d.start(

@@ -25,8 +25,9 @@ import pytest
 from axd.config import schema as config
 from axd.config.units import parse_duration
 from axd.shared import paths
+from tests.conftest import REPO
 
-UNITS_DIR = Path(__file__).resolve().parent.parent / "systemd"
+UNITS_DIR = REPO / "systemd"
 SERVICE = "axd.service"
 SOCKET = "axd.socket"
 EXEC_START = "%h/.local/bin/axd"

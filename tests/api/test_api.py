@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
 from axd import API_VERSION, __version__
 from axd.daemon.app import ROUTE_TABLES
 from axd.events import TypeFilter
+from tests.conftest import REPO
 
 
 def assert_error(doc, code):
@@ -271,7 +271,7 @@ async def test_shutdown_answers_before_stopping(api, services):
 def test_every_route_module_renders_through_the_strict_encoder():
     """`web.json_response` and `json.dumps` default to writing NaN/Infinity: the API's
     modules go through axd/api/render.py instead."""
-    api_dir = Path(__file__).parent.parent / "axd" / "api"
+    api_dir = REPO / "axd" / "api"
     for module in api_dir.glob("*.py"):
         if module.name == "render.py":
             continue

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from axd.perf import stats
+from tests.conftest import DATA
 
 pytestmark = pytest.mark.e2e
-DATA = Path(__file__).parent / "data"
 
 
 def result(p50: float, p95: float, name: str = "w") -> dict:

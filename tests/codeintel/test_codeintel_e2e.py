@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import DATA, wait_for
 
 pytestmark = pytest.mark.e2e
 
-DATA = Path(__file__).parent / "data" / "polyglot"
+POLYGLOT = DATA / "polyglot"
 
 
 @pytest.fixture
 def project(home) -> Path:
     root = home.root / "project"
-    shutil.copytree(DATA, root)
+    shutil.copytree(POLYGLOT, root)
     (root / ".gitignore").write_text("generated/\n*.log\n")
     (root / "generated").mkdir()
     (root / "generated" / "junk.py").write_text("def ignored_function():\n    pass\n")
