@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sys
-import time
 from typing import Any
 
 import click
@@ -102,7 +100,9 @@ def stop(session: Session, timeout: float, as_json: bool) -> None:
             "axd is not running",
         )
         return
-    if not _wait_for_exit(paths.lock_path(session.socket), timeout):
+    from axd.shared import lockfile  # only stop and restart wait for an exit
+
+    if not lockfile.wait_exit(pid, timeout):
         raise CliError(
             f"axd (pid {pid}) is still running after {timeout:g}s",
             hint=f"`kill -9 {pid}` forces it; the next start recovers",
@@ -139,7 +139,9 @@ def restart(session: Session, timeout: float, as_json: bool) -> None:
             as_json=as_json,
         )
     old = _request_stop(session)
-    if old is not None and not _wait_for_exit(paths.lock_path(session.socket), timeout):
+    from axd.shared import lockfile
+
+    if old is not None and not lockfile.wait_exit(old, timeout):
         raise CliError(
             f"axd (pid {old}) is still running after {timeout:g}s",
             code="stop_timeout",
@@ -194,25 +196,6 @@ def _pid_from_lock(socket: str) -> int | None:
             return int(fh.read().strip())
     except (OSError, ValueError):
         return None
-
-
-def _wait_for_exit(lock: str, timeout: float) -> bool:
-    """The daemon holds an flock on its lock file until its very last step."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            pass
-        finally:
-            os.close(fd)
-        time.sleep(0.02)
-    return False
 
 
 def _report(as_json: bool, doc: dict[str, Any], text: str) -> None:

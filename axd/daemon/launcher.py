@@ -17,7 +17,6 @@ may pull in the daemon's dependencies. The thin client never imports it at start
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -25,14 +24,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from axd.shared import lockfile
 from axd.shared.paths import SOCKET_NAME, lock_path
-from axd.shared.spawn import _read_line
+from axd.shared.spawn import read_line
 from axd.shared.transport import Client
 
 START_TIMEOUT = 20.0
@@ -288,24 +287,8 @@ def axctl_path() -> str:
 
 def read_ready(fd: int, timeout: float) -> dict[str, Any]:
     """The one JSON line a daemon writes on --ready-fd; {} if it closed without one."""
-    line = _read_line(fd, timeout)
+    line = read_line(fd, timeout)
     return json.loads(line) if line else {}
-
-
-def lock_held(lock: str | Path) -> bool:
-    """Whether a live process holds this flock (the kernel drops it when its holder dies,
-    however it dies, so a stale file says nothing)."""
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def stop_leftover(lock: str | Path, timeout: float = 10.0, kill_timeout: float = 5.0) -> int | None:
@@ -313,30 +296,16 @@ def stop_leftover(lock: str | Path, timeout: float = 10.0, kill_timeout: float =
     both hold the owner's pid under an flock), left by an interrupted run or a detached
     `axctl start`: SIGTERM, wait for the lock to go, SIGKILL. Its pid, or None if none.
 
-    The lock, not the pid, says when it is done: a daemon this very process spawned
-    lingers as a zombie, and it holds its lock until its last step."""
-    if not lock_held(lock):
-        return None
-    try:
-        pid = int(Path(lock).read_text().strip())
-    except (OSError, ValueError):
+    The lock names the process; a pidfd says when it is gone (a zombie of ours too)."""
+    pid = lockfile.holder(lock)
+    if pid is None:
         return None
     for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, kill_timeout)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        if _released(lock, wait_s):
+        if lockfile.wait_exit(pid, wait_s):
             break
     return pid
-
-
-def _released(lock: str | Path, timeout: float) -> bool:
-    """Wait (polling, with a deadline) until nobody holds `lock`."""
-    deadline = time.monotonic() + timeout
-    while lock_held(lock):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _private_dir(path: Path) -> None:

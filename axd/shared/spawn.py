@@ -53,7 +53,7 @@ def spawn_daemon(socket: str, state_dir: str, timeout: float = 20.0) -> dict[str
     finally:
         os.close(write_end)
     try:
-        line = _read_line(read_end, timeout)
+        line = read_line(read_end, timeout)
     finally:
         os.close(read_end)
     if not line:
@@ -82,7 +82,8 @@ def spawn_daemon(socket: str, state_dir: str, timeout: float = 20.0) -> dict[str
     return message
 
 
-def _read_line(fd: int, timeout: float) -> bytes:
+def read_line(fd: int, timeout: float) -> bytes:
+    """One line from a pipe within `timeout` (less if the writer closes it first)."""
     deadline = time.monotonic() + timeout
     data = b""
     while b"\n" not in data:
