@@ -322,7 +322,9 @@ def refs(
         return
     for r in doc["results"]:
         click.echo(f"{r['path']}:{r['line']}:{r['column']}: {r['text']}")
-    if not doc["results"]:
+    for warning in doc.get("warnings", []):
+        click.echo(f"axctl: warning: {warning}", err=True)
+    if not doc["results"] and not doc.get("warnings"):
         click.echo(f"no occurrences of {name}", err=True)
 
 

@@ -27,6 +27,7 @@ from axd.codeintel.store import Store
 LANG_CODES = {name: i + 1 for i, name in enumerate(languages.LANGUAGES)}
 KIND_CODES = {name: i + 1 for i, name in enumerate(languages.KINDS)}
 SNIPPET_SCAN_LINES = 400
+MAX_FUZZY_ROWS = 10_000  # definitions of the (at most 10) closest names, before the limit
 
 
 def postings_row(
@@ -222,11 +223,13 @@ def definitions(
     close = rank_fuzzy(name, fuzzy().candidates(name))[:10]
     if not close:
         return "none", []
+    # Rank first, cut second: the store orders by path, so a limit applied there could
+    # drop the closest name in favour of one that merely sorts earlier.
     marks = ",".join("?" * len(close))
-    fuzzy = store.definitions(workspace, f"c.symbol IN ({marks})", tuple(close), limit)
+    found = store.definitions(workspace, f"c.symbol IN ({marks})", tuple(close), MAX_FUZZY_ROWS)
     rank = {n: i for i, n in enumerate(close)}
-    fuzzy.sort(key=lambda d: rank.get(d["symbol"], len(rank)))
-    return "fuzzy", fuzzy
+    found.sort(key=lambda d: rank.get(d["symbol"], len(rank)))
+    return "fuzzy", found[:limit]
 
 
 def rank_fuzzy(name: str, candidates: list[str]) -> list[str]:

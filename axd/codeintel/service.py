@@ -369,12 +369,18 @@ class CodeIntel:
             name,
             limit,
         )
-        return {
+        doc: dict[str, Any] = {
             "name": name,
             "results": found,
             "workspace": ws.root,
             "took_ms": round((time.perf_counter() - started) * 1000, 3),
         }
+        if not tokens.query_terms(name):
+            doc["warnings"] = [
+                f"{name!r} has no indexed word (one-character names are not indexed); "
+                "search it with grep"
+            ]
+        return doc
 
     def _fuzzy_index(self, ws_id: int) -> search.FuzzyIndex:
         """Built on the first fuzzy lookup after a change, then reused."""

@@ -112,7 +112,7 @@ class Reloader:
     ) -> dict[str, Any]:
         old, old_group = ps.process, ps.group
         assert old is not None
-        saved_manifest, saved_budget = ps.manifest, ps.budget
+        saved = ps.manifest, ps.budget, ps.budget_notes
         ps.manifest = manifest
         self.host.resolve_budgets()
         timeout = self.host.config.number("plugins.start_timeout")
@@ -125,12 +125,15 @@ class Reloader:
             group = await self.host.create_group(f"{ps.name}.g{ps.generation + 1}")
             await asyncio.to_thread(group.apply, for_startup(ps.budget))
             new = self.host.new_process(ps, manifest, group)
-            await new.start(timeout)
+            try:
+                await new.start(timeout)
+            except OSError as exc:  # fork or exec refused (EAGAIN, EMFILE): not the cgroup
+                raise StartFailed("start", f"could not start the new version: {exc}") from None
             ps.budget_notes = await asyncio.to_thread(group.apply, ps.budget)
             state = await old.request("snapshot", {}, timeout)
             await new.request("restore", {"state": (state or {}).get("state")}, timeout)
         except _FAILURES as exc:
-            ps.manifest, ps.budget = saved_manifest, saved_budget
+            ps.manifest, ps.budget, ps.budget_notes = saved
             if new is not None:
                 await new.kill()
             if group is not None:

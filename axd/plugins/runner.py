@@ -49,11 +49,16 @@ class PluginCallError(Exception):
 
 
 class StartFailed(Exception):
-    def __init__(self, stage: str, message: str, traceback: str = "") -> None:
+    def __init__(
+        self, stage: str, message: str, traceback: str = "", *, before_ready: bool = False
+    ) -> None:
         super().__init__(f"{stage}: {message}")
         self.stage = stage
         self.message = message
         self.traceback = traceback
+        # The channel closed before `ready` or `failed` came: the process died on its own
+        # (an import crash, os._exit), so its exit status and stderr tell the story.
+        self.before_ready = before_ready
 
 
 class PluginProcess:
@@ -72,6 +77,7 @@ class PluginProcess:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
+        self._pipes: list[asyncio.Task[Any]] = []
         self._ready_future: asyncio.Future[dict[str, Any]] | None = None
         self.protocol_error: str | None = None
         self.stderr_tail: deque[str] = deque(maxlen=50)
@@ -91,6 +97,11 @@ class PluginProcess:
         env = dict(os.environ, AXD_PLUGIN_FD=str(child.fileno()), PYTHONUNBUFFERED="1")
         for name in ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
             env.pop(name, None)
+        # Our own pipes for stdout and stderr, not asyncio's: asyncio's `Process.wait()`
+        # also waits for its pipes to close, and a child the plugin forked keeps them
+        # open, so a crash would go unseen for as long as that child lives.
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -100,12 +111,18 @@ class PluginProcess:
                 env=env,
                 cwd=self.manifest.folder,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdout=out_w,
+                stderr=err_w,
                 start_new_session=True,
             )
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
         finally:
             child.close()
+            for fd in (out_w, err_w):
+                os.close(fd)
         self.started_at = time.monotonic()
         try:
             self.group.add(self.proc.pid)
@@ -115,10 +132,13 @@ class PluginProcess:
             raise StartFailed("cgroup", f"could not join its cgroup: {exc}") from None
         self._reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         self._ready_future = loop.create_future()
+        self._pipes = [
+            loop.create_task(self._pipe(out_r, "stdout")),
+            loop.create_task(self._pipe(err_r, "stderr")),
+        ]
         self._tasks = [
             loop.create_task(self._read_channel(), name=f"plugin-{self.manifest.name}-rx"),
-            loop.create_task(self._pipe(self.proc.stdout, "stdout")),
-            loop.create_task(self._pipe(self.proc.stderr, "stderr")),
+            *self._pipes,
         ]
         self._send(
             {
@@ -139,11 +159,11 @@ class PluginProcess:
             await self.kill()
             raise StartFailed("handshake", f"no ready message within {timeout:g}s") from None
         except StartFailed as exc:
-            if exc.stage == "start" and self.proc.returncode is None:
+            if exc.before_ready and self.proc.returncode is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.proc.wait(), 2)
             await self.kill()
-            if exc.stage == "start":
+            if exc.before_ready:
                 code = self.proc.returncode
                 last = next((x for x in reversed(self.stderr_tail) if x.strip()), "")
                 raise StartFailed(
@@ -237,6 +257,10 @@ class PluginProcess:
         # Forked children stay in the group; they go with the plugin.
         await asyncio.to_thread(self.group.kill_all)
         self._close_channel("the plugin exited")
+        # The last lines of stderr (a crash's traceback) may still be in the pipes: read
+        # them to their end, which comes now that the whole group is gone.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._pipes, return_exceptions=True), 2)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -257,7 +281,7 @@ class PluginProcess:
                 future.set_exception(PluginUnavailable(f"{self.manifest.name}: {reason}"))
         if self._ready_future is not None and not self._ready_future.done():
             tail = "\n".join(self.stderr_tail)
-            self._ready_future.set_exception(StartFailed("start", reason, tail))
+            self._ready_future.set_exception(StartFailed("start", reason, tail, before_ready=True))
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
@@ -346,9 +370,20 @@ class PluginProcess:
             with contextlib.suppress(OSError, RuntimeError):
                 self._send(reply)
 
-    async def _pipe(self, stream: asyncio.StreamReader | None, name: str) -> None:
-        if stream is None:
-            return
+    async def _pipe(self, fd: int, name: str) -> None:
+        """Lines of the plugin's stdout or stderr, as log records, until the pipe closes
+        or the process is finished (a forked child may hold the pipe open longer)."""
+        loop = asyncio.get_running_loop()
+        stream = asyncio.StreamReader(limit=1 << 20)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(fd, "rb", 0)
+        )
+        try:
+            await self._pipe_lines(stream, name)
+        finally:
+            transport.close()
+
+    async def _pipe_lines(self, stream: asyncio.StreamReader, name: str) -> None:
         while line := await stream.readline():
             text = line.decode(errors="replace").rstrip()
             if name == "stderr":

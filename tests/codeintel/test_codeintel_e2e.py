@@ -148,6 +148,8 @@ def test_references(home, indexed):
     doc = api(home, "POST", "/v1/references", {"name": "makeHttpConnection", "path": str(indexed)})
     got = [(r["path"], r["line"], r["in"]) for r in doc["results"]]
     assert got == [("app.js", 2, "makeHttpConnection"), ("app.js", 6, "Pool.acquire")]
+    short = api(home, "POST", "/v1/references", {"name": "x", "path": str(indexed)})
+    assert short["results"] == [] and "not indexed" in short["warnings"][0]  # not silent
 
 
 def test_index_status_counts(home, indexed):

@@ -7,7 +7,10 @@ measured, and the monitor raises budget events, but nothing stops a plugin from 
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
+import signal
+import time
 
 import psutil
 
@@ -30,6 +33,7 @@ class AdvisoryGroup(Group):
     def __init__(self, name: str) -> None:
         self.name = name
         self.root: psutil.Process | None = None
+        self.pgid: int | None = None
         self.budget = Budget()
         self.notes = ["advisory mode: CPU and pids budgets are only watched"]
         self.peak = 0
@@ -41,6 +45,7 @@ class AdvisoryGroup(Group):
 
     def add(self, pid: int) -> None:
         self.root = psutil.Process(pid)
+        self.pgid = os.getpgid(pid)  # plugins start in a session of their own
         self._rlimit()
 
     def _rlimit(self) -> None:
@@ -74,6 +79,21 @@ class AdvisoryGroup(Group):
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._members()]
+
+    def kill_all(self, timeout: float = 5.0) -> None:
+        """Without a cgroup, the process group stands in for it: children the plugin forked
+        keep its group after the plugin exits and they are re-parented, so the group
+        finds them where `children()` of a dead root no longer can."""
+        super().kill_all(timeout)
+        if self.pgid is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.01)
 
     def remove(self) -> None:
         self.root = None

@@ -415,12 +415,6 @@ def test_fuzzy_definitions_come_closest_first(tmp_path):
         index.store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="search.definitions applies `limit` in SQL (ORDER BY path) before ranking the "
-    "fuzzy names, so with a small limit the closest name can be cut: `def Parsre --limit 1` "
-    "answers Parsers (a/early.py) instead of Parser (z/late.py)",
-)
 def test_fuzzy_limit_keeps_the_closest_definition(tmp_path):
     index = make_index(
         tmp_path,

@@ -294,14 +294,6 @@ async def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(launch):
         await stuck
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="PluginProcess.wait() awaits asyncio's Process.wait(), which (Python 3.11 asyncio) "
-    "only returns once every pipe of the child is closed; a child the plugin forked keeps "
-    "stdout/stderr open, so a crash after spawn_child is not seen (the supervisor's "
-    "`await process.wait()` hangs) until that grandchild exits",
-)
 async def test_a_crash_is_seen_while_a_forked_child_lives(launch):
     process, _ = await launch()
     exited = asyncio.create_task(process.wait())  # as the supervisor waits, from the start
@@ -316,12 +308,6 @@ async def test_a_crash_is_seen_while_a_forked_child_lives(launch):
         await asyncio.wait_for(exited, WAIT)  # the pipes close with the grandchild
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AdvisoryGroup finds members as root.children(); once the plugin process has "
-    "exited its children are reparented, so kill_all in PluginProcess._finish finds none "
-    "and a graceful stop leaves the plugin's forked children running",
-)
 async def test_stop_takes_forked_children_along_in_advisory_mode(launch):
     process, _ = await launch()
     child = await process.call("spawn_child", {}, CALL_TIMEOUT)
@@ -389,14 +375,6 @@ async def test_a_plugin_whose_start_raises_fails_at_start(launch, plugin_dir):
     assert err.value.stage == "start"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the host reports an exception in Plugin.start() as `failed` with stage 'start', "
-    "the stage PluginProcess.start also uses for a channel that closed before ready; it "
-    "then replaces the plugin's message and traceback with 'exited with status 1 before it "
-    "was ready' and the (empty) stderr tail, so the error and traceback docs/plugins.md "
-    "promises are lost",
-)
 async def test_a_plugin_whose_start_raises_reports_its_error_and_traceback(launch, plugin_dir):
     _edit(plugin_dir, "echo_plugin.py", "self.events = []", "raise RuntimeError('no start')")
     with pytest.raises(StartFailed) as err:
