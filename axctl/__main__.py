@@ -1,3 +1,3 @@
-from axctl.cli import main
+from axctl.fast import main
 
 main()

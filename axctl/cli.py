@@ -13,6 +13,7 @@ from axctl.commands import daemon as daemon_cmd
 from axctl.commands import events as events_cmd
 from axctl.commands import perf as perf_cmd
 from axctl.commands import plugins as plugins_cmd
+from axctl.errors import CliError, Failure
 from axctl.session import Session
 from axd import __version__
 from axd.shared import transport
@@ -21,7 +22,21 @@ trace.mark("imports")
 transport.on_phase = trace.mark
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class AxctlGroup(click.Group):
+    """The top-level group: a `Failure` from the click-free session becomes a click
+    exception here, so click prints it and exits with its code (tests driving the CLI
+    in-process through CliRunner see the same)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except Failure as failure:
+            if isinstance(failure, click.ClickException):
+                raise
+            raise CliError.of(failure) from None
+
+
+@click.group(cls=AxctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--socket",
     metavar="PATH",

@@ -1,4 +1,7 @@
-"""Rendering for humans (aligned tables, durations) and for scripts (--json)."""
+"""Rendering for humans (aligned tables, durations) and for scripts (--json).
+
+Click-free, so the fast path and the click commands print the very same bytes.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import click
-
 
 def emit_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=False))
+    print(json.dumps(doc, indent=2, sort_keys=False))
 
 
 def table(rows: Iterable[Sequence[Any]], indent: int = 0) -> str:

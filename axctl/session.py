@@ -1,17 +1,17 @@
 """One axctl invocation's view of the daemon: where it is, and how to reach it.
 
-`call()` turns every way a request can fail into a `CliError` with the right exit code, and
-starts the daemon first when the command needs one and auto-start is allowed.
+`call()` turns every way a request can fail into a `Failure` with the right exit code, and
+starts the daemon first when the command needs one and auto-start is allowed. Click-free:
+the fast path (`axctl/fast.py`) and the click commands share it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
-import click
-
-from axctl.errors import EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, CliError
+from axctl.failure import EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE, Failure, warn
 from axd import __version__
 from axd.shared import paths
 from axd.shared.transport import Client, DaemonUnreachable, ProtocolError, Response, VersionMismatch
@@ -41,7 +41,7 @@ class Session:
         start: bool = True,
         timeout: float | None = 30.0,
     ) -> Any:
-        """Send one request; return the decoded JSON of a 2xx answer or raise CliError."""
+        """Send one request; return the decoded JSON of a 2xx answer or raise Failure."""
         response = self._with_daemon(
             lambda: self.client(timeout).request(method, target, body), start
         )
@@ -62,8 +62,8 @@ class Session:
             raise self._api_error(response)
         return response.json()
 
-    def unreachable(self, exc: DaemonUnreachable) -> CliError:
-        return CliError(
+    def unreachable(self, exc: DaemonUnreachable) -> Failure:
+        return Failure(
             str(exc),
             hint="start it with `axctl start`",
             code="daemon_unreachable",
@@ -78,7 +78,7 @@ class Session:
         try:
             return spawn_daemon(self.socket, paths.state_dir())
         except SpawnError as exc:
-            raise CliError(
+            raise Failure(
                 f"axd could not start: {exc}",
                 hint=_spawn_hint(exc.code),
                 code=exc.code,
@@ -95,12 +95,12 @@ class Session:
                     raise self.unreachable(exc) from None
             started = self.start_daemon()
             if not self.as_json:
-                click.echo(f"axctl: started axd (pid {started['pid']})", err=True)
+                print(f"axctl: started axd (pid {started['pid']})", file=sys.stderr)
             return send()
         except DaemonUnreachable as exc:
             raise self.unreachable(exc) from None
         except VersionMismatch as exc:
-            raise CliError(
+            raise Failure(
                 str(exc),
                 hint=RESTART_HINT,
                 code="version_mismatch",
@@ -112,7 +112,7 @@ class Session:
                 as_json=self.as_json,
             ) from None
         except ProtocolError as exc:
-            raise CliError(
+            raise Failure(
                 str(exc),
                 hint="check the daemon log; `axctl restart` may help",
                 code="protocol_error",
@@ -123,20 +123,16 @@ class Session:
         daemon = response.daemon_version
         if daemon and daemon != __version__ and not self._warned_version:
             self._warned_version = True
-            click.echo(
-                f"axctl: warning: the running axd is {daemon} but this axctl is "
-                f"{__version__}; {RESTART_HINT}",
-                err=True,
-            )
+            warn(f"the running axd is {daemon} but this axctl is {__version__}; {RESTART_HINT}")
 
-    def _api_error(self, response: Response) -> CliError:
+    def _api_error(self, response: Response) -> Failure:
         try:
             error = (response.json() or {}).get("error", {})
         except ProtocolError:
             error = {}
         message = error.get("message") or f"axd answered HTTP {response.status}"
         code = error.get("code", "http_error")
-        return CliError(
+        return Failure(
             message,
             code=code,
             details=error.get("details", {}),

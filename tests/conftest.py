@@ -36,8 +36,7 @@ Daemon = launcher.PrivateDaemon
 read_ready = launcher.read_ready
 
 
-@pytest.fixture
-def home() -> Iterator[Home]:
+def _private_home() -> Iterator[Home]:
     """The socket folder is left to the daemon: tests check how it creates or refuses one."""
     h = Home.create("axdt-", make_socket_dir=False)
     h.env.update(
@@ -49,6 +48,26 @@ def home() -> Iterator[Home]:
     yield h
     launcher.stop_leftover(h.lock_file)  # a test that ran `axctl start` must not leak its daemon
     h.remove()
+
+
+@pytest.fixture
+def home() -> Iterator[Home]:
+    yield from _private_home()
+
+
+@pytest.fixture(scope="module")
+def shared_home() -> Iterator[Home]:
+    """A home for the tests of one module that only read from their daemon (queries,
+    status): one daemon start instead of one per test."""
+    yield from _private_home()
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(shared_home: Home) -> Iterator[Daemon]:
+    d = Daemon(shared_home)
+    d.start()
+    yield d
+    d.stop()
 
 
 @pytest.fixture

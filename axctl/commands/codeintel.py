@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from axctl import output
+from axctl import output, query_words, views
 from axctl.commands.common import json_option, pass_session
 from axctl.errors import CliError
 from axctl.session import Session
@@ -129,38 +129,13 @@ def index_status(session: Session, workspace: str | None, all_: bool, as_json: b
         docs = doc["workspaces"]
     else:
         path = _where(workspace)
-        doc = session.call("GET", "/v1/index/status?path=" + _quote(path))
+        doc = session.call("GET", "/v1/index/status?path=" + views.quote(path))
         docs = [doc]
     if as_json:
         output.emit_json(doc)
         return
     for ws in docs:
-        click.echo(_render_status(ws))
-
-
-def _render_status(ws: dict[str, Any]) -> str:
-    cache = ws["cache"]
-    by_status = ws["files_by_status"]
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if k != "ok") or "none"
-    langs = ", ".join(f"{k} {v}" for k, v in list(ws["languages"].items())[:8]) or "-"
-    hit_rate = "-" if cache["hit_rate"] is None else f"{cache['hit_rate'] * 100:.1f}%"
-    last = output.clock(ws["last_update"]) if ws["last_update"] else "never"
-    return output.table(
-        [
-            ("workspace", f"{ws['root']}  ({ws['state']}{', watching' if ws['watching'] else ''})"),
-            ("files", f"{ws['files']}  (not indexed or as text: {skipped})"),
-            ("symbols", f"{ws['symbols']} definitions in {ws['chunks']} chunks"),
-            ("bytes", f"{ws['bytes'] / 1e6:.1f} MB"),
-            ("languages", langs),
-            ("last update", f"{last}; lag {ws['lag_s']}s, {ws['pending_changes']} pending"),
-            (
-                "cache",
-                f"{cache['entries']}/{cache['capacity']} entries, hit rate {hit_rate} "
-                f"({cache['hits']} hits, {cache['misses']} misses, "
-                f"{cache['evictions']} evictions, {cache['invalidations']} invalidated)",
-            ),
-        ]
-    )
+        click.echo(views.index_status(ws))
 
 
 @click.group()
@@ -201,7 +176,14 @@ def workspace_remove(session: Session, path: str, as_json: bool) -> None:
     _emit(as_json, doc, f"removed {doc['removed']} ({doc['chunks']} chunks)")
 
 
-@click.command()
+class _FindCommand(click.Command):
+    """`-path:tests` and the other negated filters are query words, not options."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, query_words.words_last(args))
+
+
+@click.command(cls=_FindCommand)
 @click.argument("query", nargs=-1, required=True)
 @limit_option
 @workspace_option
@@ -247,29 +229,7 @@ def find(
     if as_json:
         output.emit_json(doc)
         return
-    for warning in doc.get("warnings", []):
-        click.echo(f"axctl: warning: {warning}", err=True)
-    for r in doc["results"]:
-        click.echo(
-            click.style(f"{r['path']}:{r['start_line']}", fg="magenta")
-            + f"-{r['end_line']}  {r['kind']}  "
-            + click.style(r["qualname"], bold=True)
-            + f"  ({r['score']:.2f})"
-        )
-        for line in r["snippet"].splitlines():
-            click.echo(f"    {line.strip()}")
-    if not doc["results"]:
-        click.echo("no results", err=True)
-    if debug:
-        d = doc["debug"]
-        click.echo(
-            f"-- {len(doc['results'])} results in {doc['took_ms']} ms, cache {doc['cache']}",
-            err=True,
-        )
-        click.echo("-- timings ms: " + output.fields(d["timings_ms"]), err=True)
-        click.echo(f"-- terms: {' '.join(d['terms'])}", err=True)
-        click.echo("-- ranking: " + output.fields(d["ranking"]), err=True)
-        click.echo("-- cache: " + output.fields(d["cache"]), err=True)
+    views.find(doc, debug, sys.stdout.isatty(), click.echo, _stderr)
 
 
 @click.command("def")
@@ -292,15 +252,10 @@ def def_(
         if not doc["results"]:
             sys.exit(1)
         return
-    if doc["match"] not in ("exact", "exact_nocase") and doc["results"]:
-        click.echo(f"no exact definition of {name}; {doc['match']} matches:", err=True)
-    for r in doc["results"]:
-        click.echo(f"{r['path']}:{r['start_line']}  {r['kind']}  {r['qualname']}  {r['signature']}")
+    views.definitions(doc, name, click.echo, _stderr)
     if not doc["results"]:
         raise CliError(
-            f"no definition of {name} found",
-            code="not_found",
-            hint="`axctl find` searches bodies and docs too",
+            f"no definition of {name} found", code="not_found", hint=views.NO_DEFINITION_HINT
         )
 
 
@@ -320,12 +275,11 @@ def refs(
     if as_json:
         output.emit_json(doc)
         return
-    for r in doc["results"]:
-        click.echo(f"{r['path']}:{r['line']}:{r['column']}: {r['text']}")
-    for warning in doc.get("warnings", []):
-        click.echo(f"axctl: warning: {warning}", err=True)
-    if not doc["results"] and not doc.get("warnings"):
-        click.echo(f"no occurrences of {name}", err=True)
+    views.references(doc, name, click.echo, _stderr)
+
+
+def _stderr(text: str) -> None:
+    click.echo(text, err=True)
 
 
 def _name_body(name: str, limit: int | None, workspace: str | None) -> dict[str, Any]:
@@ -340,10 +294,3 @@ def _emit(as_json: bool, doc: dict[str, Any], text: str) -> None:
         output.emit_json(doc)
     else:
         click.echo(text)
-
-
-_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/~")
-
-
-def _quote(text: str) -> str:
-    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in text.encode())

@@ -9,7 +9,7 @@ import click
 
 from axctl import output
 from axctl.commands.common import json_option, pass_session
-from axctl.errors import EXIT_USAGE, CliError
+from axctl.errors import EXIT_USAGE, CliError, Failure
 from axctl.session import Session
 
 
@@ -103,7 +103,7 @@ def set_(session: Session, key: str, value: str, as_json: bool) -> None:
     """
     try:
         doc = session.call("POST", "/v1/config/set", {"key": key, "value": value})
-    except CliError as exc:
+    except Failure as exc:
         if exc.code == "config_invalid":
             exc.exit_code = EXIT_USAGE
         raise

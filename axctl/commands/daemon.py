@@ -9,11 +9,10 @@ from typing import Any
 
 import click
 
-from axctl import output
+from axctl import output, views
 from axctl.commands.common import json_option, pass_session
-from axctl.errors import EXIT_UNREACHABLE, CliError
+from axctl.errors import EXIT_UNREACHABLE, CliError, Failure
 from axctl.session import Session
-from axd import __version__
 from axd.shared import paths
 from axd.shared.transport import DaemonUnreachable, ProtocolError, VersionMismatch
 
@@ -28,7 +27,7 @@ def status(session: Session, as_json: bool) -> None:
     """
     try:
         doc = session.call("GET", "/v1/status", start=False)
-    except CliError as exc:
+    except Failure as exc:
         if exc.exit_code != EXIT_UNREACHABLE:
             raise
         if as_json:
@@ -36,14 +35,13 @@ def status(session: Session, as_json: bool) -> None:
                 {"running": False, "socket": session.socket, "reason": exc.details.get("reason")}
             )
         else:
-            click.echo(f"axd is not running ({exc.details.get('reason')} at {session.socket})")
-            click.echo("hint: start it with `axctl start`")
+            click.echo(views.not_running(session.socket, exc.details.get("reason")))
         sys.exit(EXIT_UNREACHABLE)
     doc = {"running": True, **doc}
     if as_json:
         output.emit_json(doc)
         return
-    click.echo(_render_status(doc))
+    click.echo(views.status(doc))
 
 
 @click.command()
@@ -203,39 +201,3 @@ def _report(as_json: bool, doc: dict[str, Any], text: str) -> None:
         output.emit_json(doc)
     else:
         click.echo(text)
-
-
-def _render_status(doc: dict[str, Any]) -> str:
-    version = f"axd {doc['version']} (api {doc['api']})"
-    if doc["version"] != __version__:
-        version += f"  [axctl is {__version__}]"
-    config_files = ", ".join(doc["config_files"]) or "defaults only"
-    head = output.table(
-        [
-            ("version", version),
-            ("pid", f"{doc['pid']}, up {output.duration(doc['uptime_s'])}"),
-            ("socket", doc["socket"] + ("  (from systemd)" if doc["socket_activated"] else "")),
-            ("state dir", doc["state_dir"]),
-            ("config", config_files),
-            ("runtime", f"python {doc['python']}, {doc['loop']} loop"),
-            ("health", doc["health"]),
-        ]
-    )
-    words = ("reason", "advice", "note")
-    parts = [
-        (name, comp.get("health", "?"), output.fields(comp, skip=("health", "enforcement", *words)))
-        for name, comp in sorted(doc["components"].items())
-    ]
-    text = head + "\n" + output.table(parts, indent=2)
-    for name, comp in sorted(doc["components"].items()):
-        if comp.get("reason"):
-            text += f"\n{name}: {comp['health']}: {comp['reason']}"
-            if comp.get("advice"):
-                text += f"\n  what to do: {comp['advice']}"
-        elif comp.get("note"):
-            text += f"\n{name}: {comp['note']}"
-    enforcement = doc["components"].get("plugins", {}).get("enforcement")
-    if enforcement:
-        mode = "enforced by the kernel" if enforcement["enforcing"] else "advisory only"
-        text += f"\nbudgets    {enforcement['backend']} ({mode}): {enforcement.get('reason', '')}"
-    return text

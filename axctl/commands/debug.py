@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from axctl.commands.common import json_option, pass_session
-from axctl.errors import CliError
+from axctl.errors import CliError, Failure
 from axctl.session import Session
 
 HELP = """commands:
@@ -104,7 +104,7 @@ def plugin_debug(session: Session, name: str, dap: bool, as_json: bool) -> None:
                     start=False,
                     timeout=60,
                 )
-            except CliError as exc:
+            except Failure as exc:
                 printer.error(command, exc)
                 continue
             printer.result(command, doc["result"])

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from axctl import output
+from axctl import output, views
 from axctl.commands.common import json_option, pass_session
 from axctl.session import Session
 
@@ -44,7 +44,7 @@ def events(
     # keep urllib.parse (~4 ms of imports) off the client's path.
     query = f"follow={'true' if follow else 'false'}&limit={limit}"
     if types:
-        query += "&types=" + ",".join(_quote(t) for t in types)
+        query += "&types=" + ",".join(views.quote(t, keep="._-*") for t in types)
     from axctl.stops import stoppable  # signal stays off the start-up path
 
     with stoppable():
@@ -57,10 +57,3 @@ def events(
                     f"{output.clock(event['ts'])}  {event['type']:<22} "
                     f"{output.fields(event, skip=('ts', 'type'))}".rstrip()
                 )
-
-
-_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-*")
-
-
-def _quote(text: str) -> str:
-    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in text.encode())

@@ -11,7 +11,7 @@ import click
 from axctl import output
 from axctl.commands.common import json_option, pass_session
 from axctl.commands.debug import plugin_debug
-from axctl.errors import EXIT_USAGE, CliError
+from axctl.errors import EXIT_USAGE, CliError, Failure
 from axctl.session import Session
 
 
@@ -170,7 +170,7 @@ def plugin_call(
         body["timeout"] = timeout
     try:
         doc = session.call("POST", f"/v1/plugins/{name}/call", body, timeout=(timeout or 60) + 5)
-    except CliError as exc:
+    except Failure as exc:
         exc.hint = exc.hint or {
             "plugin_error": f"`axctl plugin logs {name}` shows the traceback",
             "invalid_params": f"`axctl plugin info {name}` lists the methods and parameters",

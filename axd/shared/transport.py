@@ -95,31 +95,92 @@ class Client:
         return head, _lines(reader, headers)
 
     def _open(self, method: str, target: str, body: Any) -> Any:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+        sock = _connect(self.path, self.timeout)
         try:
-            sock.connect(self.path)
-        except OSError as exc:
-            sock.close()
-            raise DaemonUnreachable(self.path, _why(exc)) from None
-        on_phase("connect")
-        payload = b"" if body is None else json.dumps(body).encode()
-        head = (
-            f"{method} {target} HTTP/1.1\r\nHost: axd\r\n"
-            f"User-Agent: axctl/{__version__} (api {API_VERSION})\r\n"
-            "Accept: application/json\r\nConnection: close\r\n"
-        )
-        if body is not None:
-            head += "Content-Type: application/json\r\n"
-        head += f"Content-Length: {len(payload)}\r\n\r\n"
-        try:
-            sock.sendall(head.encode() + payload)
+            sock.sendall(_request_bytes(method, target, body, keep_alive=False))
         except OSError as exc:
             sock.close()
             raise DaemonUnreachable(self.path, _why(exc)) from None
         reader = sock.makefile("rb")
         sock.close()  # the file object keeps its own reference to the connection
         return reader
+
+    def keep_alive(self) -> Connection:
+        """One connection for many requests (an editor plugin, a benchmark): HTTP/1.1
+        keep-alive, reconnecting once if the daemon closed an idle connection."""
+        return Connection(self.path, self.timeout)
+
+
+class Connection:
+    """`with Client(path).keep_alive() as conn: conn.request(...)` on one socket."""
+
+    def __init__(self, path: str, timeout: float | None) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._reader: Any = None
+        self.connects = 0  # how many sockets this connection has opened (tests check 1)
+
+    def request(self, method: str, target: str, body: Any = None) -> Response:
+        payload = _request_bytes(method, target, body, keep_alive=True)
+        for attempt in (1, 2):
+            fresh = self._sock is None
+            if fresh:
+                self._sock = _connect(self.path, self.timeout)
+                self._reader = self._sock.makefile("rb")
+                self.connects += 1
+            try:
+                assert self._sock is not None
+                self._sock.sendall(payload)
+                status, headers = _read_head(self._reader)
+            except (OSError, ProtocolError):
+                self.close()
+                if fresh or attempt == 2:
+                    raise
+                continue  # the daemon closed the idle connection: once more, on a new one
+            data = b"".join(_body_chunks(self._reader, headers))
+            if headers.get("connection", "").lower() == "close":
+                self.close()
+            _check_api(headers)
+            return Response(status, headers, data)
+        raise ProtocolError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        for part in (self._reader, self._sock):
+            if part is not None:
+                part.close()
+        self._sock = self._reader = None
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _connect(path: str, timeout: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise DaemonUnreachable(path, _why(exc)) from None
+    on_phase("connect")
+    return sock
+
+
+def _request_bytes(method: str, target: str, body: Any, keep_alive: bool) -> bytes:
+    payload = b"" if body is None else json.dumps(body).encode()
+    head = (
+        f"{method} {target} HTTP/1.1\r\nHost: axd\r\n"
+        f"User-Agent: axctl/{__version__} (api {API_VERSION})\r\n"
+        f"Accept: application/json\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n"
+    )
+    if body is not None:
+        head += "Content-Type: application/json\r\n"
+    head += f"Content-Length: {len(payload)}\r\n\r\n"
+    return head.encode() + payload
 
 
 def _why(exc: OSError) -> str:

@@ -424,3 +424,27 @@ def test_a_flood_of_bad_requests_logs_a_bounded_number_of_lines(daemon, home):
     assert daemon.wait() == 0
     warnings = [r for r in daemon.log_records() if r["level"] == "warning"]
     assert 1 <= len(warnings) <= 2, warnings
+
+
+def test_one_kept_alive_connection_serves_many_requests(daemon, home):
+    with home.client().keep_alive() as conn:
+        for i in range(50):
+            target = "/v1/status" if i % 2 else "/v1/config"
+            assert conn.request("GET", target).status == 200
+        bad = conn.request("POST", "/v1/config/validate", {"txt": 1})  # an error keeps it too
+        assert bad.status == 422 and conn.request("GET", "/v1/status").status == 200
+        assert conn.connects == 1
+
+
+def test_a_kept_alive_connection_survives_a_daemon_restart(daemon_factory, home):
+    first = daemon_factory()
+    first.start()
+    conn = home.client().keep_alive()
+    assert conn.request("GET", "/v1/status").json()["pid"] == first.pid
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+    second = daemon_factory()
+    second.start()
+    assert conn.request("GET", "/v1/status").json()["pid"] == second.pid  # reconnected once
+    assert conn.connects == 2
+    conn.close()
