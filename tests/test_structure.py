@@ -101,24 +101,24 @@ def test_no_import_cycles_between_modules():
         for name, path in mods.items()
     }
     cycles: list[list[str]] = []
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
+    done: set[str] = set()
+    for start in sorted(graph):  # iterative DFS: no recursion limit to raise
+        if start in done:
+            continue
+        path, stack = [start], [iter(sorted(graph[start]))]
+        on_path = {start}
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                done.add(path.pop())
+                stack.pop()
+                on_path = set(path)
+            elif nxt in on_path:
                 cycles.append([*path[path.index(nxt) :], nxt])
-            elif nxt not in state:
-                visit(nxt)
-        path.pop()
-        state[node] = 2
-
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
-    for name in sorted(graph):
-        if name not in state:
-            visit(name)
+            elif nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                stack.append(iter(sorted(graph[nxt])))
     assert cycles == []
 
 

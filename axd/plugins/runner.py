@@ -295,7 +295,8 @@ class PluginProcess:
                 check_length(length)
                 message = decode(await self._reader.readexactly(length))
                 await self._handle(message)
-        except asyncio.IncompleteReadError:
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # EOF, or a reset/broken pipe when the plugin died mid-exchange: the same event
             self._close_channel("the channel closed")
         except ProtocolError as exc:
             # Garbage on the channel: this process cannot be trusted to answer anything.
