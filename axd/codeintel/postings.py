@@ -15,12 +15,12 @@ N, df and avglen are those of the queried workspace.
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
+from axd.codeintel import scoring
 from axd.codeintel.extract import FIELDS, unpack_terms
 
 N_FIELDS = len(FIELDS)
@@ -50,6 +50,32 @@ class Segment:
             starts = np.zeros(0, dtype=np.int64)
         self.keys = terms[starts]
         self.offsets = np.r_[starts, len(terms)].astype(np.int64)
+        # Per term and field: the largest tf and the shortest field length among its
+        # postings. With them a term's best possible BM25F score is known for any k1, b and
+        # weights, which is what lets top-k retrieval skip docs that cannot make it.
+        self.max_tf = np.zeros((0, N_FIELDS), dtype=np.float32)
+        self.min_len = np.zeros((0, N_FIELDS), dtype=np.float32)
+
+    def compute_bounds(self, lengths: np.ndarray) -> None:
+        """Fill `max_tf` and `min_len` from the docs' field lengths (`lengths[f, doc]`)."""
+        n = len(self.keys)
+        max_tf = np.zeros(n * N_FIELDS, dtype=np.float32)
+        min_len = np.full(n * N_FIELDS, np.inf, dtype=np.float32)
+        if len(self.docs):
+            fields = (self.packed >> 12).astype(np.intp)
+            slot = np.repeat(np.arange(n, dtype=np.intp), np.diff(self.offsets)) * N_FIELDS
+            slot += fields
+            np.maximum.at(max_tf, slot, (self.packed & 0xFFF).astype(np.float32))
+            np.minimum.at(min_len, slot, lengths[fields, self.docs])
+        self.max_tf = max_tf.reshape(n, N_FIELDS)
+        self.min_len = min_len.reshape(n, N_FIELDS)
+
+    def bounds(self, term: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(max tf, min length) per field of `term`, or None when it has no postings."""
+        i = int(np.searchsorted(self.keys, term))
+        if i >= len(self.keys) or self.keys[i] != term:
+            return None
+        return self.max_tf[i], self.min_len[i]
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -84,6 +110,8 @@ class Postings:
         self.lengths = np.zeros((N_FIELDS, cap), dtype=np.float32)
         self.dead_postings = 0
         self._ws_docs: dict[int, int] = {}
+        self.version = 0  # changes with every add, remove, load and compaction
+        self._df: dict[tuple[int, int], tuple[int, int]] = {}
         self._ws_length_sums: dict[int, np.ndarray] = {}
 
     # ---- building ---------------------------------------------------------------------
@@ -116,12 +144,14 @@ class Postings:
             self.lang[ids] = [r[3] for r in rows]
             self.kind[ids] = [r[4] for r in rows]
             self.lengths[:, ids] = lengths
+            segment.compute_bounds(self.lengths)
             for ws in set(r[1] for r in rows):
                 mask = self.workspace[ids] == ws
                 self._ws_docs[ws] = self._ws_docs.get(ws, 0) + int(mask.sum())
                 sums = self._ws_length_sums.setdefault(ws, np.zeros(N_FIELDS))
                 sums += lengths[:, mask].sum(axis=1)
             self.deltas.append(segment)
+            self.version += 1
             if len(self.deltas) > MAX_DELTAS:
                 self._merge_deltas()
 
@@ -156,9 +186,11 @@ class Postings:
                 mask = workspaces == ws
                 self._ws_docs[ws] = int(mask.sum())
                 self._ws_length_sums[ws] = lengths[:, mask].sum(axis=1).astype(np.float64)
+            base.compute_bounds(self.lengths)
             self.base = base
             self.deltas = []
             self.dead_postings = 0
+            self.version += 1
 
     def remove(self, ids: list[int], term_counts: int = 0) -> None:
         if not ids:
@@ -175,12 +207,14 @@ class Postings:
                 self._ws_length_sums[int(ws)] -= self.lengths[:, idx[mask]].sum(axis=1)
             self.alive[idx] = False
             self.dead_postings += term_counts
+            self.version += 1
 
     def compact(self) -> None:
         """Fold the deltas into the base and drop dead postings (vectorized, no strings)."""
         with self.lock:
             segments = [self.base, *self.deltas]
             alive = self.alive.copy()
+            lengths = self.lengths
             taken = len(self.deltas)
         parts = [s.triples() for s in segments if len(s)]
         if parts:
@@ -191,6 +225,7 @@ class Postings:
             merged = Segment(terms[keep], docs[keep], packed[keep])
         else:
             merged = Segment(np.zeros(0, np.int64), _EMPTY_DOCS, _EMPTY_PACKED)
+        merged.compute_bounds(lengths)
         with self.lock:
             self.base = merged
             self.deltas = self.deltas[taken:]
@@ -205,13 +240,13 @@ class Postings:
 
     def _merge_deltas(self) -> None:
         parts = [d.triples() for d in self.deltas]
-        self.deltas = [
-            Segment(
-                np.concatenate([p[0] for p in parts]),
-                np.concatenate([p[1] for p in parts]),
-                np.concatenate([p[2] for p in parts]),
-            )
-        ]
+        merged = Segment(
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+        )
+        merged.compute_bounds(self.lengths)
+        self.deltas = [merged]
 
     def _grow(self, need: int) -> None:
         cap = len(self.alive)
@@ -241,45 +276,63 @@ class Postings:
             return parts[0]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def avg_lengths(self, workspace: int) -> np.ndarray:
+        n = self._ws_docs.get(workspace, 0)
+        if not n:
+            return np.ones(N_FIELDS)
+        return self._ws_length_sums[workspace] / n
+
+    def bounds(self, term: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(max tf, min length) per field of `term`, one pair per segment holding it."""
+        found = (s.bounds(term) for s in (self.base, *self.deltas))
+        return [b for b in found if b is not None]
+
+    def document_frequency(
+        self, term: int, workspace: int, docs: np.ndarray, valid: np.ndarray
+    ) -> int:
+        """How many chunks of `workspace` hold `term` (cached until the index changes: a
+        pass over a common word's postings is most of what a query would cost)."""
+        key = (term, workspace)
+        hit = self._df.get(key)
+        if hit is not None and hit[0] == self.version:
+            return hit[1]
+        mine = docs[valid[docs]]
+        df = 0 if not len(mine) else 1 + int(np.count_nonzero(mine[1:] != mine[:-1]))
+        if len(self._df) > 100_000:
+            self._df.clear()
+        self._df[key] = (self.version, df)
+        return df
+
+    def valid(self, workspace: int) -> np.ndarray:
+        """Which chunk ids are alive and in `workspace` (a dense mask)."""
+        return self.alive & (self.workspace == workspace)
+
     def score(
         self, workspace: int, terms: list[int], ranking: Ranking
     ) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, scores) of every chunk of `workspace` matching any term."""
         with self.lock:
-            n_docs = self._ws_docs.get(workspace, 0)
-            if not n_docs or not terms:
+            if not self._ws_docs.get(workspace) or not terms:
                 return _EMPTY_DOCS, np.zeros(0, dtype=np.float32)
-            avg = np.maximum(self._ws_length_sums[workspace] / n_docs, 1e-6).astype(np.float32)
-            weights = np.asarray(ranking.weights, dtype=np.float32)
-            k1, b = ranking.k1, ranking.b
-            found_docs, found_scores = [], []
-            for term in dict.fromkeys(terms):
-                docs, packed = self.postings(term)
-                if not len(docs):
-                    continue
-                keep = self.alive[docs] & (self.workspace[docs] == workspace)
-                docs, packed = docs[keep], packed[keep]
-                if not len(docs):
-                    continue
-                fields = (packed >> 12).astype(np.intp)
-                tf = (packed & 0xFFF).astype(np.float32)
-                norm = (1.0 - b) + b * self.lengths[fields, docs] / avg[fields]
-                contrib = weights[fields] * tf / norm
-                starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
-                tf_sum = np.add.reduceat(contrib, starts)
-                unique_docs = docs[starts]
-                df = len(unique_docs)
-                idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-                found_docs.append(unique_docs)
-                found_scores.append(idf * tf_sum * (k1 + 1.0) / (k1 + tf_sum))
-        if not found_docs:
-            return _EMPTY_DOCS, np.zeros(0, dtype=np.float32)
-        docs = np.concatenate(found_docs)
-        scores = np.concatenate(found_scores)
-        if len(found_docs) == 1:
-            return docs, scores.astype(np.float32)
-        unique, inverse = np.unique(docs, return_inverse=True)
-        return unique, np.bincount(inverse, weights=scores).astype(np.float32)
+            found, avg = scoring.prepare(self, workspace, terms, self.valid(workspace), ranking)
+            result = scoring.exhaustive(self, found, avg, ranking)
+        return result.docs, result.scores
+
+    def top(
+        self,
+        workspace: int,
+        terms: list[int],
+        ranking: Ranking,
+        k: int,
+        keep: np.ndarray | None = None,
+        prune_min: int = scoring.PRUNE_MIN_POSTINGS,
+    ) -> scoring.Scored:
+        """The k best chunks of `workspace` (among those `keep` allows), exactly."""
+        with self.lock:
+            found, avg = scoring.prepare(
+                self, workspace, terms, self.valid(workspace), ranking, keep
+            )
+            return scoring.top(self, found, avg, ranking, k, prune_min)
 
     def containing_all(self, workspace: int, terms: list[int]) -> np.ndarray:
         """Chunk ids of `workspace` that contain every term (any field)."""

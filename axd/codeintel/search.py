@@ -68,21 +68,20 @@ def find(
     timings: Timings,
 ) -> list[dict[str, Any]]:
     hashes = [tokens.term_hash(t) for t in query.terms]
+    keep = _filter_mask(postings, store, workspace, query) if query.has_filters else None
     if hashes:
-        docs, scores = postings.score(workspace, hashes, ranking)
-    else:
-        docs = postings.docs_of(workspace)
-        scores = np.zeros(len(docs), dtype=np.float32)
+        best = postings.top(workspace, hashes, ranking, limit, keep)
+        docs, scores = best.docs, best.scores
+        timings.counts["scored_postings"] = best.scored_postings
+        timings.counts["pruned"] = int(best.pruned)
+        matched = best.candidates  # with pruning: the candidates that could reach the top
+    else:  # filters alone: the matching symbols in index order
+        valid = postings.valid(workspace)
+        every = np.flatnonzero(valid if keep is None else valid & keep)
+        docs, matched = every[:limit], len(every)
+        scores = np.zeros(len(docs))
     timings.mark("retrieve")
-    timings.counts["matched"] = len(docs)
-    if query.has_filters and len(docs):
-        keep = _filter_mask(postings, store, workspace, query, docs)
-        docs, scores = docs[keep], scores[keep]
-    if len(docs) > limit:
-        top = np.argpartition(-scores, limit - 1)[:limit] if hashes else np.arange(limit)
-        docs, scores = docs[top], scores[top]
-    order = np.lexsort((docs, -scores))
-    docs, scores = docs[order], scores[order]
+    timings.counts["matched"] = matched
     timings.mark("rank")
     rows = store.chunk_rows([int(d) for d in docs])
     timings.counts["rendered"] = len(rows)
@@ -109,15 +108,14 @@ def find(
     return results
 
 
-def _filter_mask(
-    postings: Postings, store: Store, workspace: int, query: Query, docs: np.ndarray
-) -> np.ndarray:
-    keep = np.ones(len(docs), dtype=bool)
+def _filter_mask(postings: Postings, store: Store, workspace: int, query: Query) -> np.ndarray:
+    """Which chunk ids pass the query's filters (a dense mask, like `Postings.valid`)."""
+    keep = np.ones(len(postings.alive), dtype=bool)
     for flt, codes, column in (
         (query.lang, LANG_CODES, postings.lang),
         (query.kind, KIND_CODES, postings.kind),
     ):
-        values = column[docs]
+        values = column
         if flt.include:
             keep &= np.isin(values, [codes[v] for v in flt.include])
         if flt.exclude:
@@ -125,7 +123,7 @@ def _filter_mask(
     if query.path:
         paths = store.file_paths(workspace)
         allowed = [fid for fid, p in paths.items() if _path_allowed(p, query)]
-        keep &= np.isin(postings.file[docs], allowed)
+        keep &= np.isin(postings.file, allowed)
     return keep
 
 

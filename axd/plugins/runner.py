@@ -313,7 +313,7 @@ class PluginProcess:
             if self.proc is not None:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
-        except (ConnectionError, OSError) as exc:
+        except OSError as exc:
             self._close_channel(f"channel error: {exc}")
 
     async def _handle(self, message: dict[str, Any]) -> None:

@@ -172,3 +172,61 @@ def test_bulk_load_scores_like_incremental_adds(items, query):
         b = loaded.score(ws, [term_hash(t) for t in query], Ranking())
         assert a[0].tolist() == b[0].tolist()
         assert a[1] == pytest.approx(b[1], rel=1e-5)
+
+
+# ---- exact top-k with pruning -------------------------------------------------------------
+
+ZIPF = [f"w{i}" for i in range(40)]
+
+
+def zipf_words(draw_index: int) -> str:
+    return ZIPF[min(int(1 / (1 - draw_index / 1000.0)) - 1, len(ZIPF) - 1)]
+
+
+corpus_strategy = st.lists(
+    st.tuples(*[st.lists(st.integers(0, 999).map(zipf_words), max_size=8) for _ in FIELDS]),
+    min_size=1,
+    max_size=300,
+)
+ranking_strategy = st.builds(
+    Ranking,
+    k1=st.floats(0.1, 3.0),
+    b=st.floats(0.0, 1.0),
+    weights=st.tuples(*[st.floats(0.0, 8.0) for _ in FIELDS]),
+)
+
+
+@given(
+    corpus=corpus_strategy,
+    query=st.lists(st.sampled_from(ZIPF[:12]), min_size=1, max_size=5),
+    ranking=ranking_strategy,
+    k=st.integers(1, 12),
+    removed=st.sets(st.integers(1, 300), max_size=20),
+)
+@settings(max_examples=150, deadline=None)
+def test_pruned_top_k_is_exactly_the_exhaustive_top_k(corpus, query, ranking, k, removed):
+    postings = Postings()
+    postings.add([row(i + 1, 1 + i % 2, fields) for i, fields in enumerate(corpus)])
+    postings.remove(sorted(removed))
+    hashes = [term_hash(t) for t in query]
+    for ws in (1, 2):
+        ids, scores = postings.score(ws, hashes, ranking)
+        order = sorted(zip(ids.tolist(), scores.tolist(), strict=True), key=lambda p: (-p[1], p[0]))
+        got = postings.top(ws, hashes, ranking, k, prune_min=0)
+        assert list(zip(got.docs.tolist(), got.scores.tolist(), strict=True)) == order[:k]
+
+
+def test_common_words_are_not_scored_when_rare_ones_decide():
+    """`axctl find self configure_widget`: the rare word picks the candidates, and the
+    postings of the common one are looked up for them, never scored in full."""
+    docs = [(["self"] * 3, [], [], ["self"], [], ["self"] * 5) for _ in range(5000)]
+    docs += [(["configure", "widget"], [], [], [], [], ["self", "configure"]) for _ in range(3)]
+    postings = Postings()
+    postings.add([row(i + 1, 1, f) for i, f in enumerate(docs)])
+    hashes = [term_hash(t) for t in ("self", "configure", "widget")]
+    got = postings.top(1, hashes, Ranking(), 3, prune_min=0)
+    assert got.pruned and got.scored_postings < 100
+    assert got.docs.tolist() == [5001, 5002, 5003]
+    ids, scores = postings.score(1, hashes, Ranking())
+    best = sorted(zip(ids.tolist(), scores.tolist(), strict=True), key=lambda p: (-p[1], p[0]))
+    assert list(zip(got.docs.tolist(), got.scores.tolist(), strict=True)) == best[:3]
