@@ -18,6 +18,7 @@ from axd.codeintel import chunker, languages, tokens
 
 FIELDS = ("name", "qualname", "path", "signature", "doc", "body")
 MAX_TF = 0xFFF  # term frequency is packed with the field number in 16 bits
+SNIPPET_LINES = 400  # a snippet's best line is looked for in a definition's first lines
 BINARY_SNIFF = 8192
 
 
@@ -33,6 +34,9 @@ class ChunkData:
     parent: int | None
     terms: bytes  # int64 term hashes, then uint16 (field << 12 | tf), same count
     lengths: tuple[int, ...]  # tokens per field, in FIELDS order
+    # Bytes of the file a snippet is drawn from (its first lines): a result reads just
+    # these, never the whole file, while the file is as it was indexed.
+    span: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -97,7 +101,23 @@ def extract_file(root: str, relpath: str, max_size: int) -> FileData:
         relpath, st.st_size, st.st_mtime_ns, digest, lang, "ok" if clean else "parse_error"
     )
     data.chunks = [_chunk_data(c, path_terms) for c in chunks]
+    newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == 10)
+    for c in data.chunks:
+        c.span = _span(newlines, len(source), c.start_line, c.end_line)
     return data
+
+
+def _span(newlines: np.ndarray, size: int, start_line: int, end_line: int) -> tuple[int, int]:
+    """Byte range of lines start_line..min(end_line, start_line + SNIPPET_LINES - 1)."""
+
+    def line_end(line: int) -> int:  # the byte after line `line`'s newline
+        if line < 1:
+            return 0
+        return int(newlines[line - 1]) + 1 if line - 1 < len(newlines) else size
+
+    begin = line_end(start_line - 1)
+    end = line_end(min(end_line, start_line + SNIPPET_LINES - 1))
+    return begin, max(begin, end)
 
 
 def _chunk_data(chunk: chunker.Chunk, path_terms: Counter[str]) -> ChunkData:

@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from axd.codeintel import languages, tokens
+from axd.codeintel.extract import SNIPPET_LINES
 from axd.codeintel.postings import Postings, Ranking
 from axd.codeintel.query import Query
 from axd.codeintel.store import Store
 
 LANG_CODES = {name: i + 1 for i, name in enumerate(languages.LANGUAGES)}
 KIND_CODES = {name: i + 1 for i, name in enumerate(languages.KINDS)}
-SNIPPET_SCAN_LINES = 400
+SNIPPET_SCAN_LINES = SNIPPET_LINES
 MAX_FUZZY_ROWS = 10_000  # definitions of the (at most 10) closest names, before the limit
 
 
@@ -143,21 +144,48 @@ def _snippet(
     root: str, row: dict[str, Any], terms: set[str], cache: dict[str, list[str] | None]
 ) -> str:
     """The definition's first line, plus its best-matching line when that is elsewhere."""
-    lines = _file_lines(root, row["path"], cache)
     start, end = row["start_line"], row["end_line"]
-    if lines is None or start > len(lines):
+    lines = _span_lines(root, row)
+    if lines is None:  # indexed before spans, or changed since: the whole file, then
+        whole = _file_lines(root, row["path"], cache)
+        if whole is None or start > len(whole):
+            return row.get("signature") or ""
+        lines = whole[start - 1 : min(end, start + SNIPPET_SCAN_LINES - 1)]
+    if not lines:
         return row.get("signature") or ""
-    first = lines[start - 1].rstrip()
-    best_line, best_hits = start, 0
+    best, best_hits = 0, 0
     if terms:
-        for number in range(start, min(end, len(lines), start + SNIPPET_SCAN_LINES) + 1):
-            low = lines[number - 1].lower()
+        for number, line in enumerate(lines):
+            low = line.lower()
             hits = sum(1 for t in terms if t in low)
             if hits > best_hits:
-                best_line, best_hits = number, hits
-    if best_line == start:
-        return first
-    return f"{first}\n{lines[best_line - 1].rstrip()}"
+                best, best_hits = number, hits
+    first = lines[0].rstrip()
+    return first if best == 0 else f"{first}\n{lines[best].rstrip()}"
+
+
+def _span_lines(root: str, row: dict[str, Any]) -> list[str] | None:
+    """The snippet lines read from the byte range stored at index time, if the file is
+    still the one indexed (same size and mtime); None otherwise."""
+    begin, end = row.get("span_start"), row.get("span_end")
+    if begin is None or end is None:
+        return None
+    full = os.path.join(root, row["path"])
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (st.st_size, st.st_mtime_ns) != (row["file_size"], row["file_mtime_ns"]):
+            return None
+        data = os.pread(fd, end - begin, begin)
+    finally:
+        os.close(fd)
+    lines = data.decode("utf-8", "replace").split("\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the range ends with its last line's newline
+    return [line.rstrip("\r") for line in lines]
 
 
 _LINES: OrderedDict[str, tuple[int, int, list[str]]] = OrderedDict()

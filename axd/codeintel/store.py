@@ -100,6 +100,12 @@ class Store:
         # Exact (case-sensitive) lookups need BINARY indexes: a NOCASE index cannot serve
         # `symbol = ?`, which then scanned every chunk.
         db.execute("CREATE INDEX IF NOT EXISTS chunks_symbol_exact ON chunks(symbol)")
+        # Added in schema 2: the byte range snippets are drawn from. Older rows keep NULL
+        # and are rendered from the whole file, as before.
+        columns = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
+        for column in ("span_start", "span_end"):
+            if column not in columns:
+                db.execute(f"ALTER TABLE chunks ADD COLUMN {column} INTEGER")
         db.execute("CREATE INDEX IF NOT EXISTS chunks_qualname_exact ON chunks(qualname)")
 
     # ---- workspaces -------------------------------------------------------------------
@@ -225,14 +231,15 @@ class Store:
                             parent,
                             lengths,
                             c.terms,
+                            *c.span,
                         )
                     )
                     applied.added.append((next_id, file_id, data.lang, c.kind, lengths, c.terms))
                     next_id += 1
                 conn.executemany(
                     "INSERT INTO chunks (id, file_id, workspace_id, symbol, qualname, kind,"
-                    " lang, start_line, end_line, signature, doc, parent_id, lengths, terms)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " lang, start_line, end_line, signature, doc, parent_id, lengths, terms,"
+                    " span_start, span_end) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
         return applied
@@ -276,7 +283,8 @@ class Store:
         marks = ",".join("?" * len(ids))
         cur = self.conn.execute(
             "SELECT c.id, f.path, c.start_line, c.end_line, c.symbol, c.qualname, c.kind,"
-            " c.lang, c.signature, c.doc, c.workspace_id FROM chunks c"
+            " c.lang, c.signature, c.doc, c.workspace_id, c.span_start, c.span_end, f.size,"
+            " f.mtime_ns FROM chunks c"
             f" JOIN files f ON f.id = c.file_id WHERE c.id IN ({marks})",
             ids,
         )
@@ -292,6 +300,10 @@ class Store:
             "signature",
             "doc",
             "workspace_id",
+            "span_start",
+            "span_end",
+            "file_size",
+            "file_mtime_ns",
         )
         return {row[0]: dict(zip(names, row, strict=True)) for row in cur}
 

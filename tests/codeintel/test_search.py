@@ -294,6 +294,25 @@ def test_snippet_reads_the_file_as_it_is_now(index):
     assert index.find("checksum")[0]["snippet"] == "def build_tree(self, words)"
 
 
+def test_snippets_of_unchanged_files_come_from_the_stored_span(index, monkeypatch):
+    """While a file is as it was indexed, only the chunk's stored byte range is read."""
+
+    def whole_file(*_args):
+        raise AssertionError("an unchanged file was read whole")
+
+    monkeypatch.setattr(search, "_file_lines", whole_file)
+    hit = index.find("checksum")[0]
+    assert hit["snippet"] == "    def build_tree(self, words):\n        checksum = size * 31"
+
+
+def test_a_changed_file_is_noticed_and_read_again(index):
+    path = index.root / "src/parser.py"
+    text = path.read_text().replace("checksum = size * 31", "checksum = size * 37")
+    path.write_text(text)
+    os.utime(path, ns=(1, 1))  # another mtime: the stored span no longer applies
+    assert index.find("checksum")[0]["snippet"].endswith("checksum = size * 37")
+
+
 # ---- keeping up with changes ----------------------------------------------------------
 
 
