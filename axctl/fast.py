@@ -30,12 +30,18 @@ class _Unhandled(Exception):
 
 
 def main() -> None:
-    code = run(sys.argv[1:])
-    if code is None:
-        from axctl.cli import main as click_main
+    try:
+        code = run(sys.argv[1:])
+        if code is None:
+            from axctl.cli import main as click_main
 
-        click_main()
-        return
+            click_main()
+            return
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`axctl find x | head -1`): end quietly, as `cat` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 128 + 13  # as if killed by SIGPIPE
     sys.exit(code)
 
 

@@ -183,7 +183,7 @@ async def index_status(request: web.Request) -> web.Response:
     ci = _service(request)
     path = request.query.get("path")
     if path:
-        ws = ci.require_workspace(path)
+        ws = await ci.workspace_for(path)
         return json_response(await ci.index_status(ws))
     docs = [
         await ci.index_status(ws) for ws in list(ci.workspaces.values()) if ws.state != "missing"
@@ -205,7 +205,7 @@ async def index_status(request: web.Request) -> web.Response:
 async def search(request: web.Request) -> web.Response:
     ci = _service(request)
     body = await json_body(request, SEARCH_BODY)
-    ws = ci.require_workspace(body["path"])
+    ws = await ci.workspace_for(body["path"])
     return json_response(
         await ci.search(
             ws,
@@ -237,7 +237,7 @@ async def search_batch(request: web.Request) -> web.Response:
             field="body.queries",
             count=len(body["queries"]),
         )
-    ws = ci.require_workspace(body["path"])
+    ws = await ci.workspace_for(body["path"])
     if body.get("fresh"):
         await ci.wait_fresh(ws)
     limit = _limit(ci, body)
@@ -288,5 +288,5 @@ async def _by_name(
     name = body["name"].strip()
     if not name:
         raise errors.invalid("invalid_value", "body.name must not be empty", field="body.name")
-    ws = ci.require_workspace(body["path"])
+    ws = await ci.workspace_for(body["path"])
     return json_response(await call(ci, ws, name, _limit(ci, body)))

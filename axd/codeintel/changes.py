@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 
 from axd.codeintel import walker
 from axd.codeintel.ignore import COOKIE_PREFIX, IgnoreRules
@@ -40,6 +41,7 @@ class ChangeFollower:
         self.bus = bus
         self.config = config
         self._cookie_seq = 0
+        self.on_applied: Callable[[], None] = lambda: None  # after each applied batch
 
     def watch(self, ws: Workspace) -> None:
         """Start watching `ws` (after its first index), or add the folders found since."""
@@ -111,6 +113,7 @@ class ChangeFollower:
         self.bus.publish(
             "index.updated", workspace=ws.root, reason="watch", took_ms=took, **summary
         )
+        self.on_applied()
 
     async def _sort_out(self, ws: Workspace, paths: set[str]) -> tuple[list[str], list[str]]:
         """(files to index, files to drop) for the paths a batch reported."""

@@ -55,6 +55,28 @@ class Segment:
         # weights, which is what lets top-k retrieval skip docs that cannot make it.
         self.max_tf = np.zeros((0, N_FIELDS), dtype=np.float32)
         self.min_len = np.zeros((0, N_FIELDS), dtype=np.float32)
+        self.file_name: str | None = None  # its segment file, once checkpointed
+        self.file_entry: dict[str, object] = {}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], entry: dict[str, object]) -> Segment:
+        """A segment over arrays mapped from its file (read-only, nothing copied)."""
+        seg = cls.__new__(cls)
+        seg.keys, seg.offsets = arrays["keys"], arrays["offsets"]
+        seg.docs, seg.packed = arrays["docs"], arrays["packed"]
+        seg.max_tf, seg.min_len = arrays["max_tf"], arrays["min_len"]
+        seg.file_name, seg.file_entry = str(entry["file"]), entry
+        return seg
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "keys": self.keys,
+            "offsets": self.offsets,
+            "docs": self.docs,
+            "packed": self.packed,
+            "max_tf": self.max_tf,
+            "min_len": self.min_len,
+        }
 
     def compute_bounds(self, lengths: np.ndarray) -> None:
         """Fill `max_tf` and `min_len` from the docs' field lengths (`lengths[f, doc]`)."""
@@ -113,6 +135,51 @@ class Postings:
         self.version = 0  # changes with every add, remove, load and compaction
         self._df: dict[tuple[int, int], tuple[int, int]] = {}
         self._ws_length_sums: dict[int, np.ndarray] = {}
+
+    # ---- checkpoints (see segments.py) ---------------------------------------------------
+
+    def snapshot(self) -> tuple[list[Segment], dict[str, np.ndarray], int]:
+        """The segments (immutable: shared, not copied) and a copy of the per-chunk
+        columns, as they are now: what a checkpoint writes."""
+        with self.lock:
+            used = int(np.flatnonzero(self.alive).max()) + 1 if self.alive.any() else 0
+            columns = {
+                "alive": self.alive[:used].copy(),
+                "workspace": self.workspace[:used].copy(),
+                "file": self.file[:used].copy(),
+                "lang": self.lang[:used].copy(),
+                "kind": self.kind[:used].copy(),
+                "lengths": self.lengths[:, :used].copy(),
+            }
+            segments = [s for s in (self.base, *self.deltas) if len(s)]
+            return segments, columns, self.dead_postings
+
+    def restore(
+        self, segments: list[Segment], columns: dict[str, np.ndarray], dead_postings: int = 0
+    ) -> None:
+        """Serve `segments` (mapped) with these chunk columns (copied: they change)."""
+        used = len(columns["alive"])
+        with self.lock:
+            self._grow(max(used, 1))
+            self.alive[:] = False
+            self.alive[:used] = columns["alive"]
+            self.workspace[:used] = columns["workspace"]
+            self.file[:used] = columns["file"]
+            self.lang[:used] = columns["lang"]
+            self.kind[:used] = columns["kind"]
+            self.lengths[:, :used] = columns["lengths"]
+            live = np.flatnonzero(self.alive)
+            workspaces = self.workspace[live]
+            self._ws_docs, self._ws_length_sums = {}, {}
+            for ws in np.unique(workspaces).tolist():
+                mine = live[workspaces == ws]
+                self._ws_docs[ws] = len(mine)
+                self._ws_length_sums[ws] = self.lengths[:, mine].sum(axis=1).astype(np.float64)
+            empty = Segment(np.zeros(0, np.int64), _EMPTY_DOCS, _EMPTY_PACKED)
+            self.base = segments[0] if segments else empty
+            self.deltas = list(segments[1:])
+            self.dead_postings = dead_postings
+            self.version += 1
 
     # ---- building ---------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from axd.codeintel import extract, search, tokens
 from axd.codeintel import query as query_mod
 from axd.codeintel.cache import QueryCache
 from axd.codeintel.changes import ChangeFollower
+from axd.codeintel.checkpoints import Checkpointer
 from axd.codeintel.indexer import Indexer
 from axd.codeintel.postings import Postings, Ranking
 from axd.codeintel.store import Store
@@ -69,6 +70,11 @@ class CodeIntel:
             after_reconcile=self._watch,
         )
         self.follower = ChangeFollower(self.indexer, self.workers, bus, config)
+        self.checkpoints = Checkpointer(
+            os.path.join(state_dir, "index.segments"), self.postings, self._store, self.workers
+        )
+        self.follower.on_applied = self.checkpoints.soon  # the watcher's changes, once quiet
+        self.loaded_from: str | None = None  # "checkpoint" or "database"
         self._ready = asyncio.Event()
         self._symbols: dict[int, tuple[int, search.FuzzyIndex]] = {}
         config.on_change(self._config_changed)
@@ -77,6 +83,7 @@ class CodeIntel:
 
     def _watch(self, ws: Workspace) -> None:
         self.follower.watch(ws)
+        self.checkpoints.soon(0)  # a full index just finished: write it down now
 
     def _register_gauges(self, telemetry: Telemetry) -> None:
         telemetry.gauge(
@@ -111,7 +118,14 @@ class CodeIntel:
     async def _start(self) -> None:
         started = time.perf_counter()
         self.store = await self.workers.write(Store, self.db_path)
-        rows = await self.workers.write(self._load_postings)
+        why = await self.workers.write(self.checkpoints.open)
+        if why is None:
+            self.loaded_from = "checkpoint"
+            rows = int(self.postings.alive.sum())
+        else:
+            log.info("rebuilding the in-memory index from the database", extra={"reason": why})
+            rows = await self.workers.write(self._load_postings)
+            self.loaded_from = "database"
         self.load_ms = round((time.perf_counter() - started) * 1000, 1)
         for row in await self.workers.write(self._store().workspaces):
             ws = Workspace(row["id"], row["root"], self.indexer.rules(row["root"]))
@@ -123,8 +137,15 @@ class CodeIntel:
         self._ready.set()
         log.info(
             "index loaded",
-            extra={"chunks": rows, "ms": self.load_ms, "workspaces": len(self.workspaces)},
+            extra={
+                "chunks": rows,
+                "ms": self.load_ms,
+                "workspaces": len(self.workspaces),
+                "from": self.loaded_from,
+            },
         )
+        if self.loaded_from == "database":
+            self.checkpoints.soon(0)
         for ws in self.workspaces.values():
             self.workers.spawn(self.indexer.reconcile(ws, reason="startup"))
 
@@ -134,19 +155,33 @@ class CodeIntel:
                 await ws.watcher.stop()
         await self.workers.cancel_tasks()
         if self.store is not None:
+            await self.checkpoints.close()
             await self.workers.write(self.store.close)
         self.workers.shutdown()
 
     def health(self) -> dict[str, Any]:
+        # Loading the index at start-up is normal; only a failed load is unhealthy. A
+        # checkpoint that cannot be written leaves search working: degraded, with why.
+        health = "failed" if self.state == "failed" else "ok"
+        extra: dict[str, Any] = {}
+        if health == "ok" and self.checkpoints.error:
+            health = "degraded"
+            extra["reason"] = (
+                f"the index cannot be saved ({self.checkpoints.error}); searches are served "
+                "from memory, and the next start rebuilds the index from the database"
+            )
+            extra["advice"] = "free disk space or fix the state folder's permissions"
         return {
-            # Loading the index at start-up is normal; only a failed load is unhealthy.
-            "health": "failed" if self.state == "failed" else "ok",
+            "health": health,
+            **extra,
             "state": self.state,
             "error": self.error,
             "workspaces": len(self.workspaces),
             "chunks": int(self.postings.alive.sum()),
             "postings": self.postings.posting_count(),
             "load_ms": self.load_ms,
+            "loaded_from": self.loaded_from,
+            "checkpoint": self.checkpoints.health(),
             "pending_changes": sum(len(w.pending) for w in self.workspaces.values()),
         }
 
@@ -190,6 +225,7 @@ class CodeIntel:
             await self.workers.write(self.postings.remove, ids)
             self.workspaces.pop(ws.id, None)
         self.cache.invalidate(ws.id, set(), set())
+        self.checkpoints.soon()
         self.bus.publish("workspace.removed", workspace=ws.root, chunks=len(ids))
         return {"removed": ws.root, "chunks": len(ids)}
 
@@ -197,6 +233,17 @@ class CodeIntel:
         return self.workspaces.find(path)
 
     def require_workspace(self, path: str) -> Workspace:
+        return self.workspaces.require(path)
+
+    async def workspace_for(self, path: str, timeout: float = 30.0) -> Workspace:
+        """The workspace containing `path`, once the index is loaded: a query sent right
+        after the daemon started waits for it rather than hearing "not a workspace"."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            raise errors.unavailable("not_ready", "the index is still loading") from None
+        if self.state == "failed":
+            raise errors.unavailable("index_failed", f"the index could not be loaded: {self.error}")
         return self.workspaces.require(path)
 
     def workspace_status(self, ws: Workspace) -> dict[str, Any]:

@@ -110,6 +110,11 @@ class Store:
 
     # ---- workspaces -------------------------------------------------------------------
 
+    def generation(self) -> int:
+        """How many changes of chunks the database has seen (0 for a new one)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
     def workspaces(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(
             "SELECT id, root, added_at, indexed_at, state FROM workspaces ORDER BY root"
@@ -150,6 +155,7 @@ class Store:
             ]
             conn.execute("DELETE FROM chunks WHERE workspace_id = ?", (workspace_id,))
             conn.execute("DELETE FROM files WHERE workspace_id = ?", (workspace_id,))
+            _bump_generation(conn)
             conn.execute("DELETE FROM workspaces WHERE id = ?", (workspace_id,))
         return ids
 
@@ -176,6 +182,7 @@ class Store:
         conn = self.conn
         now = time.time()
         with _transaction(conn):
+            _bump_generation(conn)
             next_id = _next_chunk_id(conn)
             for path in deleted:
                 self._drop_file(conn, workspace_id, path, applied, delete_row=True)
@@ -401,6 +408,14 @@ class _transaction:
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _bump_generation(conn: sqlite3.Connection) -> None:
+    """Every change of chunks counts: a checkpoint of the postings says which it reflects."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('generation', '1') ON CONFLICT(key) DO UPDATE"
+        " SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 def _next_chunk_id(conn: sqlite3.Connection) -> int:

@@ -34,7 +34,7 @@ class DaemonApi:
         try:
             if method == "workspaces":
                 return [ws.info() for ws in ci.workspaces.values()]
-            ws = ci.require_workspace(str(params.get("path", "")))
+            ws = await ci.workspace_for(str(params.get("path", "")))
             if method == "files":
                 return {"root": ws.root, "files": sorted(ws.known)}
             limit = int(params.get("limit", 50))

@@ -174,3 +174,21 @@ def test_negated_filters_are_query_words_both_ways(shared_home, project):
     assert fast.returncode == slow.returncode == 0, slow.stderr
     assert NUMBER.sub("N", fast.stdout) == NUMBER.sub("N", slow.stdout)
     assert '"lang": "javascript"' in fast.stdout and '"lang": "typescript"' not in fast.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["find", "terminal"], ["index", "status"], ["events", "-n", "5"]], ids=" ".join
+)
+def test_a_reader_that_goes_away_ends_the_command_quietly(shared_home, project, args):
+    proc = subprocess.Popen(
+        [str(BIN / "axctl"), *args, "--json"],
+        env=shared_home.env,
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # like `| head -0`
+    err = proc.stderr.read().decode()
+    proc.wait(30)
+    proc.stderr.close()
+    assert "Traceback" not in err and proc.returncode in (0, 141, -13)

@@ -440,3 +440,64 @@ def test_find_in_every_script(home, daemon, project):
     assert json.loads(out.stdout)["results"][0]["symbol"] == "計算する"
     refs = api(home, "POST", "/v1/references", {"name": "値", "path": str(project)})
     assert [(r["path"], r["line"]) for r in refs["results"]] == [("names.py", 1), ("names.py", 3)]
+
+
+def _codeintel(home) -> dict:
+    """The code-intelligence component once its index is loaded (it loads after `ready`)."""
+    return wait_for(
+        lambda: (
+            (c := api(home, "GET", "/v1/status")["components"]["codeintel"])["state"] == "ready"
+            and c
+        )
+    )
+
+
+def api_events(home, kind: str) -> list[dict]:
+    body = home.client().request("GET", f"/v1/events?limit=1000&types={kind}").body
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def _rebuild_reason(d) -> str:
+    (record,) = [r for r in d.log_records() if r["msg"].startswith("rebuilding the in-memory")]
+    return record["reason"]
+
+
+def test_a_restart_maps_the_checkpoint_or_says_why_it_rebuilds(home, daemon_factory, project):
+    first = daemon_factory()
+    first.start()
+    index(home, project)
+    want = find(home, project, "terminal size")["results"]
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0  # a clean stop writes the last checkpoint
+
+    second = daemon_factory()
+    second.start()
+    assert _codeintel(home)["loaded_from"] == "checkpoint"
+    assert find(home, project, "terminal size")["results"] == want
+    second.signal(signal.SIGTERM)
+    assert second.wait() == 0
+
+    segment = sorted((home.state_dir / "index.segments").glob("seg-*.axs"))[0]
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    third = daemon_factory()
+    third.start()
+    assert _codeintel(home)["loaded_from"] == "database"  # never served the corrupt file
+    assert "fails its checksum" in _rebuild_reason(third)
+    assert find(home, project, "terminal size")["results"] == want
+
+    # once the start-up catch-up is checkpointed, a new change waits for the quiet delay
+    startup = wait_for(
+        lambda: [e for e in api_events(home, "index.updated") if e["reason"] == "startup"]
+    )[-1]
+    wait_for(lambda: (_codeintel(home)["checkpoint"]["written_at"] or 0) >= startup["ts"])
+    (project / "late.py").write_text("def written_before_the_crash():\n    pass\n")
+    assert find(home, project, "written before the crash", fresh=True)["results"]
+    third.signal(signal.SIGKILL)  # before any checkpoint of that change
+    third.wait()
+    fourth = daemon_factory()
+    fourth.start()
+    assert _codeintel(home)["loaded_from"] == "database"
+    assert "changes after the last checkpoint" in _rebuild_reason(fourth)
+    assert find(home, project, "written before the crash")["results"][0]["path"] == "late.py"
