@@ -126,6 +126,9 @@ def map_arrays(
         raise SegmentError(f"{name} is truncated ({size} of {HEADER.size + payload} bytes)")
     if zlib.crc32(memoryview(mapped)[HEADER.size :]) != crc:
         raise SegmentError(f"{name} fails its checksum (corrupt)")
+    # The check read every page; let them go from this mapping (they stay in the page
+    # cache): a page comes back when a query touches it, so memory follows use.
+    mapped.madvise(mmap.MADV_DONTNEED)
     (meta_len,) = struct.unpack_from("<I", mapped, HEADER.size)
     meta = json.loads(bytes(mapped[HEADER.size + 4 : HEADER.size + 4 + meta_len]))
     base = HEADER.size + 4 + meta_len
