@@ -530,6 +530,27 @@ class Daemon:
     def index_status(self, root: str) -> dict[str, Any]:
         return self.call("GET", "/v1/index/status?path=" + urllib.parse.quote(root))
 
+    def index_service(self) -> dict[str, Any]:
+        """The code-intelligence service's health: `loaded_from` ("checkpoint" or
+        "database"), `load_ms`, `checkpoint` (generation, written_at, error), ..."""
+        return self.call("GET", "/v1/index/status")["service"]
+
+    def settle(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait until the index is checkpointed and no change is pending (the background
+        work that follows indexing or a start), so that it does not fall on the figures;
+        the service's health then (a note if it did not settle)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.index_service()
+            checkpoint = doc.get("checkpoint") or {}
+            written = checkpoint.get("written_at") or doc.get("loaded_from") == "checkpoint"
+            if written and not doc.get("pending_changes"):
+                return doc
+            if time.monotonic() > deadline:
+                self.note(f"warning: the index did not settle in {timeout:.0f} s: {doc}")
+                return doc
+            time.sleep(0.05)
+
     def rss_bytes(self) -> int | None:
         return rss_bytes(self.pid) if self.pid else None
 

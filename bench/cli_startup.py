@@ -1,23 +1,31 @@
-"""CLI start-up benchmark: wall time of `axctl status --json` against a warm daemon.
+"""CLI start-up benchmark: wall time of `axctl status --json` and `axctl find WORD --json`
+against a warm daemon.
 
 Two references are measured in the same run, interleaved with axctl (the order is rotated
 each round so that no command always runs first or last):
 
 - `python -I -c pass`: the interpreter's own start-up floor;
 - `python -c "import click, json, socket"`: the floor for a click client that talks JSON
-  over a socket, i.e. what axctl cannot avoid paying.
+  over a socket (what axctl paid before its click-free hot path, axctl/fast.py).
+
+`axctl find WORD --json` runs from the root of corpus A (bench/corpus.py), which the daemon
+has indexed (from the index snapshot, see bench/README.md), as a user runs it inside a
+workspace. It is the same query every time, so after the warm-up the daemon answers it
+from its query cache: the figure is the client's start-up plus a cached search and
+printing its JSON. `--find-word ''` leaves it out (and the daemon without a workspace).
 
 Every figure is the wall time of `subprocess.run` around the command, so the fork/exec cost
-is included equally in all three. The script starts its own daemon on a private socket and
-state dir, and stops it and removes them at the end.
+is included equally in all of them. The script starts its own daemon on a private socket
+and state dir, and stops it and removes them at the end.
 
-Run: `.venv/bin/python bench/cli_startup.py [--runs 60] [--warmup 5] [--json] [--check]`.
-`--smoke` (5 runs, 1 warm-up, targets not checked) is for CI.
+Run: `.venv/bin/python bench/cli_startup.py [--runs 60] [--warmup 5] [--find-word WORD]
+[--json] [--check]`. `--smoke` (5 runs, 1 warm-up, targets not checked) is for CI.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -25,7 +33,8 @@ import sys
 from typing import Any
 
 import benchlib
-from benchlib import Daemon, guarded, interleave, notifier, time_command
+import corpus
+from benchlib import Daemon, figure, guarded, interleave, notifier, time_command
 
 from axd.perf.stats import distribution
 
@@ -34,6 +43,7 @@ TARGET_P95_MS = 50.0
 TARGET_MEDIAN_RATIO = 1.3
 
 AXCTL = "axctl status --json"
+FIND_WORD = "terminal"
 PASS = "python -I -c pass"
 IMPORTS = "import click,json,socket"
 
@@ -45,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = benchlib.parser(__doc__, corpus=False)
     parser.add_argument("--runs", type=int, default=60, help="measured runs per command")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured runs per command")
+    parser.add_argument(
+        "--find-word",
+        default=FIND_WORD,
+        help=f"also time `axctl find WORD --json` in corpus A (default {FIND_WORD}; '' skips)",
+    )
     args = benchlib.parse(
         parser,
         argv,
@@ -96,15 +111,29 @@ def ensure_bytecode() -> dict[str, Any]:
 # -- measurement ---------------------------------------------------------------------------
 
 
+def find_name(word: str) -> str:
+    return f"axctl find {word} --json"
+
+
 def measure(
-    daemon: Daemon, runs: int, warmup: int
+    daemon: Daemon, runs: int, warmup: int, find: tuple[str, str] | None
 ) -> tuple[dict[str, list[str]], dict[str, list[float]]]:
-    """The three commands against the running daemon, interleaved; their samples (ms)."""
+    """The commands against the running daemon, interleaved; their samples (ms). `find`:
+    the word and the workspace root `axctl find` runs in, or None."""
     commands = {
         AXCTL: [daemon.axctl, "status", "--json"],
         PASS: [daemon.python, "-I", "-c", "pass"],
         IMPORTS: [daemon.python, "-c", "import click, json, socket"],
     }
+    cwd: dict[str, str] = {}
+    if find is not None:
+        word, root = find
+        commands[find_name(word)] = [daemon.axctl, "find", word, "--json"]
+        cwd[find_name(word)] = root
+        doc = json.loads(benchlib.run_checked(commands[find_name(word)], cwd=root, env=daemon.env))
+        if not doc.get("results"):
+            raise benchlib.BenchError(f"`axctl find {word}` found nothing in {root}: {doc}")
+        daemon.settle()
     doc = json.loads(daemon.run("status", "--json"))
     if not doc.get("running"):
         raise benchlib.BenchError(f"{AXCTL} does not report a running daemon: {doc}")
@@ -113,7 +142,8 @@ def measure(
         f"{warmup} warm-up and {runs} measured runs per command"
     )
     kinds = {
-        name: functools.partial(time_command, cmd, daemon.env) for name, cmd in commands.items()
+        name: functools.partial(time_command, cmd, daemon.env, cwd.get(name))
+        for name, cmd in commands.items()
     }
     return commands, interleave(kinds, runs, warmup)
 
@@ -143,6 +173,11 @@ def figure_lines(stats: dict[str, dict[str, Any]], targets: dict[str, Any] | Non
         f"(reference {PASS} p50: {floor['p50']:.1f} ms, "
         f"ratio axctl/pass: {ax['p50'] / floor['p50']:.2f}x)"
     )
+    for name in [n for n in stats if n not in (AXCTL, IMPORTS, PASS)] + [AXCTL]:
+        for key in ("p50", "p95", "p99", "mean"):
+            lines.append(
+                figure(f"{name} {key}", stats[name][key], "ms", f"{PASS} {key}", floor[key], 1)
+            )
     if targets is None:
         lines.append("targets: not checked (--smoke)")
     else:
@@ -176,9 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine()
     bytecode = ensure_bytecode()
-    with guarded(note), Daemon(note) as daemon:
-        daemon.start()
-        commands, samples = measure(daemon, args.runs, args.warmup)
+    with guarded(note), contextlib.ExitStack() as stack:
+        find = None
+        if args.find_word:
+            daemon, how = stack.enter_context(corpus.indexed(note, "a"))
+            find = (args.find_word, how["root"])
+        else:
+            daemon = stack.enter_context(Daemon(note))
+            daemon.start()
+        commands, samples = measure(daemon, args.runs, args.warmup, find)
         daemon.stop()
         note("daemon stopped")
 
@@ -196,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                     "warmup": args.warmup,
                     "order": "rotated each round",
                     "commands": {name: cmd for name, cmd in commands.items()},
+                    "find_cwd": find[1] if find else None,
                     "results_ms": stats,
                     "targets": targets,
                 },
@@ -205,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             f"machine: {info['cpu']}, {info['cores_usable']}/{info['cores']} cores, "
-            f"{info['memory_gib']} GiB, {info['python']}, {info['os']}, {info['date_utc']}"
+            f"{info['memory_gib']} GiB, {info['python']}, {info['os']}, {info['date_utc']}, "
+            f"load {info['load_avg']}, commit {info['commit']}"
+            f"{', dirty' if info['worktree_dirty'] else ''}"
         )
         print(f"runs: {args.runs} per command, warm-up: {args.warmup}, order rotated each round")
         print("\n".join(figure_lines(stats, targets)))

@@ -21,6 +21,7 @@ that the other benchmarks' smoke runs start from.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -110,14 +111,29 @@ def one_build(root: str, name: str, manifest: dict[str, Any], save_cache: bool) 
     }
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rg_round(root: str, warm: int) -> dict[str, Any]:
+    """One cold and `warm` warm rg scans; wall ms, and CPU seconds of each (user + system
+    of the rg process, from the rusage of waited-for children: nothing else runs then)."""
     cold = drop_caches()
+    cpu0 = _children_cpu_s()
     cold_ms, matched = time_rg(RG_PATTERN, root)
-    warm_ms = [time_rg(RG_PATTERN, root)[0] for _ in range(warm)]
+    cold_cpu = _children_cpu_s() - cpu0
+    warm_ms, warm_cpu = [], []
+    for _ in range(warm):
+        cpu0 = _children_cpu_s()
+        warm_ms.append(time_rg(RG_PATTERN, root)[0])
+        warm_cpu.append(_children_cpu_s() - cpu0)
     return {
         "cold_ms": cold_ms,
+        "cold_cpu_s": round(cold_cpu, 4),
         "page_cache_dropped": cold,
         "warm_ms": warm_ms,
+        "warm_cpu_s": [round(x, 4) for x in warm_cpu],
         "files_matched": matched,
     }
 
@@ -171,8 +187,17 @@ def main(argv: list[str] | None = None) -> int:
                 "mb_s_cold": rg_cold_mb_s,
                 "bytes_scanned": manifest["bytes"],
                 "files_s_cold": manifest["files"] / (statistics.median(cold) / 1000),
+                "cpu_s_per_mb_cold": statistics.median(rr["cold_cpu_s"] for rr in rg_rounds)
+                / (manifest["bytes"] / 1e6),
+                "cpu_s_per_mb_warm": statistics.median(
+                    x for rr in rg_rounds for x in rr["warm_cpu_s"]
+                )
+                / (manifest["bytes"] / 1e6),
             }
         )
+    for b in builds:
+        b["cpu_s_per_mb"] = (b["daemon_cpu_s"] + b["workers_cpu_s"]) / (b["bytes"] / 1e6)
+    cpu_per_mb = statistics.median(b["cpu_s_per_mb"] for b in builds)
     med_mb_s = statistics.median(mb_s)
     med_files_s = statistics.median(files_s)
     lines = [
@@ -197,6 +222,22 @@ def main(argv: list[str] | None = None) -> int:
             "rg cold scan",
             rg_doc.get("files_s_cold"),
             digits=0,
+        ),
+        figure(
+            "index build CPU per MB p50 (daemon + parse pool)",
+            cpu_per_mb,
+            "CPU-s/MB",
+            "rg cold scan",
+            rg_doc.get("cpu_s_per_mb_cold"),
+            digits=4,
+        ),
+        figure(
+            "index build CPU per MB p50 (daemon + parse pool)",
+            cpu_per_mb,
+            "CPU-s/MB",
+            "rg warm scan",
+            rg_doc.get("cpu_s_per_mb_warm"),
+            digits=4,
         ),
         f"where the time goes (median build): daemon process {best['daemon_cpu_s']} CPU s, "
         f"parse pool ({best['workers']} processes) {best['workers_cpu_s']} CPU s, over "
@@ -223,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "mb_s": distribution(mb_s),
         "files_s": distribution(files_s),
         "wall_s": distribution(wall),
+        "cpu_s_per_mb": cpu_per_mb,
         "rg": rg_doc,
         "smoke": args.smoke,
         "measured_at": time.time(),
