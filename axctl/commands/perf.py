@@ -75,7 +75,11 @@ def perf_run(
         bench.start()
         doc = bench.run(plan, set(workloads) or None)
     except RuntimeError as exc:
-        raise CliError(f"benchmark failed: {exc}", as_json=as_json) from None
+        raise CliError(
+            f"benchmark failed: {exc}",
+            hint=f"the daemon's log: {harness.daemon_log_file(str(bench.home.state_dir))}",
+            as_json=as_json,
+        ) from None
     finally:
         bench.stop()
     if out:

@@ -47,9 +47,10 @@ class Checkpointer:
     def open(self) -> str | None:
         """On the writer thread: serve the checkpoint if it reflects the database.
         Returns None when it did, else the reason it could not be used."""
-        generation = self.store().generation()
+        stamp = self.store().stamp()
+        generation = stamp["generation"]
         try:
-            mapped, columns, manifest = segments.open_checkpoint(self.folder, generation)
+            mapped, columns, manifest = segments.open_checkpoint(self.folder, stamp)
         except segments.SegmentError as exc:
             return str(exc)
         entries = manifest["segments"]
@@ -81,10 +82,10 @@ class Checkpointer:
             snapshot = await self.workers.write(self._snapshot)
             if snapshot is None:
                 return  # nothing changed since the last one
-            segs, columns, dead, generation, version = snapshot
+            segs, columns, dead, stamp, version = snapshot
             try:
                 await asyncio.to_thread(
-                    segments.checkpoint, self.folder, segs, columns, generation, dead
+                    segments.checkpoint, self.folder, segs, columns, stamp, dead
                 )
             except OSError as exc:
                 self.error = f"{exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})"
@@ -94,14 +95,14 @@ class Checkpointer:
                     extra={"error": self.error, "folder": self.folder.path},
                 )
                 return
-            self.generation, self._version = generation, version
+            self.generation, self._version = stamp["generation"], version
             self.written_at, self.error = time.time(), None
 
-    def _snapshot(self) -> tuple[list[Segment], Any, int, int, int] | None:
+    def _snapshot(self) -> tuple[list[Segment], Any, int, dict[str, int], int] | None:
         if self.postings.version == self._version:
             return None
         segs, columns, dead = self.postings.snapshot()
-        return segs, columns, dead, self.store().generation(), self.postings.version
+        return segs, columns, dead, self.store().stamp(), self.postings.version
 
     async def close(self) -> None:
         """At a clean stop: the last checkpoint, so the next start maps instead of rebuilding."""

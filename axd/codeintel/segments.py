@@ -230,12 +230,14 @@ def checkpoint(
     folder: SegmentDir,
     segments: list[Any],
     columns: dict[str, np.ndarray],
-    generation: int,
+    stamp: dict[str, int],
     dead_postings: int,
 ) -> dict[str, Any]:
-    """Write what is not on disk yet and switch the manifest to it. `segments` are
+    """Write what is not on disk yet and switch the manifest to it. `stamp` is the
+    database's (`Store.stamp`) when the postings were snapshot. `segments` are
     `Postings` segments: those with a `file_name` are already written and are reused.
     New files get names no manifest has used, so the one in force is never overwritten."""
+    generation = stamp["generation"]
     written: list[tuple[Any, dict[str, Any]]] = []
     entries = []
     for seg in segments:
@@ -248,6 +250,7 @@ def checkpoint(
     chunks = folder.write_chunks(f"chunks-{generation}-{_unique()}.axc", columns)
     manifest = {
         "generation": generation,
+        "database": stamp,
         "segments": entries,
         "chunks": chunks,
         "dead_postings": dead_postings,
@@ -264,17 +267,23 @@ def _unique() -> str:
 
 
 def open_checkpoint(
-    folder: SegmentDir, generation: int
+    folder: SegmentDir, stamp: dict[str, int]
 ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray], dict[str, Any]]:
-    """The arrays of the checkpoint in force, if it reflects `generation`; else
-    SegmentError saying why it cannot be served."""
+    """The arrays of the checkpoint in force, if it reflects the database whose
+    `Store.stamp` is `stamp`; else SegmentError saying why it cannot be served."""
     manifest = folder.manifest()
     if manifest is None:
         raise SegmentError("there is no checkpoint yet")
-    if manifest.get("generation") != generation:
+    if manifest.get("generation") != stamp["generation"]:
         raise SegmentError(
             f"the checkpoint is of generation {manifest.get('generation')}, the database of "
-            f"{generation} (changes after the last checkpoint)"
+            f"{stamp['generation']} (changes after the last checkpoint)"
+        )
+    if manifest.get("database") != stamp:
+        raise SegmentError(
+            f"the database changed without its generation since the checkpoint (written by "
+            f"another axd version?): the checkpoint is of {manifest.get('database')}, the "
+            f"database is {stamp}"
         )
     segments = [folder.load_segment(entry) for entry in manifest["segments"]]
     columns = folder.load_chunks(manifest["chunks"])

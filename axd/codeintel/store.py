@@ -115,6 +115,19 @@ class Store:
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
+    def stamp(self) -> dict[str, int]:
+        """What a checkpoint must match to be served: the generation, and what any writer
+        changes, even one that does not keep the generation (an older axd on the same
+        state dir): the last chunk id handed out and how many chunks there are."""
+        conn = self.conn
+        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+        (count,) = conn.execute("SELECT count(*) FROM chunks").fetchone()
+        return {
+            "generation": self.generation(),
+            "last_chunk": int(last[0]) if last else 0,
+            "chunks": int(count),
+        }
+
     def workspaces(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(
             "SELECT id, root, added_at, indexed_at, state FROM workspaces ORDER BY root"

@@ -501,3 +501,28 @@ def test_a_restart_maps_the_checkpoint_or_says_why_it_rebuilds(home, daemon_fact
     assert _codeintel(home)["loaded_from"] == "database"
     assert "changes after the last checkpoint" in _rebuild_reason(fourth)
     assert find(home, project, "written before the crash")["results"][0]["path"] == "late.py"
+
+
+def test_a_checkpoint_is_not_served_after_another_axd_changed_the_database(
+    home, daemon_factory, project
+):
+    """An older axd on the same state dir writes chunks without keeping the generation;
+    the checkpoint then no longer matches the database and must not be mapped (it was,
+    and every search failed on chunk ids the checkpoint had never seen)."""
+    first = daemon_factory()
+    first.start()
+    index(home, project)
+    want = find(home, project, "terminal size")["results"]
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+
+    with sqlite3.connect(home.state_dir / "index.sqlite3") as db:  # as a writer of old would
+        columns = [r[1] for r in db.execute("PRAGMA table_info(chunks)") if r[1] != "id"]
+        names = ", ".join(columns)
+        db.execute(f"INSERT INTO chunks ({names}) SELECT {names} FROM chunks LIMIT 3")
+    second = daemon_factory()
+    second.start()
+    assert _codeintel(home)["loaded_from"] == "database"
+    assert "changed without its generation" in _rebuild_reason(second)
+    top = find(home, project, "terminal size")["results"][0]  # scores move: 3 more chunks
+    assert (top["path"], top["symbol"]) == (want[0]["path"], want[0]["symbol"])

@@ -42,11 +42,11 @@ def scores(postings: Postings) -> dict[str, list]:
 
 def write(postings: Postings, folder: segments.SegmentDir, generation: int) -> dict:
     segs, columns, dead = postings.snapshot()
-    return segments.checkpoint(folder, segs, columns, generation, dead)
+    return segments.checkpoint(folder, segs, columns, {"generation": generation}, dead)
 
 
 def read(folder: segments.SegmentDir, generation: int) -> Postings:
-    mapped, columns, manifest = segments.open_checkpoint(folder, generation)
+    mapped, columns, manifest = segments.open_checkpoint(folder, {"generation": generation})
     loaded = Postings()
     entries = manifest["segments"]
     loaded.restore(
@@ -168,8 +168,8 @@ class _Store:
     def __init__(self) -> None:
         self.gen = 0
 
-    def generation(self) -> int:
-        return self.gen
+    def stamp(self) -> dict[str, int]:
+        return {"generation": self.gen}
 
 
 class _Workers:
@@ -197,3 +197,15 @@ async def test_a_checkpoint_that_cannot_be_written_is_reported_and_changes_nothi
     await checkpoints.now()  # the folder is fixed: the next checkpoint goes through
     assert checkpoints.error is None and checkpoints.generation == 1
     assert Counter(os.listdir(tmp_path / "seg"))["MANIFEST"] == 1
+
+
+def test_a_checkpoint_of_another_database_state_is_refused(tmp_path):
+    postings = Postings()
+    postings.add(docs(10))
+    folder = segments.SegmentDir(str(tmp_path / "seg"))
+    segs, columns, dead = postings.snapshot()
+    stamp = {"generation": 4, "last_chunk": 10, "chunks": 10}
+    segments.checkpoint(folder, segs, columns, stamp, dead)
+    assert segments.open_checkpoint(folder, dict(stamp))  # the same database: served
+    with pytest.raises(segments.SegmentError, match="changed without its generation"):
+        segments.open_checkpoint(folder, {**stamp, "last_chunk": 13, "chunks": 13})
