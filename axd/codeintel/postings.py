@@ -114,6 +114,10 @@ class Segment:
         return np.repeat(self.keys, counts), self.docs, self.packed
 
 
+def _highest_doc(segment: Segment) -> int:
+    return int(segment.docs.max()) if len(segment) else -1
+
+
 _EMPTY_DOCS = np.zeros(0, dtype=np.int32)
 _EMPTY_PACKED = np.zeros(0, dtype=np.uint16)
 
@@ -142,7 +146,13 @@ class Postings:
         """The segments (immutable: shared, not copied) and a copy of the per-chunk
         columns, as they are now: what a checkpoint writes."""
         with self.lock:
-            used = int(np.flatnonzero(self.alive).max()) + 1 if self.alive.any() else 0
+            segments = [s for s in (self.base, *self.deltas) if len(s)]
+            # Up to the highest id any segment holds, not the highest live one: the
+            # postings of removed chunks stay until a compaction and must stay masked.
+            live = np.flatnonzero(self.alive)
+            used = max(
+                [_highest_doc(s) + 1 for s in segments] + [int(live[-1]) + 1 if len(live) else 0]
+            )
             columns = {
                 "alive": self.alive[:used].copy(),
                 "workspace": self.workspace[:used].copy(),
@@ -151,16 +161,17 @@ class Postings:
                 "kind": self.kind[:used].copy(),
                 "lengths": self.lengths[:, :used].copy(),
             }
-            segments = [s for s in (self.base, *self.deltas) if len(s)]
             return segments, columns, self.dead_postings
 
     def restore(
         self, segments: list[Segment], columns: dict[str, np.ndarray], dead_postings: int = 0
     ) -> None:
-        """Serve `segments` (mapped) with these chunk columns (copied: they change)."""
+        """Serve `segments` (mapped) with these chunk columns (copied: they change).
+        Ids past the columns are dead (a checkpoint of old cut them off)."""
         used = len(columns["alive"])
+        highest = max((_highest_doc(s) + 1 for s in segments if len(s)), default=0)
         with self.lock:
-            self._grow(max(used, 1))
+            self._grow(max(used, highest, 1))
             self.alive[:] = False
             self.alive[:used] = columns["alive"]
             self.workspace[:used] = columns["workspace"]

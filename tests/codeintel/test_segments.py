@@ -16,6 +16,7 @@ import pytest
 from axd.codeintel import segments
 from axd.codeintel.checkpoints import Checkpointer
 from axd.codeintel.postings import Postings, Ranking, Segment
+from axd.codeintel.tokens import term_hash
 from tests.codeintel.test_postings import row
 from tests.conftest import REPO
 
@@ -31,7 +32,6 @@ def docs(n: int, first: int = 1) -> list[tuple]:
 
 
 def scores(postings: Postings) -> dict[str, list]:
-    from axd.codeintel.tokens import term_hash
 
     found = {}
     for word in WORDS:
@@ -70,6 +70,27 @@ def test_a_checkpoint_maps_back_to_the_same_index_without_copying_postings(tmp_p
     assert loaded.alive.flags.writeable  # the per-chunk columns are copies: they change
     loaded.remove([1])  # and the loaded index goes on working
     assert 1 not in scores(loaded)["alpha"]
+
+
+@pytest.mark.parametrize("cut_columns", [False, True], ids=["now", "written-by-0.1"])
+def test_postings_of_the_highest_removed_chunks_stay_masked_after_a_restart(tmp_path, cut_columns):
+    """Removing the newest chunks (a workspace removed, a scratch file deleted) leaves
+    their postings until a compaction; a checkpoint must keep them masked, also one
+    written before the fix, whose columns stopped at the highest live id (every search
+    failed with an IndexError on the CI's cached bench index)."""
+    postings = Postings()
+    postings.add(docs(1100))
+    postings.add(docs(1400, first=1101))  # ids past what the live ones need room for
+    postings.remove(list(range(1101, 2501)), term_counts=8400)
+    folder = segments.SegmentDir(str(tmp_path / "seg"))
+    segs, columns, dead = postings.snapshot()
+    if cut_columns:
+        columns = {k: v[..., :1101] for k, v in columns.items()}
+    segments.checkpoint(folder, segs, columns, {"generation": 2}, dead)
+    loaded = read(folder, 2)
+    assert scores(loaded) == scores(postings)
+    found = loaded.top(1, [term_hash("alpha")], Ranking(), 5)
+    assert len(found.docs) == 5 and max(found.docs.tolist()) <= 1100
 
 
 def test_segments_already_on_disk_are_reused_and_merged_ones_replace_them(tmp_path):
