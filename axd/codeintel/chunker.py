@@ -4,6 +4,10 @@ Each definition (function, method, class, ...) becomes a chunk whose own text ex
 the definitions nested in it, so a hit lands on the tightest enclosing definition. What is
 left over at the top of a file is its `module` chunk. Files without a grammar, and files
 whose parse has errors, become plain text chunks.
+
+A chunk's own text is kept as byte ranges of the file (`pieces`), never copied: the
+extractor finds the terms of the whole file in one pass and gives each to the chunk whose
+ranges hold it.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import bisect
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from axd.codeintel import languages, tokens
+import numpy as np
+
+from axd.codeintel import languages, scan
 
 MAX_SIGNATURE = 300
 MAX_DOC = 2000
@@ -29,7 +36,10 @@ _DOCSTRING_QUOTES = re.compile(r'^[rRbBuUfF]{0,2}("""|\'\'\'|"|\')|("""|\'\'\'|"
 _SIGNATURE_WRAPPERS = frozenset(
     {"type_declaration", "lexical_declaration", "variable_declaration", "const_declaration"}
 )
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+# A markdown heading line, over the text with a newline put in front (the regex engine
+# then jumps from newline to newline).
+_HEADING = re.compile(rb"\n[ \t]{0,3}#{1,6}[ \t]+([^\n]+?)[ \t\r]*#*[ \t\r]*(?=\n|\Z)")
+_NOT_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 
 
 @dataclass
@@ -41,8 +51,14 @@ class Chunk:
     end_line: int
     signature: str = ""
     doc: str = ""
-    text: str = ""  # the chunk's own text, nested definitions cut out
+    # The chunk's own text: byte ranges of `source`, nested definitions cut out.
+    pieces: list[tuple[int, int]] = field(default_factory=list)
     parent: int | None = None  # index of the enclosing chunk in the file's list
+    source: bytes = field(default=b"", repr=False)
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.source[a:b] for a, b in self.pieces).decode("utf-8", "replace")
 
 
 @dataclass
@@ -132,11 +148,12 @@ def _definitions(relpath: str, lang: str, source: bytes, tree: Any) -> list[Chun
                 signature=_signature(lang, source, d),
                 doc=_doc(lang, source, line_starts, d),
                 parent=parent,
+                source=source,
             )
         )
-    _own_text(source, defs, parents, chunks)
+    _own_text(defs, chunks)
     module = _module_chunk(relpath, source, defs, parents, line_starts)
-    if module is not None and not tokens.terms(module.text):
+    if module is not None and not len(scan.scan(module.text.encode())):
         module = None
     if module is not None:
         chunks.insert(0, module)
@@ -229,18 +246,16 @@ def _nest(defs: list[_Def]) -> list[int | None]:
     return parents
 
 
-def _own_text(
-    source: bytes, defs: list[_Def], parents: list[int | None], chunks: list[Chunk]
-) -> None:
+def _own_text(defs: list[_Def], chunks: list[Chunk]) -> None:
     for d, chunk in zip(defs, chunks, strict=True):
-        pieces = []
         cursor = d.start
         for child in d.children:
             c = defs[child]
-            pieces.append(source[cursor : c.doc_start])
+            if c.doc_start > cursor:
+                chunk.pieces.append((cursor, c.doc_start))
             cursor = max(cursor, c.end)
-        pieces.append(source[cursor : d.end])
-        chunk.text = b"".join(pieces).decode("utf-8", errors="replace")
+        if d.end > cursor:
+            chunk.pieces.append((cursor, d.end))
 
 
 def _module_chunk(
@@ -257,7 +272,7 @@ def _module_chunk(
         cursor = max(cursor, d.end)
     if cursor < len(source):
         pieces.append((cursor, len(source)))
-    texts = []
+    kept = []
     for a, b in pieces:
         piece = source[a:b]
         if piece.strip():
@@ -266,8 +281,8 @@ def _module_chunk(
             lo, hi = _line_of(line_starts, a + lead), _line_of(line_starts, a + trail - 1)
             first = lo if first is None else first
             last = hi
-            texts.append(piece.decode("utf-8", errors="replace"))
-    if not texts or first is None or last is None:
+            kept.append((a, b))
+    if not kept or first is None or last is None:
         return None
     stem = os.path.splitext(relpath)[0]
     return Chunk(
@@ -276,36 +291,50 @@ def _module_chunk(
         kind="module",
         start_line=first,
         end_line=last,
-        text="\n".join(texts),
+        pieces=kept,
+        source=source,
     )
 
 
-def text_chunks(relpath: str, source: bytes) -> list[Chunk]:
+def text_chunks(
+    relpath: str, source: bytes, newlines: np.ndarray | None = None, provisional: bool = False
+) -> list[Chunk]:
     """Blocks of at most TEXT_CHUNK_LINES lines, cut at blank lines; markdown headings name
-    the chunks that follow them."""
-    text = source.decode("utf-8", errors="replace")
-    lines = text.splitlines()
+    the chunks that follow them. Lines come from the newline offsets (`newlines`, when the
+    caller has them) and headings from one regex pass; a block looks at its own lines only
+    to find where to cut, so there is no Python step per line. `provisional` chunks (code
+    searchable as text until it is parsed) are plain blocks named after the file."""
+    if newlines is None:
+        newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == 10)
+    line_starts = [0, *(newlines + 1).tolist()]
+    line_ends = [*newlines.tolist(), len(source)]
+    count = len(line_starts)
+    if count > 1 and line_starts[-1] == len(source):  # a final newline ends the last line
+        count -= 1
+    heading_at: dict[int, str] = {}
+    if not provisional:
+        for match in _HEADING.finditer(b"\n" + source):
+            line = bisect.bisect_right(line_starts, match.start()) - 1
+            heading_at.setdefault(line, match.group(1).decode("utf-8", errors="replace"))
+    titled = sorted(heading_at)
+    blank = _blank_line(source, line_starts, line_ends)
     name = os.path.basename(relpath)
     chunks: list[Chunk] = []
     heading = name
     start = 0
-    while start < len(lines):
-        end = min(start + TEXT_CHUNK_LINES, len(lines))
-        if end < len(lines):
-            blank = next(
-                (
-                    j
-                    for j in range(end - 1, start + TEXT_CHUNK_LINES // 2, -1)
-                    if not lines[j].strip()
-                ),
-                None,
+    while start < count:
+        end = min(start + TEXT_CHUNK_LINES, count)
+        if end < count and not provisional:  # cut after the last blank line of its 2nd half
+            cut = next(
+                (j for j in range(end - 1, start + TEXT_CHUNK_LINES // 2, -1) if blank(j)), None
             )
-            if blank is not None:
-                end = blank + 1
-        block = lines[start:end]
-        match = next((_HEADING.match(x) for x in block if _HEADING.match(x)), None)
-        symbol = match.group(1) if match else heading
-        if "".join(block).strip():
+            if cut is not None:
+                end = cut + 1
+        i = bisect.bisect_left(titled, start)
+        inside = titled[i] if i < len(titled) and titled[i] < end else None
+        symbol = heading_at[inside] if inside is not None else heading
+        a, b = line_starts[start], line_ends[end - 1]
+        if _NOT_SPACE.search(source, a, b):
             chunks.append(
                 Chunk(
                     symbol=symbol,
@@ -313,13 +342,19 @@ def text_chunks(relpath: str, source: bytes) -> list[Chunk]:
                     kind="text",
                     start_line=start + 1,
                     end_line=end,
-                    text="\n".join(block),
+                    pieces=[(a, b)],
+                    source=source,
                 )
             )
-        if match:
-            heading = match.group(1)
+        if inside is not None:
+            heading = heading_at[inside]
         start = end
     return chunks
+
+
+def _blank_line(source: bytes, starts: list[int], ends: list[int]) -> Callable[[int], bool]:
+    search = _NOT_SPACE.search
+    return lambda line: search(source, starts[line], ends[line]) is None
 
 
 def _signature(lang: str, source: bytes, d: _Def) -> str:

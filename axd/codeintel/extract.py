@@ -1,22 +1,33 @@
-"""Per-file work: read, classify, chunk and tokenize. Runs in worker processes.
+"""Per-file work: read, classify, chunk and find terms. Runs in worker processes.
 
-Everything expensive in Python (tree walking, tokenizing, hashing terms) happens here, in
-parallel, and comes back as compact numpy-ready blobs, so the daemon's own threads only
-store and merge arrays.
+Terms are found in bulk, not per chunk: the files of a batch are scanned together
+(`scan.scan` over their bytes, one pass), each term goes to the chunk whose byte ranges
+hold it (an owner array painted from the chunks' ranges), the short fields of every chunk
+(name, qualname, signature, doc) are scanned as one buffer too, and the (chunk, field,
+term) counts come from one sort. What leaves the worker is compact numpy-ready blobs, so
+the daemon's own threads only store and merge arrays.
+
+Two modes: `definitions=True` parses files that have a grammar into definitions;
+`definitions=False` is the first pass of a large index, which makes every file searchable
+as text chunks at once and leaves the parsing (status `pending`) for the second pass.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from axd.codeintel import chunker, languages, tokens
+from axd.codeintel import chunker, languages, scan, tokens
 
 FIELDS = ("name", "qualname", "path", "signature", "doc", "body")
+N_FIELDS = len(FIELDS)
+_NAME, _QUALNAME, _PATH, _SIGNATURE, _DOC, _BODY = range(N_FIELDS)
+_SHORT_FIELDS = np.array([_NAME, _QUALNAME, _SIGNATURE, _DOC], dtype=np.int64)
+SCAN_BYTES = 2 << 20  # files are scanned together up to this many bytes
 MAX_TF = 0xFFF  # term frequency is packed with the field number in 16 bits
 SNIPPET_LINES = 400  # a snippet's best line is looked for in a definition's first lines
 BINARY_SNIFF = 8192
@@ -46,7 +57,8 @@ class FileData:
     mtime_ns: int
     digest: str
     lang: str
-    status: str  # ok | parse_error | binary | too_large | unreadable | missing
+    status: str  # ok | parse_error | pending (text now, definitions later) | binary |
+    # too_large | unreadable | missing
     error: str = ""
     chunks: list[ChunkData] = field(default_factory=list)
 
@@ -70,41 +82,149 @@ def die_with_daemon(daemon_pid: int) -> None:
     threading.Thread(target=watch, name="axd-watch-daemon", daemon=True).start()
 
 
-def extract_files(root: str, relpaths: list[str], max_size: int) -> list[FileData]:
-    return [extract_file(root, rel, max_size) for rel in relpaths]
+def extract_files(
+    root: str, relpaths: list[str], max_size: int, definitions: bool = True
+) -> list[FileData]:
+    """Read and chunk each file, then find the terms of all their chunks in bulk."""
+    read = [_read(root, rel, max_size, definitions) for rel in relpaths]
+    group: list[tuple[FileData, bytes, list[chunker.Chunk]]] = []
+    size = 0
+    for data, source, chunks in read:
+        if not chunks:
+            continue
+        if group and size + len(source) > SCAN_BYTES:
+            _find_terms(group)
+            group, size = [], 0
+        group.append((data, source, chunks))
+        size += len(source) + 1
+    if group:
+        _find_terms(group)
+    return [data for data, _, _ in read]
 
 
-def extract_file(root: str, relpath: str, max_size: int) -> FileData:
+def extract_file(root: str, relpath: str, max_size: int, definitions: bool = True) -> FileData:
+    return extract_files(root, [relpath], max_size, definitions)[0]
+
+
+def _read(
+    root: str, relpath: str, max_size: int, definitions: bool
+) -> tuple[FileData, bytes, list[chunker.Chunk]]:
+    """The file's record, its bytes and its chunks (no terms yet)."""
     full = os.path.join(root, relpath)
     lang, has_grammar = languages.detect(relpath)
     try:
         st = os.stat(full)
     except FileNotFoundError:
-        return FileData(relpath, 0, 0, "", lang, "missing")
+        return FileData(relpath, 0, 0, "", lang, "missing"), b"", []
     except OSError as exc:
-        return FileData(relpath, 0, 0, "", lang, "unreadable", exc.strerror or str(exc))
+        return FileData(relpath, 0, 0, "", lang, "unreadable", exc.strerror or str(exc)), b"", []
     if st.st_size > max_size:
-        return FileData(relpath, st.st_size, st.st_mtime_ns, "", lang, "too_large")
+        return FileData(relpath, st.st_size, st.st_mtime_ns, "", lang, "too_large"), b"", []
     try:
         with open(full, "rb") as fh:
             source = fh.read(max_size + 1)
     except OSError as exc:
-        return FileData(
-            relpath, st.st_size, st.st_mtime_ns, "", lang, "unreadable", exc.strerror or str(exc)
-        )
+        error = exc.strerror or str(exc)
+        return FileData(relpath, st.st_size, st.st_mtime_ns, "", lang, "unreadable", error), b"", []
     digest = hashlib.blake2b(source, digest_size=16).hexdigest()
     if b"\0" in source[:BINARY_SNIFF]:
-        return FileData(relpath, st.st_size, st.st_mtime_ns, digest, lang, "binary")
-    chunks, clean = chunker.chunk_file(relpath, lang, has_grammar, source)
-    path_terms = tokens.term_counts(relpath)
-    data = FileData(
-        relpath, st.st_size, st.st_mtime_ns, digest, lang, "ok" if clean else "parse_error"
-    )
-    data.chunks = [_chunk_data(c, path_terms) for c in chunks]
+        return FileData(relpath, st.st_size, st.st_mtime_ns, digest, lang, "binary"), b"", []
     newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == 10)
-    for c in data.chunks:
-        c.span = _span(newlines, len(source), c.start_line, c.end_line)
-    return data
+    if has_grammar and not definitions:
+        chunks, status = chunker.text_chunks(relpath, source, newlines, provisional=True), "pending"
+    elif not has_grammar:
+        chunks, status = chunker.text_chunks(relpath, source, newlines), "ok"
+    else:
+        chunks, clean = chunker.chunk_file(relpath, lang, has_grammar, source)
+        status = "ok" if clean else "parse_error"
+    data = FileData(relpath, st.st_size, st.st_mtime_ns, digest, lang, status)
+    data.chunks = [
+        ChunkData(
+            symbol=c.symbol,
+            qualname=c.qualname,
+            kind=c.kind,
+            start_line=c.start_line,
+            end_line=c.end_line,
+            signature=c.signature,
+            doc=c.doc,
+            parent=c.parent,
+            terms=b"",
+            lengths=(0,) * N_FIELDS,
+            span=_span(newlines, len(source), c.start_line, c.end_line),
+        )
+        for c in chunks
+    ]
+    return data, source, chunks
+
+
+def _find_terms(group: list[tuple[FileData, bytes, list[chunker.Chunk]]]) -> None:
+    """Fill `terms` and `lengths` of every chunk of these files, with one scan of their
+    bytes, one of their short fields and one sort of the (chunk, field, term) triples."""
+    # Bodies: the files' bytes end to end (a newline between, so no term spans two), and
+    # an owner array that says which chunk (numbered across the group) each byte is in.
+    sources, owners, paths = [], [], []
+    offset = first = 0
+    for data, source, chunks in group:
+        owner = np.full(len(source) + 1, -1, dtype=np.int64)
+        for i, chunk in enumerate(chunks):
+            for a, b in chunk.pieces:
+                owner[a:b] = first + i
+        sources.append(source)
+        owners.append(owner)
+        paths.append((offset, data.path, first, len(chunks)))
+        offset += len(source) + 1
+        first += len(chunks)
+    total = first
+    body = scan.scan(b"\n".join(sources) + b"\n")
+    owner_of = np.concatenate(owners)[body.starts]
+    mine = owner_of >= 0
+    keys = [owner_of[mine] * N_FIELDS + _BODY]
+    hashes = [body.hashes[mine]]
+    # Short fields: one buffer of every chunk's name, qualname, signature and doc.
+    texts = [
+        text.encode()
+        for _, _, chunks in group
+        for c in chunks
+        for text in (c.symbol, c.qualname, c.signature, c.doc)
+    ]
+    ends = np.cumsum(np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts)))
+    short = scan.scan(b"\n".join(texts) + b"\n")
+    slot = np.searchsorted(ends, short.starts, side="right")  # chunk * 4 + field number
+    keys.append(slot // 4 * N_FIELDS + _SHORT_FIELDS[slot % 4])
+    hashes.append(short.hashes)
+    # Paths: the same terms for every chunk of a file.
+    for _, path, start, count in paths:
+        found = scan.scan(path.encode()).hashes
+        chunk_ids = np.arange(start, start + count, dtype=np.int64)
+        keys.append(np.repeat(chunk_ids * N_FIELDS + _PATH, len(found)))
+        hashes.append(np.tile(found, count))
+    _pack(group, total, np.concatenate(keys), np.concatenate(hashes))
+
+
+def _pack(
+    group: list[tuple[FileData, bytes, list[chunker.Chunk]]],
+    total: int,
+    keys: np.ndarray,
+    hashes: np.ndarray,
+) -> None:
+    """Count each (chunk, field, term) and write each chunk's blob and field lengths."""
+    lengths = np.bincount(keys, minlength=total * N_FIELDS).reshape(total, N_FIELDS).tolist()
+    order = np.lexsort((hashes, keys))
+    keys, hashes = keys[order], hashes[order]
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = (keys[1:] != keys[:-1]) | (hashes[1:] != hashes[:-1])
+    firsts = np.flatnonzero(new)
+    tf = np.diff(np.append(firsts, len(keys)))
+    keys, hashes = keys[firsts], hashes[firsts]
+    packed = ((keys % N_FIELDS) << 12 | np.minimum(tf, MAX_TF)).astype(np.uint16)
+    bounds = np.searchsorted(keys // N_FIELDS, np.arange(total + 1)).tolist()
+    index = 0
+    for data, _, _ in group:
+        for c in data.chunks:
+            a, b = bounds[index], bounds[index + 1]
+            c.terms = hashes[a:b].tobytes() + packed[a:b].tobytes()
+            c.lengths = tuple(lengths[index])
+            index += 1
 
 
 def _span(newlines: np.ndarray, size: int, start_line: int, end_line: int) -> tuple[int, int]:
@@ -120,38 +240,13 @@ def _span(newlines: np.ndarray, size: int, start_line: int, end_line: int) -> tu
     return begin, max(begin, end)
 
 
-def _chunk_data(chunk: chunker.Chunk, path_terms: Counter[str]) -> ChunkData:
-    per_field = (
-        tokens.term_counts(chunk.symbol),
-        tokens.term_counts(chunk.qualname),
-        path_terms,
-        tokens.term_counts(chunk.signature),
-        tokens.term_counts(chunk.doc),
-        tokens.term_counts(chunk.text),
-    )
-    return ChunkData(
-        symbol=chunk.symbol,
-        qualname=chunk.qualname,
-        kind=chunk.kind,
-        start_line=chunk.start_line,
-        end_line=chunk.end_line,
-        signature=chunk.signature,
-        doc=chunk.doc,
-        parent=chunk.parent,
-        terms=pack_terms(per_field),
-        lengths=tuple(sum(c.values()) for c in per_field),
-    )
-
-
-def pack_terms(per_field: tuple[Counter[str], ...]) -> bytes:
-    """(term hash, field<<12|tf) pairs of one chunk: two numpy arrays built from flat
-    Python lists (one conversion each, not one per field)."""
-    lookup = tokens.HASHES.__getitem__
-    hashes = [lookup(term) for counts in per_field for term in counts]
+def pack_terms(per_field: tuple[Mapping[str, int], ...]) -> bytes:
+    """A chunk's blob from term counts per field (FIELDS order): what `_pack` writes."""
+    hashes = [tokens.term_hash(term) for counts in per_field for term in counts]
     if not hashes:
         return b""
     packed = [
-        (number << 12) | (tf if tf < MAX_TF else MAX_TF)
+        (number << 12) | min(tf, MAX_TF)
         for number, counts in enumerate(per_field)
         for tf in counts.values()
     ]

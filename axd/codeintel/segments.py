@@ -36,7 +36,7 @@ import numpy as np
 
 log = logging.getLogger("axd.codeintel.segments")
 
-FORMAT = 1
+FORMAT = 2  # 2: term hashes of tokens.term_hash words8
 MAGIC = b"AXDSEG\x00\x01"
 HEADER = struct.Struct("<8sQ")  # magic, payload bytes
 MANIFEST = "MANIFEST"

@@ -118,6 +118,8 @@ class CodeIntel:
     async def _start(self) -> None:
         started = time.perf_counter()
         self.store = await self.workers.write(Store, self.db_path)
+        if self.store.reset_reason:
+            log.warning("the index is rebuilt", extra={"reason": self.store.reset_reason})
         why = await self.workers.write(self.checkpoints.open)
         if why is None:
             self.loaded_from = "checkpoint"

@@ -21,6 +21,9 @@ import sqlite_utils
 from axd.codeintel.extract import FileData
 
 SCHEMA_VERSION = "1"
+# How the terms in `chunks.terms` are hashed (tokens.term_hash). Chunks hashed another way
+# cannot be searched with this axd's queries: they are dropped at open and re-indexed.
+TERMS_FORMAT = "words8-1"
 
 
 @dataclass
@@ -41,6 +44,33 @@ class Store:
         self._local = threading.local()
         db = sqlite_utils.Database(self._connect())
         self._create(db)
+        self.reset_reason = self._check_terms_format()
+
+    def _check_terms_format(self) -> str | None:
+        """Drop chunks whose terms another axd hashed differently (their files are indexed
+        again by the next walk); say why, or None when there was nothing to drop."""
+        conn = self.conn
+        row = conn.execute("SELECT value FROM meta WHERE key = 'terms'").fetchone()
+        found = row[0] if row else None
+        if found == TERMS_FORMAT:
+            return None
+        with _transaction(conn):
+            (chunks,) = conn.execute("SELECT count(*) FROM chunks").fetchone()
+            if chunks:
+                conn.execute("DELETE FROM chunks")
+                conn.execute("DELETE FROM files")
+                _bump_generation(conn)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('terms', ?) ON CONFLICT(key) DO UPDATE"
+                " SET value = excluded.value",
+                (TERMS_FORMAT,),
+            )
+        if not chunks:
+            return None
+        return (
+            f"the index was written with terms hashed as {found or 'blake2b'}, this axd hashes"
+            f" them as {TERMS_FORMAT}: its {chunks} chunks are indexed again"
+        )
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)

@@ -10,18 +10,19 @@ between words, becomes overlapping character bigrams (Lucene's CJK analysis does
 documents also index each character alone, so a one-character query finds it too.
 
 Terms are stored as stable 64-bit hashes: worker processes can compute them without a
-shared vocabulary, and the index never needs strings.
+shared vocabulary, and the index never needs strings. The hash reads a term eight bytes at
+a time so that `scan.py` can compute it for every term of a file at once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
+import numpy as np
 import regex
 
 # ASCII text (most source files) takes one `re` pass at C speed. The parts: an upper-case
@@ -47,31 +48,46 @@ _LOWER = r"[\p{Ll}\p{Lm}]\p{M}*"
 _CASELESS = rf"[[\p{{Lo}}\p{{Lm}}]--[{_CJK}]]"
 _UNICODE_WORD = regex.compile(
     rf"((?:[{_CJK}]\p{{M}}*)+)"
-    rf"|(?:{_UPPER}){{2,}}(?!{_LOWER})"
+    rf"|((?:{_UPPER}){{2,}}(?!{_LOWER})"
     rf"|{_UPPER}(?:{_LOWER})+"
     rf"|(?:{_LOWER}){{2,}}"
     rf"|\p{{Nd}}{{2,}}"
-    rf"|{_CASELESS}(?:{_CASELESS}|\p{{M}})+",
+    rf"|{_CASELESS}(?:{_CASELESS}|\p{{M}})+)",
     regex.V1,
 )
+_GRAPHEME = regex.compile(r"\X")  # a character with its marks
 
 
-def _fold(word: str) -> str:
-    return unicodedata.normalize("NFKC", word.casefold())
+def unicode_terms(text: str, unigrams: bool) -> list[str]:
+    return unicode_run_terms([text], unigrams)[0]
 
 
-def _unicode_terms(text: str, unigrams: bool) -> list[str]:
+def unicode_run_terms(texts: list[str], unigrams: bool) -> tuple[list[str], list[int]]:
+    """The terms of each text by the Unicode rules, in order, and for each term the index
+    of the text it came from. Case folding and normalization of the words run once over
+    all of them (joined by newlines, which neither changes nor crosses), not per word."""
     out: list[str] = []
-    for match in _UNICODE_WORD.finditer(unicodedata.normalize("NFKC", text)):
-        cjk = match.group(1)
-        if cjk is None:
-            out.append(_fold(match.group()))
-            continue
-        chars = regex.findall(r"\X", cjk)  # a character with its marks
-        if len(chars) == 1 or unigrams:
-            out.extend(chars)
-        out.extend(a + b for a, b in itertools.pairwise(chars))
-    return out
+    source: list[int] = []
+    cased: list[int] = []  # where in `out` a word still to be folded stands
+    normalize, findall = unicodedata.normalize, _UNICODE_WORD.findall
+    for index, text in enumerate(texts):
+        for cjk, word in findall(normalize("NFKC", text)):
+            if word:
+                cased.append(len(out))
+                out.append(word)
+                source.append(index)
+                continue
+            chars = _GRAPHEME.findall(cjk)
+            grams = [a + b for a, b in itertools.pairwise(chars)]
+            if len(chars) == 1 or unigrams:
+                grams[:0] = chars
+            out.extend(grams)
+            source.extend([index] * len(grams))
+    if cased:
+        folded = normalize("NFKC", "\n".join([out[i] for i in cased]).casefold()).split("\n")
+        for i, word in zip(cased, folded, strict=True):
+            out[i] = word
+    return out, source
 
 
 def _terms(text: str, unigrams: bool) -> Iterable[str]:
@@ -82,7 +98,7 @@ def _terms(text: str, unigrams: bool) -> Iterable[str]:
         if word.isascii():
             out.append(word.lower())
         else:
-            out.extend(_unicode_terms(word, unigrams))
+            out.extend(unicode_terms(word, unigrams))
     return out
 
 
@@ -101,13 +117,49 @@ def term_counts(text: str) -> Counter[str]:
     return Counter(_terms(text, unigrams=True))
 
 
+MASK = (1 << 64) - 1
+LENGTH_MIX = 0xD6E8FEB86659FD93
+MIX1, MIX2, MIX3 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def mix_words(h: int, data: bytes) -> int:
+    """Mix `data` into `h` eight bytes at a time (little-endian, the last word zero-padded)."""
+    for i in range(0, len(data), 8):
+        h = ((h ^ int.from_bytes(data[i : i + 8], "little")) * MIX1) & MASK
+        h ^= h >> 32
+    return h
+
+
+def _hash(term: str) -> int:
+    """The term's UTF-8 bytes mixed eight at a time into its length, then the splitmix64
+    finaliser; as a signed 64-bit int (numpy int64). `scan` computes the same for every
+    term of a buffer at once."""
+    data = term.encode()
+    x = mix_words((len(data) * LENGTH_MIX) & MASK, data)
+    x ^= x >> 30
+    x = (x * MIX2) & MASK
+    x ^= x >> 27
+    x = (x * MIX3) & MASK
+    x ^= x >> 31
+    return x - (1 << 64) if x >> 63 else x
+
+
+def finish(h: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser over mixed uint64 values, as int64 term hashes."""
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(MIX2)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(MIX3)
+    h ^= h >> np.uint64(31)
+    return h.view(np.int64)
+
+
 class _HashCache(dict[str, int]):
-    """term -> stable signed 64-bit id; computed once per process per term."""
+    """term -> hash, computed once per process per term."""
 
     def __missing__(self, term: str) -> int:
-        digest = hashlib.blake2b(term.encode(), digest_size=8).digest()
-        value = int.from_bytes(digest, "little", signed=True)
-        if len(self) < 2_000_000:
+        value = _hash(term)
+        if len(self) < 1_000_000:
             self[term] = value
         return value
 
@@ -116,5 +168,6 @@ HASHES = _HashCache()
 
 
 def term_hash(term: str) -> int:
-    """A stable signed 64-bit id for a term (numpy int64), the same in every process."""
+    """A stable signed 64-bit id for a term, the same in every process (`scan.scan` gives
+    the same ids for the terms it finds)."""
     return HASHES[term]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from axd.codeintel.extract import FileData, extract_files
-from axd.codeintel.store import Store
+from axd.codeintel.store import TERMS_FORMAT, Store
 
 MAX_SIZE = 1 << 20
 
@@ -496,10 +496,34 @@ def test_schema_is_recorded_and_opening_twice_is_harmless(tmp_path):
     store = Store(path)  # creating tables again must not fail or duplicate rows
     try:
         rows = store.conn.execute("SELECT key, value FROM meta").fetchall()
-        assert rows == [("schema", "1")]
+        assert rows == [("schema", "1"), ("terms", TERMS_FORMAT)]
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         store.close()
+
+
+def test_chunks_hashed_another_way_are_dropped_with_the_reason(tmp_path, root):
+    """An index written by an axd that hashed terms differently cannot answer this axd's
+    queries: its chunks and files go (the walk indexes them again), its workspaces stay."""
+    path = str(tmp_path / "index.db")
+    old = Store(path)
+    ws = old.add_workspace(str(root))
+    write(root, "notes.txt", NOTES_TXT)
+    old.apply(ws, extract(root, "notes.txt"), [])
+    old.conn.execute("DELETE FROM meta WHERE key = 'terms'")  # as an older axd left it
+    generation = old.generation()
+    old.close()
+    store = Store(path)
+    try:
+        reason = store.reset_reason
+        assert "blake2b" in reason and "1 chunks are indexed again" in reason
+        assert store.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+        assert store.file_states(ws) == {}
+        assert [w["id"] for w in store.workspaces()] == [ws]
+        assert store.generation() > generation  # a checkpoint of the old chunks is refused
+    finally:
+        store.close()
+    assert Store(path).reset_reason is None  # once is enough
 
 
 def test_another_thread_reads_committed_batches_on_its_own_connection(store, root):
