@@ -111,6 +111,7 @@ def index_status(ws: dict[str, Any]) -> str:
             ("bytes", f"{ws['bytes'] / 1e6:.1f} MB"),
             ("languages", langs),
             ("last update", f"{last}; lag {ws['lag_s']}s, {ws['pending_changes']} pending"),
+            *_stages(ws.get("stages", {})),
             (
                 "cache",
                 f"{cache['entries']}/{cache['capacity']} entries, hit rate {hit_rate} "
@@ -119,6 +120,24 @@ def index_status(ws: dict[str, Any]) -> str:
             ),
         ]
     )
+
+
+def _stages(stages: dict[str, Any]) -> list[tuple[str, str]]:
+    """One row per stage of the last walk: text (searchable), definitions (parsed)."""
+    label = {"text": "searchable", "definitions": "definitions", "index": "indexed"}
+    rows = []
+    for name, s in stages.items():
+        rate = ""
+        if s["mb_per_s"] is not None:
+            rate = f", {s['mb_per_s']} MB/s, {s['files_per_s']} files/s"
+        rows.append(
+            (
+                label.get(name, name),
+                f"{s['files']}/{s['total']} files ({s['state']}), {s['bytes'] / 1e6:.1f} MB in "
+                f"{s['elapsed_s']}s{rate}",
+            )
+        )
+    return rows
 
 
 NO_DEFINITION_HINT = "`axctl find` searches bodies and docs too"

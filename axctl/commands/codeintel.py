@@ -56,8 +56,10 @@ def index() -> None:
 def index_add(session: Session, path: str, background: bool, as_json: bool) -> None:
     """Add PATH (default: the current directory) as a workspace and index it.
 
-    Returns when the workspace is fully indexed and searchable, showing progress on a
-    terminal. Indexing an existing workspace catches up with changes on disk.
+    Returns when the workspace is fully indexed, showing progress on a terminal. A large
+    first index is searchable as text as soon as its first stage (text) is done; the
+    second (definitions) parses the code. Indexing an existing workspace catches up with
+    changes on disk.
     """
     root = os.path.abspath(path)
     if background:
@@ -94,13 +96,18 @@ def index_add(session: Session, path: str, background: bool, as_json: bool) -> N
             hint="see `axctl events` and the daemon log",
             as_json=as_json,
         )
+    stages = "".join(
+        f"; {name} {s['mb_per_s']} MB/s in {s['elapsed_s']:.1f}s"
+        for name, s in result.get("stages", {}).items()
+        if s.get("mb_per_s") is not None and name != "index"
+    )
     _emit(
         as_json,
         result,
         f"indexed {result['root']}: {result.get('files', 0)} files "
         f"({result.get('parsed', 0)} parsed, {result.get('unchanged', 0)} unchanged, "
         f"{result.get('deleted', 0)} removed), {result.get('chunks_added', 0)} chunks added "
-        f"in {result.get('took_ms', 0) / 1000:.1f}s",
+        f"in {result.get('took_ms', 0) / 1000:.1f}s{stages}",
     )
 
 
@@ -109,9 +116,10 @@ def _progress(event: dict[str, Any]) -> None:
     width = 30
     filled = int(width * event["done"] / total)
     mb = event["bytes"] / 1e6
+    stage = {"text": "text ", "definitions": "definitions "}.get(event.get("stage", ""), "")
     click.echo(
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {event['done']}/{event['total']} "
-        f"files  {mb:.1f} MB  {event['elapsed_s']:.1f}s",
+        f"\r\033[K{stage}[{'#' * filled}{'.' * (width - filled)}] {event['done']}/"
+        f"{event['total']} files  {mb:.1f} MB  {event['elapsed_s']:.1f}s",
         nl=False,
         err=True,
     )

@@ -5,6 +5,11 @@ database knows; `index` parses what differs in the worker processes, in batches,
 applies each batch in one transaction (SQLite first, then the in-memory postings, both on
 the writer thread), publishing `index.progress` as it goes. A file whose content hash did
 not change is only touched, never re-parsed.
+
+A large index runs in two stages, so that it is searchable long before it is done: `text`
+tokenizes every file (code as plain text chunks, status `pending`), then `definitions`
+parses the code files and replaces their text chunks with definitions. A daemon stopped
+between the two finishes the second at its next start (the files stay `pending`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +40,30 @@ if TYPE_CHECKING:
 
 BATCH_FILES = 48
 SMALL_BATCH = 8  # at most this many files: parse on the writer thread, skip the pool
+
+
+@dataclass
+class Stage:
+    """One pass over a list of files, as `index status` and `index.progress` show it."""
+
+    name: str  # text | definitions | index (both at once)
+    total: int
+    done: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    def info(self) -> dict[str, Any]:
+        elapsed = (self.finished or time.monotonic()) - self.started
+        return {
+            "state": "done" if self.finished is not None else "running",
+            "files": self.done,
+            "total": self.total,
+            "bytes": self.bytes,
+            "elapsed_s": round(elapsed, 3),
+            "mb_per_s": round(self.bytes / 1e6 / elapsed, 2) if elapsed > 0 else None,
+            "files_per_s": round(self.done / elapsed, 1) if elapsed > 0 else None,
+        }
 
 
 class Indexer:
@@ -74,8 +104,13 @@ class Indexer:
             ws.dirs = walked.dirs
             ws.errors.extend(walked.errors[-10:])
             changed = [p for p, st in walked.files.items() if ws.stale(p, st.size, st.mtime_ns)]
+            stale = set(changed)
+            unparsed = [p for p, f in ws.known.items() if f.pending and p not in stale]
+            unparsed = [p for p in unparsed if p in walked.files]
             deleted = [p for p in ws.known if p not in walked.files]
-            summary = await self.index(ws, changed, deleted, total_files=len(walked.files))
+            summary = await self.index(
+                ws, changed, deleted, total_files=len(walked.files), unparsed=unparsed, shown=True
+            )
             ws.state = "ready"
             ws.last_index_ms = round((time.perf_counter() - started) * 1000, 1)
             await self.workers.write(self.store().set_workspace_state, ws.id, "ready", True)
@@ -90,11 +125,19 @@ class Indexer:
             self.after_reconcile(ws)
 
     async def index(
-        self, ws: Workspace, paths: list[str], deleted: list[str], total_files: int | None = None
+        self,
+        ws: Workspace,
+        paths: list[str],
+        deleted: list[str],
+        total_files: int | None = None,
+        unparsed: list[str] | None = None,
+        shown: bool = False,
     ) -> dict[str, Any]:
-        """(Re)index `paths` and drop `deleted`, batch by batch, each batch one transaction."""
-        max_size = self.config.integer("codeintel.max_file_size")
-        summary = {
+        """(Re)index `paths` and drop `deleted`, batch by batch, each batch one transaction;
+        `unparsed`: files searchable as text whose definitions are still to come. `shown`:
+        this is the workspace's walk, whose stages `index status` shows (not a watcher's
+        batch)."""
+        summary: dict[str, Any] = {
             "files": total_files if total_files is not None else len(ws.known),
             "parsed": 0,
             "unchanged": 0,
@@ -105,39 +148,78 @@ class Indexer:
         }
         if deleted:
             await self._apply(ws, [], deleted, summary)
-        if not paths:
-            return summary
+        threshold = self.config.integer("codeintel.text_first_files")
+        stages: dict[str, Stage] = {}
+        if shown:
+            ws.progress["stages"] = stages
+        if threshold and len(paths) > threshold:
+            await self._stage(ws, stages, Stage("text", len(paths)), paths, summary)
+            waiting = [p for p in paths if p in ws.known and ws.known[p].pending]
+            waiting += unparsed or ()
+            if waiting:
+                stage = Stage("definitions", len(waiting))
+                await self._stage(ws, stages, stage, waiting, summary)
+        elif paths or unparsed:
+            todo = paths + list(unparsed or ())
+            await self._stage(ws, stages, Stage("index", len(todo)), todo, summary)
+        if stages:
+            summary["stages"] = {k: v.info() for k, v in stages.items()}
+        return summary
+
+    async def _stage(
+        self,
+        ws: Workspace,
+        stages: dict[str, Stage],
+        stage: Stage,
+        paths: list[str],
+        summary: dict[str, Any],
+    ) -> None:
+        """Extract `paths` in the worker processes (`definitions` or not, by the stage) and
+        apply the batches in order, publishing progress as it goes."""
+        stages[stage.name] = stage
+        max_size = self.config.integer("codeintel.max_file_size")
+        definitions = stage.name != "text"
         loop = asyncio.get_running_loop()
         small = len(paths) <= SMALL_BATCH
         executor: Executor = self.workers.writer if small else self.workers.parse_pool()
         window = max(2, self.workers.parsers() * 2)  # batches in flight
         queue = [paths[i : i + BATCH_FILES] for i in range(0, len(paths), BATCH_FILES)]
+        queue.reverse()
         inflight: list[asyncio.Future[list[extract.FileData]]] = []
-        started = time.monotonic()
         last_progress = 0.0
-        done = 0
         while queue or inflight:
             while queue and len(inflight) < window:
-                batch = queue.pop(0)
+                batch = queue.pop()
                 inflight.append(
-                    loop.run_in_executor(executor, extract.extract_files, ws.root, batch, max_size)
+                    loop.run_in_executor(
+                        executor, extract.extract_files, ws.root, batch, max_size, definitions
+                    )
                 )
             results = await inflight.pop(0)
-            await self._apply(ws, results, [], summary)
-            done += len(results)
+            await self._apply(ws, results, [], summary, count=stage.name != "definitions")
+            stage.done += len(results)
+            stage.bytes += sum(d.size for d in results)
             now = time.monotonic()
-            if now - last_progress > 0.25 or not (queue or inflight):
+            if not (queue or inflight):
+                stage.finished = now
+            if now - last_progress > 0.25 or stage.finished:
                 last_progress = now
-                ws.progress["current"] = {"done": done, "total": len(paths)}
+                ws.progress["current"] = {
+                    "stage": stage.name,
+                    "done": stage.done,
+                    "total": stage.total,
+                }
                 self.bus.publish(
                     "index.progress",
                     workspace=ws.root,
-                    done=done,
-                    total=len(paths),
-                    bytes=summary["bytes"],
-                    elapsed_s=round(now - started, 3),
+                    stage=stage.name,
+                    done=stage.done,
+                    total=stage.total,
+                    bytes=stage.bytes,
+                    elapsed_s=round(now - stage.started, 3),
                 )
-        return summary
+        if stage.name == "text":
+            self.bus.publish("index.searchable", workspace=ws.root, **stage.info())
 
     async def mark_missing(self, ws: Workspace) -> None:
         """The folder is gone: drop its chunks, keep the workspace (it may come back)."""
@@ -159,22 +241,26 @@ class Indexer:
         results: list[extract.FileData],
         deleted: list[str],
         summary: dict[str, Any],
+        count: bool = True,
     ) -> None:
+        """Store what changed; `count=False` for the second look at the same files (their
+        definitions), which the summary has counted once already."""
         fresh, touched = [], []
         for data in results:
             old = ws.known.get(data.path)
             same = old is not None and data.digest and old.digest == data.digest
-            if same and data.status != "missing":
+            if same and data.status != "missing" and not (old.pending and data.status != "pending"):
                 touched.append((data.path, data.size, data.mtime_ns))
             else:
                 fresh.append(data)
-            summary["bytes"] += data.size
-        summary["unchanged"] += len(touched)
-        summary["parsed"] += len(fresh)
+        if count:
+            summary["bytes"] += sum(d.size for d in results)
+            summary["unchanged"] += len(touched)
+            summary["parsed"] += len(fresh)
         if touched:
             await self.workers.write(self.store().touch_files, ws.id, touched)
             for path, size, mtime in touched:
-                ws.known[path] = FileState(size, mtime, ws.known[path].digest)
+                ws.known[path] = ws.known[path]._replace(size=size, mtime_ns=mtime)
         if not fresh and not deleted:
             return
         began = time.perf_counter()
@@ -192,7 +278,9 @@ class Indexer:
             if data.status == "missing":
                 ws.known.pop(data.path, None)
             else:
-                ws.known[data.path] = FileState(data.size, data.mtime_ns, data.digest)
+                ws.known[data.path] = FileState(
+                    data.size, data.mtime_ns, data.digest, data.status == "pending"
+                )
         for path in deleted:
             ws.known.pop(path, None)
         self._invalidate(ws.id, applied)

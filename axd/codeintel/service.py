@@ -257,6 +257,7 @@ class CodeIntel:
             **ws.info(),
             **stats,
             "last_index_ms": ws.last_index_ms,
+            "stages": {k: v.info() for k, v in ws.progress.get("stages", {}).items()},
             "errors": ws.errors[-10:],
             "cache": self.cache.stats(),
             "index": {

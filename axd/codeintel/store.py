@@ -24,6 +24,7 @@ SCHEMA_VERSION = "1"
 # How the terms in `chunks.terms` are hashed (tokens.term_hash). Chunks hashed another way
 # cannot be searched with this axd's queries: they are dropped at open and re-indexed.
 TERMS_FORMAT = "words8-1"
+SEARCHABLE = "('ok', 'parse_error', 'pending')"  # file statuses whose chunks are indexed
 
 
 @dataclass
@@ -204,12 +205,14 @@ class Store:
 
     # ---- files ----------------------------------------------------------------------
 
-    def file_states(self, workspace_id: int) -> dict[str, tuple[int, int, str]]:
-        """path -> (size, mtime_ns, digest) of every file the index knows."""
+    def file_states(self, workspace_id: int) -> dict[str, tuple[int, int, str, bool]]:
+        """path -> (size, mtime_ns, digest, definitions pending) of every file indexed."""
         cur = self.conn.execute(
-            "SELECT path, size, mtime_ns, digest FROM files WHERE workspace_id = ?", (workspace_id,)
+            "SELECT path, size, mtime_ns, digest, status = 'pending' FROM files"
+            " WHERE workspace_id = ?",
+            (workspace_id,),
         )
-        return {p: (s, m, d) for p, s, m, d in cur}
+        return {p: (s, m, d, bool(pending)) for p, s, m, d, pending in cur}
 
     def touch_files(self, workspace_id: int, stats: list[tuple[str, int, int]]) -> None:
         """Record a new size/mtime for files whose content hash did not change."""
@@ -373,13 +376,13 @@ class Store:
         langs = dict(
             conn.execute(
                 "SELECT lang, COUNT(*) FROM files WHERE workspace_id = ? AND status IN"
-                " ('ok', 'parse_error') GROUP BY lang ORDER BY 2 DESC",
+                f" {SEARCHABLE} GROUP BY lang ORDER BY 2 DESC",
                 (workspace_id,),
             )
         )
         size, last = conn.execute(
             "SELECT COALESCE(SUM(size), 0), MAX(indexed_at) FROM files WHERE workspace_id = ?"
-            " AND status IN ('ok', 'parse_error')",
+            f" AND status IN {SEARCHABLE}",
             (workspace_id,),
         ).fetchone()
         chunks = conn.execute(
@@ -390,7 +393,7 @@ class Store:
             (workspace_id,),
         ).fetchone()[0]
         return {
-            "files": sum(by_status.get(s, 0) for s in ("ok", "parse_error")),
+            "files": sum(by_status.get(s, 0) for s in ("ok", "parse_error", "pending")),
             "files_by_status": by_status,
             "languages": langs,
             "bytes": size,

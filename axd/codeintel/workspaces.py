@@ -20,11 +20,13 @@ from axd.codeintel.watcher import Watcher
 
 
 class FileState(NamedTuple):
-    """What the index knows of one file: enough to skip it when it did not change."""
+    """What the index knows of one file: enough to skip it when it did not change, and
+    whether it waits for its definitions (searchable as text until it is parsed)."""
 
     size: int
     mtime_ns: int
     digest: str
+    pending: bool = False
 
 
 @dataclass

@@ -121,6 +121,15 @@ OPTIONS: tuple[Option, ...] = (
         maximum=64,
     ),
     Option(
+        "codeintel.text_first_files",
+        200,
+        "int",
+        "An index of more files than this is made searchable as text first (every file "
+        "tokenized), then parsed into definitions; 0 always does it in one pass.",
+        minimum=0,
+        maximum=1 << 30,
+    ),
+    Option(
         "codeintel.watch",
         True,
         "bool",

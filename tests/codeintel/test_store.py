@@ -262,7 +262,7 @@ def test_a_failing_batch_leaves_the_previous_one_whole(store, root):
 # ---- files ----------------------------------------------------------------------------
 
 
-def test_file_states_are_size_mtime_and_digest(store, root):
+def test_file_states_are_size_mtime_digest_and_pending(store, root):
     ws = store.add_workspace(str(root))
     results = extract(root, *ALL)
     store.apply(ws, results, [])
@@ -270,8 +270,12 @@ def test_file_states_are_size_mtime_and_digest(store, root):
     assert set(states) == set(ALL)
     for data in results:
         st = os.stat(root / data.path)
-        assert states[data.path] == (st.st_size, st.st_mtime_ns, data.digest)
+        assert states[data.path] == (st.st_size, st.st_mtime_ns, data.digest, False)
         assert len(data.digest) == 32
+    # A first pass that makes code searchable as text leaves it pending its definitions.
+    store.apply(ws, extract_files(str(root), ["src/parser.py"], MAX_SIZE, False), [])
+    assert store.file_states(ws)["src/parser.py"][3] is True
+    assert store.stats(ws)["files"] == len(ALL)
 
 
 def test_touch_files_records_new_stats_and_keeps_the_chunks(store, root):
@@ -282,7 +286,7 @@ def test_touch_files_records_new_stats_and_keeps_the_chunks(store, root):
     store.touch_files(ws, [("notes.txt", 999, 123_456_789), ("not/there.txt", 1, 2)])
 
     states = store.file_states(ws)
-    assert states["notes.txt"] == (999, 123_456_789, digest)
+    assert states["notes.txt"] == (999, 123_456_789, digest, False)
     assert "not/there.txt" not in states
     assert list(store.iter_chunks()) == chunks
 
