@@ -77,6 +77,7 @@ class Indexer:
         workers: Workers,
         telemetry: Telemetry | None,
         after_reconcile: Callable[[Workspace], None],
+        after_apply: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.postings = postings
@@ -86,6 +87,7 @@ class Indexer:
         self.workers = workers
         self.telemetry = telemetry
         self.after_reconcile = after_reconcile
+        self.after_apply = after_apply  # the postings changed: merges may be due
         self.generation = 0  # bumped by every applied batch: derived caches compare it
 
     def rules(self, root: str) -> IgnoreRules:
@@ -297,8 +299,7 @@ class Indexer:
                 for cid, fid, lang, kind, lengths, terms in applied.added
             ]
         )
-        if self.postings.needs_compaction():
-            self.postings.compact()
+        self.after_apply()
         self.generation += 1
         return applied
 

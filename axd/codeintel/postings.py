@@ -1,10 +1,13 @@
 """The in-memory inverted index and its BM25F scorer, all numpy.
 
-Postings are (term hash, chunk id, field<<12|tf) triples, kept as a large sorted *base*
-segment plus small *delta* segments for what changed since; deleted chunks are masked, not
-removed, until a compaction folds everything into a new base. Nothing about ranking is
-baked in: k1, b and field weights are applied at query time, so changing them costs no
-reindex.
+Postings are (term hash, chunk id, field<<12|tf) triples, kept in immutable *segments*,
+each sorted by (term, chunk): every batch of new chunks is a new segment, and merges
+(`merges.py`, on a thread of their own) fold neighbouring segments of similar size into
+one, so a large index is a few large segments and some small recent ones (the way Lucene
+and tantivy keep theirs). Chunk ids grow with every batch, so the segments are in chunk
+order and a merge is a stable sort by term of their concatenation. Deleted chunks are
+masked, not removed, until a merge leaves them out. Nothing about ranking is baked in: k1,
+b and field weights are applied at query time, so changing them costs no reindex.
 
 BM25F, per query term t and chunk d, with fields f:
     tf~(t,d) = sum_f  w_f * tf_f(t,d) / (1 - b + b * len_f(d) / avglen_f)
@@ -21,10 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from axd.codeintel import scoring
-from axd.codeintel.extract import FIELDS, unpack_terms
+from axd.codeintel.extract import FIELDS
 
 N_FIELDS = len(FIELDS)
-MAX_DELTAS = 8
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,7 @@ _EMPTY_PACKED = np.zeros(0, dtype=np.uint16)
 class Postings:
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.base = Segment(np.zeros(0, np.int64), _EMPTY_DOCS, _EMPTY_PACKED)
-        self.deltas: list[Segment] = []
+        self.segments: list[Segment] = []  # in chunk order; replaced, never changed in place
         cap = 1024
         self.alive = np.zeros(cap, dtype=bool)
         self.workspace = np.zeros(cap, dtype=np.int32)
@@ -146,7 +147,7 @@ class Postings:
         """The segments (immutable: shared, not copied) and a copy of the per-chunk
         columns, as they are now: what a checkpoint writes."""
         with self.lock:
-            segments = [s for s in (self.base, *self.deltas) if len(s)]
+            segments = [s for s in self.segments if len(s)]
             # Up to the highest id any segment holds, not the highest live one: the
             # postings of removed chunks stay until a compaction and must stay masked.
             live = np.flatnonzero(self.alive)
@@ -186,9 +187,7 @@ class Postings:
                 mine = live[workspaces == ws]
                 self._ws_docs[ws] = len(mine)
                 self._ws_length_sums[ws] = self.lengths[:, mine].sum(axis=1).astype(np.float64)
-            empty = Segment(np.zeros(0, np.int64), _EMPTY_DOCS, _EMPTY_PACKED)
-            self.base = segments[0] if segments else empty
-            self.deltas = list(segments[1:])
+            self.segments = list(segments)
             self.dead_postings = dead_postings
             self.version += 1
 
@@ -199,74 +198,45 @@ class Postings:
         Ids must be larger than any added before (AUTOINCREMENT guarantees it)."""
         if not rows:
             return
-        term_parts, doc_parts, packed_parts = [], [], []
-        for chunk_id, _ws, _file, _lang, _kind, _lengths, blob in rows:
-            hashes, packed = unpack_terms(blob)
-            term_parts.append(hashes)
-            packed_parts.append(packed)
-            doc_parts.append(np.full(len(hashes), chunk_id, dtype=np.int32))
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        lengths = (
-            np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4")
-            .reshape(len(rows), N_FIELDS)
-            .T.astype(np.float32)
-        )
-        segment = Segment(
-            np.concatenate(term_parts), np.concatenate(doc_parts), np.concatenate(packed_parts)
-        )
-        with self.lock:
-            self._grow(int(ids.max()) + 1)
-            self.alive[ids] = True
-            self.workspace[ids] = [r[1] for r in rows]
-            self.file[ids] = [r[2] for r in rows]
-            self.lang[ids] = [r[3] for r in rows]
-            self.kind[ids] = [r[4] for r in rows]
-            self.lengths[:, ids] = lengths
-            segment.compute_bounds(self.lengths)
-            for ws in set(r[1] for r in rows):
-                mask = self.workspace[ids] == ws
-                self._ws_docs[ws] = self._ws_docs.get(ws, 0) + int(mask.sum())
-                sums = self._ws_length_sums.setdefault(ws, np.zeros(N_FIELDS))
-                sums += lengths[:, mask].sum(axis=1)
-            self.deltas.append(segment)
-            self.version += 1
-            if len(self.deltas) > MAX_DELTAS:
-                self._merge_deltas()
-
-    def load(self, rows: list[tuple[int, int, int, int, int, bytes, bytes]]) -> None:
-        """Replace everything with `rows` (id-ordered), building one base segment with
-        vectorized numpy: what a restart does, for hundreds of thousands of chunks."""
-        n = len(rows)
-        if not n:
-            return
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
-        blobs = [r[6] for r in rows]
-        counts = np.fromiter((len(b) // 10 for b in blobs), dtype=np.int64, count=n)
-        hashes = np.frombuffer(b"".join(b[: len(b) // 10 * 8] for b in blobs), dtype=np.int64)
-        packed = np.frombuffer(b"".join(b[len(b) // 10 * 8 :] for b in blobs), dtype=np.uint16)
-        docs = np.repeat(ids, counts).astype(np.int32)
-        lengths = (
-            np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4")
-            .reshape(n, N_FIELDS)
-            .T.astype(np.float32)
-        )
-        workspaces = np.fromiter((r[1] for r in rows), dtype=np.int32, count=n)
-        base = Segment(hashes, docs, packed, docs_ascending=True)
+        ids, workspaces, files, langs, kinds, lengths, segment = _columns(rows)
         with self.lock:
             self._grow(int(ids.max()) + 1)
             self.alive[ids] = True
             self.workspace[ids] = workspaces
-            self.file[ids] = np.fromiter((r[2] for r in rows), dtype=np.int32, count=n)
-            self.lang[ids] = np.fromiter((r[3] for r in rows), dtype=np.uint8, count=n)
-            self.kind[ids] = np.fromiter((r[4] for r in rows), dtype=np.uint8, count=n)
+            self.file[ids] = files
+            self.lang[ids] = langs
+            self.kind[ids] = kinds
+            self.lengths[:, ids] = lengths
+            segment.compute_bounds(self.lengths)
+            for ws in np.unique(workspaces).tolist():
+                mask = workspaces == ws
+                self._ws_docs[ws] = self._ws_docs.get(ws, 0) + int(mask.sum())
+                sums = self._ws_length_sums.setdefault(ws, np.zeros(N_FIELDS))
+                sums += lengths[:, mask].sum(axis=1)
+            if len(segment):
+                self.segments.append(segment)
+            self.version += 1
+
+    def load(self, rows: list[tuple[int, int, int, int, int, bytes, bytes]]) -> None:
+        """Replace everything with `rows` (id-ordered), building one base segment with
+        vectorized numpy: what a restart does, for hundreds of thousands of chunks."""
+        if not rows:
+            return
+        ids, workspaces, files, langs, kinds, lengths, base = _columns(rows)
+        with self.lock:
+            self._grow(int(ids.max()) + 1)
+            self.alive[ids] = True
+            self.workspace[ids] = workspaces
+            self.file[ids] = files
+            self.lang[ids] = langs
+            self.kind[ids] = kinds
             self.lengths[:, ids] = lengths
             for ws in np.unique(workspaces).tolist():
                 mask = workspaces == ws
                 self._ws_docs[ws] = int(mask.sum())
                 self._ws_length_sums[ws] = lengths[:, mask].sum(axis=1).astype(np.float64)
             base.compute_bounds(self.lengths)
-            self.base = base
-            self.deltas = []
+            self.segments = [base] if len(base) else []
             self.dead_postings = 0
             self.version += 1
 
@@ -287,44 +257,45 @@ class Postings:
             self.dead_postings += term_counts
             self.version += 1
 
-    def compact(self) -> None:
-        """Fold the deltas into the base and drop dead postings (vectorized, no strings)."""
+    # ---- merging (see merges.py) ------------------------------------------------------
+
+    def merged(self, run: list[Segment]) -> tuple[Segment, int]:
+        """One segment with the live postings of `run` (neighbours, in chunk order), and how
+        many dead postings it left out. Reads only immutable data: no lock needed."""
         with self.lock:
-            segments = [self.base, *self.deltas]
-            alive = self.alive.copy()
-            lengths = self.lengths
-            taken = len(self.deltas)
-        parts = [s.triples() for s in segments if len(s)]
-        if parts:
-            terms = np.concatenate([p[0] for p in parts])
-            docs = np.concatenate([p[1] for p in parts])
-            packed = np.concatenate([p[2] for p in parts])
-            keep = alive[docs]
-            merged = Segment(terms[keep], docs[keep], packed[keep])
-        else:
-            merged = Segment(np.zeros(0, np.int64), _EMPTY_DOCS, _EMPTY_PACKED)
+            alive, lengths = self.alive, self.lengths  # replaced, never shrunk, by _grow
+        parts = [s.triples() for s in run if len(s)]
+        if not parts:
+            return Segment(np.zeros(0, np.int64), _EMPTY_DOCS, _EMPTY_PACKED), 0
+        terms = np.concatenate([p[0] for p in parts])
+        docs = np.concatenate([p[1] for p in parts])
+        packed = np.concatenate([p[2] for p in parts])
+        keep = alive[docs]
+        merged = Segment(terms[keep], docs[keep], packed[keep], docs_ascending=True)
         merged.compute_bounds(lengths)
-        with self.lock:
-            self.base = merged
-            self.deltas = self.deltas[taken:]
-            self.dead_postings = 0
+        return merged, int(len(docs) - keep.sum())
 
-    def needs_compaction(self) -> bool:
+    def replace(self, run: list[Segment], merged: Segment, dropped: int) -> bool:
+        """Put `merged` where `run` stands, if it still does (a restore may have replaced
+        everything meanwhile)."""
         with self.lock:
-            delta = sum(len(d) for d in self.deltas)
-            return (delta > 200_000 and delta > len(self.base) // 4) or (
-                self.dead_postings > 100_000 and self.dead_postings > len(self.base) // 4
-            )
+            at = next((i for i, s in enumerate(self.segments) if s is run[0]), None)
+            if at is None or self.segments[at : at + len(run)] != run:
+                return False
+            everything = len(run) == len(self.segments)
+            self.segments[at : at + len(run)] = [merged] if len(merged) else []
+            # A merge of everything leaves no dead posting, whatever the count said.
+            self.dead_postings = 0 if everything else max(0, self.dead_postings - dropped)
+            self.version += 1
+            return True
 
-    def _merge_deltas(self) -> None:
-        parts = [d.triples() for d in self.deltas]
-        merged = Segment(
-            np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2] for p in parts]),
-        )
-        merged.compute_bounds(self.lengths)
-        self.deltas = [merged]
+    def compact(self) -> None:
+        """Merge everything into one segment, now (tests; merges.py does it gradually)."""
+        with self.lock:
+            run = list(self.segments)
+        if run:
+            merged, dropped = self.merged(run)
+            self.replace(run, merged, dropped)
 
     def _grow(self, need: int) -> None:
         cap = len(self.alive)
@@ -346,7 +317,7 @@ class Postings:
         return self._ws_docs.get(workspace, 0)
 
     def postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
-        parts = [s.lookup(term) for s in (self.base, *self.deltas)]
+        parts = [s.lookup(term) for s in self.segments]
         parts = [p for p in parts if len(p[0])]
         if not parts:
             return _EMPTY_DOCS, _EMPTY_PACKED
@@ -362,7 +333,7 @@ class Postings:
 
     def bounds(self, term: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(max tf, min length) per field of `term`, one pair per segment holding it."""
-        found = (s.bounds(term) for s in (self.base, *self.deltas))
+        found = (s.bounds(term) for s in self.segments)
         return [b for b in found if b is not None]
 
     def document_frequency(
@@ -431,14 +402,42 @@ class Postings:
             return np.flatnonzero(self.alive & (self.workspace == workspace))
 
     def memory_bytes(self) -> int:
-        segs = [self.base, *self.deltas]
         total = sum(
-            s.docs.nbytes + s.packed.nbytes + s.keys.nbytes + s.offsets.nbytes for s in segs
+            s.docs.nbytes + s.packed.nbytes + s.keys.nbytes + s.offsets.nbytes
+            for s in self.segments
         )
         return total + self.lengths.nbytes + self.alive.nbytes * 12
 
     def posting_count(self) -> int:
-        return len(self.base) + sum(len(d) for d in self.deltas)
+        return sum(len(s) for s in self.segments)
+
+
+def _columns(
+    rows: list[tuple[int, int, int, int, int, bytes, bytes]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Segment]:
+    """Rows (id, workspace, file, lang code, kind code, lengths, terms blob), in id order,
+    as columns and one segment of their postings: joined blobs, no step per posting."""
+    n = len(rows)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+    if n > 1 and not (ids[1:] > ids[:-1]).all():
+        rows = sorted(rows)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+    workspaces = np.fromiter((r[1] for r in rows), dtype=np.int32, count=n)
+    files = np.fromiter((r[2] for r in rows), dtype=np.int32, count=n)
+    langs = np.fromiter((r[3] for r in rows), dtype=np.uint8, count=n)
+    kinds = np.fromiter((r[4] for r in rows), dtype=np.uint8, count=n)
+    lengths = (
+        np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4")
+        .reshape(n, N_FIELDS)
+        .T.astype(np.float32)
+    )
+    blobs = [r[6] for r in rows]
+    counts = np.fromiter((len(b) // 10 for b in blobs), dtype=np.int64, count=n)
+    hashes = np.frombuffer(b"".join(b[: len(b) // 10 * 8] for b in blobs), dtype=np.int64)
+    packed = np.frombuffer(b"".join(b[len(b) // 10 * 8 :] for b in blobs), dtype=np.uint16)
+    docs = np.repeat(ids, counts).astype(np.int32)
+    segment = Segment(hashes, docs, packed, docs_ascending=True)
+    return ids, workspaces, files, langs, kinds, lengths, segment
 
 
 def _resized(arr: np.ndarray, size: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from axd.codeintel.cache import QueryCache
 from axd.codeintel.changes import ChangeFollower
 from axd.codeintel.checkpoints import Checkpointer
 from axd.codeintel.indexer import Indexer
+from axd.codeintel.merges import Merger
 from axd.codeintel.postings import Postings, Ranking
 from axd.codeintel.store import Store
 from axd.codeintel.workers import Workers
@@ -48,6 +49,7 @@ class CodeIntel:
         self.telemetry = telemetry
         self.store: Store | None = None
         self.postings = Postings()
+        self.merger = Merger(self.postings)
         self.cache = QueryCache(
             config.integer("codeintel.cache.size"), config.number("codeintel.cache.ttl")
         )
@@ -68,6 +70,7 @@ class CodeIntel:
             self.workers,
             telemetry,
             after_reconcile=self._watch,
+            after_apply=self.merger.soon,
         )
         self.follower = ChangeFollower(self.indexer, self.workers, bus, config)
         self.checkpoints = Checkpointer(
@@ -128,6 +131,7 @@ class CodeIntel:
             log.info("rebuilding the in-memory index from the database", extra={"reason": why})
             rows = await self.workers.write(self._load_postings)
             self.loaded_from = "database"
+        self.merger.soon()
         self.load_ms = round((time.perf_counter() - started) * 1000, 1)
         for row in await self.workers.write(self._store().workspaces):
             ws = Workspace(row["id"], row["root"], self.indexer.rules(row["root"]))
@@ -156,6 +160,7 @@ class CodeIntel:
             if ws.watcher:
                 await ws.watcher.stop()
         await self.workers.cancel_tasks()
+        await asyncio.to_thread(self.merger.shutdown)
         if self.store is not None:
             await self.checkpoints.close()
             await self.workers.write(self.store.close)
@@ -225,6 +230,7 @@ class CodeIntel:
         async with ws.lock:
             ids = await self.workers.write(self._store().remove_workspace, ws.id)
             await self.workers.write(self.postings.remove, ids)
+            self.merger.soon()
             self.workspaces.pop(ws.id, None)
         self.cache.invalidate(ws.id, set(), set())
         self.checkpoints.soon()
@@ -262,6 +268,8 @@ class CodeIntel:
             "cache": self.cache.stats(),
             "index": {
                 "postings": self.postings.posting_count(),
+                "segments": len(self.postings.segments),
+                "merges": self.merger.merges,
                 "memory_bytes": self.postings.memory_bytes(),
                 "load_ms": self.load_ms,
             },

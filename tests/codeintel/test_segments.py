@@ -66,7 +66,7 @@ def test_a_checkpoint_maps_back_to_the_same_index_without_copying_postings(tmp_p
     write(postings, folder, generation=5)
     loaded = read(folder, 5)
     assert scores(loaded) == scores(postings)
-    assert not loaded.base.docs.flags.writeable  # a view of the mapped file, not a copy
+    assert not loaded.segments[0].docs.flags.writeable  # a view of the mapped file, not a copy
     assert loaded.alive.flags.writeable  # the per-chunk columns are copies: they change
     loaded.remove([1])  # and the loaded index goes on working
     assert 1 not in scores(loaded)["alpha"]

@@ -1,0 +1,107 @@
+"""Background merges of the postings' segments, so a large index stays a few segments.
+
+Every batch of indexed files adds a small segment; a query looks a term up in each
+segment, so their number must stay small. After each batch the merger, on a thread of its
+own, folds the newest segments together while the one before them is no more than
+`RATIO` times their size (sizes then fall geometrically from the oldest to the newest, so
+there are about log2(chunks / batch) of them and each posting is rewritten that many times
+at most), and rewrites everything at once when a quarter of the postings belong to removed
+chunks. A merge reads immutable segments and swaps its result in under the lock, so
+searches and the writer never wait for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from axd.codeintel.postings import Postings, Segment
+
+log = logging.getLogger("axd.codeintel")
+
+RATIO = 2.0
+DEAD_SHARE = 0.25  # of all postings: then everything is rewritten without them
+DEAD_MIN = 100_000
+
+
+def plan(segments: list[Segment], dead: int) -> list[Segment] | None:
+    """The neighbouring segments to merge next, or None when the shape is fine."""
+    if segments and dead > DEAD_MIN and dead > DEAD_SHARE * sum(len(s) for s in segments):
+        return list(segments)
+    run: list[Segment] = []
+    size = 0
+    for segment in reversed(segments):
+        if run and len(segment) > RATIO * size:
+            break
+        run.insert(0, segment)
+        size += len(segment)
+    return run if len(run) > 1 else None
+
+
+class Merger:
+    def __init__(self, postings: Postings) -> None:
+        self.postings = postings
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="axd-index-merge")
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+        self.merges = 0
+        self.merged_postings = 0
+
+    def soon(self) -> None:
+        """Look for merges after this change (from any thread; returns at once)."""
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+            self._running = True
+        self._thread.submit(self._run)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._merge_while_needed()
+                with self._lock:
+                    if not self._again:
+                        self._running = False
+                        return
+                    self._again = False
+        except Exception:
+            with self._lock:
+                self._running = False
+            log.exception("a merge of index segments failed; the segments stay as they are")
+
+    def _merge_while_needed(self) -> None:
+        while True:
+            with self.postings.lock:
+                run = plan(list(self.postings.segments), self.postings.dead_postings)
+            if run is None:
+                return
+            began = time.perf_counter()
+            merged, dropped = self.postings.merged(run)
+            if self.postings.replace(run, merged, dropped):
+                self.merges += 1
+                self.merged_postings += sum(len(s) for s in run)
+                log.debug(
+                    "segments merged",
+                    extra={
+                        "segments": len(run),
+                        "postings": len(merged),
+                        "dropped": dropped,
+                        "ms": round((time.perf_counter() - began) * 1000, 1),
+                    },
+                )
+
+    def wait(self) -> None:
+        """Until no merge runs or is due (tests, and a stop before the last checkpoint)."""
+        self._thread.submit(lambda: None).result()
+        while True:
+            with self._lock:
+                if not self._running:
+                    return
+            self._thread.submit(lambda: None).result()
+
+    def shutdown(self) -> None:
+        self._thread.shutdown(wait=True)
