@@ -50,6 +50,7 @@ from benchlib import (
 from axd.perf.stats import distribution
 
 TARGET_MB_S = 10.0
+TARGET_SEARCHABLE_MB_S = 30.0
 RG_PATTERN = "terminal|size|window"
 note = notifier("index_build")
 
@@ -100,6 +101,10 @@ def one_build(root: str, name: str, manifest: dict[str, Any], save_cache: bool) 
         "postings_memory_bytes": status["index"]["memory_bytes"],
         "mb_s": status["bytes"] / 1e6 / seconds,
         "files_s": status["files"] / seconds,
+        # A large index is searchable (as text) before its definitions are parsed.
+        "searchable_s": doc.get("searchable_ms", doc.get("took_ms", ms)) / 1000.0,
+        "searchable_mb_s": status["bytes"] / 1e6 / (doc.get("searchable_ms", ms) / 1000.0),
+        "stages": doc.get("stages", {}),
         "daemon_cpu_s": round(main_cpu, 2),
         "workers_cpu_s": kids["parse"]["cpu_s"],
         "workers": kids["parse"]["count"],
@@ -214,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
             (statistics.median(rg_doc["cold_ms"]["samples"]) / 1000.0) if rg_rounds else None,
         ),
         figure("index build throughput p50", med_mb_s, "MB/s", "rg cold scan", rg_cold_mb_s),
+        figure(
+            "text-searchable throughput p50",
+            statistics.median(b["searchable_mb_s"] for b in builds),
+            "MB/s",
+            "rg cold scan",
+            rg_cold_mb_s,
+        ),
         figure("index build throughput p50", med_mb_s, "MB/s", "rg warm scan", rg_mb_s),
         figure(
             "index build files p50",
@@ -252,7 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     targets = (
         None
         if args.smoke
-        else [target("index build throughput p50", med_mb_s, "MB/s", TARGET_MB_S, op=">=")]
+        else [
+            target("index build throughput p50", med_mb_s, "MB/s", TARGET_MB_S, op=">="),
+            target(
+                "text-searchable throughput p50",
+                statistics.median(b["searchable_mb_s"] for b in builds),
+                "MB/s",
+                TARGET_SEARCHABLE_MB_S,
+                op=">=",
+            ),
+        ]
     )
     doc = {
         "benchmark": "index_build",

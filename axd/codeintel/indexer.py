@@ -101,6 +101,7 @@ class Indexer:
                 return
             ws.state = "indexing"
             started = time.perf_counter()
+            began = time.monotonic()
             ws.rules = self.rules(ws.root)
             walked = await asyncio.to_thread(walker.walk, ws.root, ws.rules)
             ws.dirs = walked.dirs
@@ -115,6 +116,9 @@ class Indexer:
             )
             ws.state = "ready"
             ws.last_index_ms = round((time.perf_counter() - started) * 1000, 1)
+            text = ws.progress["stages"].get("text")
+            if text is not None and text.finished is not None:  # from the walk's start
+                summary["searchable_ms"] = round((text.finished - began) * 1000, 1)
             await self.workers.write(self.store().set_workspace_state, ws.id, "ready", True)
             ws.progress["summary"] = {**summary, "took_ms": ws.last_index_ms}
             self.bus.publish(
@@ -290,9 +294,7 @@ class Indexer:
     def _apply_sync(self, ws_id: int, fresh: list[extract.FileData], deleted: list[str]) -> Applied:
         """On the writer thread: the transaction, then the postings, in that order."""
         applied = self.store().apply(ws_id, fresh, deleted)
-        self.postings.remove(
-            applied.removed_chunks, sum(len(t) // 10 for t in applied.removed_terms)
-        )
+        self.postings.remove(applied.removed_chunks)
         self.postings.add(
             [
                 search.postings_row(cid, ws_id, fid, lang, kind, lengths, terms)

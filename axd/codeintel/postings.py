@@ -134,6 +134,7 @@ class Postings:
         self.file = np.zeros(cap, dtype=np.int32)
         self.lang = np.zeros(cap, dtype=np.uint8)
         self.kind = np.zeros(cap, dtype=np.uint8)
+        self.counts = np.zeros(cap, dtype=np.int32)  # postings of each chunk
         self.lengths = np.zeros((N_FIELDS, cap), dtype=np.float32)
         self.dead_postings = 0
         self._ws_docs: dict[int, int] = {}
@@ -160,6 +161,7 @@ class Postings:
                 "file": self.file[:used].copy(),
                 "lang": self.lang[:used].copy(),
                 "kind": self.kind[:used].copy(),
+                "postings": self.counts[:used].copy(),
                 "lengths": self.lengths[:, :used].copy(),
             }
             return segments, columns, self.dead_postings
@@ -179,6 +181,7 @@ class Postings:
             self.file[:used] = columns["file"]
             self.lang[:used] = columns["lang"]
             self.kind[:used] = columns["kind"]
+            self.counts[:used] = columns["postings"]
             self.lengths[:, :used] = columns["lengths"]
             live = np.flatnonzero(self.alive)
             workspaces = self.workspace[live]
@@ -198,7 +201,7 @@ class Postings:
         Ids must be larger than any added before (AUTOINCREMENT guarantees it)."""
         if not rows:
             return
-        ids, workspaces, files, langs, kinds, lengths, segment = _columns(rows)
+        ids, workspaces, files, langs, kinds, counts, lengths, segment = _columns(rows)
         with self.lock:
             self._grow(int(ids.max()) + 1)
             self.alive[ids] = True
@@ -206,6 +209,7 @@ class Postings:
             self.file[ids] = files
             self.lang[ids] = langs
             self.kind[ids] = kinds
+            self.counts[ids] = counts
             self.lengths[:, ids] = lengths
             segment.compute_bounds(self.lengths)
             for ws in np.unique(workspaces).tolist():
@@ -222,7 +226,7 @@ class Postings:
         vectorized numpy: what a restart does, for hundreds of thousands of chunks."""
         if not rows:
             return
-        ids, workspaces, files, langs, kinds, lengths, base = _columns(rows)
+        ids, workspaces, files, langs, kinds, counts, lengths, base = _columns(rows)
         with self.lock:
             self._grow(int(ids.max()) + 1)
             self.alive[ids] = True
@@ -230,6 +234,7 @@ class Postings:
             self.file[ids] = files
             self.lang[ids] = langs
             self.kind[ids] = kinds
+            self.counts[ids] = counts
             self.lengths[:, ids] = lengths
             for ws in np.unique(workspaces).tolist():
                 mask = workspaces == ws
@@ -240,7 +245,7 @@ class Postings:
             self.dead_postings = 0
             self.version += 1
 
-    def remove(self, ids: list[int], term_counts: int = 0) -> None:
+    def remove(self, ids: list[int]) -> None:
         if not ids:
             return
         idx = np.array(ids, dtype=np.int64)
@@ -254,7 +259,7 @@ class Postings:
                 self._ws_docs[int(ws)] -= int(mask.sum())
                 self._ws_length_sums[int(ws)] -= self.lengths[:, idx[mask]].sum(axis=1)
             self.alive[idx] = False
-            self.dead_postings += term_counts
+            self.dead_postings += int(self.counts[idx].sum())
             self.version += 1
 
     # ---- merging (see merges.py) ------------------------------------------------------
@@ -293,9 +298,11 @@ class Postings:
         """Merge everything into one segment, now (tests; merges.py does it gradually)."""
         with self.lock:
             run = list(self.segments)
-        if run:
-            merged, dropped = self.merged(run)
-            self.replace(run, merged, dropped)
+            if not run:
+                self.dead_postings = 0
+                return
+        merged, dropped = self.merged(run)
+        self.replace(run, merged, dropped)
 
     def _grow(self, need: int) -> None:
         cap = len(self.alive)
@@ -307,6 +314,7 @@ class Postings:
         self.file = _resized(self.file, new)
         self.lang = _resized(self.lang, new)
         self.kind = _resized(self.kind, new)
+        self.counts = _resized(self.counts, new)
         lengths = np.zeros((N_FIELDS, new), dtype=np.float32)
         lengths[:, :cap] = self.lengths
         self.lengths = lengths
@@ -414,7 +422,9 @@ class Postings:
 
 def _columns(
     rows: list[tuple[int, int, int, int, int, bytes, bytes]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Segment]:
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Segment
+]:
     """Rows (id, workspace, file, lang code, kind code, lengths, terms blob), in id order,
     as columns and one segment of their postings: joined blobs, no step per posting."""
     n = len(rows)
@@ -437,7 +447,7 @@ def _columns(
     packed = np.frombuffer(b"".join(b[len(b) // 10 * 8 :] for b in blobs), dtype=np.uint16)
     docs = np.repeat(ids, counts).astype(np.int32)
     segment = Segment(hashes, docs, packed, docs_ascending=True)
-    return ids, workspaces, files, langs, kinds, lengths, segment
+    return ids, workspaces, files, langs, kinds, counts.astype(np.int32), lengths, segment
 
 
 def _resized(arr: np.ndarray, size: int) -> np.ndarray:

@@ -231,19 +231,25 @@ def definitions(
     store: Store, workspace: int, name: str, limit: int, fuzzy: Callable[[], FuzzyIndex]
 ) -> tuple[str, list[dict[str, Any]]]:
     """Exact (case-sensitive, then not), then prefix, then fuzzy matches of `name`."""
-    exact = store.definitions(workspace, "(c.symbol = ? OR c.qualname = ?)", (name, name), limit)
+    exact = store.definitions(
+        workspace,
+        [
+            ("symbol = ? COLLATE NOCASE AND symbol = ?", (name, name)),
+            ("qualname = ? COLLATE NOCASE AND qualname = ?", (name, name)),
+        ],
+        limit,
+    )
     if exact:
         return "exact", exact
     folded = store.definitions(
         workspace,
-        "(c.symbol = ? COLLATE NOCASE OR c.qualname = ? COLLATE NOCASE)",
-        (name, name),
+        [("symbol = ? COLLATE NOCASE", (name,)), ("qualname = ? COLLATE NOCASE", (name,))],
         limit,
     )
     if folded:
         return "exact_nocase", folded
     like = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    prefix = store.definitions(workspace, "c.symbol LIKE ? ESCAPE '\\'", (like,), limit)
+    prefix = store.definitions(workspace, [("symbol LIKE ? ESCAPE '\\'", (like,))], limit)
     if prefix:
         return "prefix", prefix
     close = rank_fuzzy(name, fuzzy().candidates(name))[:10]
@@ -252,7 +258,11 @@ def definitions(
     # Rank first, cut second: the store orders by path, so a limit applied there could
     # drop the closest name in favour of one that merely sorts earlier.
     marks = ",".join("?" * len(close))
-    found = store.definitions(workspace, f"c.symbol IN ({marks})", tuple(close), MAX_FUZZY_ROWS)
+    found = store.definitions(
+        workspace,
+        [(f"symbol COLLATE NOCASE IN ({marks}) AND symbol IN ({marks})", (*close, *close))],
+        MAX_FUZZY_ROWS,
+    )
     rank = {n: i for i, n in enumerate(close)}
     found.sort(key=lambda d: rank.get(d["symbol"], len(rank)))
     return "fuzzy", found[:limit]

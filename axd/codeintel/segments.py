@@ -8,7 +8,7 @@ before the first answer. Instead, the postings are checkpointed as files (Lucene
       seg-<id>.axs          one segment: term keys, offsets, docs, packed field|tf,
                             per-term bounds; immutable once written
       chunks-<gen>.axc      the per-chunk columns (alive, workspace, file, lang, kind,
-                            field lengths) at that generation
+                            postings, field lengths) at that generation
 
 A checkpoint writes the segments that have no file yet, then the chunk columns, then a
 new MANIFEST (temp file, fsync, rename, fsync of the folder), and only then deletes the
@@ -69,6 +69,7 @@ CHUNK_COLUMNS = (
     Column("file", "<i4"),
     Column("lang", "|u1"),
     Column("kind", "|u1"),
+    Column("postings", "<i4"),
     Column("lengths", "<f4"),
 )
 

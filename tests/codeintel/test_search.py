@@ -101,9 +101,7 @@ class Index:
         applied = self.store.apply(
             self.ws, extract_files(str(self.root), paths, 1 << 20), list(deleted)
         )
-        self.postings.remove(
-            applied.removed_chunks, sum(len(t) // 10 for t in applied.removed_terms)
-        )
+        self.postings.remove(applied.removed_chunks)
         self.postings.add(
             [
                 search.postings_row(cid, self.ws, fid, lang, kind, lengths, terms)

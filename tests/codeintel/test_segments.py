@@ -81,7 +81,7 @@ def test_postings_of_the_highest_removed_chunks_stay_masked_after_a_restart(tmp_
     postings = Postings()
     postings.add(docs(1100))
     postings.add(docs(1400, first=1101))  # ids past what the live ones need room for
-    postings.remove(list(range(1101, 2501)), term_counts=8400)
+    postings.remove(list(range(1101, 2501)))
     folder = segments.SegmentDir(str(tmp_path / "seg"))
     segs, columns, dead = postings.snapshot()
     if cut_columns:

@@ -346,13 +346,42 @@ def test_stats_of_an_empty_workspace(store, tmp_path):
 
 # ---- definitions and symbol names -----------------------------------------------------
 
-EXACT = "(c.symbol = ? OR c.qualname = ?)"
-NOCASE = "(c.symbol = ? COLLATE NOCASE OR c.qualname = ? COLLATE NOCASE)"
+
+def exact(name: str) -> list[tuple[str, tuple[str, ...]]]:
+    """As `search.definitions` asks for an exact name."""
+    return [
+        ("symbol = ? COLLATE NOCASE AND symbol = ?", (name, name)),
+        ("qualname = ? COLLATE NOCASE AND qualname = ?", (name, name)),
+    ]
+
+
+def nocase(name: str) -> list[tuple[str, tuple[str, ...]]]:
+    return [("symbol = ? COLLATE NOCASE", (name,)), ("qualname = ? COLLATE NOCASE", (name,))]
+
+
+@pytest.mark.parametrize(
+    "matches",
+    [
+        exact("Parser"),
+        nocase("parser"),
+        [("symbol LIKE ? ESCAPE '\\'", ("pars%",))],
+        [("symbol COLLATE NOCASE IN (?, ?) AND symbol IN (?, ?)", ("Parser", "x", "Parser", "x"))],
+    ],
+    ids=["exact", "nocase", "prefix", "fuzzy"],
+)
+def test_every_name_lookup_searches_an_index(store, root, matches):
+    """Two partial NOCASE indexes serve every lookup; a scan would cost a large workspace
+    a pass over all its chunks per `axctl def`."""
+    ws = indexed(store, root)
+    sql, params = store.definitions_query(ws, matches, 10)
+    plan = [row[3] for row in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    lookups = [p for p in plan if "chunks USING" in p]
+    assert lookups and all(p.startswith("SEARCH") and "defs_" in p for p in lookups), plan
 
 
 def test_exact_definitions_match_symbol_or_qualname_case_sensitively(store, root):
     ws = indexed(store, root)
-    (cls,) = store.definitions(ws, EXACT, ("Parser", "Parser"), 10)
+    (cls,) = store.definitions(ws, exact("Parser"), 10)
     assert cls == {
         "path": "src/parser.py",
         "start_line": 4,
@@ -364,16 +393,16 @@ def test_exact_definitions_match_symbol_or_qualname_case_sensitively(store, root
         "signature": "class Parser",
         "doc": "Parses tokens.",
     }
-    (method,) = store.definitions(ws, EXACT, ("Parser.parse_tokens",) * 2, 10)
+    (method,) = store.definitions(ws, exact("Parser.parse_tokens"), 10)
     assert method["symbol"] == "parse_tokens" and method["kind"] == "method"
-    assert store.definitions(ws, EXACT, ("parser", "parser"), 10) == []
+    assert store.definitions(ws, exact("parser"), 10) == []
 
 
 def test_nocase_definitions_fold_case(store, root):
     ws = indexed(store, root)
-    found = store.definitions(ws, NOCASE, ("PARSER", "PARSER"), 10)
+    found = store.definitions(ws, nocase("PARSER"), 10)
     assert [(d["symbol"], d["kind"]) for d in found] == [("Parser", "class")]
-    found = store.definitions(ws, NOCASE, ("widgetstore.ADD",) * 2, 10)
+    found = store.definitions(ws, nocase("widgetstore.ADD"), 10)
     assert [d["qualname"] for d in found] == ["WidgetStore.add"]
 
 
@@ -382,8 +411,8 @@ def test_module_and_text_chunks_are_not_definitions(store, root):
     # `parser` is the module chunk of src/parser.py, `notes.txt` the text chunk.
     kinds = dict(store.conn.execute("SELECT symbol, kind FROM chunks"))
     assert (kinds["parser"], kinds["notes.txt"]) == ("module", "text")
-    assert store.definitions(ws, EXACT, ("parser", "parser"), 10) == []
-    assert store.definitions(ws, EXACT, ("notes.txt", "notes.txt"), 10) == []
+    assert store.definitions(ws, exact("parser"), 10) == []
+    assert store.definitions(ws, exact("notes.txt"), 10) == []
     assert "notes.txt" not in store.symbol_names(ws)
     assert "parser" not in store.symbol_names(ws)
 
@@ -393,13 +422,13 @@ def test_definitions_are_ordered_by_path_and_line_and_limited(store, root):
     write(root, "z/last.py", "def same():\n    pass\n")
     ws = indexed(store, root)
     store.apply(ws, extract(root, "z/last.py", "a/first.py"), [])
-    found = store.definitions(ws, EXACT, ("same", "same"), 10)
+    found = store.definitions(ws, exact("same"), 10)
     assert [(d["path"], d["start_line"]) for d in found] == [
         ("a/first.py", 1),
         ("a/first.py", 5),
         ("z/last.py", 1),
     ]
-    assert len(store.definitions(ws, EXACT, ("same", "same"), 2)) == 2
+    assert len(store.definitions(ws, exact("same"), 2)) == 2
 
 
 def test_definitions_and_symbols_stay_in_their_workspace(store, root, tmp_path):
@@ -409,12 +438,8 @@ def test_definitions_and_symbols_stay_in_their_workspace(store, root, tmp_path):
     other = store.add_workspace(str(other_root))
     store.apply(other, extract(other_root, "only_here.py"), [])
 
-    assert [d["path"] for d in store.definitions(ws, EXACT, ("Parser",) * 2, 10)] == [
-        "src/parser.py"
-    ]
-    assert [d["path"] for d in store.definitions(other, EXACT, ("Parser",) * 2, 10)] == [
-        "only_here.py"
-    ]
+    assert [d["path"] for d in store.definitions(ws, exact("Parser"), 10)] == ["src/parser.py"]
+    assert [d["path"] for d in store.definitions(other, exact("Parser"), 10)] == ["only_here.py"]
     assert sorted(store.symbol_names(other)) == ["Parser", "lonely"]
     assert "lonely" not in store.symbol_names(ws)
 
