@@ -66,6 +66,11 @@ class QueryCache:
                 self._entries.popitem(last=False)
                 self.evictions += 1
 
+    def holds(self, workspace: int) -> bool:
+        """Whether any entry is of `workspace` (else a change there has nothing to evict)."""
+        with self._lock:
+            return any(e.workspace == workspace for e in self._entries.values())
+
     def invalidate(self, workspace: int, terms: set[int], paths: set[str]) -> int:
         """Drop the entries a change to `paths` (with these old+new terms) can affect."""
         with self._lock:

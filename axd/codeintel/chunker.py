@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from axd.codeintel import languages, scan
+from axd.codeintel import languages
 
 MAX_SIGNATURE = 300
 MAX_DOC = 2000
@@ -32,6 +32,12 @@ _COMMENT_PREFIX = {
     "ruby": ("#",),
 }
 _C_LIKE_COMMENT = ("//", "/*", "*", "*/")
+_COMMENT_PREFIX_BYTES = {k: tuple(p.encode() for p in v) for k, v in _COMMENT_PREFIX.items()}
+_C_LIKE_COMMENT_BYTES = tuple(p.encode() for p in _C_LIKE_COMMENT)
+# Two letters or digits in a row, or any non-ASCII byte: text that may hold a term (a
+# module chunk without one is left out; one that holds none after all costs nothing).
+_MAY_HOLD_A_TERM = re.compile(rb"[A-Za-z]{2}|[0-9]{2}|[\x80-\xff]")
+_DOC_MARK = re.compile(r"^(///?!?|/\*+|\*+/?|#+!?)\s?")  # a doc comment's own markers
 _DOCSTRING_QUOTES = re.compile(r'^[rRbBuUfF]{0,2}("""|\'\'\'|"|\')|("""|\'\'\'|"|\')$')
 _SIGNATURE_WRAPPERS = frozenset(
     {"type_declaration", "lexical_declaration", "variable_declaration", "const_declaration"}
@@ -153,8 +159,10 @@ def _definitions(relpath: str, lang: str, source: bytes, tree: Any) -> list[Chun
         )
     _own_text(defs, chunks)
     module = _module_chunk(relpath, source, defs, parents, line_starts)
-    if module is not None and not len(scan.scan(module.text.encode())):
-        module = None
+    if module is not None and not any(
+        _MAY_HOLD_A_TERM.search(source, a, b) for a, b in module.pieces
+    ):
+        module = None  # nothing left at the top but punctuation
     if module is not None:
         chunks.insert(0, module)
         for c in chunks[1:]:
@@ -386,19 +394,21 @@ def _doc(lang: str, source: bytes, line_starts: list[int], d: _Def) -> str:
         ):
             raw = _text(source, first.named_children[0]).strip()
             return _DOCSTRING_QUOTES.sub("", raw).strip()[:MAX_DOC]
-    prefixes = _COMMENT_PREFIX.get(lang, _C_LIKE_COMMENT)
+    prefixes = _COMMENT_PREFIX_BYTES.get(lang, _C_LIKE_COMMENT_BYTES)
     line = _line_of(line_starts, d.start) - 2  # 0-based index of the line above
-    collected: list[str] = []
+    collected: list[bytes] = []
     while line >= 0:
-        raw = _line_text(source, line_starts, line).strip()
+        end = line_starts[line + 1] - 1 if line + 1 < len(line_starts) else len(source)
+        raw = source[line_starts[line] : end].strip()
         if not raw or not raw.startswith(prefixes):
             break
         collected.append(raw)
         line -= 1
-    if collected:
-        d.doc_start = line_starts[line + 1]
+    if not collected:
+        return ""
+    d.doc_start = line_starts[line + 1]
     cleaned = [
-        re.sub(r"^(///?!?|/\*+|\*+/?|#+!?)\s?", "", x).rstrip("*/ ").rstrip()
+        _DOC_MARK.sub("", x.decode("utf-8", errors="replace")).rstrip("*/ ").rstrip()
         for x in reversed(collected)
     ]
     return "\n".join(c for c in cleaned if c).strip()[:MAX_DOC]
@@ -409,20 +419,9 @@ def _text(source: bytes, node: Any) -> str:
 
 
 def _line_starts(source: bytes) -> list[int]:
-    starts = [0]
-    find = source.find
-    pos = find(b"\n")
-    while pos != -1:
-        starts.append(pos + 1)
-        pos = find(b"\n", pos + 1)
-    return starts
+    return [0, *(np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == 10) + 1).tolist()]
 
 
 def _line_of(line_starts: list[int], offset: int) -> int:
     """1-based line number of a byte offset."""
     return bisect.bisect_right(line_starts, offset)
-
-
-def _line_text(source: bytes, line_starts: list[int], index: int) -> str:
-    end = line_starts[index + 1] - 1 if index + 1 < len(line_starts) else len(source)
-    return source[line_starts[index] : end].decode("utf-8", errors="replace")

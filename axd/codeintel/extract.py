@@ -86,6 +86,7 @@ def extract_files(
     root: str, relpaths: list[str], max_size: int, definitions: bool = True
 ) -> list[FileData]:
     """Read and chunk each file, then find the terms of all their chunks in bulk."""
+    prefetch(root, relpaths)
     read = [_read(root, rel, max_size, definitions) for rel in relpaths]
     group: list[tuple[FileData, bytes, list[chunker.Chunk]]] = []
     size = 0
@@ -100,6 +101,22 @@ def extract_files(
     if group:
         _find_terms(group)
     return [data for data, _, _ in read]
+
+
+def prefetch(root: str, relpaths: list[str]) -> None:
+    """Ask the kernel to start reading every file of the batch now: reads from a cold disk
+    then overlap instead of waiting one file at a time."""
+    for rel in relpaths:
+        try:
+            fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue  # `_read` says what is wrong with it
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def extract_file(root: str, relpath: str, max_size: int, definitions: bool = True) -> FileData:

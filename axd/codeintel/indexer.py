@@ -196,6 +196,8 @@ class Indexer:
         while queue or inflight:
             while queue and len(inflight) < window:
                 batch = queue.pop()
+                if len(queue) >= window:  # the disk reads the batches after these meanwhile
+                    loop.run_in_executor(None, extract.prefetch, ws.root, queue[-window])
                 inflight.append(
                     loop.run_in_executor(
                         executor, extract.extract_files, ws.root, batch, max_size, definitions
@@ -307,6 +309,8 @@ class Indexer:
 
     def _invalidate(self, ws_id: int, applied: Applied) -> None:
         """Drop the cached queries whose terms or result files this batch touched."""
+        if not self.cache.holds(ws_id):
+            return  # e.g. a first index: nothing cached to compare the terms with
         blobs = applied.removed_terms + [a[5] for a in applied.added]
         if blobs:
             hashes = np.concatenate([extract.unpack_terms(b)[0] for b in blobs])

@@ -1,18 +1,21 @@
 """Background merges of the postings' segments, so a large index stays a few segments.
 
 Every batch of indexed files adds a small segment; a query looks a term up in each
-segment, so their number must stay small. After each batch the merger, on a thread of its
-own, folds the newest segments together while the one before them is no more than
-`RATIO` times their size (sizes then fall geometrically from the oldest to the newest, so
-there are about log2(chunks / batch) of them and each posting is rewritten that many times
-at most), and rewrites everything at once when a quarter of the postings belong to removed
-chunks. A merge reads immutable segments and swaps its result in under the lock, so
-searches and the writer never wait for it.
+segment, so their number must stay small, and merging rewrites postings, so it must not
+happen too often. The policy is size-tiered (as in Lucene's and Cassandra's): a segment's
+tier is how many times FANOUT its size is over MIN_POSTINGS; once the newest end holds
+FANOUT segments of one tier (with only smaller ones after them), they and the smaller
+ones become one segment of the next tier. A posting is then rewritten about log_FANOUT(postings /
+batch) times (3 for a 200 MB corpus), and there are at most FANOUT - 1 segments per tier
+(a dozen or two). Everything is rewritten at once when a quarter of the postings belong to
+removed chunks. A merge reads immutable segments and swaps its result in under the lock,
+so searches and the writer never wait for it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,23 +24,28 @@ from axd.codeintel.postings import Postings, Segment
 
 log = logging.getLogger("axd.codeintel")
 
-RATIO = 2.0
+FANOUT = 8
+MIN_POSTINGS = 16_384
 DEAD_SHARE = 0.25  # of all postings: then everything is rewritten without them
 DEAD_MIN = 100_000
+
+
+def tier(size: int) -> int:
+    return 0 if size <= MIN_POSTINGS else int(math.log(size / MIN_POSTINGS, FANOUT)) + 1
 
 
 def plan(segments: list[Segment], dead: int) -> list[Segment] | None:
     """The neighbouring segments to merge next, or None when the shape is fine."""
     if segments and dead > DEAD_MIN and dead > DEAD_SHARE * sum(len(s) for s in segments):
         return list(segments)
-    run: list[Segment] = []
-    size = 0
-    for segment in reversed(segments):
-        if run and len(segment) > RATIO * size:
-            break
-        run.insert(0, segment)
-        size += len(segment)
-    return run if len(run) > 1 else None
+    levels = [tier(len(s)) for s in segments]
+    for level in sorted(set(levels)):
+        start = len(levels)
+        while start and levels[start - 1] <= level:
+            start -= 1  # the newest segments of this tier or smaller ones
+        if levels[start:].count(level) >= FANOUT:
+            return list(segments[start:])
+    return None
 
 
 class Merger:

@@ -30,6 +30,7 @@ from axd.codeintel.workspaces import FileState, Workspace, WorkspaceSet
 from axd.config.live import LiveConfig
 from axd.config.schema import Config
 from axd.events import EventBus
+from axd.shared import memory
 
 if TYPE_CHECKING:
     from axd.telemetry import Telemetry
@@ -87,6 +88,7 @@ class CodeIntel:
     def _watch(self, ws: Workspace) -> None:
         self.follower.watch(ws)
         self.checkpoints.soon(0)  # a full index just finished: write it down now
+        self.workers.spawn(asyncio.to_thread(memory.trim))  # its garbage back to the OS
 
     def _register_gauges(self, telemetry: Telemetry) -> None:
         telemetry.gauge(
@@ -268,6 +270,7 @@ class CodeIntel:
             "cache": self.cache.stats(),
             "index": {
                 "postings": self.postings.posting_count(),
+                "dead_postings": self.postings.dead_postings,
                 "segments": len(self.postings.segments),
                 "merges": self.merger.merges,
                 "memory_bytes": self.postings.memory_bytes(),

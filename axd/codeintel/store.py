@@ -81,6 +81,9 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=OFF")
+        # The name and file indexes of a large workspace do not fit SQLite's default 2 MB
+        # page cache; a batch of inserts then rereads index pages it just wrote.
+        conn.execute("PRAGMA cache_size=-32768")
         return conn
 
     @property

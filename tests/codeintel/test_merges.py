@@ -25,13 +25,24 @@ def segment_of(size: int) -> Segment:
     return Segment(terms, np.zeros(size, np.int32), np.zeros(size, np.uint16))
 
 
-def test_the_newest_segments_merge_while_the_one_before_is_not_much_larger():
-    sizes = [1000, 400, 100, 60]
-    segs = [segment_of(n) for n in sizes]
-    assert merges.plan(segs, 0) == segs[2:]  # 100 <= 2 * 60, then 400 > 2 * 160
-    assert merges.plan([segment_of(1000), segment_of(10)], 0) is None
+def test_a_full_tier_of_neighbours_at_the_newest_end_is_merged():
+    small = merges.MIN_POSTINGS // 2
+    big = merges.MIN_POSTINGS * merges.FANOUT * 2  # two tiers up
+    fewer = [segment_of(big)] + [segment_of(small) for _ in range(merges.FANOUT - 1)]
+    assert merges.plan(fewer, 0) is None  # not yet a full tier
+    full = [*fewer, segment_of(small)]
+    assert merges.plan(full, 0) == full[1:]  # the old large one stays as it is
+    # A newer segment larger than an older one stops the run there.
+    mixed = [segment_of(small), segment_of(big)] + [segment_of(small) for _ in range(5)]
+    assert merges.plan(mixed, 0) is None
     assert merges.plan([segment_of(5)], 0) is None
     assert merges.plan([], 0) is None
+
+
+def test_tiers_grow_by_the_fanout():
+    assert merges.tier(1) == merges.tier(merges.MIN_POSTINGS) == 0
+    assert merges.tier(merges.MIN_POSTINGS + 1) == 1
+    assert merges.tier(merges.MIN_POSTINGS * merges.FANOUT + 1) == 2
 
 
 def test_many_dead_postings_rewrite_everything():
@@ -60,7 +71,7 @@ def test_a_thousand_batches_become_a_few_segments_and_answer_the_same(tmp_path):
             reference_postings.add(rows)
             merger.soon()
         merger.wait()
-        assert len(postings.segments) <= 12  # about log2(1000) at most
+        assert len(postings.segments) < 2 * merges.FANOUT  # at most FANOUT - 1 per tier
         assert merger.merges > 0
         assert postings.posting_count() == reference_postings.posting_count()
         ranking = Ranking()
