@@ -178,24 +178,31 @@ def _find_terms(group: list[tuple[FileData, bytes, list[chunker.Chunk]]]) -> Non
     """Fill `terms` and `lengths` of every chunk of these files, with one scan of their
     bytes, one of their short fields and one sort of the (chunk, field, term) triples."""
     # Bodies: the files' bytes end to end (a newline between, so no term spans two), and
-    # an owner array that says which chunk (numbered across the group) each byte is in.
-    sources, owners, paths = [], [], []
+    # the byte ranges of every chunk's own text, numbered across the group: a term belongs
+    # to the range it starts in (they never overlap), or to no chunk.
+    sources, piece_starts, piece_ends, piece_owner = [], [], [], []
+    firsts, counts = [], []
     offset = first = 0
-    for data, source, chunks in group:
-        owner = np.full(len(source) + 1, -1, dtype=np.int64)
+    for _, source, chunks in group:
         for i, chunk in enumerate(chunks):
             for a, b in chunk.pieces:
-                owner[a:b] = first + i
+                piece_starts.append(offset + a)
+                piece_ends.append(offset + b)
+                piece_owner.append(first + i)
         sources.append(source)
-        owners.append(owner)
-        paths.append((offset, data.path, first, len(chunks)))
+        firsts.append(first)
+        counts.append(len(chunks))
         offset += len(source) + 1
         first += len(chunks)
     total = first
     body = scan.scan(b"\n".join(sources) + b"\n")
-    owner_of = np.concatenate(owners)[body.starts]
-    mine = owner_of >= 0
-    keys = [owner_of[mine] * N_FIELDS + _BODY]
+    starts = np.array(piece_starts, dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], np.array(piece_ends, dtype=np.int64)[order]
+    owners = np.array(piece_owner, dtype=np.int64)[order]
+    at = np.searchsorted(starts, body.starts, side="right") - 1
+    mine = (at >= 0) & (body.starts < ends[np.maximum(at, 0)])
+    keys = [owners[at[mine]] * N_FIELDS + _BODY]
     hashes = [body.hashes[mine]]
     # Short fields: one buffer of every chunk's name, qualname, signature and doc.
     texts = [
@@ -204,17 +211,21 @@ def _find_terms(group: list[tuple[FileData, bytes, list[chunker.Chunk]]]) -> Non
         for c in chunks
         for text in (c.symbol, c.qualname, c.signature, c.doc)
     ]
-    ends = np.cumsum(np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts)))
+    bounds = np.cumsum(np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts)))
     short = scan.scan(b"\n".join(texts) + b"\n")
-    slot = np.searchsorted(ends, short.starts, side="right")  # chunk * 4 + field number
+    slot = np.searchsorted(bounds, short.starts, side="right")  # chunk * 4 + field number
     keys.append(slot // 4 * N_FIELDS + _SHORT_FIELDS[slot % 4])
     hashes.append(short.hashes)
-    # Paths: the same terms for every chunk of a file.
-    for _, path, start, count in paths:
-        found = scan.scan(path.encode()).hashes
-        chunk_ids = np.arange(start, start + count, dtype=np.int64)
-        keys.append(np.repeat(chunk_ids * N_FIELDS + _PATH, len(found)))
-        hashes.append(np.tile(found, count))
+    # Paths: one buffer of the files' paths; each term goes to every chunk of its file.
+    names = [data.path.encode() for data, _, _ in group]
+    bounds = np.cumsum(np.fromiter((len(n) + 1 for n in names), dtype=np.int64, count=len(names)))
+    found = scan.scan(b"\n".join(names) + b"\n")
+    file_of = np.searchsorted(bounds, found.starts, side="right")
+    copies = np.array(counts, dtype=np.int64)[file_of]
+    ranks = np.arange(int(copies.sum())) - np.repeat(np.cumsum(copies) - copies, copies)
+    chunk = np.repeat(np.array(firsts, dtype=np.int64)[file_of], copies) + ranks
+    keys.append(chunk * N_FIELDS + _PATH)
+    hashes.append(np.repeat(found.hashes, copies))
     _pack(group, total, np.concatenate(keys), np.concatenate(hashes))
 
 
@@ -226,10 +237,19 @@ def _pack(
 ) -> None:
     """Count each (chunk, field, term) and write each chunk's blob and field lengths."""
     lengths = np.bincount(keys, minlength=total * N_FIELDS).reshape(total, N_FIELDS).tolist()
-    order = np.lexsort((hashes, keys))
-    keys, hashes = keys[order], hashes[order]
+    # One sort of a 64-bit key (chunk and field above, the hash's low half below) instead
+    # of a two-key sort; a group where two terms of one chunk and field share the low half
+    # (rare) takes the two-key sort.
+    combined = keys << 32 | (hashes & 0xFFFFFFFF)
+    order = np.argsort(combined)
+    keys, hashes, combined = keys[order], hashes[order], combined[order]
+    same = combined[1:] == combined[:-1]
+    if (same & (hashes[1:] != hashes[:-1])).any():
+        order = np.lexsort((hashes, keys))
+        keys, hashes = keys[order], hashes[order]
+        same = (keys[1:] == keys[:-1]) & (hashes[1:] == hashes[:-1])
     new = np.ones(len(keys), dtype=bool)
-    new[1:] = (keys[1:] != keys[:-1]) | (hashes[1:] != hashes[:-1])
+    new[1:] = ~same
     firsts = np.flatnonzero(new)
     tf = np.diff(np.append(firsts, len(keys)))
     keys, hashes = keys[firsts], hashes[firsts]

@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from axd.codeintel.postings import Postings, Segment
+from axd.shared import memory
 
 log = logging.getLogger("axd.codeintel")
 
@@ -69,13 +70,16 @@ class Merger:
 
     def _run(self) -> None:
         try:
+            before = self.merges
             while True:
                 self._merge_while_needed()
                 with self._lock:
                     if not self._again:
                         self._running = False
-                        return
+                        break
                     self._again = False
+            if self.merges != before:
+                memory.trim()  # a merge frees arrays of up to hundreds of MB: give them back
         except Exception:
             with self._lock:
                 self._running = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -148,3 +149,19 @@ def test_the_first_pass_makes_code_searchable_as_text_and_marks_it_pending(tmp_p
     assert {tokens.term_hash("parse"), tokens.term_hash("tokens")} <= hashes
     (parsed,) = extract.extract_files(str(tmp_path), ["mod.py"], 1 << 20)
     assert parsed.status == "ok" and parsed.chunks[0].kind == "function"
+
+
+def test_terms_that_share_the_low_half_of_their_hash_are_still_counted_apart():
+    """The counting sort keys on the hash's low 32 bits; a collision there must not merge
+    two terms (it falls back to sorting on the whole hash)."""
+    low = 0x1234_5678
+    a, b = (1 << 40) | low, (2 << 40) | low
+    data = extract.FileData("f.txt", 1, 0, "d", "text", "ok")
+    data.chunks = [
+        extract.ChunkData("f", "f", "text", 1, 1, "", "", None, b"", (0,) * extract.N_FIELDS)
+    ]
+    keys = np.array([5, 5, 5, 5], dtype=np.int64)  # chunk 0, field body
+    hashes = np.array([a, b, a, a], dtype=np.int64)
+    extract._pack([(data, b"", [])], 1, keys, hashes)
+    assert sorted(pairs(data.chunks[0].terms)) == [(a, 5 << 12 | 3), (b, 5 << 12 | 1)]
+    assert data.chunks[0].lengths == (0, 0, 0, 0, 0, 4)
