@@ -7,9 +7,14 @@ so a failure reads the same whichever path produced it.
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import IO, Any
+
+from axd.shared import fastjson
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs a start ~3 ms
+if TYPE_CHECKING:
+    from typing import IO, Any
+
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -43,7 +48,7 @@ class Failure(Exception):
             error = {"code": self.code, "message": self.message, "details": self.details}
             if self.hint:
                 error["hint"] = self.hint
-            print(json.dumps({"error": error}), flush=True)
+            print(fastjson.dumps({"error": error}), flush=True)
             return
         sys.stdout.flush()
         print(f"axctl: {self.message}", file=sys.stderr)

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from axctl import output, trace, views
 from axctl.failure import EXIT_FAILURE, EXIT_UNREACHABLE, Failure
 from axctl.query_words import is_filter_word
 from axctl.session import Session
 from axd.shared import transport
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs a start ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
+
 
 MAX_LIMIT = 1000
 

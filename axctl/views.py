@@ -7,13 +7,16 @@ Each takes the daemon's answer and two writers, one per stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from axctl import output
 from axd import __version__
 
-Write = Callable[[str], None]
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs a start ~3 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Write = Callable[[str], None]
+
 
 _MAGENTA, _BOLD, _RESET = "\x1b[35m", "\x1b[1m", "\x1b[0m"
 

@@ -1,19 +1,23 @@
-"""HTTP/1.1 over the daemon's Unix socket, with the standard library's `socket` only.
+"""HTTP/1.1 over the daemon's Unix socket, with the interpreter's built-in `_socket` only.
 
 `http.client` would cost ~25 ms of imports (it pulls in the email package) on every
-`axctl` start, more than the whole request. This speaks the small subset axd needs:
-one request per connection, `Content-Length` or chunked bodies, NDJSON streams.
+`axctl` start, more than the whole request, and even the `socket` module costs ~3 ms
+(enum, selectors); the C module under it costs nothing. This speaks the small subset axd
+needs: `Content-Length` or chunked bodies, NDJSON streams, keep-alive for editors.
 """
 
 from __future__ import annotations
 
+import _socket
 import errno
-import json
-import socket
-from collections.abc import Callable, Iterator
-from typing import Any
 
 from axd import API_VERSION, __version__
+from axd.shared import fastjson
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs a start ~3 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 
 def _no_phase(_phase: str) -> None:
@@ -58,7 +62,7 @@ class Response:
 
     def json(self) -> Any:
         try:
-            return json.loads(self.body) if self.body else None
+            return fastjson.loads(self.body) if self.body else None
         except ValueError:
             raise ProtocolError(f"axd sent a non-JSON body (HTTP {self.status})") from None
 
@@ -94,16 +98,14 @@ class Client:
             return head, iter(())
         return head, _lines(reader, headers)
 
-    def _open(self, method: str, target: str, body: Any) -> Any:
+    def _open(self, method: str, target: str, body: Any) -> _Reader:
         sock = _connect(self.path, self.timeout)
         try:
             sock.sendall(_request_bytes(method, target, body, keep_alive=False))
         except OSError as exc:
             sock.close()
             raise DaemonUnreachable(self.path, _why(exc)) from None
-        reader = sock.makefile("rb")
-        sock.close()  # the file object keeps its own reference to the connection
-        return reader
+        return _Reader(sock)
 
     def keep_alive(self) -> Connection:
         """One connection for many requests (an editor plugin, a benchmark): HTTP/1.1
@@ -117,21 +119,18 @@ class Connection:
     def __init__(self, path: str, timeout: float | None) -> None:
         self.path = path
         self.timeout = timeout
-        self._sock: socket.socket | None = None
-        self._reader: Any = None
+        self._reader: _Reader | None = None
         self.connects = 0  # how many sockets this connection has opened (tests check 1)
 
     def request(self, method: str, target: str, body: Any = None) -> Response:
         payload = _request_bytes(method, target, body, keep_alive=True)
         for attempt in (1, 2):
-            fresh = self._sock is None
-            if fresh:
-                self._sock = _connect(self.path, self.timeout)
-                self._reader = self._sock.makefile("rb")
+            fresh = self._reader is None
+            if self._reader is None:
+                self._reader = _Reader(_connect(self.path, self.timeout))
                 self.connects += 1
             try:
-                assert self._sock is not None
-                self._sock.sendall(payload)
+                self._reader.sock.sendall(payload)
                 status, headers = _read_head(self._reader)
             except (OSError, ProtocolError):
                 self.close()
@@ -146,10 +145,9 @@ class Connection:
         raise ProtocolError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
-        for part in (self._reader, self._sock):
-            if part is not None:
-                part.close()
-        self._sock = self._reader = None
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = None
 
     def __enter__(self) -> Connection:
         return self
@@ -158,8 +156,57 @@ class Connection:
         self.close()
 
 
-def _connect(path: str, timeout: float | None) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+class _Reader:
+    """Buffered reads from a connected socket: the part of `socket.makefile("rb")` the
+    protocol needs (`readline`, `read`), over the C socket object. Owns the socket."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self._buf = bytearray()
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self._buf += data
+        return bool(data)
+
+    def readline(self, limit: int = -1) -> bytes:
+        start = 0
+        while True:
+            end = self._buf.find(b"\n", start)
+            if end >= 0:
+                size = end + 1
+                break
+            start = len(self._buf)
+            if 0 <= limit <= start or not self._fill():
+                size = start
+                break
+        if 0 <= limit < size:
+            size = limit
+        line = bytes(self._buf[:size])
+        del self._buf[:size]
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self._buf) < size) and self._fill():
+            pass
+        if size < 0:
+            size = len(self._buf)
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _connect(path: str, timeout: float | None) -> _socket.socket:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
@@ -171,7 +218,7 @@ def _connect(path: str, timeout: float | None) -> socket.socket:
 
 
 def _request_bytes(method: str, target: str, body: Any, keep_alive: bool) -> bytes:
-    payload = b"" if body is None else json.dumps(body).encode()
+    payload = b"" if body is None else fastjson.dumps(body).encode()
     head = (
         f"{method} {target} HTTP/1.1\r\nHost: axd\r\n"
         f"User-Agent: axctl/{__version__} (api {API_VERSION})\r\n"

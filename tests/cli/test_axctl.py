@@ -292,6 +292,35 @@ CLIENT_IMPORTS = textwrap.dedent("""
 """)
 
 
+HOT_PATH_IMPORTS = textwrap.dedent("""
+    import sys
+    sys.argv = ["axctl", "status", "--json"]
+    from axctl.fast import main
+    try:
+        main()
+    except SystemExit:
+        pass
+    print(" ".join(sorted(sys.modules)), file=sys.stderr)
+""")
+
+
+def test_the_hot_path_imports_nothing_it_can_do_without(home, daemon):
+    """What `python -I -c pass` does not import costs every `axctl status` / `find` its
+    import time: json, re, typing and socket are a third of a start (the client speaks
+    JSON through `_json` and HTTP through `_socket`)."""
+    out = subprocess.run(
+        [sys.executable, "-c", HOT_PATH_IMPORTS],
+        env=home.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    modules = set(out.stderr.strip().splitlines()[-1].split())
+    assert "axctl.fast" in modules and "click" not in modules
+    assert not modules & {"json", "re", "typing", "socket", "enum", "selectors", "collections"}
+
+
 def test_the_client_stays_thin(home, daemon):
     out = subprocess.run(
         [sys.executable, "-c", CLIENT_IMPORTS],
@@ -319,7 +348,8 @@ def test_the_client_stays_thin(home, daemon):
         )
         or (
             m.startswith("axd.")
-            and m not in ("axd.shared", "axd.shared.paths", "axd.shared.transport")
+            and m
+            not in ("axd.shared", "axd.shared.paths", "axd.shared.transport", "axd.shared.fastjson")
         )
     ]
     assert heavy == []
