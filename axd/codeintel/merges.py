@@ -18,6 +18,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from axd.codeintel.postings import Postings, Segment
@@ -56,8 +57,10 @@ class Merger:
         self._lock = threading.Lock()
         self._running = False
         self._again = False
+        self._everything = False  # asked for one segment (after a full index)
         self.merges = 0
         self.merged_postings = 0
+        self.on_merged: Callable[[], None] = lambda: None  # called on the merge thread
 
     def soon(self) -> None:
         """Look for merges after this change (from any thread; returns at once)."""
@@ -67,6 +70,12 @@ class Merger:
                 return
             self._running = True
         self._thread.submit(self._run)
+
+    def optimize(self) -> None:
+        """Merge everything into one segment soon: after a full index, queries then look
+        each term up once and score no dead postings (Lucene's force-merge)."""
+        self._everything = True
+        self.soon()
 
     def _run(self) -> None:
         try:
@@ -88,12 +97,18 @@ class Merger:
     def _merge_while_needed(self) -> None:
         while True:
             with self.postings.lock:
-                run = plan(list(self.postings.segments), self.postings.dead_postings)
+                segments, dead = list(self.postings.segments), self.postings.dead_postings
+            if self._everything:
+                self._everything = False
+                run = segments if len(segments) > 1 or (segments and dead) else None
+            else:
+                run = plan(segments, dead)
             if run is None:
                 return
             began = time.perf_counter()
             merged, dropped = self.postings.merged(run)
             if self.postings.replace(run, merged, dropped):
+                self.on_merged()
                 self.merges += 1
                 self.merged_postings += sum(len(s) for s in run)
                 log.debug(

@@ -140,6 +140,7 @@ class Postings:
         self._ws_docs: dict[int, int] = {}
         self.version = 0  # changes with every add, remove, load and compaction
         self._df: dict[tuple[int, int], tuple[int, int]] = {}
+        self._valid: dict[int, tuple[int, np.ndarray]] = {}
         self._ws_length_sums: dict[int, np.ndarray] = {}
 
     # ---- checkpoints (see segments.py) ---------------------------------------------------
@@ -361,8 +362,15 @@ class Postings:
         return df
 
     def valid(self, workspace: int) -> np.ndarray:
-        """Which chunk ids are alive and in `workspace` (a dense mask)."""
-        return self.alive & (self.workspace == workspace)
+        """Which chunk ids are alive and in `workspace` (a dense mask; kept until the index
+        changes, for the next queries). Call with the lock held."""
+        hit = self._valid.get(workspace)
+        if hit is None or hit[0] != self.version:
+            hit = self._valid[workspace] = (
+                self.version,
+                self.alive & (self.workspace == workspace),
+            )
+        return hit[1]
 
     def score(
         self, workspace: int, terms: list[int], ranking: Ranking

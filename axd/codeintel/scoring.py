@@ -110,20 +110,29 @@ def _saturate(term: Term, tf: np.ndarray, k1: float) -> np.ndarray:
 
 
 def exhaustive(postings: Postings, terms: list[Term], avg: np.ndarray, ranking: Ranking) -> Scored:
-    """Every chunk that contains a term, with its score."""
-    size = len(postings.alive)
-    total = np.zeros(size, dtype=np.float64)
-    matched = np.zeros(size, dtype=bool)  # a chunk matches when it holds a term (any score)
+    """Every chunk that contains a term, with its score. Scores accumulate over the matching
+    chunks only (found by merging the terms' sorted postings), so the cost follows the
+    postings, not the size of the chunk id space."""
+    parts = [term.mine() for term in terms]
+    docs = (
+        _sorted_unique([d for d, _ in parts if len(d)])
+        if any(len(d) for d, _ in parts)
+        else _NO_DOCS
+    )
+    total = np.zeros(len(docs), dtype=np.float64)
     work = 0
-    for term in terms:
-        docs, packed = term.mine()
-        matched[docs] = True
-        tf = np.bincount(docs, weights=_tf(postings, docs, packed, avg, ranking), minlength=size)
+    for term, (mine, packed) in zip(terms, parts, strict=True):
+        if not len(mine):
+            continue
+        at = np.searchsorted(docs, mine)
+        tf = np.bincount(at, weights=_tf(postings, mine, packed, avg, ranking), minlength=len(docs))
         hit = tf > 0
         total[hit] += _saturate(term, tf[hit], ranking.k1)
-        work += len(docs)
-    docs = np.flatnonzero(matched)
-    return Scored(docs, total[docs], work, pruned=False)
+        work += len(mine)
+    return Scored(docs, total, work, pruned=False)
+
+
+_NO_DOCS = np.zeros(0, dtype=np.int64)
 
 
 class Candidates:
@@ -201,10 +210,8 @@ def top(
 
 
 def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
-    if len(parts) == 1:  # already ascending: drop the repeats (one per field)
-        d = parts[0]
-        return d[np.r_[True, d[1:] != d[:-1]]] if len(d) else d
-    return np.unique(np.concatenate(parts))
+    d = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))  # (one is sorted)
+    return d[np.r_[True, d[1:] != d[:-1]]] if len(d) else d  # repeats: one per field
 
 
 def _best(found: Scored, k: int) -> Scored:

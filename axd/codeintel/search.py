@@ -6,6 +6,7 @@ in worker threads so the event loop stays free for `/v1/status`.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import fnmatch
 import os
@@ -153,15 +154,33 @@ def _snippet(
         lines = whole[start - 1 : min(end, start + SNIPPET_SCAN_LINES - 1)]
     if not lines:
         return row.get("signature") or ""
-    best, best_hits = 0, 0
-    if terms:
-        for number, line in enumerate(lines):
-            low = line.lower()
-            hits = sum(1 for t in terms if t in low)
-            if hits > best_hits:
-                best, best_hits = number, hits
+    best = _best_line(lines, terms) if terms else 0
     first = lines[0].rstrip()
     return first if best == 0 else f"{first}\n{lines[best].rstrip()}"
+
+
+def _best_line(lines: list[str], terms: set[str]) -> int:
+    """The first of the lines holding the most distinct query terms (as substrings, any
+    case): each term is found with `str.find` over the text, not tested line by line."""
+    text = "\n".join(lines).lower()
+    starts = [0]
+    at = text.find("\n")
+    while at != -1:
+        starts.append(at + 1)
+        at = text.find("\n", at + 1)
+    found: dict[int, set[str]] = {}
+    last = len(starts) - 1
+    for term in terms:
+        at = text.find(term)
+        while at != -1:
+            line = bisect.bisect_right(starts, at) - 1
+            found.setdefault(line, set()).add(term)
+            if line == last:
+                break
+            at = text.find(term, starts[line + 1])  # the next line that holds it
+    if not found:
+        return 0
+    return min(found, key=lambda line: (-len(found[line]), line))
 
 
 def _span_lines(root: str, row: dict[str, Any]) -> list[str] | None:

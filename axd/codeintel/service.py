@@ -87,7 +87,8 @@ class CodeIntel:
 
     def _watch(self, ws: Workspace) -> None:
         self.follower.watch(ws)
-        self.checkpoints.soon(0)  # a full index just finished: write it down now
+        self.merger.optimize()  # a full index just finished: one segment for queries
+        self.checkpoints.soon(0)  # and write it down now
         self.workers.spawn(asyncio.to_thread(memory.trim))  # its garbage back to the OS
 
     def _register_gauges(self, telemetry: Telemetry) -> None:
@@ -122,6 +123,9 @@ class CodeIntel:
 
     async def _start(self) -> None:
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        # A merge changes the postings like a batch does: the checkpoint follows, once quiet.
+        self.merger.on_merged = lambda: loop.call_soon_threadsafe(self.checkpoints.soon)
         self.store = await self.workers.write(Store, self.db_path)
         if self.store.reset_reason:
             log.warning("the index is rebuilt", extra={"reason": self.store.reset_reason})
