@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from axctl import output, trace, views
+from axctl import output, requests, trace, views
 from axctl.failure import EXIT_FAILURE, EXIT_UNREACHABLE, Failure
 from axctl.query_words import is_filter_word
 from axctl.session import Session
@@ -145,10 +145,6 @@ def _limit(text: str) -> int:
     return value
 
 
-def _where(workspace: str | None) -> str:
-    return os.path.abspath(workspace) if workspace else os.getcwd()
-
-
 def _out(text: str) -> None:
     print(text)
 
@@ -190,16 +186,7 @@ def find(
     debug: bool,
     no_cache: bool,
 ) -> int:
-    body: dict[str, Any] = {
-        "query": " ".join(query),
-        "path": _where(workspace),
-        "fresh": fresh,
-        "debug": debug,
-    }
-    if limit:
-        body["limit"] = limit
-    if no_cache:
-        body["cache"] = False
+    body = requests.search(query, limit, workspace, fresh, debug, no_cache)
     doc = session.call("POST", "/v1/search", body)
     if session.as_json:
         output.emit_json(doc)
@@ -209,7 +196,7 @@ def find(
 
 
 def definitions(session: Session, name: str, limit: int | None, workspace: str | None) -> int:
-    doc = session.call("POST", "/v1/definitions", _name_body(name, limit, workspace))
+    doc = session.call("POST", "/v1/definitions", requests.name(name, limit, workspace))
     if session.as_json:
         output.emit_json(doc)
         return 0 if doc["results"] else EXIT_FAILURE
@@ -222,7 +209,7 @@ def definitions(session: Session, name: str, limit: int | None, workspace: str |
 
 
 def references(session: Session, name: str, limit: int | None, workspace: str | None) -> int:
-    body = _name_body(name, limit, workspace)
+    body = requests.name(name, limit, workspace)
     body.setdefault("limit", 1000)
     doc = session.call("POST", "/v1/references", body)
     if session.as_json:
@@ -237,7 +224,7 @@ def index_status(session: Session, workspace: str | None, every: bool) -> int:
         doc = session.call("GET", "/v1/index/status")
         docs = doc["workspaces"]
     else:
-        doc = session.call("GET", "/v1/index/status?path=" + views.quote(_where(workspace)))
+        doc = session.call("GET", "/v1/index/status?path=" + views.quote(requests.where(workspace)))
         docs = [doc]
     if session.as_json:
         output.emit_json(doc)
@@ -245,13 +232,6 @@ def index_status(session: Session, workspace: str | None, every: bool) -> int:
         for ws in docs:
             _out(views.index_status(ws))
     return 0
-
-
-def _name_body(name: str, limit: int | None, workspace: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": name, "path": _where(workspace)}
-    if limit:
-        body["limit"] = limit
-    return body
 
 
 HOT = {

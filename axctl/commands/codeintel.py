@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from axctl import output, query_words, views
+from axctl import output, query_words, requests, views
 from axctl.commands.common import json_option, pass_session
 from axctl.errors import CliError
 from axctl.session import Session
@@ -27,10 +27,6 @@ limit_option = click.option(
     metavar="N",
     help="How many results [default: codeintel.default_limit].",
 )
-
-
-def _where(workspace: str | None) -> str:
-    return os.path.abspath(workspace) if workspace else os.getcwd()
 
 
 class _IndexGroup(click.Group):
@@ -136,7 +132,7 @@ def index_status(session: Session, workspace: str | None, all_: bool, as_json: b
         doc = session.call("GET", "/v1/index/status")
         docs = doc["workspaces"]
     else:
-        path = _where(workspace)
+        path = requests.where(workspace)
         doc = session.call("GET", "/v1/index/status?path=" + views.quote(path))
         docs = [doc]
     if as_json:
@@ -223,16 +219,7 @@ def find(
       axctl find http connection lang:python -path:tests
       axctl find kind:class path:axd/codeintel
     """
-    body: dict[str, Any] = {
-        "query": " ".join(query),
-        "path": _where(workspace),
-        "fresh": fresh,
-        "debug": debug,
-    }
-    if limit:
-        body["limit"] = limit
-    if no_cache:
-        body["cache"] = False
+    body = requests.search(query, limit, workspace, fresh, debug, no_cache)
     doc = session.call("POST", "/v1/search", body)
     if as_json:
         output.emit_json(doc)
@@ -254,7 +241,7 @@ def def_(
     NAME may be qualified (`Class.method`). Exit status 1 when nothing matches (with
     --json too, after printing the empty result).
     """
-    doc = session.call("POST", "/v1/definitions", _name_body(name, limit, workspace))
+    doc = session.call("POST", "/v1/definitions", requests.name(name, limit, workspace))
     if as_json:
         output.emit_json(doc)
         if not doc["results"]:
@@ -277,7 +264,7 @@ def refs(
     session: Session, name: str, limit: int | None, workspace: str | None, as_json: bool
 ) -> None:
     """Every occurrence of the identifier NAME (whole word), grep-style."""
-    body = _name_body(name, limit, workspace)
+    body = requests.name(name, limit, workspace)
     body.setdefault("limit", 1000)
     doc = session.call("POST", "/v1/references", body)
     if as_json:
@@ -288,13 +275,6 @@ def refs(
 
 def _stderr(text: str) -> None:
     click.echo(text, err=True)
-
-
-def _name_body(name: str, limit: int | None, workspace: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": name, "path": _where(workspace)}
-    if limit:
-        body["limit"] = limit
-    return body
 
 
 def _emit(as_json: bool, doc: dict[str, Any], text: str) -> None:

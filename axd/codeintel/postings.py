@@ -202,16 +202,9 @@ class Postings:
         Ids must be larger than any added before (AUTOINCREMENT guarantees it)."""
         if not rows:
             return
-        ids, workspaces, files, langs, kinds, counts, lengths, segment = _columns(rows)
+        ids, workspaces, lengths, segment = _columns(rows)
         with self.lock:
-            self._grow(int(ids.max()) + 1)
-            self.alive[ids] = True
-            self.workspace[ids] = workspaces
-            self.file[ids] = files
-            self.lang[ids] = langs
-            self.kind[ids] = kinds
-            self.counts[ids] = counts
-            self.lengths[:, ids] = lengths
+            self._set_columns(rows, ids, lengths)
             segment.compute_bounds(self.lengths)
             for ws in np.unique(workspaces).tolist():
                 mask = workspaces == ws
@@ -227,16 +220,9 @@ class Postings:
         vectorized numpy: what a restart does, for hundreds of thousands of chunks."""
         if not rows:
             return
-        ids, workspaces, files, langs, kinds, counts, lengths, base = _columns(rows)
+        ids, workspaces, lengths, base = _columns(rows)
         with self.lock:
-            self._grow(int(ids.max()) + 1)
-            self.alive[ids] = True
-            self.workspace[ids] = workspaces
-            self.file[ids] = files
-            self.lang[ids] = langs
-            self.kind[ids] = kinds
-            self.counts[ids] = counts
-            self.lengths[:, ids] = lengths
+            self._set_columns(rows, ids, lengths)
             for ws in np.unique(workspaces).tolist():
                 mask = workspaces == ws
                 self._ws_docs[ws] = int(mask.sum())
@@ -245,6 +231,23 @@ class Postings:
             self.segments = [base] if len(base) else []
             self.dead_postings = 0
             self.version += 1
+
+    def _set_columns(
+        self,
+        rows: list[tuple[int, int, int, int, int, bytes, bytes]],
+        ids: np.ndarray,
+        lengths: np.ndarray,
+    ) -> None:
+        """The per-chunk columns of `rows` (as `_columns` ordered them); lock held."""
+        n = len(rows)
+        self._grow(int(ids.max()) + 1)
+        self.alive[ids] = True
+        self.workspace[ids] = np.fromiter((r[1] for r in rows), dtype=np.int32, count=n)
+        self.file[ids] = np.fromiter((r[2] for r in rows), dtype=np.int32, count=n)
+        self.lang[ids] = np.fromiter((r[3] for r in rows), dtype=np.uint8, count=n)
+        self.kind[ids] = np.fromiter((r[4] for r in rows), dtype=np.uint8, count=n)
+        self.counts[ids] = np.fromiter((len(r[6]) // 10 for r in rows), dtype=np.int32, count=n)
+        self.lengths[:, ids] = lengths
 
     def remove(self, ids: list[int]) -> None:
         if not ids:
@@ -430,20 +433,16 @@ class Postings:
 
 def _columns(
     rows: list[tuple[int, int, int, int, int, bytes, bytes]],
-) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Segment
-]:
-    """Rows (id, workspace, file, lang code, kind code, lengths, terms blob), in id order,
-    as columns and one segment of their postings: joined blobs, no step per posting."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Segment]:
+    """Rows (id, workspace, file, lang code, kind code, lengths, terms blob), sorted by id
+    in place when they are not: their ids, workspaces and field lengths as arrays, and one
+    segment of their postings (joined blobs, no step per posting)."""
     n = len(rows)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
     if n > 1 and not (ids[1:] > ids[:-1]).all():
-        rows = sorted(rows)
+        rows.sort()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
     workspaces = np.fromiter((r[1] for r in rows), dtype=np.int32, count=n)
-    files = np.fromiter((r[2] for r in rows), dtype=np.int32, count=n)
-    langs = np.fromiter((r[3] for r in rows), dtype=np.uint8, count=n)
-    kinds = np.fromiter((r[4] for r in rows), dtype=np.uint8, count=n)
     lengths = (
         np.frombuffer(b"".join(r[5] for r in rows), dtype="<u4")
         .reshape(n, N_FIELDS)
@@ -454,8 +453,7 @@ def _columns(
     hashes = np.frombuffer(b"".join(b[: len(b) // 10 * 8] for b in blobs), dtype=np.int64)
     packed = np.frombuffer(b"".join(b[len(b) // 10 * 8 :] for b in blobs), dtype=np.uint16)
     docs = np.repeat(ids, counts).astype(np.int32)
-    segment = Segment(hashes, docs, packed, docs_ascending=True)
-    return ids, workspaces, files, langs, kinds, counts.astype(np.int32), lengths, segment
+    return ids, workspaces, lengths, Segment(hashes, docs, packed, docs_ascending=True)
 
 
 def _resized(arr: np.ndarray, size: int) -> np.ndarray:

@@ -28,6 +28,17 @@ SEARCHABLE = "('ok', 'parse_error', 'pending')"  # file statuses whose chunks ar
 # A definition's chunk, word for word as the partial name indexes say it (SQLite uses a
 # partial index only for a query that repeats its WHERE term).
 DEFINITION = "kind NOT IN ('module', 'text')"
+DEFINITION_COLUMNS = (
+    "path",
+    "start_line",
+    "end_line",
+    "symbol",
+    "qualname",
+    "kind",
+    "lang",
+    "signature",
+    "doc",
+)
 
 
 @dataclass
@@ -426,19 +437,10 @@ class Store:
         columns, with their parameters), by path and line. Each condition is its own indexed
         lookup: an OR of two columns would scan the index."""
         sql, params = self.definitions_query(workspace_id, matches, limit)
-        cur = self.conn.execute(sql, params)
-        names = (
-            "path",
-            "start_line",
-            "end_line",
-            "symbol",
-            "qualname",
-            "kind",
-            "lang",
-            "signature",
-            "doc",
-        )
-        return [dict(zip(names, row, strict=True)) for row in cur]
+        return [
+            dict(zip(DEFINITION_COLUMNS, row, strict=True))
+            for row in self.conn.execute(sql, params)
+        ]
 
     @staticmethod
     def definitions_query(
@@ -447,9 +449,11 @@ class Store:
         union = " UNION ".join(
             f"SELECT id FROM chunks WHERE {DEFINITION} AND {where}" for where, _ in matches
         )
+        columns = ", ".join(
+            ("f." if name == "path" else "c.") + name for name in DEFINITION_COLUMNS
+        )
         sql = (
-            "SELECT f.path, c.start_line, c.end_line, c.symbol, c.qualname, c.kind, c.lang,"
-            " c.signature, c.doc FROM chunks c JOIN files f ON f.id = c.file_id"
+            f"SELECT {columns} FROM chunks c JOIN files f ON f.id = c.file_id"
             f" WHERE c.workspace_id = ? AND c.id IN ({union})"
             " ORDER BY f.path, c.start_line LIMIT ?"
         )
