@@ -536,15 +536,16 @@ class Daemon:
         return self.call("GET", "/v1/index/status")["service"]
 
     def settle(self, timeout: float = 60.0) -> dict[str, Any]:
-        """Wait until the index is checkpointed and no change is pending (the background
-        work that follows indexing or a start), so that it does not fall on the figures;
-        the service's health then (a note if it did not settle)."""
+        """Wait until the index is checkpointed as it is, no merge runs and no change is
+        pending (the background work that follows indexing or a start), so that it does not
+        fall on the figures; the service's health then (a note if it did not settle)."""
         deadline = time.monotonic() + timeout
         while True:
             doc = self.index_service()
             checkpoint = doc.get("checkpoint") or {}
             written = checkpoint.get("written_at") or doc.get("loaded_from") == "checkpoint"
-            if written and not doc.get("pending_changes"):
+            quiet = not doc.get("merging") and checkpoint.get("current", True)
+            if written and quiet and not doc.get("pending_changes"):
                 return doc
             if time.monotonic() > deadline:
                 self.note(f"warning: the index did not settle in {timeout:.0f} s: {doc}")

@@ -64,8 +64,8 @@ from benchlib import (
 from axd.perf.stats import distribution
 from axd.shared.transport import DaemonUnreachable, ProtocolError
 
-TARGET_READY_S = 2.0  # on corpus B
-TARGET_RSS_MIB = 400.0
+TARGET_READY_S = 1.0  # on corpus B, from the checkpoint (a normal restart)
+TARGET_RSS_MIB = 300.0  # the index mapped from the checkpoint, after searches
 QUERY = {"a": "terminal size get", "b": "query set filter"}
 POLL_S = 0.005
 note = notifier("restart")
@@ -357,8 +357,20 @@ def main(argv: list[str] | None = None) -> int:
     db, ck = by_mode["database"], by_mode["checkpoint"]
     at_stop = [r["checkpoint_written_at_stop"] for r in rounds if r["mode"] == "checkpoint"]
     rss_max = max(
-        [rss_indexed, rss_restarted]
-        + [max(r["rss_bytes"] or 0, r["rss_ready_bytes"] or 0) for r in rounds],
+        [rss_restarted]
+        + [
+            max(r["rss_bytes"] or 0, r["rss_ready_bytes"] or 0)
+            for r in rounds
+            if r["mode"] == "checkpoint"
+        ],
+    )
+    rss_rebuild = max(
+        [rss_indexed]
+        + [
+            max(r["rss_bytes"] or 0, r["rss_ready_bytes"] or 0)
+            for r in rounds
+            if r["mode"] == "database"
+        ],
     )
     lines = [
         f"corpus {args.corpus.upper()}: {status['files']} files, "
@@ -465,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{k['other']['count']} processes {k['other']['rss_bytes'] / mib:.0f} MiB"
             for when, k in (("indexed", kids_indexed), ("at the end", kids_restarted))
         ),
+        f"daemon RSS on the rebuild path (indexed, or rebuilt from SQLite; no target): "
+        f"{rss_rebuild / mib:.0f} MiB",
         f"SQLite index: {db_bytes / 1e6:.1f} MB for {status['bytes'] / 1e6:.1f} MB of "
         f"source ({db_bytes / max(status['bytes'], 1):.2f}x); checkpoint (index.segments): "
         f"{ckpt_bytes / 1e6:.1f} MB",
@@ -473,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke:
         targets = [
             target(
-                "daemon RSS (max of indexed, each restart's first answer and searches, the end)",
+                "daemon RSS from the checkpoint (max of each restart's first answer and "
+                "searches, and the end)",
                 rss_max / mib,
                 "MiB",
                 TARGET_RSS_MIB,
@@ -483,13 +498,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.corpus == "b":
             targets[:0] = [
                 target(
-                    f"restart-to-ready p95, {MODES[mode]}",
-                    by_mode[mode]["ready_s"]["p95"],
+                    f"restart-to-ready p95, {MODES['checkpoint']}",
+                    by_mode["checkpoint"]["ready_s"]["p95"],
                     "s",
                     TARGET_READY_S,
                     digits=3,
                 )
-                for mode in MODES
             ]
         else:
             lines.append(f"restart-to-ready target (<= {TARGET_READY_S} s) is for corpus B")

@@ -120,4 +120,5 @@ class Checkpointer:
             "age_s": round(time.time() - self.written_at, 1) if self.written_at else None,
             "written_at": self.written_at,
             "error": self.error,
+            "current": self._version == self.postings.version,  # nothing since the last one
         }

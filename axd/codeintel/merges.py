@@ -60,7 +60,8 @@ class Merger:
         self._everything = False  # asked for one segment (after a full index)
         self.merges = 0
         self.merged_postings = 0
-        self.on_merged: Callable[[], None] = lambda: None  # called on the merge thread
+        # Called on the merge thread after each merge, with whether it was a force-merge.
+        self.on_merged: Callable[[bool], None] = lambda everything: None
 
     def soon(self) -> None:
         """Look for merges after this change (from any thread; returns at once)."""
@@ -98,8 +99,8 @@ class Merger:
         while True:
             with self.postings.lock:
                 segments, dead = list(self.postings.segments), self.postings.dead_postings
-            if self._everything:
-                self._everything = False
+            forced, self._everything = self._everything, False
+            if forced:
                 run = segments if len(segments) > 1 or (segments and dead) else None
             else:
                 run = plan(segments, dead)
@@ -108,7 +109,7 @@ class Merger:
             began = time.perf_counter()
             merged, dropped = self.postings.merged(run)
             if self.postings.replace(run, merged, dropped):
-                self.on_merged()
+                self.on_merged(forced)
                 self.merges += 1
                 self.merged_postings += sum(len(s) for s in run)
                 log.debug(
@@ -120,6 +121,12 @@ class Merger:
                         "ms": round((time.perf_counter() - began) * 1000, 1),
                     },
                 )
+
+    @property
+    def running(self) -> bool:
+        """Whether a merge runs or is due."""
+        with self._lock:
+            return self._running
 
     def wait(self) -> None:
         """Until no merge runs or is due (tests, and a stop before the last checkpoint)."""

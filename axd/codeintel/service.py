@@ -20,7 +20,7 @@ from axd.codeintel import extract, search, tokens
 from axd.codeintel import query as query_mod
 from axd.codeintel.cache import QueryCache
 from axd.codeintel.changes import ChangeFollower
-from axd.codeintel.checkpoints import Checkpointer
+from axd.codeintel.checkpoints import CHECKPOINT_DELAY_S, Checkpointer
 from axd.codeintel.indexer import Indexer
 from axd.codeintel.merges import Merger
 from axd.codeintel.postings import Postings, Ranking
@@ -88,7 +88,7 @@ class CodeIntel:
     def _watch(self, ws: Workspace) -> None:
         self.follower.watch(ws)
         self.merger.optimize()  # a full index just finished: one segment for queries
-        self.checkpoints.soon(0)  # and write it down now
+        self.checkpoints.soon(0)  # and write it down now (again once merged)
         self.workers.spawn(asyncio.to_thread(memory.trim))  # its garbage back to the OS
 
     def _register_gauges(self, telemetry: Telemetry) -> None:
@@ -124,8 +124,11 @@ class CodeIntel:
     async def _start(self) -> None:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        # A merge changes the postings like a batch does: the checkpoint follows, once quiet.
-        self.merger.on_merged = lambda: loop.call_soon_threadsafe(self.checkpoints.soon)
+        # A merge changes the postings like a batch does: the checkpoint follows, once quiet,
+        # or at once after the force-merge that ends a full index.
+        self.merger.on_merged = lambda forced: loop.call_soon_threadsafe(
+            self.checkpoints.soon, 0 if forced else CHECKPOINT_DELAY_S
+        )
         self.store = await self.workers.write(Store, self.db_path)
         if self.store.reset_reason:
             log.warning("the index is rebuilt", extra={"reason": self.store.reset_reason})
@@ -136,6 +139,7 @@ class CodeIntel:
         else:
             log.info("rebuilding the in-memory index from the database", extra={"reason": why})
             rows = await self.workers.write(self._load_postings)
+            await asyncio.to_thread(memory.trim)  # the rows read to build it are garbage
             self.loaded_from = "database"
         self.merger.soon()
         self.load_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -195,6 +199,7 @@ class CodeIntel:
             "load_ms": self.load_ms,
             "loaded_from": self.loaded_from,
             "checkpoint": self.checkpoints.health(),
+            "merging": self.merger.running,
             "pending_changes": sum(len(w.pending) for w in self.workspaces.values()),
         }
 
