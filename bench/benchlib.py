@@ -434,6 +434,12 @@ def venv_tools() -> tuple[str, str]:
     return python, axctl
 
 
+# The code-search benchmarks measure the index and search without plugins: the four
+# built-in plugins rescan a workspace after every full index (on corpus B, up to a core for
+# a minute or two), which would fall on whatever is measured then.
+SEARCH_ONLY = "[plugins]\nenabled = false\n"
+
+
 class Daemon:
     """A private axd in a `PrivateHome` (own socket, state dir and config dir under
     /tmp/axdb-*, 0700, an environment without the caller's AXD_* settings). It starts and

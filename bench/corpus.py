@@ -38,7 +38,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from benchlib import OUT, BenchError, Daemon, guarded, notifier, rg_path, rg_version, run_checked
+from benchlib import (
+    OUT,
+    SEARCH_ONLY,
+    BenchError,
+    Daemon,
+    guarded,
+    notifier,
+    rg_path,
+    rg_version,
+    run_checked,
+)
 
 note = notifier("corpus")
 
@@ -341,9 +351,10 @@ def indexed(
     corpus listing (bench/out/index-cache/) and only catches up with what changed on disk;
     otherwise, or when there is no valid snapshot, it indexes from scratch and leaves a
     snapshot for the next run. Yields the daemon and facts about how it got its index.
+    Plugins are off (`benchlib.SEARCH_ONLY`) unless `config` says otherwise.
     """
     manifest = ensure(name)
-    with Daemon(note, config=config) as daemon:
+    with Daemon(note, config=SEARCH_ONLY if config is None else config) as daemon:
         seeded = use_cache and _seed_from_cache(daemon, name, manifest)
         daemon.start()
         how = "from the index cache, then caught up" if seeded else "from scratch"

@@ -31,6 +31,7 @@ import benchlib
 import corpus
 from benchlib import (
     RG_MISSING,
+    SEARCH_ONLY,
     BenchError,
     Daemon,
     cpu_seconds,
@@ -65,6 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="index builds, each by a fresh daemon (default: 3 on A, 1 on B)",
     )
     parser.add_argument("--rg-warm", type=int, default=5, help="warm rg runs per round")
+    parser.add_argument(
+        "--plugins",
+        action="store_true",
+        help="keep the built-in plugins on (they rescan the workspace as it is indexed)",
+    )
     args = benchlib.parse(parser, argv, smoke={"corpus": "a", "runs": 1, "rg_warm": 2})
     if args.runs is None:
         args.runs = 3 if args.corpus == "a" else 1
@@ -73,8 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def one_build(root: str, name: str, manifest: dict[str, Any], save_cache: bool) -> dict[str, Any]:
-    with Daemon(note) as daemon:
+def one_build(
+    root: str, name: str, manifest: dict[str, Any], save_cache: bool, plugins: bool
+) -> dict[str, Any]:
+    with Daemon(note, config=None if plugins else SEARCH_ONLY) as daemon:
         daemon.start()
         cold = drop_caches()
         cpu_before = cpu_seconds(daemon.pid or 0)
@@ -164,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             for step in steps:
                 if step == "index":
                     note(f"round {r + 1}/{args.runs}: indexing {root} with a fresh daemon")
-                    build = one_build(root, args.corpus, manifest, save_cache=(r == 0))
+                    build = one_build(root, args.corpus, manifest, (r == 0), args.plugins)
                     note(
                         f"  {build['wall_ms'] / 1000:.1f} s, {build['mb_s']:.2f} MB/s, "
                         f"{build['files_s']:.0f} files/s"
@@ -214,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{manifest['bytes'] / 1e6:.1f} MB on disk; indexed {best['files']} files, "
         f"{best['bytes'] / 1e6:.1f} MB ({best['chunks']} chunks, {best['symbols']} symbols)",
         f"runs: {args.runs} index builds (fresh daemon each, page cache dropped: "
-        f"{builds[0]['page_cache_dropped']}), rg interleaved",
+        f"{builds[0]['page_cache_dropped']}, plugins {'on' if args.plugins else 'off'}), "
+        "rg interleaved",
         figure(
             "index build wall time p50",
             statistics.median(wall),
@@ -292,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": args.corpus,
         "manifest": {k: v for k, v in manifest.items() if k != "npm_installed"},
         "runs": args.runs,
+        "plugins": args.plugins,
         "builds": builds,
         "mb_s": distribution(mb_s),
         "files_s": distribution(files_s),

@@ -76,7 +76,7 @@ class Indexer:
         config: LiveConfig,
         workers: Workers,
         telemetry: Telemetry | None,
-        after_reconcile: Callable[[Workspace], None],
+        after_reconcile: Callable[[Workspace, dict[str, Any]], None],
         after_apply: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
@@ -128,7 +128,7 @@ class Indexer:
                 took_ms=ws.last_index_ms,
                 **summary,
             )
-            self.after_reconcile(ws)
+            self.after_reconcile(ws, summary)
 
     async def index(
         self,

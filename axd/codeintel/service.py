@@ -85,11 +85,15 @@ class CodeIntel:
         if telemetry is not None:
             self._register_gauges(telemetry)
 
-    def _watch(self, ws: Workspace) -> None:
+    def _watch(self, ws: Workspace, summary: dict[str, Any]) -> None:
+        """A walk is done: follow the workspace's changes, write the index down now. After
+        a large index (not a catch-up of a few files), fold the segments into one for the
+        queries (checkpointed again once merged) and give its garbage back to the OS."""
         self.follower.watch(ws)
-        self.merger.optimize()  # a full index just finished: one segment for queries
-        self.checkpoints.soon(0)  # and write it down now (again once merged)
-        self.workers.spawn(asyncio.to_thread(memory.trim))  # its garbage back to the OS
+        self.checkpoints.soon(0)
+        if summary.get("parsed", 0) > self.config.integer("codeintel.text_first_files"):
+            self.merger.optimize()
+            self.workers.spawn(asyncio.to_thread(memory.trim))
 
     def _register_gauges(self, telemetry: Telemetry) -> None:
         telemetry.gauge(

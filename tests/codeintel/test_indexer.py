@@ -51,7 +51,7 @@ class Harness:
             self.config,
             self.workers,
             None,
-            after_reconcile=lambda ws: None,
+            after_reconcile=lambda ws, summary: None,
         )
         ws_id = self.store.add_workspace(str(root))
         self.ws = Workspace(ws_id, str(root), self.indexer.rules(str(root)))
