@@ -22,6 +22,7 @@ from axd.codeintel import segments
 from axd.codeintel.postings import Postings, Segment
 from axd.codeintel.store import Store
 from axd.codeintel.workers import Workers
+from axd.shared import memory
 
 log = logging.getLogger("axd.codeintel")
 
@@ -97,6 +98,25 @@ class Checkpointer:
                 return
             self.generation, self._version = stamp["generation"], version
             self.written_at, self.error = time.time(), None
+            await asyncio.to_thread(self._serve_from_files, segs)
+
+    def _serve_from_files(self, segs: list[Segment]) -> None:
+        """Swap the segments held in memory for views of the files just written: their
+        pages are then the page cache's, in the daemon's memory only while queries touch
+        them, as after a start from the checkpoint. A file that cannot be mapped back
+        leaves its segment in memory (it was written and checked a moment ago)."""
+        swapped = False
+        for seg in segs:
+            if seg.mapped or seg.file_name is None:
+                continue
+            try:
+                arrays = self.folder.load_segment(seg.file_entry)
+            except (segments.SegmentError, OSError) as exc:
+                log.warning("a segment stays in memory", extra={"reason": str(exc)})
+                continue
+            swapped |= self.postings.serve_mapped(seg, Segment.from_arrays(arrays, seg.file_entry))
+        if swapped:
+            memory.trim()
 
     def _snapshot(self) -> tuple[list[Segment], Any, int, dict[str, int], int] | None:
         if self.postings.version == self._version:

@@ -59,6 +59,7 @@ class Segment:
         self.min_len = np.zeros((0, N_FIELDS), dtype=np.float32)
         self.file_name: str | None = None  # its segment file, once checkpointed
         self.file_entry: dict[str, object] = {}
+        self.mapped = False  # its arrays are in memory (False) or views of its file (True)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], entry: dict[str, object]) -> Segment:
@@ -68,6 +69,7 @@ class Segment:
         seg.docs, seg.packed = arrays["docs"], arrays["packed"]
         seg.max_tf, seg.min_len = arrays["max_tf"], arrays["min_len"]
         seg.file_name, seg.file_entry = str(entry["file"]), entry
+        seg.mapped = True
         return seg
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -297,6 +299,17 @@ class Postings:
             self.dead_postings = 0 if everything else max(0, self.dead_postings - dropped)
             self.version += 1
             return True
+
+    def serve_mapped(self, memory: Segment, mapped: Segment) -> bool:
+        """Serve `mapped` (the same postings, read from the file a checkpoint wrote) in
+        place of `memory`, if it is still served: not a change of the index (the version
+        stays), only of where its pages live."""
+        with self.lock:
+            for i, seg in enumerate(self.segments):
+                if seg is memory:
+                    self.segments[i] = mapped
+                    return True
+            return False
 
     def compact(self) -> None:
         """Merge everything into one segment, now (tests; merges.py does it gradually)."""

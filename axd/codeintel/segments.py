@@ -149,7 +149,6 @@ class SegmentDir:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.maps: list[mmap.mmap] = []  # kept open while arrays point into them
 
     def manifest(self) -> dict[str, Any] | None:
         try:
@@ -164,17 +163,17 @@ class SegmentDir:
         return doc
 
     def load_segment(self, entry: dict[str, Any]) -> dict[str, np.ndarray]:
-        arrays, mapped = map_arrays(
+        # The arrays keep their mapping alive (numpy holds the buffer): it goes, and a
+        # file deleted since frees its disk space, when the last array of it goes.
+        arrays, _mapped = map_arrays(
             os.path.join(self.path, entry["file"]), entry["crc"], SEGMENT_COLUMNS
         )
-        self.maps.append(mapped)
         return arrays
 
     def load_chunks(self, entry: dict[str, Any]) -> dict[str, np.ndarray]:
-        arrays, mapped = map_arrays(
+        arrays, _mapped = map_arrays(
             os.path.join(self.path, entry["file"]), entry["crc"], CHUNK_COLUMNS
         )
-        self.maps.append(mapped)
         return arrays
 
     def write_segment(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

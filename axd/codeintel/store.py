@@ -92,9 +92,6 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=OFF")
-        # The name and file indexes of a large workspace do not fit SQLite's default 2 MB
-        # page cache; a batch of inserts then rereads index pages it just wrote.
-        conn.execute("PRAGMA cache_size=-32768")
         return conn
 
     @property
@@ -248,6 +245,10 @@ class Store:
         """Replace the chunks of `results` and drop `deleted`, in one transaction."""
         applied = Applied(workspace_id)
         conn = self.conn
+        # The writer's connection only: the name and file indexes of a large workspace do
+        # not fit SQLite's default 2 MB page cache, and a batch of inserts then rereads the
+        # index pages it just wrote. (Readers keep the default: each has its own cache.)
+        conn.execute("PRAGMA cache_size=-32768")
         now = time.time()
         with _transaction(conn):
             _bump_generation(conn)

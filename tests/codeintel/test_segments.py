@@ -230,3 +230,24 @@ def test_a_checkpoint_of_another_database_state_is_refused(tmp_path):
     assert segments.open_checkpoint(folder, dict(stamp))  # the same database: served
     with pytest.raises(segments.SegmentError, match="changed without its generation"):
         segments.open_checkpoint(folder, {**stamp, "last_chunk": 13, "chunks": 13})
+
+
+async def test_after_a_checkpoint_the_postings_are_served_from_its_files(tmp_path):
+    """What a checkpoint wrote is then read from the file (a mapping, in the page cache)
+    rather than kept twice: the same answers, segments that are views of files, the same
+    version (nothing changed for the checkpoint that follows)."""
+    postings = Postings()
+    postings.add(docs(300))
+    postings.add(docs(200, first=301))
+    before = scores(postings)
+    store = _Store()
+    store.gen = 1
+    checkpoints = Checkpointer(str(tmp_path / "seg"), postings, lambda: store, _Workers())
+    version = postings.version
+    await checkpoints.now()
+    assert checkpoints.error is None
+    assert all(s.mapped and not s.docs.flags.writeable for s in postings.segments)
+    assert postings.version == version and checkpoints.health()["current"]
+    assert scores(postings) == before
+    postings.compact()  # a merge reads the mapped segments into a new one in memory
+    assert not postings.segments[0].mapped and scores(postings) == before
