@@ -96,9 +96,9 @@ class Checkpointer:
                     extra={"error": self.error, "folder": self.folder.path},
                 )
                 return
+            await asyncio.to_thread(self._serve_from_files, segs)
             self.generation, self._version = stamp["generation"], version
             self.written_at, self.error = time.time(), None
-            await asyncio.to_thread(self._serve_from_files, segs)
 
     def _serve_from_files(self, segs: list[Segment]) -> None:
         """Swap the segments held in memory for views of the files just written: their
