@@ -304,14 +304,31 @@ def _module_chunk(
     )
 
 
-def text_chunks(
-    relpath: str, source: bytes, newlines: np.ndarray | None = None, provisional: bool = False
-) -> list[Chunk]:
+def whole_file(relpath: str, source: bytes, newlines: np.ndarray) -> list[Chunk]:
+    """Code searchable as text until it is parsed: the whole file as one text chunk (the
+    cheapest unit to write and to replace, a file is what a result then points to)."""
+    if not _NOT_SPACE.search(source):
+        return []
+    lines = len(newlines) + (0 if source.endswith(b"\n") else 1)
+    name = os.path.basename(relpath)
+    return [
+        Chunk(
+            symbol=name,
+            qualname=f"{name}:{name}",
+            kind="text",
+            start_line=1,
+            end_line=max(lines, 1),
+            pieces=[(0, len(source))],
+            source=source,
+        )
+    ]
+
+
+def text_chunks(relpath: str, source: bytes, newlines: np.ndarray | None = None) -> list[Chunk]:
     """Blocks of at most TEXT_CHUNK_LINES lines, cut at blank lines; markdown headings name
     the chunks that follow them. Lines come from the newline offsets (`newlines`, when the
     caller has them) and headings from one regex pass; a block looks at its own lines only
-    to find where to cut, so there is no Python step per line. `provisional` chunks (code
-    searchable as text until it is parsed) are plain blocks named after the file."""
+    to find where to cut, so there is no Python step per line."""
     if newlines is None:
         newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == 10)
     line_starts = [0, *(newlines + 1).tolist()]
@@ -320,10 +337,9 @@ def text_chunks(
     if count > 1 and line_starts[-1] == len(source):  # a final newline ends the last line
         count -= 1
     heading_at: dict[int, str] = {}
-    if not provisional:
-        for match in _HEADING.finditer(b"\n" + source):
-            line = bisect.bisect_right(line_starts, match.start()) - 1
-            heading_at.setdefault(line, match.group(1).decode("utf-8", errors="replace"))
+    for match in _HEADING.finditer(b"\n" + source):
+        line = bisect.bisect_right(line_starts, match.start()) - 1
+        heading_at.setdefault(line, match.group(1).decode("utf-8", errors="replace"))
     titled = sorted(heading_at)
     blank = _blank_line(source, line_starts, line_ends)
     name = os.path.basename(relpath)
@@ -332,7 +348,7 @@ def text_chunks(
     start = 0
     while start < count:
         end = min(start + TEXT_CHUNK_LINES, count)
-        if end < count and not provisional:  # cut after the last blank line of its 2nd half
+        if end < count:  # cut after the last blank line of the block's second half
             cut = next(
                 (j for j in range(end - 1, start + TEXT_CHUNK_LINES // 2, -1) if blank(j)), None
             )

@@ -148,7 +148,7 @@ def _read(
         return FileData(relpath, st.st_size, st.st_mtime_ns, digest, lang, "binary"), b"", []
     newlines = np.flatnonzero(np.frombuffer(source, dtype=np.uint8) == 10)
     if has_grammar and not definitions:
-        chunks, status = chunker.text_chunks(relpath, source, newlines, provisional=True), "pending"
+        chunks, status = chunker.whole_file(relpath, source, newlines), "pending"
     elif not has_grammar:
         chunks, status = chunker.text_chunks(relpath, source, newlines), "ok"
     else:
