@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 BATCH_FILES = 48
 SMALL_BATCH = 8  # at most this many files: parse on the writer thread, skip the pool
+READ_AHEAD = 40  # batches whose files the kernel is asked to read before they are needed
 
 
 @dataclass
@@ -181,34 +182,48 @@ class Indexer:
         summary: dict[str, Any],
     ) -> None:
         """Extract `paths` in the worker processes (`definitions` or not, by the stage) and
-        apply the batches in order, publishing progress as it goes."""
+        apply each batch as it comes back, publishing progress as it goes. The workers are
+        given their next batches before a finished one is applied, and a slow batch holds
+        up nothing else (batches are applied in the order they finish: chunk ids need no
+        other order)."""
         stages[stage.name] = stage
         max_size = self.config.integer("codeintel.max_file_size")
         definitions = stage.name != "text"
         loop = asyncio.get_running_loop()
         small = len(paths) <= SMALL_BATCH
         executor: Executor = self.workers.writer if small else self.workers.parse_pool()
-        window = max(2, self.workers.parsers() * 2)  # batches in flight
+        window = max(2, self.workers.parsers() * 3)  # batches in flight
         queue = [paths[i : i + BATCH_FILES] for i in range(0, len(paths), BATCH_FILES)]
         queue.reverse()
-        inflight: list[asyncio.Future[list[extract.FileData]]] = []
-        last_progress = 0.0
-        while queue or inflight:
-            while queue and len(inflight) < window:
+        pending: set[asyncio.Future[list[extract.FileData]]] = set()
+        # The disk reads ahead of the workers, READ_AHEAD batches (~2,000 files) ahead.
+        ahead = [p for batch in queue[-READ_AHEAD:] for p in batch]
+        loop.run_in_executor(None, extract.prefetch, ws.root, ahead)
+
+        def refill() -> None:
+            while queue and len(pending) < window:
                 batch = queue.pop()
-                if len(queue) >= window:  # the disk reads the batches after these meanwhile
-                    loop.run_in_executor(None, extract.prefetch, ws.root, queue[-window])
-                inflight.append(
+                if len(queue) >= READ_AHEAD:
+                    loop.run_in_executor(None, extract.prefetch, ws.root, queue[-READ_AHEAD])
+                pending.add(
                     loop.run_in_executor(
                         executor, extract.extract_files, ws.root, batch, max_size, definitions
                     )
                 )
-            results = await inflight.pop(0)
-            await self._apply(ws, results, [], summary, count=stage.name != "definitions")
-            stage.done += len(results)
-            stage.bytes += sum(d.size for d in results)
+
+        last_progress = 0.0
+        refill()
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
+            refill()
+            for future in done:
+                results = future.result()
+                await self._apply(ws, results, [], summary, count=stage.name != "definitions")
+                stage.done += len(results)
+                stage.bytes += sum(d.size for d in results)
             now = time.monotonic()
-            if not (queue or inflight):
+            if not (queue or pending):
                 stage.finished = now
             if now - last_progress > 0.25 or stage.finished:
                 last_progress = now
