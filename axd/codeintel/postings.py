@@ -18,6 +18,7 @@ N, df and avglen are those of the queried workspace.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 
@@ -60,6 +61,7 @@ class Segment:
         self.file_name: str | None = None  # its segment file, once checkpointed
         self.file_entry: dict[str, object] = {}
         self.mapped = False  # its arrays are in memory (False) or views of its file (True)
+        self.uid = next(_UIDS)  # the same for its mapped twin (`Postings.serve_mapped`)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], entry: dict[str, object]) -> Segment:
@@ -70,6 +72,7 @@ class Segment:
         seg.max_tf, seg.min_len = arrays["max_tf"], arrays["min_len"]
         seg.file_name, seg.file_entry = str(entry["file"]), entry
         seg.mapped = True
+        seg.uid = next(_UIDS)
         return seg
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -123,6 +126,7 @@ def _highest_doc(segment: Segment) -> int:
 
 
 _EMPTY_DOCS = np.zeros(0, dtype=np.int32)
+_UIDS = itertools.count(1)
 _EMPTY_PACKED = np.zeros(0, dtype=np.uint16)
 
 
@@ -290,8 +294,11 @@ class Postings:
         """Put `merged` where `run` stands, if it still does (a restore may have replaced
         everything meanwhile)."""
         with self.lock:
-            at = next((i for i, s in enumerate(self.segments) if s is run[0]), None)
-            if at is None or self.segments[at : at + len(run)] != run:
+            # By uid, not identity: a checkpoint may have swapped a segment of `run` for
+            # its mapped twin meanwhile, which is the same postings.
+            uids = [s.uid for s in self.segments]
+            at = next((i for i, u in enumerate(uids) if u == run[0].uid), None)
+            if at is None or uids[at : at + len(run)] != [s.uid for s in run]:
                 return False
             everything = len(run) == len(self.segments)
             self.segments[at : at + len(run)] = [merged] if len(merged) else []
@@ -307,6 +314,7 @@ class Postings:
         with self.lock:
             for i, seg in enumerate(self.segments):
                 if seg is memory:
+                    mapped.uid = memory.uid
                     self.segments[i] = mapped
                     return True
             return False

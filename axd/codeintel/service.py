@@ -285,6 +285,7 @@ class CodeIntel:
                 "postings": self.postings.posting_count(),
                 "dead_postings": self.postings.dead_postings,
                 "segments": len(self.postings.segments),
+                "segments_mapped": sum(seg.mapped for seg in self.postings.segments),
                 "merges": self.merger.merges,
                 "memory_bytes": self.postings.memory_bytes(),
                 "load_ms": self.load_ms,

@@ -154,3 +154,23 @@ def test_searches_during_merges_always_see_every_chunk_once():
         merger.shutdown()
     assert problems == []
     assert len(postings.score(1, alpha, Ranking())[0]) == 3000
+
+
+def test_a_merge_still_lands_when_a_checkpoint_swapped_its_segments_for_files(tmp_path):
+    """A checkpoint may serve a segment from its file while a merge of it is computed: the
+    merge must replace the twin (it holds the same postings), not be thrown away."""
+    from axd.codeintel import segments
+
+    postings = Postings()
+    for start in range(1, 41, 10):
+        postings.add([row(i, 1, (["alpha"], [], [], [], [], [])) for i in range(start, start + 10)])
+    run = list(postings.segments)
+    merged, dropped = postings.merged(run)
+    snapshot, columns, dead = postings.snapshot()
+    folder = segments.SegmentDir(str(tmp_path))
+    segments.checkpoint(folder, snapshot, columns, {"generation": 1}, dead)
+    for seg in run:  # what Checkpointer._serve_from_files does
+        twin = Segment.from_arrays(folder.load_segment(seg.file_entry), seg.file_entry)
+        assert postings.serve_mapped(seg, twin)
+    assert postings.replace(run, merged, dropped)
+    assert len(postings.segments) == 1 and not postings.segments[0].mapped
