@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from axd.codeintel import query, search
 from axd.codeintel.extract import extract_files
@@ -543,3 +545,15 @@ def test_references_of_a_name_without_searchable_words(index):
 )
 def test_path_matches(path, glob, matches):
     assert search.path_matches(path, glob) is matches
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(alphabet="abcxyz _\t", max_size=30), min_size=1, max_size=12),
+    st.sets(st.text(alphabet="abcxyz", min_size=1, max_size=3), max_size=4),
+)
+def test_the_snippet_line_is_the_first_holding_the_most_query_terms(lines, terms):
+    """The fast scan (find per term, counting newlines) against the plain definition."""
+    counts = [sum(1 for t in terms if t in line.lower()) for line in lines]
+    best = max(range(len(lines)), key=lambda i: (counts[i], -i)) if any(counts) else 0
+    assert search._best_line(lines, terms) == best
