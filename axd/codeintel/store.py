@@ -372,15 +372,7 @@ class Store:
         )
         names = (
             "id",
-            "path",
-            "start_line",
-            "end_line",
-            "symbol",
-            "qualname",
-            "kind",
-            "lang",
-            "signature",
-            "doc",
+            *DEFINITION_COLUMNS,
             "workspace_id",
             "span_start",
             "span_end",
