@@ -243,7 +243,7 @@ class Session:
 
     def disconnect(self) -> None:
         """What a client that dies mid-session looks like to the daemon."""
-        self.reader.raw._sock.shutdown(socket.SHUT_RDWR)
+        self.reader.sock.shutdown(socket.SHUT_RDWR)
 
     def cmd(self, command, arg="", status=200):
         resp = self.home.client(30).request(
@@ -427,7 +427,7 @@ def test_dap_listens_on_loopback_until_the_session_ends(home, pd):
     assert config["request"] == "attach" and config["connect"]["host"] == "127.0.0.1"
     port = config["connect"]["port"]
     socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    reader.raw._sock.shutdown(socket.SHUT_RDWR)
+    reader.sock.shutdown(socket.SHUT_RDWR)
 
     def refused() -> bool:
         try:
