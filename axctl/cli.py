@@ -11,6 +11,7 @@ from axctl.commands import codeintel as codeintel_cmd
 from axctl.commands import config as config_cmd
 from axctl.commands import daemon as daemon_cmd
 from axctl.commands import events as events_cmd
+from axctl.commands import monitoring as monitoring_cmd
 from axctl.commands import perf as perf_cmd
 from axctl.commands import plugins as plugins_cmd
 from axctl.errors import CliError, Failure
@@ -101,6 +102,7 @@ for command in (
     daemon_cmd.stop,
     daemon_cmd.restart,
     events_cmd.events,
+    monitoring_cmd.alerts,
     config_cmd.config,
     codeintel_cmd.index,
     codeintel_cmd.workspace,

@@ -49,6 +49,15 @@ def duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+def number(value: float | None) -> str:
+    """A measured value for a table: `-` when there is none, else at most 3 decimals."""
+    if value is None:
+        return "-"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
 def clock(ts: float) -> str:
     """`HH:MM:SS.mmm` in local time, for event lines."""
     return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"

@@ -29,7 +29,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 @web.middleware
 async def request_telemetry(request: web.Request, handler: Handler) -> web.StreamResponse:
-    telemetry = request.app[SERVICES].telemetry
+    services = request.app[SERVICES]
+    telemetry = services.telemetry
     if telemetry is None:
         return await handler(request)
     info = request.match_info.route.resource
@@ -46,6 +47,8 @@ async def request_telemetry(request: web.Request, handler: Handler) -> web.Strea
         finally:
             if span is not None:
                 span.set_attribute("http.response.status_code", status)
+            if services.recorders is not None:
+                services.recorders.request((time.perf_counter() - started) * 1000, status)
             telemetry.http_duration.record(
                 (time.perf_counter() - started) * 1000,
                 {

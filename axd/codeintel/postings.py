@@ -350,6 +350,10 @@ class Postings:
 
     # ---- searching --------------------------------------------------------------------
 
+    def doc_total(self) -> int:
+        """Live chunks of every workspace."""
+        return sum(self._ws_docs.values())
+
     def doc_count(self, workspace: int) -> int:
         return self._ws_docs.get(workspace, 0)
 

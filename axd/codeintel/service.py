@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from axd import errors
@@ -81,6 +82,8 @@ class CodeIntel:
         self.loaded_from: str | None = None  # "checkpoint" or "database"
         self._ready = asyncio.Event()
         self._symbols: dict[int, tuple[int, search.FuzzyIndex]] = {}
+        # Told of every search: (took ms, cache hit). Monitoring keeps the last minute.
+        self.search_observers: list[Callable[[float, bool], None]] = []
         config.on_change(self._config_changed)
         if telemetry is not None:
             self._register_gauges(telemetry)
@@ -330,6 +333,8 @@ class CodeIntel:
             if span is not None:
                 span.set_attribute("cache", doc["cache"])
                 span.set_attribute("results", len(doc["results"]))
+        for observe in self.search_observers:
+            observe(doc["took_ms"], doc["cache"] == "hit")
         if self.telemetry is not None:
             self.telemetry.search_duration.record(doc["took_ms"], {"cache": doc["cache"]})
             self.telemetry.search_cache.add(1, {"result": doc["cache"]})

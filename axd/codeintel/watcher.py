@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 
 import watchfiles
@@ -48,6 +49,13 @@ class Watcher(Background):
         self._restart = asyncio.Event()
         self.running = False
         self.error: str | None = None
+        # When the loop last came round (a change, or the idle timeout): a watcher whose
+        # heartbeat grows old is stalled (monitoring alerts on it).
+        self.heartbeat = time.monotonic()
+        # A drill's stall: the loop holds its changes (delivered on resume, nothing lost)
+        # and skips its heartbeat.
+        self.stalled = False
+        self._held: set[str] = set()
 
     def add_dirs(self, dirs: list[str]) -> None:
         """Watch new folders too (the watcher restarts with the bigger set)."""
@@ -86,7 +94,11 @@ class Watcher(Background):
                     rust_timeout=IDLE_TIMEOUT_MS,
                     yield_on_timeout=True,
                 ):
-                    if not changes and not just_started:
+                    if self.stalled:
+                        self._held |= {p for _, p in changes}
+                        continue
+                    self.heartbeat = time.monotonic()
+                    if not changes and not just_started and not self._held:
                         continue
                     self.seq += 1
                     changed: set[str] = set()
@@ -96,7 +108,8 @@ class Watcher(Background):
                         changed |= self._unsynced
                         self._unsynced.clear()
                         cookies |= self._existing_cookies()
-                    for _change, full in changes:
+                    held, self._held = self._held, set()
+                    for full in {p for _, p in changes} | held:
                         rel = os.path.relpath(full, self.root).replace(os.sep, "/")
                         if rel.rsplit("/", 1)[-1].startswith(COOKIE_PREFIX):
                             cookies.add(rel)

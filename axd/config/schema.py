@@ -438,6 +438,67 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0.1,
         maximum=3600,
     ),
+    Option(
+        "monitoring.interval",
+        "1s",
+        "duration",
+        "How often the golden signals are sampled (the dashboard's and the alerts' clock).",
+        minimum=0.05,
+        maximum=60,
+    ),
+    Option("alerts.enabled", True, "bool", "Evaluate the alert rules."),
+    Option(
+        "alerts.file",
+        "",
+        "str",
+        "The alert rules (TOML, [[rule]] tables; config/alerts.toml documents the "
+        "defaults); empty means $XDG_CONFIG_HOME/axd/alerts.toml, else the defaults.",
+    ),
+    Option(
+        "alerts.webhook",
+        "",
+        "str",
+        "A URL that gets each firing and resolved alert as a JSON POST (retried with "
+        "backoff, dropped after the retries); empty means none.",
+    ),
+    Option(
+        "alerts.webhook_timeout",
+        "5s",
+        "duration",
+        "How long one webhook POST may take.",
+        minimum=0.1,
+        maximum=60,
+    ),
+    Option(
+        "alerts.desktop",
+        True,
+        "bool",
+        "Show firing and resolved alerts as desktop notifications (notify-send, where it exists).",
+    ),
+    Option(
+        "dashboard.port",
+        0,
+        "int",
+        "The dashboard's port on 127.0.0.1 when `axctl dashboard` asks for none; 0 picks "
+        "a free one.",
+        minimum=0,
+        maximum=65535,
+    ),
+    Option(
+        "dashboard.idle_timeout",
+        "15m",
+        "duration",
+        "The dashboard listener closes after this long without a request or an open page.",
+        minimum=1,
+        maximum=86400,
+    ),
+    Option(
+        "dashboard.metrics_token_file",
+        "",
+        "str",
+        "A file holding the bearer token Prometheus sends to the dashboard's /metrics; "
+        "empty means <state dir>/metrics.token (created 0600 on first use).",
+    ),
 )
 
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}

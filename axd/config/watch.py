@@ -1,4 +1,4 @@
-"""Live config: edits to the config file (and the plugin budgets file) apply on save.
+"""Live config: edits to the config file (and the budgets and alerts files) apply on save.
 
 The folders are watched rather than the files, so a file created later, or replaced by an
 editor's write-and-rename, is still seen. An invalid file changes nothing (the reload
@@ -27,21 +27,22 @@ class ConfigWatcher(Background):
     def __init__(
         self,
         live: LiveConfig,
-        budgets_file: Callable[[], str | None],
-        on_budgets: Callable[[], Awaitable[object]],
+        watched: list[tuple[str, Callable[[], str | None], Callable[[], Awaitable[object]]]],
     ) -> None:
+        """`watched`: (name, where the file is now, what to do when it changes) of each
+        file besides the config itself (the budgets file, the alerts file)."""
         self.live = live
-        self.budgets_file = budgets_file
-        self.on_budgets = on_budgets
+        self.watched = watched
         super().__init__()
 
     def _files(self) -> dict[str, str]:
         files = {}
         if self.live.user_file:
             files[os.path.realpath(self.live.user_file)] = "config"
-        budgets = self.budgets_file()
-        if budgets:
-            files[os.path.realpath(budgets)] = "budgets"
+        for name, where, _ in self.watched:
+            path = where()
+            if path:
+                files[os.path.realpath(path)] = name
         return files
 
     async def _run(self) -> None:
@@ -64,10 +65,12 @@ class ConfigWatcher(Background):
                     if "config" in touched:
                         with contextlib.suppress(ConfigError):
                             self.live.reload("file changed")
-                    if "budgets" in touched or self._files() != files:
-                        await self.on_budgets()
-                    if self._files() != files:
-                        break  # the budgets file moved: watch the new folder
+                    moved = self._files() != files
+                    for name, _, changed in self.watched:
+                        if name in touched or moved:
+                            await changed()
+                    if moved:
+                        break  # a file moved (its config key changed): watch the new folder
             except Exception as exc:
                 log.warning("not watching the config file", extra={"error": str(exc)})
                 return

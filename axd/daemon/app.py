@@ -14,6 +14,7 @@ from axd.api import config as config_api
 from axd.api import events as events_api
 from axd.api import lifecycle as lifecycle_api
 from axd.api import metrics as metrics_api
+from axd.api import monitoring as monitoring_api
 from axd.api import openapi as openapi_api
 from axd.api import perf as perf_api
 from axd.api import plugins as plugins_api
@@ -36,6 +37,7 @@ ROUTE_TABLES = (
     codeintel_api.routes,
     plugins_api.routes,
     metrics_api.routes,
+    monitoring_api.routes,
     perf_api.routes,
 )
 
@@ -60,6 +62,7 @@ def build_app(services: Services, with_services: bool = True) -> web.Application
     app.on_cleanup.append(_flush_telemetry)
     app.cleanup_ctx.append(_loop_lag)
     if with_services:
+        app.cleanup_ctx.append(_monitoring)
         app.cleanup_ctx.append(_codeintel)
         app.cleanup_ctx.append(_plugins)
     _wire_config(services)
@@ -95,6 +98,22 @@ async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
     await monitor.stop()
 
 
+async def _monitoring(app: web.Application) -> AsyncIterator[None]:
+    """The sampler and the alert engine: started first (they read the other services as
+    those come up) and stopped last."""
+    from axd.monitoring.recorders import Recorders
+    from axd.monitoring.service import Monitoring
+
+    services = app[SERVICES]
+    services.recorders = services.recorders or Recorders()
+    monitoring = Monitoring(services, services.recorders)
+    services.monitoring = monitoring
+    services.components["alerts"] = monitoring.health
+    monitoring.start()
+    yield
+    await monitoring.stop()
+
+
 async def _codeintel(app: web.Application) -> AsyncIterator[None]:
     """The index loads in the background: the socket serves (and status answers) at once,
     searches wait for the load."""
@@ -102,6 +121,8 @@ async def _codeintel(app: web.Application) -> AsyncIterator[None]:
 
     services = app[SERVICES]
     ci = CodeIntel(services.info.state_dir, services.config, services.bus, services.telemetry)
+    if services.recorders is not None:
+        ci.search_observers.append(services.recorders.search)
     services.codeintel = ci
     services.components["codeintel"] = ci.health
     loading = asyncio.get_running_loop().create_task(ci.start(), name="codeintel-start")
@@ -133,7 +154,12 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
     if services.config.flag("daemon.watch_config"):
         from axd.config.watch import ConfigWatcher
 
-        watcher = ConfigWatcher(services.config, sup.budgets_file, sup.apply_budgets)
+        watched = [("budgets", sup.budgets_file, sup.apply_budgets)]
+        if services.monitoring is not None:
+            watched.append(
+                ("alerts", services.monitoring.rules_file, services.monitoring.reload_rules)
+            )
+        watcher = ConfigWatcher(services.config, watched)
         watcher.start()
     yield
     if watcher is not None:

@@ -17,6 +17,8 @@ from axd.events import EventBus
 
 if TYPE_CHECKING:
     from axd.codeintel.service import CodeIntel
+    from axd.monitoring.recorders import Recorders
+    from axd.monitoring.service import Monitoring
     from axd.plugins.supervisor import Supervisor
     from axd.telemetry import Telemetry
 
@@ -45,6 +47,8 @@ class Services:
     codeintel: CodeIntel | None = None
     plugins: Supervisor | None = None
     telemetry: Telemetry | None = None
+    recorders: Recorders | None = None
+    monitoring: Monitoring | None = None
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {name: probe() for name, probe in self.components.items()}

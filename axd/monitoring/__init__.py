@@ -1,0 +1,1 @@
+"""The daemon watching itself: recent observations and the sampled golden signals."""
