@@ -103,6 +103,7 @@ for command in (
     daemon_cmd.restart,
     events_cmd.events,
     monitoring_cmd.alerts,
+    monitoring_cmd.dashboard,
     config_cmd.config,
     codeintel_cmd.index,
     codeintel_cmd.workspace,

@@ -44,6 +44,7 @@ def _private_home() -> Iterator[Home]:
         XDG_RUNTIME_DIR=str(h.root),
         PYTHONUNBUFFERED="1",
         AXD_PLUGINS_ENABLED="false",  # plugin tests turn them on
+        AXD_ALERTS_DESKTOP="false",  # a test run must not pop up notifications
     )
     yield h
     launcher.stop_leftover(h.lock_file)  # a test that ran `axctl start` must not leak its daemon

@@ -1,4 +1,4 @@
-"""`axctl alerts`: the alerts pending, firing or resolved, and the rules behind them."""
+"""`axctl alerts` (alerts pending, firing or resolved, and their rules) and `axctl dashboard`."""
 
 from __future__ import annotations
 
@@ -95,3 +95,42 @@ def _condition(rule: dict[str, Any]) -> str:
         window = output.duration(rule["within_s"])
         return f"{rule['event']} {rule['op']} {rule['count']} in {window}{by}"
     return f"no {rule['absent']} for {output.duration(rule['for_s'])}"
+
+
+@click.command()
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=None, help="Listen on this port (0: any)."
+)
+@click.option("--no-open", is_flag=True, help="Print the URL only; do not start a browser.")
+@click.option("--stop", "stop_", is_flag=True, help="Close the dashboard listener.")
+@json_option
+@pass_session
+def dashboard(
+    session: Session, port: int | None, no_open: bool, stop_: bool, as_json: bool
+) -> None:
+    """Open the live dashboard in a browser (loopback only, a one-time login link).
+
+    \b
+    The daemon listens on 127.0.0.1 (a free port unless --port or `dashboard.port`) until
+    the page has been closed for `dashboard.idle_timeout` (15 min) or `--stop`. The link
+    works once and for five minutes; the page then holds a session cookie.
+    """
+    if stop_:
+        doc = session.call("POST", "/v1/dashboard/stop")
+        if as_json:
+            output.emit_json(doc)
+        else:
+            closed = f"dashboard on port {doc['port']} closed"
+            click.echo(closed if doc["closed"] else "no dashboard was open")
+        return
+    doc = session.call("POST", "/v1/dashboard", {} if port is None else {"port": port})
+    if as_json:
+        output.emit_json(doc)
+    else:
+        click.echo(doc["login_url"])
+        click.echo(f"(works once, for five minutes; then {doc['url']} with its cookie)", err=True)
+    if not no_open and not as_json:
+        import webbrowser
+
+        if not webbrowser.open(doc["login_url"]):
+            click.echo("axctl: no browser found; open the link above", err=True)

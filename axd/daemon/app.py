@@ -11,6 +11,7 @@ from aiohttp import web
 from axd import API_VERSION, __version__
 from axd.api import codeintel as codeintel_api
 from axd.api import config as config_api
+from axd.api import dashboard as dashboard_api
 from axd.api import events as events_api
 from axd.api import lifecycle as lifecycle_api
 from axd.api import metrics as metrics_api
@@ -38,6 +39,7 @@ ROUTE_TABLES = (
     plugins_api.routes,
     metrics_api.routes,
     monitoring_api.routes,
+    dashboard_api.routes,
     perf_api.routes,
 )
 
@@ -110,7 +112,12 @@ async def _monitoring(app: web.Application) -> AsyncIterator[None]:
     services.monitoring = monitoring
     services.components["alerts"] = monitoring.health
     monitoring.start()
+    from axd.dashboard.server import Dashboard
+
+    services.dashboard = Dashboard(services)
+    services.components["dashboard"] = lambda: {"health": "ok", **services.dashboard.describe()}
     yield
+    await services.dashboard.close("daemon stopping")
     await monitoring.stop()
 
 

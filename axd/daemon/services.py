@@ -17,6 +17,7 @@ from axd.events import EventBus
 
 if TYPE_CHECKING:
     from axd.codeintel.service import CodeIntel
+    from axd.dashboard.server import Dashboard
     from axd.monitoring.recorders import Recorders
     from axd.monitoring.service import Monitoring
     from axd.plugins.supervisor import Supervisor
@@ -49,6 +50,7 @@ class Services:
     telemetry: Telemetry | None = None
     recorders: Recorders | None = None
     monitoring: Monitoring | None = None
+    dashboard: Dashboard | None = None
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {name: probe() for name, probe in self.components.items()}

@@ -1,0 +1,1 @@
+"""The dashboard: a loopback page of live charts over the monitoring signals."""
