@@ -18,12 +18,32 @@ from axd.alerts.sinks import DesktopSink, WebhookSink
 from axd.config.live import LiveConfig
 from axd.config.schema import Config
 from axd.monitoring.recorders import Recorders
-from axd.monitoring.sampler import Sample, Sampler
+from axd.monitoring.sampler import Sample, Sampler, base_name
 
 if TYPE_CHECKING:
     from axd.daemon.services import Services
 
 log = logging.getLogger("axd.monitoring")
+
+# (signal, OpenTelemetry instrument, unit, description): exported as Prometheus gauges.
+EXPORTED = (
+    ("index.lag_s", "axd.index.lag", "s", "Oldest file change not yet indexed"),
+    ("index.pending_changes", "axd.index.pending_changes", "1", "File changes waiting"),
+    ("index.rate_mb_s", "axd.index.rate", "MBy/s", "Indexing throughput now"),
+    ("watcher.heartbeat_age_s", "axd.watcher.heartbeat_age", "s", "Since the watcher came round"),
+    ("daemon.loop_lag_ms", "axd.daemon.loop_lag", "ms", "Event loop lag, P99"),
+    ("plugin.up", "axd.plugin.up", "1", "1 while the plugin runs"),
+    ("plugin.cpu_budget_percent", "axd.plugin.cpu_budget", "%", "Plugin CPU budget"),
+    ("plugin.memory_budget_bytes", "axd.plugin.memory_budget", "By", "Plugin memory budget"),
+    ("plugin.restarts", "axd.plugin.restarts", "1", "Plugin restarts since axd started"),
+)
+
+
+def _labels(key: str) -> dict[str, str]:
+    if "{" not in key:
+        return {}
+    name, _, value = key[key.index("{") + 1 : key.rindex("}")].partition("=")
+    return {name: value.strip('"')}
 
 
 def rules_file(config: LiveConfig) -> str:
@@ -51,6 +71,8 @@ class Monitoring:
         services.bus.listeners.append(self.engine.on_event)
         self.sampler.listeners.append(self._evaluate)
         self.config.on_change(self._config_changed)
+        if services.telemetry is not None:
+            self._export(services.telemetry)
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -98,6 +120,24 @@ class Monitoring:
         log.error("alert rules refused", extra={"source": source, "problems": problems})
         self.services.bus.publish("alerts.rules_refused", source=source, problems=problems)
         return {"source": source, "refused": problems}
+
+    def _export(self, telemetry: Any) -> None:
+        """The signals the exported instruments do not already carry, as gauges of the
+        latest sample: what Prometheus and Grafana need for the same alerts and panels
+        (config/prometheus/axd-rules.yml, config/grafana/axd-dashboard.json)."""
+        for signal, name, unit, description in EXPORTED:
+
+            def read(signal: str = signal) -> list[tuple[float, dict[str, Any]]]:
+                latest = self.sampler.latest
+                if latest is None:
+                    return []
+                return [
+                    (value, _labels(key))
+                    for key, value in latest.values.items()
+                    if base_name(key) == signal
+                ]
+
+            telemetry.gauge(name, description, unit, read)
 
     # ---- evaluation -----------------------------------------------------------------
 
