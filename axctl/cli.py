@@ -104,6 +104,7 @@ for command in (
     events_cmd.events,
     monitoring_cmd.alerts,
     monitoring_cmd.dashboard,
+    monitoring_cmd.drill,
     config_cmd.config,
     codeintel_cmd.index,
     codeintel_cmd.workspace,

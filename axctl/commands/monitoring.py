@@ -1,4 +1,4 @@
-"""`axctl alerts` (alerts pending, firing or resolved, and their rules) and `axctl dashboard`."""
+"""`axctl alerts`, `axctl dashboard` and `axctl drill`: watching the daemon, and rehearsing."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 from axctl import output
 from axctl.commands.common import json_option, pass_session
+from axctl.errors import CliError
 from axctl.session import Session
 
 
@@ -134,3 +135,123 @@ def dashboard(
 
         if not webbrowser.open(doc["login_url"]):
             click.echo("axctl: no browser found; open the link above", err=True)
+
+
+@click.command()
+@click.argument("scenario", required=False, default="list", metavar="[SCENARIO|list|history]")
+@click.option("--plugin", metavar="NAME", help="plugin-crash: the plugin to kill.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 3600),
+    default=600,
+    show_default=True,
+    help="Seconds to wait for detection, and again for recovery.",
+)
+@json_option
+@pass_session
+def drill(
+    session: Session, scenario: str, plugin: str | None, timeout: float, as_json: bool
+) -> None:
+    """Rehearse an incident against the running daemon, and measure MTTD and MTTR.
+
+    \b
+    Scenarios (`axctl drill list`): plugin-crash, plugin-memory, slow-search,
+    watcher-stall, index-corruption. Each injects a real fault, scoped so your work is not
+    hurt (a scratch workspace, a test plugin, a copy of the index), waits for the alert to
+    fire (time to detect), applies the fix, and waits for the alert to resolve and the
+    signal to be normal again (time to recover). Everything it changed is put back,
+    also on Ctrl-C. `axctl drill history` shows past results. Runbooks: docs/runbooks/.
+    """
+    if scenario == "list":
+        doc = session.call("GET", "/v1/drills")
+        if as_json:
+            output.emit_json(doc)
+            return
+        rows = [("SCENARIO", "WHAT IT DOES", "ALERTS THAT SHOULD FIRE")]
+        rows += [(s["name"], s["summary"], ", ".join(s["rules"])) for s in doc["scenarios"]]
+        click.echo(output.table(rows))
+        return
+    if scenario == "history":
+        doc = session.call("GET", "/v1/drills/history")
+        if as_json:
+            output.emit_json(doc)
+            return
+        click.echo(_history(doc["drills"]) if doc["drills"] else "no drills run yet")
+        return
+    body: dict[str, Any] = {"scenario": scenario, "timeout": timeout}
+    if plugin:
+        body["plugin"] = plugin
+    from axctl.stops import stoppable
+
+    result: dict[str, Any] | None = None
+    try:
+        with stoppable(quiet=False):
+            for line in session.stream("/v1/drills", method="POST", body=body):
+                event = json.loads(line)
+                if event["type"] == "heartbeat":
+                    continue
+                if as_json:
+                    click.echo(json.dumps(event))
+                if event["type"] == "step" and not as_json:
+                    click.echo(f"{event['t']:8.3f}s  {event['message']}")
+                elif event["type"] in ("result", "error"):
+                    result = event
+    except KeyboardInterrupt:
+        click.echo("interrupted: the daemon puts back everything the drill changed", err=True)
+        raise SystemExit(130) from None
+    if result is None:
+        raise CliError("the daemon closed the stream before the drill ended", as_json=as_json)
+    if result["type"] == "error":
+        error = result["error"]
+        raise CliError(
+            error["message"], code=error["code"], details=error["details"], as_json=as_json
+        )
+    if not as_json:
+        click.echo(
+            f"{result['scenario']}: {result['outcome']}; detected after "
+            f"{_seconds(result['mttd_s'])}, recovered after {_seconds(result['mttr_s'])}"
+        )
+    if result["outcome"] != "ok":
+        raise SystemExit(1)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _history(drills: list[dict[str, Any]]) -> str:
+    rows = [("WHEN", "SCENARIO", "OUTCOME", "MTTD", "MTTR")]
+    for d in drills[-30:]:
+        rows.append(
+            (
+                output.clock(d["started_at"]),
+                d["scenario"],
+                d["outcome"],
+                _seconds(d.get("mttd_s")),
+                _seconds(d.get("mttr_s")),
+            )
+        )
+    by: dict[str, list[dict[str, Any]]] = {}
+    for d in drills:
+        by.setdefault(d["scenario"], []).append(d)
+    summary = [("SCENARIO", "RUNS", "OK", "MTTD median", "MTTR median")]
+    for name, runs in sorted(by.items()):
+        ok = [r for r in runs if r["outcome"] == "ok"]
+        summary.append(
+            (
+                name,
+                str(len(runs)),
+                str(len(ok)),
+                _seconds(_median([r["mttd_s"] for r in ok])),
+                _seconds(_median([r["mttr_s"] for r in ok])),
+            )
+        )
+    return output.table(rows) + "\n\n" + output.table(summary)
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(v for v in values if v is not None)
+    if not ordered:
+        return None
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("axd.codeintel")
 
+# Reasons a checkpoint is refused that mean it was damaged (not merely behind or absent).
+DAMAGE = ("truncated", "checksum", "corrupt", "is missing", "unreadable", "not a segment")
+
 __all__ = ["CodeIntel", "Workspace"]
 
 
@@ -84,6 +87,9 @@ class CodeIntel:
         self._symbols: dict[int, tuple[int, search.FuzzyIndex]] = {}
         # Told of every search: (took ms, cache hit). Monitoring keeps the last minute.
         self.search_observers: list[Callable[[float, bool], None]] = []
+        # Workspace id -> seconds added to each of its searches: a drill's fault (only its
+        # scratch workspace is ever slowed).
+        self.search_delay: dict[int, float] = {}
         config.on_change(self._config_changed)
         if telemetry is not None:
             self._register_gauges(telemetry)
@@ -145,6 +151,8 @@ class CodeIntel:
             rows = int(self.postings.alive.sum())
         else:
             log.info("rebuilding the in-memory index from the database", extra={"reason": why})
+            if any(word in why for word in DAMAGE):
+                self.bus.publish("index.damaged", source="checkpoint", reason=why)
             rows = await self.workers.write(self._load_postings)
             await asyncio.to_thread(memory.trim)  # the rows read to build it are garbage
             self.loaded_from = "database"
@@ -391,6 +399,9 @@ class CodeIntel:
                     [tokens.term_hash(t) for t in parsed.terms],
                     [r["path"] for r in results],
                 )
+        delay = self.search_delay.get(ws.id)
+        if delay:
+            await asyncio.sleep(delay)
         doc: dict[str, Any] = {
             "results": results,
             "took_ms": round((time.perf_counter() - started) * 1000, 3),

@@ -446,6 +446,14 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0.05,
         maximum=60,
     ),
+    Option(
+        "monitoring.window",
+        "1m",
+        "duration",
+        "The span search and API rates and percentiles are taken over.",
+        minimum=0.5,
+        maximum=3600,
+    ),
     Option("alerts.enabled", True, "bool", "Evaluate the alert rules."),
     Option(
         "alerts.file",

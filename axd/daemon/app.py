@@ -12,6 +12,7 @@ from axd import API_VERSION, __version__
 from axd.api import codeintel as codeintel_api
 from axd.api import config as config_api
 from axd.api import dashboard as dashboard_api
+from axd.api import drills as drills_api
 from axd.api import events as events_api
 from axd.api import lifecycle as lifecycle_api
 from axd.api import metrics as metrics_api
@@ -40,6 +41,7 @@ ROUTE_TABLES = (
     metrics_api.routes,
     monitoring_api.routes,
     dashboard_api.routes,
+    drills_api.routes,
     perf_api.routes,
 )
 
@@ -113,8 +115,10 @@ async def _monitoring(app: web.Application) -> AsyncIterator[None]:
     services.components["alerts"] = monitoring.health
     monitoring.start()
     from axd.dashboard.server import Dashboard
+    from axd.drills.runner import DrillRunner
 
     services.dashboard = Dashboard(services)
+    services.drills = DrillRunner(services)
     services.components["dashboard"] = lambda: {"health": "ok", **services.dashboard.describe()}
     yield
     await services.dashboard.close("daemon stopping")

@@ -18,6 +18,7 @@ from axd.events import EventBus
 if TYPE_CHECKING:
     from axd.codeintel.service import CodeIntel
     from axd.dashboard.server import Dashboard
+    from axd.drills.runner import DrillRunner
     from axd.monitoring.recorders import Recorders
     from axd.monitoring.service import Monitoring
     from axd.plugins.supervisor import Supervisor
@@ -51,6 +52,7 @@ class Services:
     recorders: Recorders | None = None
     monitoring: Monitoring | None = None
     dashboard: Dashboard | None = None
+    drills: DrillRunner | None = None
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {name: probe() for name, probe in self.components.items()}

@@ -5,7 +5,8 @@ label in Prometheus style (`plugin.cpu_percent{plugin="todos"}`). The alert engi
 evaluates its rules on each sample; the dashboard draws them; a short history (ten minutes
 by default) lets a page that opens now show the last minutes at once.
 
-Signals (see docs/monitoring.md): `search.latency.p50/p95/p99` (ms, last minute),
+Signals (see docs/monitoring.md): `search.latency.p50/p95/p99` (ms, over
+`monitoring.window`, a minute),
 `search.rate` (/s), `search.cache.hit_rate`, `api.rate` (/s), `api.error_rate` (share of
 5xx), `index.lag_s`, `index.pending_changes`, `index.rate_mb_s`, `index.chunks`,
 `watcher.heartbeat_age_s`, `daemon.loop_lag_ms`, `daemon.cpu_percent`, `daemon.rss_bytes`,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("axd.monitoring")
 
-WINDOW_S = 60.0  # rates and percentiles are over the last minute
 NAMES = (
     "search.latency.p50",
     "search.latency.p95",
@@ -88,11 +88,14 @@ class Sample:
 class Sampler(Background):
     task_name = "monitoring-sampler"
 
-    def __init__(self, services: Services, recorders: Recorders, interval: float = 1.0) -> None:
+    def __init__(
+        self, services: Services, recorders: Recorders, interval: float = 1.0, window: float = 60.0
+    ) -> None:
         super().__init__()
         self.services = services
         self.recorders = recorders
         self.interval = interval
+        self.window = window
         self.history: deque[Sample] = deque(maxlen=600)
         self.listeners: list[Callable[[Sample], None]] = []
         self.busy_s = 0.0  # CPU spent sampling, for the benchmark
@@ -131,8 +134,8 @@ class Sampler(Background):
         return Sample(time.time(), values)
 
     def _search(self, out: dict[str, float]) -> None:
-        recent = self.recorders.searches.recent(WINDOW_S)
-        out["search.rate"] = round(len(recent) / WINDOW_S, 3)
+        recent = self.recorders.searches.recent(self.window)
+        out["search.rate"] = round(len(recent) / self.window, 3)
         if recent:
             took = [v for v, _ in recent]
             for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
@@ -140,8 +143,8 @@ class Sampler(Background):
             out["search.cache.hit_rate"] = round(sum(hit for _, hit in recent) / len(recent), 4)
 
     def _api(self, out: dict[str, float]) -> None:
-        recent = self.recorders.requests.recent(WINDOW_S)
-        out["api.rate"] = round(len(recent) / WINDOW_S, 3)
+        recent = self.recorders.requests.recent(self.window)
+        out["api.rate"] = round(len(recent) / self.window, 3)
         out["api.error_rate"] = round(sum(e for _, e in recent) / len(recent), 4) if recent else 0.0
 
     def _index(self, out: dict[str, float]) -> None:

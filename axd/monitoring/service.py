@@ -60,7 +60,12 @@ class Monitoring:
         self.services = services
         self.config = services.config
         self.recorders = recorders
-        self.sampler = Sampler(services, recorders, self.config.number("monitoring.interval"))
+        self.sampler = Sampler(
+            services,
+            recorders,
+            self.config.number("monitoring.interval"),
+            self.config.number("monitoring.window"),
+        )
         self.engine = AlertEngine(services.bus, [])
         self.rules_source = "defaults"
         self.rules_error: str | None = None
@@ -180,6 +185,8 @@ class Monitoring:
             self.load_rules()
         if "monitoring.interval" in changed:
             self.sampler.interval = cfg.number("monitoring.interval")
+        if "monitoring.window" in changed:
+            self.sampler.window = cfg.number("monitoring.window")
 
     # ---- reading --------------------------------------------------------------------
 

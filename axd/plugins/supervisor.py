@@ -226,6 +226,32 @@ class Supervisor:
     def info(self, name: str) -> dict[str, Any]:
         return self.get(name).info(self.enforcement())
 
+    async def adopt(self, folder: str) -> PluginState:
+        """Run the plugin in `folder` from now on, beside the discovered ones (a drill's
+        test plugin); its manifest's budget applies as for any plugin."""
+        try:
+            manifest = manifest_mod.load(folder)
+        except manifest_mod.ManifestError as exc:
+            raise errors.invalid("invalid_manifest", str(exc), folder=folder) from None
+        if manifest.name in self.plugins:
+            raise errors.conflict(
+                "plugin_exists", f"a plugin named {manifest.name} is already loaded"
+            )
+        ps = self.plugins[manifest.name] = PluginState(manifest, True)
+        self.resolve_budgets()
+        self._launch(ps)
+        await self._wait_settled(ps)
+        return ps
+
+    async def forget(self, name: str) -> None:
+        """Stop a plugin and drop it (the one `adopt` added): its group goes with it."""
+        ps = self.get(name)
+        await self._halt(ps)
+        if ps.group is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(ps.group.remove)
+        self.plugins.pop(name, None)
+
     async def call(self, name: str, method: str, params: Any, timeout: float | None = None) -> Any:
         ps = self.get(name)
         limit = timeout if timeout is not None else self.config.number("plugins.call_timeout")
