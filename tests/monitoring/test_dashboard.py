@@ -90,6 +90,25 @@ def test_the_listener_is_loopback_only_and_refuses_what_is_not_the_users_page(ho
         get(port, "/")
 
 
+def test_a_page_that_goes_away_mid_stream_costs_nothing(home, daemon):
+    doc = open_dashboard(home)
+    port = doc["port"]
+    _, headers, _ = get(port, doc["login_url"].split(f":{port}", 1)[1])
+    session = headers["Set-Cookie"].split(";", 1)[0]
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/api/stream", headers={"Cookie": session})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Type") == "text/event-stream"
+        assert resp.readline().startswith(b"event: ")  # a sample arrives, then we vanish
+        conn.sock.shutdown(2)
+        conn.close()
+    wait_for(lambda: home.client().request("GET", "/v1/dashboard").json()["pages_open"] == 0)
+    assert get(port, "/api/snapshot", Cookie=session)[0] == 200
+    log = (home.state_dir / "axd.log").read_text() if (home.state_dir / "axd.log").exists() else ""
+    assert "Traceback" not in log
+
+
 def test_a_dashboard_left_idle_closes_by_itself(home, daemon_factory):
     home.write_config('[dashboard]\nidle_timeout = "1s"\n')
     daemon_factory().start()
