@@ -55,6 +55,7 @@ bench-smoke: setup
 	$(BIN)/python bench/relevance.py --smoke
 	$(BIN)/python bench/plugins.py --smoke
 	$(BIN)/python bench/reload.py --smoke
+	$(BIN)/python bench/monitoring.py --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
