@@ -115,7 +115,11 @@ class AlertEngine:
             if rule.kind == "events" and rule.event == kind:
                 label = str(event.get(rule.by, "")) if rule.by else ""
                 times = self._events[rule.name].times.setdefault(label, deque())
-                times.append(event.get("ts", time.time()))
+                now = event.get("ts", time.time())
+                times.append(now)
+                # An event rule is judged at once, not at the next sample: a crash alerts
+                # within milliseconds. (Its resolution waits for the samples.)
+                self._judge(rule, self._event_counts(rule, now), now)
 
     def on_sample(self, sample: Sample, exported: dict[str, float] | None = None) -> None:
         """Evaluate every rule on this sample (and the event counts up to its time)."""
@@ -129,19 +133,31 @@ class AlertEngine:
                 observed = self._event_counts(rule, now)
             else:
                 observed = _matching(values, rule.metric)
-            seen: set[str] = set()
-            for labels, value in observed:
-                # An absence holds once the heartbeat is older than `for` (then it fires at
-                # once); the others hold by their comparison, `for` counting from then on.
-                holds = value > rule.for_s if rule.kind == "absence" else rule.holds(value)
-                alert = self.alerts.get(_key(rule.name, labels))
-                if alert is None:
-                    if not holds:
-                        continue
-                    alert = self.alerts[_key(rule.name, labels)] = Alert(rule, labels, since=now)
-                seen.add(alert.key)
-                alert.value = value
-                self._step(alert, holds, now)
+            self._judge(rule, observed, now, complete=True)
+
+    def _judge(
+        self,
+        rule: Rule,
+        observed: list[tuple[dict[str, str], float]],
+        now: float,
+        complete: bool = False,
+    ) -> None:
+        """Step the alerts of `rule` by these values; `complete`: the values are all there
+        are, so an alert missing from them no longer holds."""
+        seen: set[str] = set()
+        for labels, value in observed:
+            # An absence holds once the heartbeat is older than `for` (then it fires at
+            # once); the others hold by their comparison, `for` counting from then on.
+            holds = value > rule.for_s if rule.kind == "absence" else rule.holds(value)
+            alert = self.alerts.get(_key(rule.name, labels))
+            if alert is None:
+                if not holds:
+                    continue
+                alert = self.alerts[_key(rule.name, labels)] = Alert(rule, labels, since=now)
+            seen.add(alert.key)
+            alert.value = value
+            self._step(alert, holds, now)
+        if complete:
             for key, alert in list(self.alerts.items()):
                 if alert.rule is rule and key not in seen:
                     self._step(alert, False, now)  # its signal is gone: nothing holds

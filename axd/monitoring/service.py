@@ -73,7 +73,7 @@ class Monitoring:
         self.desktop = DesktopSink()
         self.load_rules(announce=False)
         self._configure_sinks(self.config.current)
-        services.bus.listeners.append(self.engine.on_event)
+        services.bus.listeners.append(self._on_event)
         self.sampler.listeners.append(self._evaluate)
         self.config.on_change(self._config_changed)
         if services.telemetry is not None:
@@ -145,6 +145,10 @@ class Monitoring:
             telemetry.gauge(name, description, unit, read)
 
     # ---- evaluation -----------------------------------------------------------------
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if self.config.flag("alerts.enabled"):
+            self.engine.on_event(event)
 
     def _evaluate(self, sample: Sample) -> None:
         if not self.config.flag("alerts.enabled"):

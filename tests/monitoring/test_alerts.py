@@ -114,6 +114,16 @@ def test_event_rules_count_real_bus_events_in_their_window_by_a_field():
     assert {a["state"] for a in engine.describe()["alerts"]} == {"resolved"}
 
 
+def test_an_event_rule_fires_when_the_event_comes_not_at_the_next_sample():
+    bus = EventBus()
+    engine = AlertEngine(
+        bus, rules('[[rule]]\nname="c"\nevent="plugin.crashed"\nwithin="1m"\nby="plugin"\n')
+    )
+    bus.listeners.append(engine.on_event)
+    bus.publish("plugin.crashed", plugin="todos")
+    assert [t for t, _, _ in published(bus)] == ["alert.pending", "alert.firing"]
+
+
 def test_an_absence_fires_once_the_heartbeat_is_older_than_for():
     bus = EventBus()
     engine = AlertEngine(bus, rules('[[rule]]\nname="w"\nabsent="watcher.heartbeat"\nfor="30s"\n'))
