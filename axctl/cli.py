@@ -14,6 +14,7 @@ from axctl.commands import events as events_cmd
 from axctl.commands import monitoring as monitoring_cmd
 from axctl.commands import perf as perf_cmd
 from axctl.commands import plugins as plugins_cmd
+from axctl.commands import tutorial as tutorial_cmd
 from axctl.errors import CliError, Failure
 from axctl.session import Session
 from axd import __version__
@@ -114,6 +115,7 @@ for command in (
     plugins_cmd.plugin,
     plugins_cmd.budgets,
     perf_cmd.perf,
+    tutorial_cmd.tutorial,
 ):
     cli.add_command(command)
 

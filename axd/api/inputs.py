@@ -6,6 +6,7 @@ say which field and what was expected.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -91,6 +92,10 @@ def check(value: Any, schema: dict[str, Any], where: str) -> None:
         raise _invalid(where, f"must be at least {schema['minimum']}", value)
     if "maximum" in schema and value > schema["maximum"]:
         raise _invalid(where, f"must be at most {schema['maximum']}", value)
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        raise _invalid(where, f"must be at most {schema['maxLength']} characters", value)
+    if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+        raise _invalid(where, f"must match {schema['pattern']}", value)
     if kind == "object":
         props = schema.get("properties", {})
         for name in schema.get("required", ()):

@@ -507,6 +507,15 @@ OPTIONS: tuple[Option, ...] = (
         "A file holding the bearer token Prometheus sends to the dashboard's /metrics; "
         "empty means <state dir>/metrics.token (created 0600 on first use).",
     ),
+    Option(
+        "tutorials.abandon_after",
+        "30m",
+        "duration",
+        "A tutorial with no step passed for this long counts as abandoned in the funnel "
+        "(`axctl tutorial stats`) until its user comes back.",
+        minimum=0.001,
+        maximum=30 * 86400,
+    ),
 )
 
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}

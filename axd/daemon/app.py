@@ -21,6 +21,7 @@ from axd.api import openapi as openapi_api
 from axd.api import perf as perf_api
 from axd.api import plugins as plugins_api
 from axd.api import status as status_api
+from axd.api import tutorials as tutorials_api
 from axd.api.access_log import access_log
 from axd.api.errors import error_middleware
 from axd.api.metrics import request_telemetry
@@ -43,6 +44,7 @@ ROUTE_TABLES = (
     dashboard_api.routes,
     drills_api.routes,
     perf_api.routes,
+    tutorials_api.routes,
 )
 
 
@@ -116,9 +118,20 @@ async def _monitoring(app: web.Application) -> AsyncIterator[None]:
     monitoring.start()
     from axd.dashboard.server import Dashboard
     from axd.drills.runner import DrillRunner
+    from axd.tutorials.funnel import Funnel
 
     services.dashboard = Dashboard(services)
     services.drills = DrillRunner(services)
+    services.tutorials = Funnel(
+        services.info.state_dir,
+        services.bus,
+        services.config.number("tutorials.abandon_after"),
+    )
+    services.config.on_change(
+        lambda cfg, _changed: setattr(
+            services.tutorials, "abandon_after", cfg.number("tutorials.abandon_after")
+        )
+    )
     services.components["dashboard"] = lambda: {"health": "ok", **services.dashboard.describe()}
     yield
     await services.dashboard.close("daemon stopping")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from axd.monitoring.service import Monitoring
     from axd.plugins.supervisor import Supervisor
     from axd.telemetry import Telemetry
+    from axd.tutorials.funnel import Funnel
 
 HealthProbe = Callable[[], dict[str, Any]]
 
@@ -53,6 +54,7 @@ class Services:
     monitoring: Monitoring | None = None
     dashboard: Dashboard | None = None
     drills: DrillRunner | None = None
+    tutorials: Funnel | None = None
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {name: probe() for name, probe in self.components.items()}

@@ -1,0 +1,1 @@
+"""The shop's core: carts, prices and stock."""
