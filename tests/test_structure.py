@@ -28,8 +28,8 @@ def modules(package: str) -> dict[str, Path]:
     root = REPO / package
     found = {}
     for path in root.rglob("*.py"):
-        if "builtin_plugins" in path.parts:
-            continue  # plugin code runs in plugin processes, never imported by the daemon
+        if "builtin_plugins" in path.parts or "samples" in path.parts:
+            continue  # plugin code runs in plugin processes; samples are tutorial data
         name = ".".join(path.relative_to(REPO).with_suffix("").parts)
         found[name.removesuffix(".__init__")] = path
     return found

@@ -1,4 +1,8 @@
-"""Where the tutorials are, and finding one by name (with a suggestion for a typo)."""
+"""Where the tutorials are, and finding one by name (with a suggestion for a typo).
+
+The shipped pages, plus the folders in `AXCTL_TUTORIAL_PATH` (colon-separated, searched
+first): an author runs a page with `axctl tutorial test` before it is added.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,32 @@ PAGES = os.path.join(os.path.dirname(__file__), "pages")
 SAMPLES = os.path.join(os.path.dirname(__file__), "samples")
 
 
+def folders() -> list[str]:
+    extra = os.environ.get("AXCTL_TUTORIAL_PATH", "")
+    return [os.path.abspath(d) for d in extra.split(os.pathsep) if d] + [PAGES]
+
+
 def names() -> list[str]:
-    try:
-        entries = os.listdir(PAGES)
-    except FileNotFoundError:
-        return []
-    return sorted(e[:-3] for e in entries if e.endswith(".md") and not e.startswith(("_", ".")))
+    return sorted(_pages())
+
+
+def _pages() -> dict[str, str]:
+    """Tutorial name -> its file; an earlier folder wins."""
+    found: dict[str, str] = {}
+    for folder in reversed(folders()):
+        try:
+            entries = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.endswith(".md") and entry != "index.md" and not entry.startswith(("_", ".")):
+                found[entry[:-3]] = os.path.join(folder, entry)
+    return found
 
 
 def load(name: str) -> Tutorial:
-    if name not in names():
+    pages = _pages()
+    if name not in pages:
         close = difflib.get_close_matches(name, names(), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise Failure(
@@ -31,7 +51,7 @@ def load(name: str) -> Tutorial:
             exit_code=EXIT_USAGE,
             details={"name": name, "suggestions": close},
         )
-    with open(os.path.join(PAGES, name + ".md"), encoding="utf-8") as f:
+    with open(pages[name], encoding="utf-8") as f:
         text = f.read()
     try:
         return parse(name, text)

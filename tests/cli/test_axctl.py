@@ -230,7 +230,18 @@ def test_every_command_prints_valid_json(home, echo_daemon):
     project = home.root / "project"
     project.mkdir()
     (project / "app.py").write_text("def hello():\n    return 1\n")
+    pages = home.root / "tutorials"
+    pages.mkdir()
+    (pages / "hello.md").write_text(
+        "---\ntitle: Hello\norder: 99\n---\n\n# Hello\n\n"
+        '```console { .runnable title="Say hi" }\n$ echo hi\nhi\n```\n'
+    )
+    home.env["AXCTL_TUTORIAL_PATH"] = str(pages)
     args = {
+        "tutorial show": ["hello"],
+        "tutorial run": ["hello", "--yes"],
+        "tutorial test": ["hello"],
+        "tutorial stats": ["hello"],
         "config validate": [str(good)],
         "config set": ["events.history", "10"],
         "index add": [str(project)],
@@ -276,7 +287,7 @@ def test_every_command_prints_valid_json(home, echo_daemon):
             continue  # covered by the lifecycle tests, and would end this daemon
         out = home.axctl(*name.split(), *args.get(name, []), "--json")
         assert out.returncode == 0, (name, out.stderr)
-        streams = ("events", "plugin logs", "plugin debug")
+        streams = ("events", "plugin logs", "plugin debug", "tutorial run", "tutorial test")
         for line in out.stdout.strip().split("\n") if name in streams else [out.stdout]:
             json.loads(line)
 
