@@ -30,7 +30,7 @@ def matches(expected: list[str], actual: str) -> bool:
 def explain(expected: list[str], actual: str) -> str:
     """A unified diff, expected first: what a reader compares when a step fails."""
     diff = difflib.unified_diff(
-        [e.rstrip() for e in expected],
+        _trimmed(expected),
         normalize(actual),
         fromfile="expected",
         tofile="got",
@@ -40,10 +40,18 @@ def explain(expected: list[str], actual: str) -> str:
     return "\n".join(diff)
 
 
+def _trimmed(expected: list[str]) -> list[str]:
+    """The expected lines under the same rules as the output: no trailing spaces, no
+    trailing blank lines."""
+    lines = [line.rstrip() for line in expected]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
 def _pattern(expected: list[str]) -> re.Pattern[str]:
     parts = []
-    for raw in expected:
-        line = raw.rstrip()
+    for line in _trimmed(expected):
         if line.strip() == "...":
             parts.append(ANY_LINES)
         else:

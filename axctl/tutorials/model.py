@@ -19,6 +19,7 @@ succeed, and a `!!! hint` admonition is what a failed step explains.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -188,7 +189,7 @@ def _step(
     title = attrs.get("title") or heading or f"Step {number}"
     step = Step(number=number, title=title, kind="run", line=where)
     if "timeout" in attrs:
-        step.timeout = _float(attrs["timeout"], name, "timeout")
+        step.timeout = _seconds(attrs["timeout"], name, "timeout")
     if "exit" in attrs:
         step.exit_code = None if attrs["exit"] == "any" else _int(attrs["exit"], name, "exit")
     if "file" in classes:
@@ -257,11 +258,16 @@ def _int(value: str, name: str, key: str) -> int:
         raise TutorialError(f"{name}: {key} must be a whole number, not {value!r}") from None
 
 
-def _float(value: str, name: str, key: str) -> float:
+def _seconds(value: str, name: str, key: str) -> float:
+    """A duration: a number of seconds above zero (0, a negative, nan or inf would time
+    out every command at once, or never)."""
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        raise TutorialError(f"{name}: {key} must be a number, not {value!r}") from None
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise TutorialError(f"{name}: {key} must be a number of seconds above 0, not {value!r}")
+    return seconds
 
 
 def _choice(value: str, choices: tuple[str, ...], name: str, key: str) -> str:
