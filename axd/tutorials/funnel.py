@@ -39,6 +39,7 @@ class Funnel:
         self.path = os.path.join(state_dir, "tutorials", "funnel.jsonl")
         self.bus = bus
         self.abandon_after = abandon_after
+        self._torn = False  # the file ends in a partial line: the next append ends it first
         self.events: list[dict[str, Any]] = self._read()
 
     def record(self, kind: str, tutorial: str, session: str, **fields: Any) -> dict[str, Any]:
@@ -117,6 +118,8 @@ class Funnel:
         event = {"ts": time.time() if ts is None else ts, **event}
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         line = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+        if self._torn:  # else this line would join the partial one and be lost with it
+            line, self._torn = b"\n" + line, False
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line)  # one write of one line: appends never interleave
@@ -133,6 +136,7 @@ class Funnel:
                 raw = f.read()
         except FileNotFoundError:
             return []
+        self._torn = bool(raw) and not raw.endswith(b"\n")
         events, bad = [], 0
         for line in raw.splitlines():
             try:
