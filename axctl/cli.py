@@ -27,7 +27,8 @@ transport.on_phase = trace.mark
 class AxctlGroup(click.Group):
     """The top-level group: a `Failure` from the click-free session becomes a click
     exception here, so click prints it and exits with its code (tests driving the CLI
-    in-process through CliRunner see the same)."""
+    in-process through CliRunner see the same). Under --json it prints as JSON wherever
+    it was raised (the session knows; a catalog or a runner does not)."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -35,6 +36,8 @@ class AxctlGroup(click.Group):
         except Failure as failure:
             if isinstance(failure, click.ClickException):
                 raise
+            session = ctx.find_object(Session)
+            failure.as_json = failure.as_json or (session is not None and session.as_json)
             raise CliError.of(failure) from None
 
 
