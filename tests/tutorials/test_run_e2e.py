@@ -200,7 +200,8 @@ def test_a_step_that_times_out_is_stopped_with_what_it_started(home, daemon, wri
         "slow",
         f"""
         ```console {{ .runnable title="Wait" timeout="1" }}
-        $ python3 -c 'import time; open("{ready}", "w").close(); time.sleep(30)' {marker}; echo never
+        $ python3 -c 'import time; open("{ready}", "w").close(); time.sleep(30)' \\
+            {marker}; echo never
         ```
         """,
     )
@@ -335,9 +336,7 @@ def test_tutorial_test_names_the_failing_tutorial_and_step(home, daemon, write_p
     assert out.returncode == 1
     assert "  ✓ 1 Say hi" in out.stdout and "  ✗ 2 Say bye" in out.stdout
     assert "-hello\n+bye" in out.stdout and "hint: The command says bye, not hello." in out.stdout
-    assert (
-        "FAILED: tutorial bad, step 2 (Say bye): `echo bye` printed something else" in out.stdout
-    )
+    assert "FAILED: tutorial bad, step 2 (Say bye): `echo bye` printed something else" in out.stdout
     assert not scratch(home, "bad").exists()
     assert not progress_file(home).exists()  # a test is not the user's progress
 
@@ -371,7 +370,8 @@ def test_a_scratch_tutorial_gets_a_daemon_of_its_own(home, daemon, write_page):
         "own",
         """
         ```console { .runnable title="Whose daemon?" }
-        $ axctl status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state_dir"])'
+        $ axctl status --json \\
+          | python3 -c 'import json,sys; print(json.load(sys.stdin)["state_dir"])'
         .../tutorials/scratch/own/home/state
         ```
         """,
