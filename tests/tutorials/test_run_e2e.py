@@ -68,7 +68,7 @@ MISMATCH = """
 
 
 def axctl(
-    home: Home, *args: str, input: str | None = None, env: dict | None = None
+    home: Home, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """`axctl` against the home, with something typed on its stdin."""
     return subprocess.run(
@@ -77,7 +77,7 @@ def axctl(
         input=input or "",
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 
@@ -403,3 +403,24 @@ def test_a_scratch_tutorial_gets_a_daemon_of_its_own(home, daemon, write_page):
     assert not own_socket.exists()  # stopped when the tutorial ended
     assert not scratch(home, "own").exists()
     assert stats(home, "own")["completed"] == 1  # the funnel is in the user's daemon
+
+
+def test_what_a_step_leaves_in_the_background_is_stopped_at_the_end(home, daemon, write_page):
+    marker = f"marker-{uuid.uuid4().hex}"
+    write_page(
+        "bg",
+        f"""
+        ```console {{ .runnable title="Start a server" }}
+        $ python3 -c 'import time; print("up", flush=True); time.sleep(60)' \\
+            {marker} > server.log 2>&1 &
+        ```
+
+        ```console {{ .runnable title="It runs" }}
+        $ until grep -q up server.log; do sleep 0.05; done; cat server.log
+        up
+        ```
+        """,
+    )
+    out = axctl(home, "tutorial", "run", "bg", "--yes", timeout=20)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert running(marker) == []
