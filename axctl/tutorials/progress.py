@@ -70,7 +70,7 @@ class Progress:
             return {}
 
     def _write(self) -> None:
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        paths.make_private_dirs(os.path.dirname(self.path))
         doc = {"version": VERSION, "tutorials": {n: asdict(e) for n, e in self.entries.items()}}
         tmp = f"{self.path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:

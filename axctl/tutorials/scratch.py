@@ -48,10 +48,10 @@ class Scratch:
     def create(self) -> None:
         """A fresh scratch folder (whatever was there before is stopped and removed)."""
         self.remove()
-        # The state dir may not exist yet (a first run): make it 0700 as axd does, since
-        # the daemon refuses to start in a state dir that others can open.
-        os.makedirs(paths.state_dir(), mode=0o700, exist_ok=True)
-        os.makedirs(self.root, mode=0o700)
+        # The state dir may not exist yet (a first run): every folder made here is 0700 as
+        # axd makes them, since the daemon refuses a state dir that others can open.
+        paths.make_private_dirs(os.path.dirname(self.root))
+        os.mkdir(self.root, 0o700)
         if self.tutorial.workspace:
             shutil.copytree(catalog.sample_dir(self.tutorial.workspace), self.workspace)
         else:

@@ -53,3 +53,23 @@ def user_config_file() -> str:
 def daemon_log_file(state: str) -> str:
     """Where a detached daemon's stderr (JSON log lines) goes."""
     return os.path.join(state, "axd.log")
+
+
+def make_private_dirs(path: str) -> None:
+    """`os.makedirs` with every folder it creates owner-only, not only the last one: axd
+    refuses a state dir that other users can open, and a client may be the first to
+    create it (e.g. `<state>/tutorials/progress.json` before the daemon ever ran)."""
+    missing = []
+    head = os.path.abspath(path)
+    while not os.path.isdir(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
