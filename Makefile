@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test check lint bench bench-smoke compile clean
+.PHONY: setup run test check lint bench bench-smoke compile clean \
+	docs docs-serve docs-check docs-publish tutorials
 
 setup: $(STAMP) compile
 
@@ -57,6 +58,36 @@ bench-smoke: setup
 	$(BIN)/python bench/reload.py --smoke
 	$(BIN)/python bench/monitoring.py --smoke
 
+## docs: build the documentation site into site/ (strict: a broken link fails)
+DOCS_STAMP := $(VENV)/.docs-$(shell cksum pyproject.toml | cut -d' ' -f1)
+export NO_MKDOCS_2_WARNING := 1
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	rm -f $(VENV)/.docs-* && touch $@
+
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+## docs-serve: preview the site on http://127.0.0.1:8000, rebuilt on save
+docs-serve: $(DOCS_STAMP)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+## docs-check: audit the built site (links, meta, JSON-LD, axe, Lighthouse >= 95)
+docs-check: docs
+	npm ci --prefix tools/docs --no-audit --no-fund --silent
+	$(BIN)/python tools/docs/check_site.py site
+	$(BIN)/python tools/docs/audit_site.py site
+
+## docs-publish: this version into the local gh-pages branch with mike (alias latest)
+docs-publish: $(DOCS_STAMP)
+	$(BIN)/mike deploy --update-aliases $$($(BIN)/python -c 'import axd; print(axd.__version__)') latest
+	$(BIN)/mike set-default latest
+
+## tutorials: run every tutorial non-interactively against a fresh daemon (CI)
+tutorials: setup
+	BIN=$(BIN) tools/run-tutorials
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,8 +1,9 @@
 """The API reference page, rendered from the OpenAPI document `/v1/openapi.json` serves.
 
-Routes are grouped into areas by the first segment of their path after `/v1/`
-(`/v1/plugins/{name}/call` is in `plugins`); `areas` names and orders the groups, and a
-prefix it does not name gets a group of its own, so a new route is never left out.
+Routes are grouped into areas by the longest prefix of their path after `/v1/` that an
+area names (`/v1/plugins/{name}/debug` in `plugins/{name}/debug`, `/v1/plugins/{name}/call`
+in `plugins`); `areas` names and orders the groups, and a first segment no area names gets
+a group of its own, so a new route is never left out.
 """
 
 from __future__ import annotations
@@ -14,33 +15,47 @@ from typing import Any
 from .markdown_text import code, inline
 
 Areas = Sequence[tuple[str, Sequence[str]]]
-ERRORS_LINK = "../api.md#errors"
+ERRORS_LINK = "../../api.md#errors"  # from reference/api/<area>.md
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 
-def render(document: Mapping[str, Any], areas: Areas) -> str:
-    """Markdown for every operation in `document`, under one `##` heading per area."""
-    groups: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+Operation = tuple[str, str, dict[str, Any]]  # method, path, the OpenAPI operation
+
+
+def group(document: Mapping[str, Any], areas: Areas) -> dict[str, list[Operation]]:
+    """The operations of `document` by area, areas in the order `areas` gives (then the
+    areas it does not name, by title)."""
+    groups: dict[str, list[Operation]] = {}
     for path, item in document.get("paths", {}).items():
         for method in _METHODS:
             if method in item:
                 groups.setdefault(area_of(path, areas), []).append((method, path, item[method]))
     titles = [title for title, _ in areas]
     order = titles + sorted(t for t in groups if t not in titles)
-    out: list[str] = []
-    for title in order:
-        if title in groups:
-            out.append(f"## {title}\n")
-            out.extend(operation(m, p, op) for m, p, op in groups[title])
-    return "\n".join(out)
+    return {title: groups[title] for title in order if title in groups}
+
+
+def render(operations: Sequence[Operation]) -> str:
+    """Markdown for `operations`, one `##` section each."""
+    return "\n".join(operation(m, p, op) for m, p, op in operations)
+
+
+def slug(title: str) -> str:
+    """The file name of an area's page: `Code search` -> `code-search`."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "other"
 
 
 def area_of(path: str, areas: Areas) -> str:
-    prefix = path.removeprefix("/v1/").split("/", 1)[0]
+    """The area whose longest prefix matches `path` (`plugins/{name}/debug` beats
+    `plugins`); a path no prefix matches is grouped by its first segment."""
+    rest = path.removeprefix("/v1/")
+    best, length = None, -1
     for title, prefixes in areas:
-        if prefix in prefixes:
-            return title
-    return f"`/v1/{prefix}`"
+        for prefix in prefixes:
+            matches = rest == prefix or rest.startswith(prefix + "/")
+            if matches and len(prefix) > length:
+                best, length = title, len(prefix)
+    return best or f"`/v1/{rest.split('/', 1)[0]}`"
 
 
 def anchor(method: str, path: str) -> str:
@@ -53,7 +68,7 @@ def count(document: Mapping[str, Any]) -> int:
 
 def operation(method: str, path: str, op: Mapping[str, Any]) -> str:
     lines = [
-        f"### {code(f'{method.upper()} {path}')} {{ #{anchor(method, path)} }}",
+        f"## {code(f'{method.upper()} {path}')} {{ #{anchor(method, path)} }}",
         "",
         inline(op.get("summary", "")),
         "",
