@@ -10,10 +10,13 @@ follows their request, then wait until it is applied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from typing import Any
 
 import watchfiles
 
@@ -26,14 +29,15 @@ OnBatch = Callable[[set[str], set[str], int], Awaitable[None]]
 # How often the watch thread comes back with nothing; the first return after a (re)start
 # tells us the new watches are in place.
 IDLE_TIMEOUT_MS = 500
+STEP_MS = 40  # how often watchfiles looks for changes (and at its stop event)
 
 
 class Watcher(Background):
     """Watches `dirs` under `root`; calls `on_batch(changed_paths, cookies, seq)`.
 
-    Adding folders restarts the underlying watch; whatever happened in them in between is
-    caught by reporting the added folders themselves as changed once the new watch is up
-    (the service re-walks a changed folder), so no event is lost in the gap.
+    Adding folders starts a new watch over the bigger set, handed over without a gap (see
+    `_run`); what happened in the added folders before their watch was up is caught by
+    reporting them as changed once it is (the service re-walks a changed folder).
     """
 
     task_name = "watch"
@@ -41,7 +45,8 @@ class Watcher(Background):
     def __init__(self, root: str, dirs: list[str], on_batch: OnBatch, debounce: float) -> None:
         self.root = root
         self.dirs = set(dirs)
-        self._unsynced: set[str] = set()
+        self._unsynced: set[str] = set()  # added folders the next watch has to re-walk
+        self._cookies_held: set[str] = set()
         self.on_batch = on_batch
         self.debounce_ms = max(1, int(debounce * 1000))
         self.seq = 0
@@ -72,56 +77,88 @@ class Watcher(Background):
             self._restart.set()
 
     async def _run(self) -> None:
-        while not self._stop.is_set():
-            self._restart.clear()
-            paths = [os.path.join(self.root, d) if d else self.root for d in sorted(self.dirs)]
-            paths = [p for p in paths if os.path.isdir(p)]
-            if not paths:
-                self.running = False
-                return
-            stop = _AnyEvent(self._stop, self._restart)
-            just_started = True
-            try:
+        """One watch generation at a time, handed over without a gap: a new generation
+        (more folders) starts while the old one still watches, and the old one stops only
+        once the new one has been up for longer than a debounce window. Whatever the old
+        one still held when it stopped happened after that, so the new one saw it too."""
+        current: _Generation | None = None
+        try:
+            while not self._stop.is_set():
+                self._restart.clear()
+                paths = [os.path.join(self.root, d) if d else self.root for d in sorted(self.dirs)]
+                paths = [p for p in paths if os.path.isdir(p)]
+                if not paths:
+                    return
+                new = _Generation(partial(self._watch, paths=paths, first=current is None))
+                if current is not None:
+                    await _first(new.ready.wait(), new.task, self._stop.wait())
+                    if new.task.done() or self._stop.is_set():
+                        await new.close()
+                        return
+                    await asyncio.sleep((self.debounce_ms + 2 * STEP_MS) / 1000)
+                    await current.close()
+                current = new
                 self.running = True
-                async for changes in watchfiles.awatch(
-                    *paths,
-                    recursive=False,
-                    debounce=self.debounce_ms,
-                    step=40,
-                    stop_event=stop,
-                    watch_filter=None,
-                    ignore_permission_denied=True,
-                    rust_timeout=IDLE_TIMEOUT_MS,
-                    yield_on_timeout=True,
-                ):
-                    if self.stalled:
-                        self._held |= {p for _, p in changes}
-                        continue
-                    self.heartbeat = time.monotonic()
-                    if not changes and not just_started and not self._held:
-                        continue
-                    self.seq += 1
-                    changed: set[str] = set()
-                    cookies: set[str] = set()
-                    if just_started:
-                        just_started = False
-                        changed |= self._unsynced
-                        self._unsynced.clear()
+                await _first(self._restart.wait(), self._stop.wait(), current.task)
+                if current.task.done():
+                    return
+        finally:
+            self.running = False
+            if current is not None:
+                await current.close()
+
+    async def _watch(self, gen: _Generation, *, paths: list[str], first: bool) -> None:
+        """Watch `paths` until stopped; the generation's `ready` is set at its first
+        return (changes or the idle timeout): its watches are in place by then."""
+        stop = _AnyEvent(self._stop, gen.stop)
+        try:
+            async for changes in watchfiles.awatch(
+                *paths,
+                recursive=False,
+                debounce=self.debounce_ms,
+                step=STEP_MS,
+                stop_event=stop,
+                watch_filter=None,
+                ignore_permission_denied=True,
+                rust_timeout=IDLE_TIMEOUT_MS,
+                yield_on_timeout=True,
+            ):
+                just_started = not gen.ready.is_set()
+                gen.ready.set()
+                if self.stalled:
+                    self._held |= {p for _, p in changes}
+                    continue
+                self.heartbeat = time.monotonic()
+                if not changes and not just_started and not self._held:
+                    continue
+                self.seq += 1
+                changed: set[str] = set()
+                cookies: set[str] = set()
+                handing_over = bool(self._unsynced) and not just_started
+                if just_started:
+                    changed |= self._unsynced
+                    self._unsynced.clear()
+                    cookies |= self._cookies_held
+                    self._cookies_held.clear()
+                    if first:
                         cookies |= self._existing_cookies()
-                    held, self._held = self._held, set()
-                    for full in {p for _, p in changes} | held:
-                        rel = os.path.relpath(full, self.root).replace(os.sep, "/")
-                        if rel.rsplit("/", 1)[-1].startswith(COOKIE_PREFIX):
-                            cookies.add(rel)
-                        elif not rel.startswith(".."):
-                            changed.add(rel)
-                    await self.on_batch(changed, cookies, self.seq)
-            except Exception as exc:  # watching is best effort; searching goes on
-                self.error = str(exc)
-                log.warning("watcher failed", extra={"root": self.root, "error": str(exc)})
-                self.running = False
-                return
-        self.running = False
+                held, self._held = self._held, set()
+                for full in {p for _, p in changes} | held:
+                    rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+                    if rel.rsplit("/", 1)[-1].startswith(COOKIE_PREFIX):
+                        cookies.add(rel)
+                    elif not rel.startswith(".."):
+                        changed.add(rel)
+                if handing_over:
+                    # A fresh query must also see what changed in the added folders before
+                    # their watch was up: its cookie waits for the new watch's first batch,
+                    # which re-walks them.
+                    self._cookies_held |= cookies
+                    cookies = set()
+                await self.on_batch(changed, cookies, self.seq)
+        except Exception as exc:  # watching is best effort; searching goes on
+            self.error = str(exc)
+            log.warning("watcher failed", extra={"root": self.root, "error": str(exc)})
 
     def _existing_cookies(self) -> set[str]:
         """After a (re)start, cookies written in the gap are still on disk: count them seen."""
@@ -129,6 +166,31 @@ class Watcher(Background):
             return {n for n in os.listdir(self.root) if n.startswith(COOKIE_PREFIX)}
         except OSError:
             return set()
+
+
+class _Generation:
+    """One `awatch` over a fixed set of folders, running as its own task."""
+
+    def __init__(self, run: Callable[[_Generation], Coroutine[Any, Any, None]]) -> None:
+        self.stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(run(self), name="watch-generation")
+
+    async def close(self) -> None:
+        self.stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    """Wait until the first of `waits` finishes; cancel the rest."""
+    tasks = [w if isinstance(w, asyncio.Future) else asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t, w in zip(tasks, waits, strict=True):
+            if t is not w:
+                t.cancel()
 
 
 class _AnyEvent:

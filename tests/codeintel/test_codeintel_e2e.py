@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,34 @@ def test_edit_create_rename_delete_then_search(home, indexed):
     assert pkg_paths() == {"pkg/renamed.py"}
     shutil.rmtree(indexed / "pkg")
     assert pkg_paths() == set()
+
+
+def test_no_change_is_lost_while_new_folders_extend_the_watch(home, indexed):
+    """A new folder makes the watcher watch more; saves elsewhere during the hand-over
+    must still reach the index (a restart with a gap lost about half of them)."""
+    stop = threading.Event()
+    written: list[str] = []
+
+    def keep_saving() -> None:
+        while not stop.is_set() and len(written) < 400:
+            name = f"probe_{len(written)}.py"
+            (indexed / name).write_text(f"def probe_{len(written)}():\n    pass\n")
+            written.append(name)
+            stop.wait(0.003)  # a steady stream of saves across each hand-over
+
+    saver = threading.Thread(target=keep_saving)
+    saver.start()
+    try:
+        for i in range(6):
+            (indexed / f"folder_{i}").mkdir()
+            (indexed / f"folder_{i}" / "inside.py").write_text(f"def inside_{i}():\n    pass\n")
+            find(home, indexed, f"inside {i}", fresh=True)  # returns after the hand-over began
+    finally:
+        stop.set()
+        saver.join()
+    find(home, indexed, "probe", fresh=True)
+    st = api(home, "GET", f"/v1/index/status?path={indexed}")
+    assert st["files"] == 12 + 6 + len(written), (len(written), st["files"])
 
 
 def test_many_changes_at_once_are_coalesced(home, indexed):
