@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -29,6 +30,8 @@ from axd.config.live import LiveConfig
 
 log = logging.getLogger("axd.telemetry")
 
+# How long a stop may spend flushing telemetry, all signals together.
+SHUTDOWN_DEADLINE_S = 2.0
 LATENCY_BUCKETS_MS = (0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 ENV_ENDPOINTS = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -148,13 +151,30 @@ class Telemetry:
             exporter, export_interval_millis=config.number("telemetry.export_interval") * 1000
         )
 
-    def shutdown(self) -> None:
-        for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
-            if provider is not None:
-                try:
-                    provider.shutdown()
-                except Exception:
-                    log.debug("telemetry shutdown failed", exc_info=True)
+    def shutdown(self, deadline: float = SHUTDOWN_DEADLINE_S) -> None:
+        """Flush what is queued, for `deadline` seconds at most in all: the exporters retry
+        an unreachable collector with backoff for their whole timeout, signal after
+        signal, and a stop must not wait for that. What is not sent by then is dropped
+        (and said so in the log)."""
+        providers = [
+            p
+            for p in (self.tracer_provider, self.logger_provider, self.meter_provider)
+            if p is not None
+        ]
+        threads = [
+            threading.Thread(target=_shutdown_quietly, args=(p,), name="otel-shutdown", daemon=True)
+            for p in providers
+        ]
+        for t in threads:
+            t.start()
+        end = time.monotonic() + deadline
+        for t in threads:
+            t.join(max(0.0, end - time.monotonic()))
+        if any(t.is_alive() for t in threads):
+            log.warning(
+                "telemetry not flushed at stop: the collector did not answer in time",
+                extra={"endpoint": self.endpoint, "deadline_s": deadline},
+            )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -267,3 +287,10 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = str(value)[:500]
     return out
+
+
+def _shutdown_quietly(provider: Any) -> None:
+    try:
+        provider.shutdown()
+    except Exception:
+        log.debug("telemetry shutdown failed", exc_info=True)

@@ -175,6 +175,25 @@ def test_a_dead_or_hung_collector_changes_nothing_for_clients(home, daemon_facto
         assert d.wait() == 0
 
 
+@pytest.mark.e2e
+def test_a_stop_does_not_wait_for_an_unreachable_collector(home, daemon_factory):
+    """Exports retry with backoff for their whole timeout, signal after signal: a stop
+    gives the final flush a bounded time and says what it dropped."""
+    d = daemon_factory()
+    d.start(
+        env={
+            "AXD_TELEMETRY_ENABLED": "true",
+            "AXD_TELEMETRY_ENDPOINT": f"http://127.0.0.1:{_free_port()}",
+            "AXD_TELEMETRY_EXPORT_INTERVAL": "1h",  # all of it is still queued at the stop
+            "AXD_TELEMETRY_TIMEOUT": "60s",
+        }
+    )
+    assert home.client().request("GET", "/v1/status").status == 200
+    home.client().request("POST", "/v1/shutdown")
+    assert d.wait(timeout=30) == 0  # with a 60 s export timeout, only the deadline ends it
+    assert any("telemetry not flushed at stop" in r.get("msg", "") for r in d.log_records())
+
+
 async def test_prometheus_text(api):
     await api.get("/v1/status")
     resp = await api.get("/v1/metrics")
