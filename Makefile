@@ -73,16 +73,18 @@ docs: $(DOCS_STAMP)
 docs-serve: $(DOCS_STAMP)
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
-## docs-check: audit the built site (links, meta, JSON-LD, axe, Lighthouse >= 95)
+## docs-check: audit the built site (links, meta, JSON-LD, axe, Lighthouse >= 95, mike)
 docs-check: docs
 	npm ci --prefix tools/docs --no-audit --no-fund --silent
 	$(BIN)/python tools/docs/check_site.py site
-	$(BIN)/python tools/docs/audit_site.py site
+	$(BIN)/python tools/docs/audit_site.py site --json site-audit.json
+	BIN=$(BIN) tools/docs/check-mike
 
 ## docs-publish: this version into the local gh-pages branch with mike (alias latest)
 docs-publish: $(DOCS_STAMP)
-	$(BIN)/mike deploy --update-aliases $$($(BIN)/python -c 'import axd; print(axd.__version__)') latest
-	$(BIN)/mike set-default latest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mike deploy --update-aliases \
+	  $$($(BIN)/python -c 'import axd; print(axd.__version__)') latest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mike set-default latest
 
 ## tutorials: run every tutorial non-interactively against a fresh daemon (CI)
 tutorials: setup

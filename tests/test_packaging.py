@@ -3,6 +3,7 @@ running from it (not from this checkout) serves all four."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import sysconfig
@@ -92,3 +93,17 @@ def test_a_daemon_installed_from_the_wheel_lists_the_builtin_plugins(home, daemo
     assert set(BUILTIN) <= set(listed)
     for plugin in BUILTIN:
         assert listed[plugin]["folder"].startswith(str(venv)), listed[plugin]["folder"]
+
+    # The tutorials and their sample projects ship too: `axctl tutorial` works from a wheel.
+    tutorials = subprocess.run(
+        [str(venv / "bin" / "axctl"), "tutorial", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=home.env,
+        cwd=home.root,
+        timeout=60,
+        check=True,
+    )
+    shipped = json.loads(tutorials.stdout)["tutorials"]
+    assert len(shipped) >= 20 and {t["name"] for t in shipped} >= {"first-search"}
+    assert "axctl/tutorials/samples/shop/shop/cart.py" in names
