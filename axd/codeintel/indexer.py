@@ -171,6 +171,8 @@ class Indexer:
             await self._stage(ws, stages, Stage("index", len(todo)), todo, summary)
         if stages:
             summary["stages"] = {k: v.info() for k, v in stages.items()}
+        if total_files is None:  # a watcher's batch: the count after it, as `index status`
+            summary["files"] = len(ws.known)
         return summary
 
     async def _stage(

@@ -240,7 +240,7 @@ class Harness:
             measure = getattr(self, "_" + w.kind.replace("-", "_"))
             samples, extra = measure(w)
             delay = float(w.params.get("inject_delay_ms", 0))
-            if delay:  # for testing the gate: a slowdown that is really measured
+            if delay:  # for testing the gate: a slowdown added to every recorded sample
                 samples = [s + delay for s in samples]
             results[w.name] = {
                 "kind": w.kind,

@@ -236,6 +236,9 @@ def test_many_changes_at_once_are_coalesced(home, indexed):
     assert doc["results"][0]["symbol"] == "generated_number_299"
     st = api(home, "GET", f"/v1/index/status?path={indexed}")
     assert st["files"] == 312 and st["pending_changes"] == 0
+    # The watcher's events count the files after their batch, as `index status` does.
+    watched = [e for e in api_events(home, "index.updated") if e["reason"] == "watch"]
+    assert watched[-1]["files"] == 312
 
 
 def test_cache_is_invalidated_by_a_change_that_matters(home, indexed):
