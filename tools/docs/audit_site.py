@@ -6,8 +6,9 @@ The site is served on 127.0.0.1 (an ephemeral port) and opened in Debian's Chrom
   mode (the colour scheme the page really switched to is checked too): no violation of
   serious or critical impact;
 - **Lighthouse** 12.2.3 (mobile, its default simulated throttling) on the home page, a
-  tutorial and the API reference: every category (performance, accessibility, best
-  practices, SEO) scores at least 95.
+  tutorial and the search API reference: the median of five runs scores at least 95 in
+  every category (performance, accessibility, best practices, SEO). One run varies by a
+  few points on a shared machine; the median does not.
 
 Needs `npm ci --prefix tools/docs` (the Makefile does it) and Playwright for Python, which
 drives the system browser; nothing is downloaded while it runs. `--json FILE` writes the
@@ -34,7 +35,8 @@ NODE_BIN = HERE / "node_modules" / ".bin"
 AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = os.environ.get("CHROME_PATH", "/usr/bin/chromium")
 CHROME_FLAGS = "--headless=new --no-sandbox --disable-gpu"
-LIGHTHOUSE_PAGES = ("", "tutorials/first-search/", "reference/api/plugins/")
+LIGHTHOUSE_PAGES = ("", "tutorials/first-search/", "reference/api/code-search/")
+RUNS = 5  # Lighthouse's own advice: judge the median of several runs, not one
 CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
 MIN_SCORE = 95
 BLOCKING_IMPACT = {"serious", "critical"}
@@ -191,8 +193,13 @@ def main() -> int:
         if not args.skip_lighthouse:
             scores = {}
             for path in LIGHTHOUSE_PAGES:
-                scores["/" + path] = got = lighthouse(base + path)
-                print(f"lighthouse /{path}: " + "  ".join(f"{k} {v}" for k, v in got.items()))
+                runs = [lighthouse(base + path) for _ in range(RUNS)]
+                got = {k: sorted(run[k] for run in runs)[RUNS // 2] for k in CATEGORIES}
+                scores["/" + path] = {**got, "runs": runs}
+                print(
+                    f"lighthouse /{path} (median of {RUNS}): "
+                    + "  ".join(f"{k} {v}" for k, v in got.items())
+                )
                 problems += [
                     f"lighthouse /{path}: {k} {v} < {MIN_SCORE}"
                     for k, v in got.items()

@@ -211,8 +211,8 @@ def check_hostile_build(repo: Path) -> list[str]:
         (docs / "tutorials").mkdir(parents=True)
         (docs / "tutorials" / "index.md").write_text("# T\n\n<!-- tutorials: list -->\n")
         (docs / "reference" / "api").mkdir(parents=True)
-        for name in ("api/index.md", "cli.md"):
-            (docs / "reference" / name).write_text((repo / "docs" / "reference" / name).read_text())
+        api_index = "reference/api/index.md"  # the API hook needs its page and nav section
+        (docs / api_index).write_text((repo / "docs" / api_index).read_text())
         (docs / "index.md").write_text(
             f"---\ntitle: {json.dumps(HOSTILE_TITLE)}\n"
             f"description: {json.dumps(HOSTILE_DESCRIPTION)}\n---\n\n# Home\n\nText.\n"

@@ -33,6 +33,12 @@ AREAS: openapi_markdown.Areas = (
     ("Code search", ("workspaces", "index", "search", "definitions", "references")),
     ("Plugins", ("plugins", "budgets")),
     (
+        "Plugin lifecycle",
+        tuple(
+            f"plugins/{{name}}/{leaf}" for leaf in ("start", "stop", "restart", "enable", "disable")
+        ),
+    ),
+    (
         "Plugin development",
         tuple(f"plugins/{{name}}/{leaf}" for leaf in ("reload", "debug", "timeline", "logs")),
     ),

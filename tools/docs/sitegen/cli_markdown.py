@@ -1,7 +1,8 @@
 """The CLI reference: `<!-- axctl: plugin reload -->` markers expanded from the click tree.
 
-`docs/reference/cli.md` is prose with one marker per command, each on a line of its own
-(`<!-- axctl -->` is the top-level command and its global options). A marker becomes the
+The pages of `docs/reference/cli/` are prose with one marker per command, each on a line of
+its own (`<!-- axctl -->` is the top-level command and its global options), every command
+on one of the pages. A marker becomes the
 command's heading, usage line, help text and a table of its arguments and options, read
 from the same click objects `axctl --help` prints. Imports only click and the standard
 library, so the test that every command has a marker runs without mkdocs.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -54,8 +55,16 @@ def missing(markdown: str, root: click.Command) -> list[str]:
     return [display(path) for path, _ in commands(root) if path not in named]
 
 
-def expand(markdown: str, root: click.Command) -> tuple[str, list[str]]:
-    """`markdown` with every marker expanded, and the command lines of unknown markers."""
+Link = Callable[[Path], str]
+
+
+def same_page(path: Path) -> str:
+    return f"#{anchor(path)}"
+
+
+def expand(markdown: str, root: click.Command, link: Link = same_page) -> tuple[str, list[str]]:
+    """`markdown` with every marker expanded, and the command lines of unknown markers.
+    `link` gives the URL of a command's entry (for a group's table of subcommands)."""
     known = dict(commands(root))
     unknown: list[str] = []
     out: list[str] = []
@@ -69,7 +78,7 @@ def expand(markdown: str, root: click.Command) -> tuple[str, list[str]]:
             unknown.append(display(path))
             out.append(line)
             continue
-        out.append(render(root, path) + "\n")
+        out.append(render(root, path, link) + "\n")
     return "".join(out), unknown
 
 
@@ -81,7 +90,7 @@ def anchor(path: Path) -> str:
     return "-".join(("axctl", *path)).replace("_", "-")
 
 
-def render(root: click.Command, path: Path) -> str:
+def render(root: click.Command, path: Path, link: Link = same_page) -> str:
     """Heading, usage, help, arguments and options of the command at `path`."""
     ctx = _context(root, "axctl", None)
     command = root
@@ -101,7 +110,7 @@ def render(root: click.Command, path: Path) -> str:
         "",
         *_help(command.help or command.short_help or ""),
         *_params(command, ctx),
-        *_subcommands(command, ctx, path),
+        *_subcommands(command, ctx, path, link),
     ]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -148,7 +157,9 @@ def _params(command: click.Command, ctx: click.Context) -> Iterator[str]:
         yield ""
 
 
-def _subcommands(command: click.Command, ctx: click.Context, path: Path) -> Iterator[str]:
+def _subcommands(
+    command: click.Command, ctx: click.Context, path: Path, link: Link
+) -> Iterator[str]:
     if not isinstance(command, click.Group):
         return
     rows = []
@@ -156,7 +167,7 @@ def _subcommands(command: click.Command, ctx: click.Context, path: Path) -> Iter
         sub = command.get_command(ctx, name)
         if sub is None or sub.hidden:
             continue
-        link = f"[{code(name, cell=True)}](#{anchor((*path, name))})"
-        rows.append(f"| {link} | {inline(sub.get_short_help_str(limit=120), cell=True)} |")
+        entry = f"[{code(name, cell=True)}]({link((*path, name))})"
+        rows.append(f"| {entry} | {inline(sub.get_short_help_str(limit=120), cell=True)} |")
     if rows:
         yield from ("| command | what it does |", "| --- | --- |", *rows, "")

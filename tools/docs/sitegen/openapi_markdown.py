@@ -146,18 +146,18 @@ def describe_type(schema: Mapping[str, Any]) -> str:
 
 
 def _responses(responses: Mapping[str, Any]) -> Iterator[str]:
-    yield "| status | description | content |"
-    yield "| --- | --- | --- |"
+    """One list item per status (a list, not a table: a page of operations stays light)."""
     for status, response in sorted(responses.items()):
         contents = []
         for media, content in response.get("content", {}).items():
             ref = content.get("schema", {}).get("$ref", "")
             if ref.endswith("/Error"):
-                contents.append(f"[error]({ERRORS_LINK}) as {code(media, cell=True)}")
+                contents.append(f"[error]({ERRORS_LINK}) as {code(media)}")
             else:
-                contents.append(code(media, cell=True))
-        text = inline(response.get("description", ""), cell=True)
-        yield f"| {status} | {text} | {', '.join(contents)} |"
+                contents.append(code(media))
+        text = inline(response.get("description", ""))
+        what = f" ({', '.join(contents)})" if contents else ""
+        yield f"- **{status}**: {text}{what}"
 
 
 def _yes(flag: bool) -> str:
