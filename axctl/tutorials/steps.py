@@ -95,7 +95,7 @@ def run_step(
 def _write_file(step: Step, cwd: str, started: float) -> Outcome:
     target = os.path.join(cwd, step.path)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = target + ".tutorial-tmp"
+    tmp = target + ".tutorial.tmp"  # `.tmp`: the daemon's watchers ignore it until it is renamed
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(step.content)
     os.replace(tmp, target)  # a watcher sees the whole file at once, as an editor's save
