@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 
+CHUNK = 1 << 20
+
 
 def code_digest(folder: str) -> str:
     """A hash of the plugin's files (not the manifest): did the code change?"""
@@ -24,7 +26,8 @@ def code_digest(folder: str) -> str:
             path = os.path.join(base, name)
             digest.update(os.path.relpath(path, folder).encode())
             with contextlib.suppress(OSError), open(path, "rb") as fh:
-                digest.update(fh.read())
+                while chunk := fh.read(CHUNK):  # a big data file is not read into memory whole
+                    digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -346,6 +346,12 @@ class Supervisor:
                 ):
                     return
                 continue
+            if not ps.wanted:
+                # Stopped while it was being prepared or started (`_halt` found no process
+                # yet, or one still starting): do not run a plugin nobody wants.
+                code = await process.stop(self.config.number("plugins.stop_grace"))
+                self.bus.publish("plugin.exited", plugin=ps.name, exit_code=code)
+                return
             ps.budget_notes = await asyncio.to_thread(ps.group.apply, ps.budget)
             ps.state = "running"
             ps.started_at = time.monotonic()

@@ -204,6 +204,19 @@ def test_stop_is_graceful_and_takes_forked_children_along(home, pdaemon):
     assert any(e["plugin"] == "echo" for e in events(home, "plugin.exited"))
 
 
+def test_a_stop_while_the_plugin_is_being_prepared_stops_it(home, daemon_factory, plugin_dir):
+    """A stop that comes before the plugin process exists (its code is still being
+    hashed) must not leave the plugin to start anyway, nor the stop to wait forever."""
+    with open(plugin_dir / "echo" / "big-data.bin", "wb") as f:
+        f.truncate(2 << 30)  # sparse: hashing 2 GiB of zeros takes the daemon seconds
+    home.env.update(PLUGIN_ENV, AXD_PLUGINS_PATHS=str(plugin_dir))
+    daemon_factory().start()
+    assert plugin(home, "echo")["state"] == "starting"
+    assert api(home, "POST", "/v1/plugins/echo/stop", timeout=60)["state"] == "stopped"
+    assert plugin(home, "echo")["state"] == "stopped"
+    home.client().request("POST", "/v1/shutdown")
+
+
 def test_enable_disable_survive_a_daemon_restart(home, daemon_factory, plugin_dir, pdaemon):
     assert api(home, "POST", "/v1/plugins/echo/disable")["state"] == "disabled"
     pdaemon.signal(signal.SIGTERM)
