@@ -25,7 +25,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
-HOSTILE_TITLE = '</script><script>alert("title")</script> & <!-- \u2028 "quoted"'
+HOSTILE_TITLE = '</script><script>alert(1)</script> & <!-- \u2028 "quoted"'
 HOSTILE_DESCRIPTION = "Ends </SCRIPT > early? <b>bold</b> & 'single' \u2029 \\ backslash"
 NO_META = {"404.html"}  # the not-found page is not a document to describe or index
 
@@ -111,14 +111,18 @@ def target_file(site: Path, path: str) -> Path | None:
     return local if local.is_file() else None
 
 
-def check_links(site: Path, pages: dict[Path, Page]) -> list[str]:
+def check_links(site: Path, pages: dict[Path, Page], external: set[str]) -> list[str]:
+    """Problems with internal links; `external` collects the others (listed, not fetched:
+    the check runs offline)."""
     problems = []
     for html, page in pages.items():
         base = url_path(site, html)
         for link in page.links:
             parts = urlsplit(link)
             if parts.scheme or parts.netloc or link.startswith(("mailto:", "data:")):
-                continue  # external: not fetched (the build runs offline)
+                if parts.scheme in ("http", "https"):
+                    external.add(link)
+                continue
             absolute = urlsplit(urljoin(base, link))
             target = target_file(site, absolute.path) if absolute.path else html
             where = f"{html.relative_to(site)}: {link}"
@@ -264,12 +268,17 @@ def main(argv: list[str]) -> int:
         print(f"{site}: no pages; run `make docs` first", file=sys.stderr)
         return 1
     site_url = site_url_of(site)
+    external: set[str] = set()
     problems = (
-        check_links(site, pages)
+        check_links(site, pages, external)
         + check_meta(site, pages, site_url)
         + check_sitemap(site, pages, site_url)
         + check_hostile_build(repo)
     )
+    ours = [u for u in sorted(external) if not u.startswith(site_url)]
+    print(f"{len(ours)} external links (listed, not fetched):")
+    for url in ours:
+        print(f"  {url}")
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"{len(pages)} pages checked: {len(problems)} problems")

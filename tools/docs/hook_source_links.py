@@ -14,13 +14,6 @@ from mkdocs.structure.pages import Page
 from sitegen import source_links
 
 log = logging.getLogger("mkdocs.hooks.source_links")
-_site_files: set[str] = set()
-
-
-def on_files(files: Files, config: MkDocsConfig) -> Files:
-    _site_files.clear()
-    _site_files.update(f.src_uri for f in files)
-    return files
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
@@ -33,7 +26,7 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         page_file=Path(abs_src) if abs_src else None,
         docs_dir=Path(config.docs_dir),
         repo_root=repo_root,
-        site_files=_site_files,
+        site_files={f.src_uri for f in files},  # all of them, generated pages included
         source_url=base,
     )
     for old, new in changed:
