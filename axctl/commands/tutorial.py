@@ -202,6 +202,7 @@ def tutorial_stats(session: Session, name: str | None, chart: str | None, as_jso
             from axctl.tutorials import catalog
 
             catalog.load(name)  # unknown name: says so, with a suggestion
+    funnel_view.fill_titles(doc)
     if chart:
         try:
             funnel_view.chart(doc, chart)

@@ -7,6 +7,23 @@ from typing import Any
 from axctl import output
 
 
+def fill_titles(doc: dict[str, Any]) -> None:
+    """Titles for the steps nobody reached yet (the daemon knows only the steps it was
+    told about), from the tutorials installed here."""
+    from axctl.tutorials import catalog
+
+    for t in doc["tutorials"]:
+        missing = [s for s in t["steps"] if not s.get("title")]
+        if not missing:
+            continue
+        try:
+            steps = {s.number: s.title for s in catalog.load(t["name"]).steps}
+        except Exception:  # a tutorial no longer installed: its numbers are enough
+            continue
+        for s in missing:
+            s["title"] = steps.get(s["step"])
+
+
 def text(doc: dict[str, Any]) -> str:
     overall = doc["overall"]
     if not doc["tutorials"]:

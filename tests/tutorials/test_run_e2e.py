@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -159,6 +160,9 @@ def test_quit_midway_then_run_resumes_at_the_next_step(home, daemon, write_page)
     assert "Stopped at step 2; `axctl tutorial run demo` resumes." in first.stdout
     assert progress(home)["next_step"] == 2
     assert (scratch(home) / "workspace" / "hello.txt").read_text() == "hello\n"
+    table = home.axctl("tutorial", "stats", "demo").stdout
+    # Steps nobody reached yet are named from the page, not left blank.
+    assert re.search(r"4 +0 +0 \(-\) +- +Read the notes", table), table
 
     again = home.axctl("tutorial", "run", "demo", "--yes")
     assert again.returncode == 0, again.stdout + again.stderr
