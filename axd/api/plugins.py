@@ -204,12 +204,14 @@ async def debug_session(request: web.Request) -> web.StreamResponse:
     bus = request.app[SERVICES].bus
     reason = "client disconnected"
     try:
+        # debugpy starts before the stream does: if it cannot (a memory budget too small
+        # for it, the plugin gone), the client gets a JSON 503, not a broken stream.
+        where = await _dap(ps) if dap else None
         async with NdjsonStream(request) as out:
             await out.send(
                 {"type": "session", "id": session.id, "plugin": ps.name, "commands": list(COMMANDS)}
             )
             if dap:
-                where = await _dap(ps)
                 await out.send(
                     {
                         "type": "dap",

@@ -417,6 +417,24 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_a_debug_adapter_that_cannot_start_is_a_clear_error(home, daemon_factory, folder):
+    """debugpy failing in the plugin (here a stand-in that refuses, as a too-small memory
+    budget would) answers a JSON 503 before any stream starts: no traceback in axctl."""
+    (folder / "debugpy.py").write_text(
+        "def listen(address):\n    raise RuntimeError('no room for the debug adapter')\n"
+    )
+    home.env.update(ENV, AXD_PLUGINS_PATHS=str(folder.parent))
+    daemon_factory().start()
+    wait_for(lambda: info(home)["state"] == "running", timeout=30)
+    out = home.axctl("plugin", "debug", "echo", "--dap", "--json")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    error = json.loads(out.stdout)["error"]
+    assert error["code"] == "dap_unavailable"
+    assert "no room for the debug adapter" in error["message"]
+    assert info(home)["state"] == "running"  # the plugin itself goes on
+
+
 def test_dap_listens_on_loopback_until_the_session_ends(home, pd):
     reader = home.client(None)._open("POST", "/v1/plugins/echo/debug?dap=true", {})
     status, headers = transport._read_head(reader)
