@@ -69,3 +69,12 @@ def test_the_catalog_lists_the_shipped_pages_in_order():
 def test_at_least_twenty_tutorials_ship():
     names = shipped()
     assert len(names) >= 20, f"{len(names)} tutorials ship: {names}"
+
+
+def test_the_systemd_tutorial_writes_the_units_the_repository_ships():
+    """The page writes the units step by step (a wheel has no systemd/ folder to copy
+    from); they must stay the ones in systemd/."""
+    repo = PAGES.parents[2]
+    written = {s.path: s.content for s in load("systemd-install").steps if s.kind == "file"}
+    for unit in ("axd.service", "axd.socket"):
+        assert written[f"systemd/{unit}"] == (repo / "systemd" / unit).read_text(), unit
