@@ -11,6 +11,7 @@ import click
 from axctl import output
 from axctl.commands.common import json_option, pass_session
 from axctl.commands.debug import plugin_debug
+from axctl.commands.pack import plugin_pack
 from axctl.errors import EXIT_USAGE, CliError, Failure
 from axctl.session import Session
 
@@ -215,6 +216,7 @@ for _name, _doc in (
 
 
 plugin.add_command(plugin_debug)
+plugin.add_command(plugin_pack)
 
 
 @plugin.command("reload")

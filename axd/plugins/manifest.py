@@ -9,6 +9,7 @@ author = "axd developers"
 license = "MIT"
 homepage = "https://example.org/axd/plugins/todos"
 keywords = ["todo", "fixme"]
+axd = ">=0.1, <1"                   # the axd versions it works with (marketplace)
 entry = "todos_plugin:Todos"        # module in this folder, and the Plugin class
 events = ["file.changed"]           # daemon events delivered to the plugin
 
@@ -34,7 +35,7 @@ NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_]*)?$")
 EVENT = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
 REQUIRED = ("name", "version", "description", "entry")
-OPTIONAL_STR = ("author", "license", "homepage")
+OPTIONAL_STR = ("author", "license", "homepage", "axd")
 
 
 class ManifestError(Exception):
@@ -54,6 +55,7 @@ class Manifest:
     author: str = ""
     license: str = ""
     homepage: str = ""
+    axd: str = ""  # compatible axd versions, a range (axd.marketplace.semver)
     keywords: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
     budget: Budget = field(default_factory=Budget)
@@ -74,6 +76,7 @@ class Manifest:
             "homepage": self.homepage,
             "keywords": list(self.keywords),
             "events": list(self.events),
+            "axd": self.axd,
         }
 
 
@@ -147,6 +150,7 @@ def parse(doc: dict[str, Any], folder: str, path: str) -> Manifest:
         author=meta.get("author", ""),
         license=meta.get("license", ""),
         homepage=meta.get("homepage", ""),
+        axd=meta.get("axd", ""),
         keywords=tuple(keywords),
         events=tuple(events),
         budget=budget,

@@ -17,7 +17,7 @@ from axctl import session as session_mod
 from axctl.cli import cli
 from axd import __version__
 from axd.shared import transport
-from tests.conftest import BIN, wait_for
+from tests.conftest import BIN, REPO, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -262,6 +262,7 @@ def test_every_command_prints_valid_json(home, echo_daemon):
         "plugin debug": ["echo"],
         "plugin reload": ["echo"],
         "plugin timeline": ["echo"],
+        "plugin pack": [str(REPO / "axd" / "builtin_plugins" / "todos"), "-o", str(home.root)],
         "perf run": [str(tiny), "-o", str(home.root / "r.json")],
         "perf compare": [str(home.root / "r.json"), str(home.root / "r.json")],
         "perf sweep": ["--set", str(rel), "-w", str(project), "--k1", "1,2,3", "--b", "0.5,0.7"],
