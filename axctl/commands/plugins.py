@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from axctl import output
+from axctl.commands.catalog import plugin_catalog
 from axctl.commands.common import json_option, pass_session
 from axctl.commands.debug import plugin_debug
 from axctl.commands.pack import plugin_pack
@@ -217,6 +218,7 @@ for _name, _doc in (
 
 plugin.add_command(plugin_debug)
 plugin.add_command(plugin_pack)
+plugin.add_command(plugin_catalog)
 
 
 @plugin.command("reload")

@@ -87,6 +87,11 @@ def check(folder: str) -> tuple[Manifest | None, list[str]]:
         manifest = load(folder)
     except ManifestError as exc:
         return None, exc.problems
+    return manifest, problems_of(manifest)
+
+
+def problems_of(manifest: Manifest) -> list[str]:
+    """What keeps a manifest the daemon accepts from being published."""
     problems: list[str] = []
     try:
         Version.parse(manifest.version)
@@ -120,4 +125,4 @@ def check(folder: str) -> tuple[Manifest | None, list[str]]:
             Range.parse(manifest.axd)
         except VersionError as exc:
             problems.append(f"plugin.axd: {exc}")
-    return manifest, problems
+    return problems
