@@ -12,6 +12,7 @@ from axctl import output
 from axctl.commands.catalog import plugin_catalog
 from axctl.commands.common import json_option, pass_session
 from axctl.commands.debug import plugin_debug
+from axctl.commands.market import plugin_search, print_info
 from axctl.commands.pack import plugin_pack
 from axctl.errors import EXIT_USAGE, CliError, Failure
 from axctl.session import Session
@@ -84,8 +85,25 @@ def plugin_list(session: Session, as_json: bool) -> None:
 @pass_session
 def plugin_info(session: Session, name: str, as_json: bool) -> None:
     """What plugin NAME is and offers: state, version, budget, and each method with its
-    parameters (types, bounds, defaults) and what it does."""
-    doc = session.call("GET", f"/v1/plugins/{name}")
+    parameters (types, bounds, defaults) and what it does. A plugin that is not installed
+    is looked up in the catalogs you trust: its versions, the budget each asks for, the
+    axd versions it works with and where it comes from."""
+    try:
+        doc = session.call("GET", f"/v1/plugins/{name}")
+    except Failure as exc:
+        if exc.code != "no_such_plugin":
+            raise
+        try:
+            offered = session.call("GET", f"/v1/marketplace/plugins/{name}")
+        except Failure as market:
+            if market.code != "unknown_plugin":
+                raise
+            raise exc from None  # neither installed nor offered: the first answer says so
+        if as_json:
+            output.emit_json({**offered, "installed": False})
+        else:
+            print_info(offered)
+        return
     if as_json:
         output.emit_json(doc)
         return
@@ -219,6 +237,7 @@ for _name, _doc in (
 plugin.add_command(plugin_debug)
 plugin.add_command(plugin_pack)
 plugin.add_command(plugin_catalog)
+plugin.add_command(plugin_search)
 
 
 @plugin.command("reload")

@@ -516,6 +516,23 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0.001,
         maximum=30 * 86400,
     ),
+    Option(
+        "marketplace.sources",
+        [],
+        "list",
+        'Plugin catalogs you trust, each "LOCATION PUBLIC_KEY": an https:// URL or a path '
+        "to a catalog.json, and the base64 Ed25519 key its catalog.json.sig must verify "
+        "with (`axctl plugin catalog keygen` prints it). A catalog no listed key signed is "
+        "refused whole.",
+    ),
+    Option(
+        "marketplace.cache_ttl",
+        "5m",
+        "duration",
+        "How long a fetched catalog is reused before it is fetched and verified again.",
+        minimum=0,
+        maximum=86400,
+    ),
 )
 
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}

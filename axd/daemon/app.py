@@ -15,6 +15,7 @@ from axd.api import dashboard as dashboard_api
 from axd.api import drills as drills_api
 from axd.api import events as events_api
 from axd.api import lifecycle as lifecycle_api
+from axd.api import marketplace as marketplace_api
 from axd.api import metrics as metrics_api
 from axd.api import monitoring as monitoring_api
 from axd.api import openapi as openapi_api
@@ -45,6 +46,7 @@ ROUTE_TABLES = (
     drills_api.routes,
     perf_api.routes,
     tutorials_api.routes,
+    marketplace_api.routes,
 )
 
 

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from axctl import session as session_mod
 from axctl.cli import cli
 from axd import __version__
+from axd.marketplace import catalog
 from axd.shared import transport
 from tests.conftest import BIN, REPO, wait_for
 
@@ -230,6 +231,10 @@ def test_every_command_prints_valid_json(home, echo_daemon):
     project = home.root / "project"
     project.mkdir()
     (project / "app.py").write_text("def hello():\n    return 1\n")
+    dist = home.root / "dist"
+    keys = catalog.generate_keys()
+    signing = home.root / "signing.pem"
+    signing.write_bytes(keys.private_pem)
     pages = home.root / "tutorials"
     pages.mkdir()
     (pages / "hello.md").write_text(
@@ -262,7 +267,11 @@ def test_every_command_prints_valid_json(home, echo_daemon):
         "plugin debug": ["echo"],
         "plugin reload": ["echo"],
         "plugin timeline": ["echo"],
-        "plugin pack": [str(REPO / "axd" / "builtin_plugins" / "todos"), "-o", str(home.root)],
+        "plugin pack": [str(REPO / "axd" / "builtin_plugins" / "todos"), "-o", str(dist)],
+        "plugin catalog keygen": [str(home.root / "new.pem")],
+        "plugin catalog build": [str(dist), "-o", str(dist / "c.json"), "--key", str(signing)],
+        "plugin catalog verify": [str(dist / "c.json"), "--public-key", keys.public],
+        "plugin search": ["todo"],
         "perf run": [str(tiny), "-o", str(home.root / "r.json")],
         "perf compare": [str(home.root / "r.json"), str(home.root / "r.json")],
         "perf sweep": ["--set", str(rel), "-w", str(project), "--k1", "1,2,3", "--b", "0.5,0.7"],

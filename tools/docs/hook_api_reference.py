@@ -45,6 +45,7 @@ AREAS: openapi_markdown.Areas = (
     ("Monitoring", ("signals", "alerts", "metrics", "dashboard", "drills")),
     ("Performance", ("perf",)),
     ("Tutorials", ("tutorials",)),
+    ("Marketplace", ("marketplace",)),
 )
 _document: dict[str, Any] = {}
 _groups: dict[str, list[openapi_markdown.Operation]] = {}

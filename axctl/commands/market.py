@@ -1,0 +1,70 @@
+"""`axctl plugin search TERM`, and `plugin info` for a plugin that is not installed: what
+the catalogs you trust (`marketplace.sources`) offer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from axctl import output
+from axctl.commands.common import json_option, pass_session
+from axctl.session import Session
+
+
+@click.command("search")
+@click.argument("term", nargs=-1)
+@json_option
+@pass_session
+def plugin_search(session: Session, term: tuple[str, ...], as_json: bool) -> None:
+    """Plugins in the catalogs you trust whose name, keywords or description match every
+    word of TERM, best first (no TERM lists them all). Sources are set in
+    `marketplace.sources` ("LOCATION PUBLIC_KEY"); one that cannot be read or verified is
+    named, and the others still answer."""
+    from urllib.parse import quote
+
+    doc = session.call("GET", f"/v1/marketplace/search?q={quote(' '.join(term))}")
+    if as_json:
+        output.emit_json(doc)
+        return
+    rows: list[tuple[Any, ...]] = [("NAME", "VERSION", "SOURCE", "DESCRIPTION")]
+    for r in doc["results"]:
+        version = r["version"] + ("" if r["compatible"] else " (needs another axd)")
+        rows.append((r["name"], version, r["source"], r["description"]))
+    if len(rows) > 1:
+        click.echo(output.table(rows))
+    else:
+        click.echo("no plugin matches" if term else "the trusted catalogs list no plugin")
+    _warn(doc["problems"])
+
+
+def print_info(doc: dict[str, Any]) -> None:
+    """A plugin the catalogs offer: its versions, budgets, compatibility and source."""
+    newest = doc["versions"][0]
+    manifest = newest["manifest"]
+    click.echo(
+        output.table(
+            [
+                ("name", doc["name"]),
+                ("description", manifest.get("description") or "-"),
+                ("author", manifest.get("author") or "-"),
+                ("license", manifest.get("license") or "-"),
+                ("homepage", manifest.get("homepage") or "-"),
+                ("installed", "no"),
+            ]
+        )
+    )
+    rows: list[tuple[Any, ...]] = [("VERSION", "AXD", "BUDGET", "SOURCE", "SHA256")]
+    for v in doc["versions"]:
+        b = v["budget"]
+        axd = (v["axd"] or "any") + ("" if v["compatible"] else " (not this axd)")
+        budget = f"cpu {b.get('cpu')}, memory {b.get('memory')}, pids {b.get('pids')}"
+        rows.append((v["version"], axd, budget, v["source"], v["sha256"][:12]))
+    click.echo("")
+    click.echo(output.table(rows))
+    _warn(doc.get("problems", []))
+
+
+def _warn(problems: list[dict[str, str]]) -> None:
+    for p in problems:
+        click.echo(f"axctl: warning: {p['source']}: {p['error']}", err=True)

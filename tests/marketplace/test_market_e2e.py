@@ -1,0 +1,75 @@
+"""Searching and describing plugins from the catalogs a user trusts, through a real daemon."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from axd.marketplace import archive, catalog
+
+pytestmark = pytest.mark.e2e
+
+BUILTIN = Path(__file__).resolve().parents[2] / "axd" / "builtin_plugins"
+
+
+@pytest.fixture
+def market(home, daemon_factory):
+    dist = home.root / "market" / "dist"
+    dist.mkdir(parents=True)
+    for name in ("todos", "complexity", "git-recent", "imports"):
+        archive.pack(str(BUILTIN / name), str(dist / f"{name}.tar.gz"), f"{name}-1.0.0")
+    keys = catalog.generate_keys()
+    path = home.root / "market" / "catalog.json"
+    doc = catalog.build([str(dist)], str(path), name="builtin")
+    catalog.write(doc, str(path), keys.private_pem)
+    stranger = catalog.generate_keys().public
+    home.env.update(
+        AXD_PLUGINS_ENABLED="true",
+        AXD_PLUGINS_BUILTIN="false",
+        # a trusted catalog, and the same one under a key that did not sign it
+        AXD_MARKETPLACE_SOURCES=f"{path} {keys.public},{path} {stranger}",
+    )
+    daemon_factory().start()
+    return path
+
+
+def test_search_ranks_by_name_then_keywords_and_names_a_source_it_cannot_trust(home, market):
+    out = home.axctl("plugin", "search", "todo", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert [r["name"] for r in doc["results"]][:1] == ["todos"]
+    top = doc["results"][0]
+    assert top["version"] == "1.0.0" and top["compatible"] is True and top["source"] == "builtin"
+    assert len(doc["problems"]) == 1
+    assert "not signed by a key you trust" in doc["problems"][0]["error"]
+
+    text = home.axctl("plugin", "search", "complexity")
+    assert text.returncode == 0 and "complexity" in text.stdout
+    assert "not signed by a key you trust" in text.stderr  # the bad source is named
+    nothing = home.axctl("plugin", "search", "no-such-words-anywhere")
+    assert "no plugin matches" in nothing.stdout
+
+
+def test_info_of_a_plugin_that_is_not_installed_comes_from_the_catalog(home, market):
+    out = home.axctl("plugin", "info", "complexity", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["installed"] is False
+    (version,) = doc["versions"]
+    assert version["version"] == "1.0.0" and version["compatible"] is True
+    assert version["budget"]["memory"] and len(version["sha256"]) == 64
+    assert Path(version["archive"]).is_file()
+    text = home.axctl("plugin", "info", "complexity")
+    assert re.search(r"^installed +no$", text.stdout, re.M), text.stdout
+    assert re.search(r"^1\.0\.0 +>=0\.1, <1 +cpu ", text.stdout, re.M), text.stdout
+    missing = home.axctl("plugin", "info", "nothing-like-it", "--json")
+    assert missing.returncode == 1
+    assert json.loads(missing.stdout)["error"]["code"] == "no_such_plugin"
+
+
+def test_a_query_too_long_is_refused(home, market):
+    resp = home.client().request("GET", "/v1/marketplace/search?q=" + "x" * 300)
+    assert resp.status == 422 and resp.json()["error"]["code"] == "invalid_value"
