@@ -68,3 +68,68 @@ def print_info(doc: dict[str, Any]) -> None:
 def _warn(problems: list[dict[str, str]]) -> None:
     for p in problems:
         click.echo(f"axctl: warning: {p['source']}: {p['error']}", err=True)
+
+
+@click.command("install")
+@click.argument("spec")
+@click.option("-y", "--yes", is_flag=True, help="Install without asking (scripts, CI).")
+@json_option
+@pass_session
+def plugin_install(session: Session, spec: str, yes: bool, as_json: bool) -> None:
+    """Install SPEC: NAME, NAME@RANGE (`todos@^1.2`: the highest version a trusted
+    catalog offers that matches and works with this axd), a path to a .tar.gz or an https
+    URL. Shows the version, the budget it asks for and its source, and asks before
+    installing (--yes to skip). The archive is checked against the catalog's size and
+    sha256 before it is unpacked; a failure at any step leaves everything as it was.
+
+    \b
+    Examples:
+      axctl plugin install todos
+      axctl plugin install complexity@~1.0 --yes
+      axctl plugin install ./dist/greeter-1.2.0.tar.gz
+    """
+    import sys
+
+    from axctl.errors import EXIT_USAGE, CliError
+
+    planned = session.call("POST", "/v1/marketplace/install", {"spec": spec, "dry_run": True})
+    plan = planned["plan"]
+    if not yes:
+        if as_json or not sys.stdin.isatty():
+            raise CliError(
+                "installing needs a confirmation: run it in a terminal, or pass --yes",
+                exit_code=EXIT_USAGE,
+                code="confirmation_needed",
+                details={"plan": plan},
+                as_json=as_json,
+            )
+        _show_plan(plan)
+        if not click.confirm("Install it?", default=True):
+            click.echo("nothing installed")
+            return
+    doc = session.call("POST", "/v1/marketplace/install", {"spec": spec, "dry_run": False})
+    if as_json:
+        output.emit_json(doc)
+        return
+    done, plugin = doc["installed"], doc["plugin"]
+    click.echo(
+        f"installed {done['name']} {done['version']} in {done['folder']} "
+        f"(sha256 {done['sha256'][:12]}); {plugin['state']}"
+    )
+
+
+def _show_plan(plan: dict[str, Any]) -> None:
+    b = plan.get("budget") or {}
+    budget = f"cpu {b.get('cpu')}, memory {b.get('memory')}, pids {b.get('pids')}" if b else "-"
+    click.echo(
+        output.table(
+            [
+                ("plugin", plan["name"] or "(read from the archive)"),
+                ("version", plan["version"] or "(read from the archive)"),
+                ("budget", budget),
+                ("works with", f"axd {plan['axd']}" if plan["axd"] else "-"),
+                ("source", plan["source"]),
+                ("sha256", plan["sha256"] or "(computed on download)"),
+            ]
+        )
+    )

@@ -4,27 +4,29 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 from aiohttp import web
 
 from axd import errors
+from axd.api.inputs import json_body
 from axd.api.registry import Param, RouteTable
 from axd.api.render import json_response
 from axd.daemon.services import SERVICES
 from axd.marketplace.sources import Market
 
 routes = RouteTable()
-MARKET = web.AppKey("marketplace", Market)
 MAX_QUERY = 200
+# Per app (the app is frozen once it serves, so not in it): the catalog cache, and the lock
+# that keeps installs one at a time.
+_markets: weakref.WeakKeyDictionary[web.Application, Market] = weakref.WeakKeyDictionary()
+_installing: weakref.WeakKeyDictionary[web.Application, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 def _market(request: web.Request) -> Market:
     """One market per app (its catalog cache), following the live config."""
     config = request.app[SERVICES].config
-    market = request.app.get(MARKET)
-    if market is None:
-        market = Market([], 0.0)
-        request.app[MARKET] = market
+    market = _markets.setdefault(request.app, Market([], 0.0))
     market.sources = config.strings("marketplace.sources")
     market.ttl = config.number("marketplace.cache_ttl")
     return market
@@ -68,3 +70,67 @@ async def plugin_info(request: web.Request) -> web.Response:
             problems=problems,
         )
     return json_response(doc)
+
+
+INSTALL_BODY = {
+    "type": "object",
+    "properties": {
+        "spec": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "dry_run": {"type": "boolean"},
+    },
+    "required": ["spec"],
+    "additionalProperties": False,
+}
+_KINDS = {404: errors.not_found, 409: errors.conflict, 502: errors.unavailable, 500: errors.failed}
+
+
+@routes.add(
+    "POST",
+    "/v1/marketplace/install",
+    "Install a plugin: `spec` is NAME, NAME@RANGE (the highest version a trusted catalog "
+    "offers that matches and works with this axd), a path to a .tar.gz or an https URL. "
+    "With `dry_run`, what would be installed (version, budget, source) and nothing more. "
+    "Otherwise fetched, checked against the catalog's size and sha256, unpacked safely, "
+    "validated, moved into place in one rename, recorded in the lock file and started; "
+    "any failure leaves everything as it was. One install at a time.",
+    body=INSTALL_BODY,
+    responses={
+        200: "the plan (dry run), or what was installed and the plugin's state",
+        404: "no such plugin or version",
+        409: "already installed, or another install is running",
+        503: "plugins are off, or the archive could not be fetched",
+    },
+)
+async def install(request: web.Request) -> web.Response:
+    from axd.marketplace import installer
+    from axd.plugins.supervisor import installed_dir
+
+    body = await json_body(request, INSTALL_BODY)
+    services = request.app[SERVICES]
+    sup = services.plugins
+    if sup is None or not services.config.flag("plugins.enabled"):
+        raise errors.unavailable("plugins_disabled", "plugins are off (plugins.enabled)")
+    market = _market(request)
+    lock = _installing.setdefault(request.app, asyncio.Lock())
+    if lock.locked():
+        raise errors.conflict("install_running", "another plugin install is running")
+    async with lock:
+        try:
+            if body.get("dry_run"):
+                chosen = await asyncio.to_thread(installer.plan, market, body["spec"])
+                return json_response({"dry_run": True, "plan": chosen.describe()})
+            done = await asyncio.to_thread(
+                installer.install,
+                market,
+                body["spec"],
+                services.info.state_dir,
+                installed_dir(services.info.state_dir),
+                frozenset(sup.plugins),
+            )
+        except installer.InstallError as exc:
+            raise _KINDS.get(exc.status, errors.invalid)(exc.code, str(exc)) from None
+        plugin = await sup.add_installed(done["name"])
+    services.bus.publish(
+        "plugin.installed", plugin=done["name"], version=done["version"], sha256=done["sha256"]
+    )
+    return json_response({"dry_run": False, "installed": done, "plugin": plugin})

@@ -61,6 +61,11 @@ DaemonApi = Callable[[str, dict[str, Any]], Awaitable[Any]]
 _CALL_ERROR_KIND = {"no_such_method": Kind.NOT_FOUND, "invalid_params": Kind.INVALID}
 
 
+def installed_dir(state_dir: str) -> str:
+    """Where `axctl plugin install` puts plugins: one folder each, under the state dir."""
+    return os.path.join(state_dir, "plugins")
+
+
 class Supervisor:
     def __init__(
         self,
@@ -72,6 +77,7 @@ class Supervisor:
     ) -> None:
         self.config = config
         self.bus = bus
+        self.state_dir = state_dir
         self.disabled = DisabledPlugins(state_dir)
         self.daemon_api = daemon_api
         self.plugins: dict[str, PluginState] = {}
@@ -143,6 +149,7 @@ class Supervisor:
     def discover(self) -> None:
         folders = [BUILTIN_DIR] if self.config.flag("plugins.builtin") else []
         folders += [os.path.expanduser(p) for p in self.config.strings("plugins.paths")]
+        folders.append(installed_dir(self.state_dir))  # `axctl plugin install` puts them here
         found, broken = manifest_mod.discover(folders)
         self.invalid = [{"manifest": b.path, "problems": b.problems} for b in broken]
         for b in broken:
@@ -155,6 +162,15 @@ class Supervisor:
             if not self.plugins[manifest.name].enabled:
                 self.plugins[manifest.name].state = "disabled"
         self.resolve_budgets()
+
+    async def add_installed(self, name: str) -> dict[str, Any]:
+        """Take in a plugin just installed (see axd/marketplace/installer.py) and start it."""
+        self.discover()
+        ps = self.get(name)
+        if ps.enabled:
+            self._launch(ps)
+            await self._wait_settled(ps)
+        return self.info(name)
 
     def enforcement(self) -> dict[str, Any]:
         return self.backend.describe() if self.backend else {"backend": "none"}

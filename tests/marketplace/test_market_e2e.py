@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,80 @@ def test_info_of_a_plugin_that_is_not_installed_comes_from_the_catalog(home, mar
 def test_a_query_too_long_is_refused(home, market):
     resp = home.client().request("GET", "/v1/marketplace/search?q=" + "x" * 300)
     assert resp.status == 422 and resp.json()["error"]["code"] == "invalid_value"
+
+
+def installed_dir(home) -> Path:
+    return Path(home.state_dir) / "plugins"
+
+
+def lock(home) -> dict:
+    path = Path(home.state_dir) / "plugins.lock.json"
+    return json.loads(path.read_text())["plugins"] if path.exists() else {}
+
+
+def nothing_left_behind(home) -> bool:
+    folder = installed_dir(home)
+    return not folder.exists() or not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_install_checks_starts_and_records_the_plugin(home, market):
+    asked = home.axctl("plugin", "install", "complexity")  # no terminal, no --yes
+    assert asked.returncode == 2 and "--yes" in asked.stderr
+    assert not (installed_dir(home) / "complexity").exists()
+
+    out = home.axctl("plugin", "install", "complexity@^1", "--yes", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["installed"]["version"] == "1.0.0" and doc["plugin"]["state"] == "running"
+    folder = installed_dir(home) / "complexity"
+    assert (folder / "plugin.toml").is_file()
+    release = json.loads(market.read_text())["plugins"]["complexity"]["versions"]["1.0.0"]
+    assert lock(home)["complexity"]["sha256"] == release["sha256"]
+    info = json.loads(home.axctl("plugin", "info", "complexity", "--json").stdout)
+    assert info["state"] == "running" and info["folder"] == str(folder)
+
+    again = home.axctl("plugin", "install", "complexity", "--yes", "--json")
+    assert again.returncode == 1
+    assert json.loads(again.stdout)["error"]["code"] == "already_installed"
+    assert nothing_left_behind(home)
+
+
+@pytest.mark.parametrize(
+    ("spec", "code"),
+    [
+        ("nothing-like-it", "unknown_plugin"),
+        ("todos@^2", "no_matching_version"),
+        ("Not A Spec", "invalid_spec"),
+    ],
+)
+def test_what_cannot_be_resolved_changes_nothing(home, market, spec, code):
+    out = home.axctl("plugin", "install", spec, "--yes", "--json")
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["error"]["code"] == code
+    assert lock(home) == {} and nothing_left_behind(home)
+
+
+def test_an_archive_that_is_not_what_the_catalog_signed_is_refused(home, market):
+    dist = market.parent / "dist"
+    shutil.copy(dist / "todos.tar.gz", dist / "imports.tar.gz")  # swapped after signing
+    out = home.axctl("plugin", "install", "imports", "--yes", "--json")
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["error"]["code"] in ("sha256_mismatch", "size_mismatch")
+    assert (
+        not (installed_dir(home) / "imports").exists()
+        and not (installed_dir(home) / "todos").exists()
+    )
+    assert lock(home) == {} and nothing_left_behind(home)
+
+
+def test_a_hostile_archive_given_by_path_is_refused(home, market):
+    evil = home.root / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("evil-1.0.0/../../escaped.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    out = home.axctl("plugin", "install", str(evil), "--yes", "--json")
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["error"]["code"] == "archive_refused"
+    assert not (Path(home.state_dir) / "escaped.txt").exists()
+    assert lock(home) == {} and nothing_left_behind(home)

@@ -1,0 +1,251 @@
+"""`axctl plugin install`: a plugin from a trusted catalog, a local archive or an https URL,
+checked at every step and put in place in one rename, so a failure leaves nothing behind.
+
+The steps: resolve (the highest version a trusted catalog offers that matches the range
+and this axd), fetch (a copy or a download, at most the size the catalog states), verify
+(size and sha256 against the catalog, before anything is unpacked), unpack (archive.unpack
+refuses paths that escape, links, devices and bombs), validate (the manifest as publishing
+requires, the name it was asked for, compatible with this axd), move the folder into
+`<state>/plugins/NAME` with a rename, record it in `<state>/plugins.lock.json`, start it.
+Blocking steps run in threads; the caller awaits `install`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from axd import __version__
+from axd.marketplace import archive, publish
+from axd.marketplace.semver import VersionError, highest
+from axd.marketplace.sources import Market, compatible
+from axd.plugins.manifest import ManifestError, load
+
+SPEC = re.compile(r"^(?P<name>[a-z][a-z0-9-]{0,62})(?:@(?P<range>.+))?$")
+LOCK_FILE = "plugins.lock.json"
+
+
+class InstallError(ValueError):
+    """Why an install did not happen (nothing was changed)."""
+
+    def __init__(self, code: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an install would do: known before anything is downloaded."""
+
+    name: str
+    version: str | None  # None for an archive given by path or URL (read from it)
+    location: str
+    sha256: str | None
+    size: int | None
+    budget: dict[str, Any]
+    source: str
+    axd: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "archive": self.location,
+            "sha256": self.sha256,
+            "size": self.size,
+            "budget": self.budget,
+            "source": self.source,
+            "axd": self.axd,
+        }
+
+
+def plan(market: Market, spec: str) -> Plan:
+    """Resolve `spec`: NAME, NAME@RANGE, a path to a .tar.gz or an https URL."""
+    if spec.startswith("https://") or spec.endswith(".tar.gz"):
+        return _plan_archive(spec)
+    match = SPEC.match(spec)
+    if not match:
+        raise InstallError(
+            "invalid_spec", f"{spec!r} is not NAME, NAME@RANGE, a .tar.gz or an https URL"
+        )
+    name, wanted = match["name"], match["range"] or "*"
+    info = market.info(name)
+    if info is None:
+        raise InstallError("unknown_plugin", f"no trusted catalog has a plugin named {name!r}", 404)
+    usable = [v for v in info["versions"] if v["compatible"]]
+    try:
+        best = highest([v["version"] for v in usable], wanted)
+    except VersionError as exc:
+        raise InstallError("invalid_spec", str(exc)) from None
+    if best is None:
+        offered = ", ".join(v["version"] for v in info["versions"])
+        raise InstallError(
+            "no_matching_version",
+            f"no version of {name} matches {wanted!r} and works with axd {__version__} "
+            f"(offered: {offered})",
+            404,
+        )
+    release = next(v for v in usable if v["version"] == best)
+    return Plan(
+        name,
+        best,
+        release["archive"],
+        release["sha256"],
+        release["size"],
+        release["budget"],
+        release["source"],
+        release["axd"],
+    )
+
+
+def _plan_archive(location: str) -> Plan:
+    """An archive named directly: its manifest is read after the download."""
+    if not location.startswith("https://") and not os.path.isfile(location):
+        raise InstallError("not_found", f"{location} does not exist", 404)
+    return Plan("", None, location, None, None, {}, location, "")
+
+
+def fetch(location: str, into: str, size: int | None) -> str:
+    """Copy or download the archive into the folder `into`; at most `size` bytes (the
+    catalog's word) or archive.MAX_BYTES."""
+    limit = size if size is not None else archive.MAX_BYTES
+    target = os.path.join(into, "plugin.tar.gz")
+    try:
+        if location.startswith("https://"):
+            request = urllib.request.Request(location, headers={"User-Agent": f"axd/{__version__}"})
+            with urllib.request.urlopen(request, timeout=60) as response, open(target, "wb") as out:
+                _copy_bounded(response, out, limit, location)
+        else:
+            with open(location, "rb") as src, open(target, "wb") as out:
+                _copy_bounded(src, out, limit, location)
+    except OSError as exc:
+        raise InstallError("fetch_failed", f"{location}: {exc}", 502) from None
+    return target
+
+
+def _copy_bounded(src: Any, out: Any, limit: int, location: str) -> None:
+    total = 0
+    while chunk := src.read(1 << 20):
+        total += len(chunk)
+        if total > limit:
+            raise InstallError("size_mismatch", f"{location}: larger than {limit} bytes")
+        out.write(chunk)
+
+
+def install(
+    market: Market, spec: str, state_dir: str, installed_dir: str, existing: frozenset[str]
+) -> dict[str, Any]:
+    """Everything but starting the plugin; returns what was installed. On any failure the
+    plugins folder and the lock file are exactly as they were. `existing`: the names of
+    the plugins the daemon already has (from any folder), which an install never shadows."""
+    chosen = plan(market, spec)
+    os.makedirs(installed_dir, mode=0o700, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=installed_dir)
+    try:
+        path = fetch(chosen.location, staging, chosen.size)
+        got_size = os.path.getsize(path)
+        got_sha = archive.sha256_file(path)
+        if chosen.size is not None and got_size != chosen.size:
+            raise InstallError(
+                "size_mismatch",
+                f"{chosen.location}: {got_size} bytes, the catalog says {chosen.size}",
+            )
+        if chosen.sha256 is not None and got_sha != chosen.sha256:
+            raise InstallError(
+                "sha256_mismatch",
+                f"{chosen.location}: sha256 {got_sha}, the catalog says {chosen.sha256}",
+            )
+        try:
+            top = archive.unpack(path, os.path.join(staging, "unpacked"))
+        except archive.ArchiveError as exc:
+            raise InstallError("archive_refused", str(exc)) from None
+        try:
+            manifest = load(top)
+        except ManifestError as exc:
+            raise InstallError("manifest_invalid", str(exc)) from None
+        problems = publish.problems_of(manifest)
+        if problems:
+            raise InstallError("manifest_invalid", "; ".join(problems))
+        if chosen.name and manifest.name != chosen.name:
+            raise InstallError(
+                "manifest_invalid", f"the archive holds {manifest.name!r}, not {chosen.name!r}"
+            )
+        if chosen.version and manifest.version != chosen.version:
+            raise InstallError(
+                "manifest_invalid",
+                f"the archive holds version {manifest.version}, not {chosen.version}",
+            )
+        if not compatible(manifest.axd):
+            raise InstallError(
+                "incompatible",
+                f"{manifest.name} {manifest.version} needs axd {manifest.axd}, "
+                f"this is {__version__}",
+            )
+        target = os.path.join(installed_dir, manifest.name)
+        if manifest.name in existing and not os.path.exists(target):
+            raise InstallError(
+                "already_installed",
+                f"a plugin named {manifest.name} already runs from another folder",
+                409,
+            )
+        if os.path.exists(target):
+            raise InstallError(
+                "already_installed", f"{manifest.name} is already installed in {target}", 409
+            )
+        os.rename(top, target)  # the one step that makes it visible
+        entry = {
+            "version": manifest.version,
+            "sha256": got_sha,
+            "size": got_size,
+            "source": chosen.source,
+            "archive": chosen.location,
+            "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        try:
+            _record(state_dir, manifest.name, entry)
+        except OSError:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        return {
+            "name": manifest.name,
+            "folder": target,
+            "budget": manifest.budget.describe(),
+            **entry,
+        }
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_lock(state_dir: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(state_dir, LOCK_FILE), encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        return {"version": 1, "plugins": {}}
+    except (OSError, ValueError) as exc:
+        raise InstallError("lock_unreadable", f"{LOCK_FILE}: {exc}", 500) from None
+    return (
+        doc
+        if isinstance(doc, dict) and isinstance(doc.get("plugins"), dict)
+        else {"version": 1, "plugins": {}}
+    )
+
+
+def _record(state_dir: str, name: str, entry: dict[str, Any]) -> None:
+    doc = read_lock(state_dir)
+    doc["plugins"][name] = entry
+    path = os.path.join(state_dir, LOCK_FILE)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
