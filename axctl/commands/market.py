@@ -133,3 +133,67 @@ def _show_plan(plan: dict[str, Any]) -> None:
             ]
         )
     )
+
+
+@click.command("uninstall")
+@click.argument("name")
+@json_option
+@pass_session
+def plugin_uninstall(session: Session, name: str, as_json: bool) -> None:
+    """Uninstall plugin NAME that `axctl plugin install` installed: stop it, remove its
+    cgroup, its folder and its lock entry. Plugins from your own `plugins.paths` are yours
+    to remove."""
+    doc = session.call("POST", "/v1/marketplace/uninstall", {"name": name})
+    if as_json:
+        output.emit_json(doc)
+        return
+    click.echo(f"uninstalled {doc['name']} {doc['version']} ({doc['folder']} removed)")
+
+
+@click.command("outdated")
+@json_option
+@pass_session
+def plugin_outdated(session: Session, as_json: bool) -> None:
+    """Installed plugins for which a trusted catalog offers a newer version that works
+    with this axd."""
+    doc = session.call("GET", "/v1/marketplace/installed?outdated=true")
+    if as_json:
+        output.emit_json({"outdated": doc["outdated"], "problems": doc["problems"]})
+        return
+    if not doc["outdated"]:
+        click.echo("every installed plugin is at its newest compatible version")
+    else:
+        rows: list[tuple[Any, ...]] = [("NAME", "INSTALLED", "LATEST")]
+        rows += [(o["name"], o["installed"], o["latest"]) for o in doc["outdated"]]
+        click.echo(output.table(rows))
+    _warn(doc["problems"])
+
+
+@click.command("verify")
+@json_option
+@pass_session
+def plugin_verify(session: Session, as_json: bool) -> None:
+    """Check every installed plugin's files against the lock file (the sha256 of each file
+    as installed): changed, missing or added files are listed and the exit status is 1."""
+    from axctl.errors import CliError
+
+    doc = session.call("GET", "/v1/marketplace/installed")
+    bad = [p for p in doc["plugins"] if not p["ok"]]
+    if as_json and not bad:
+        output.emit_json(doc)
+        return
+    if bad:
+        lines = []
+        for p in bad:
+            parts = [f"{k}: {', '.join(p[k])}" for k in ("changed", "missing", "added") if p[k]]
+            if p["folder_missing"]:
+                parts = ["its folder is gone"]
+            lines.append(f"{p['name']} {p['version']}: " + "; ".join(parts))
+        raise CliError(
+            "installed files differ from the lock file: " + " | ".join(lines),
+            code="verify_failed",
+            details=doc,
+            as_json=as_json,
+        )
+    n = len(doc["plugins"])
+    click.echo(f"{n} installed plugin{'s' if n != 1 else ''}: every file as installed")

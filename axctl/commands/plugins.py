@@ -12,7 +12,14 @@ from axctl import output
 from axctl.commands.catalog import plugin_catalog
 from axctl.commands.common import json_option, pass_session
 from axctl.commands.debug import plugin_debug
-from axctl.commands.market import plugin_install, plugin_search, print_info
+from axctl.commands.market import (
+    plugin_install,
+    plugin_outdated,
+    plugin_search,
+    plugin_uninstall,
+    plugin_verify,
+    print_info,
+)
 from axctl.commands.pack import plugin_pack
 from axctl.errors import EXIT_USAGE, CliError, Failure
 from axctl.session import Session
@@ -239,6 +246,9 @@ plugin.add_command(plugin_pack)
 plugin.add_command(plugin_catalog)
 plugin.add_command(plugin_search)
 plugin.add_command(plugin_install)
+plugin.add_command(plugin_uninstall)
+plugin.add_command(plugin_outdated)
+plugin.add_command(plugin_verify)
 
 
 @plugin.command("reload")

@@ -9,7 +9,7 @@ import weakref
 from aiohttp import web
 
 from axd import errors
-from axd.api.inputs import json_body
+from axd.api.inputs import json_body, query_bool
 from axd.api.registry import Param, RouteTable
 from axd.api.render import json_response
 from axd.daemon.services import SERVICES
@@ -134,3 +134,71 @@ async def install(request: web.Request) -> web.Response:
         "plugin.installed", plugin=done["name"], version=done["version"], sha256=done["sha256"]
     )
     return json_response({"dry_run": False, "installed": done, "plugin": plugin})
+
+
+UNINSTALL_BODY = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "pattern": r"^[a-z][a-z0-9-]{0,62}$"}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
+
+
+@routes.add(
+    "POST",
+    "/v1/marketplace/uninstall",
+    "Uninstall a plugin `axctl plugin install` installed: stop it, remove its cgroup, its "
+    "folder (renamed aside, then deleted) and its lock entry.",
+    body=UNINSTALL_BODY,
+    responses={200: "what was removed", 404: "not a plugin installed from a catalog"},
+)
+async def uninstall(request: web.Request) -> web.Response:
+    from axd.marketplace import installer
+    from axd.plugins.supervisor import installed_dir
+
+    body = await json_body(request, UNINSTALL_BODY)
+    services = request.app[SERVICES]
+    state = services.info.state_dir
+    if body["name"] not in installer.read_lock(state)["plugins"]:
+        raise errors.not_found(
+            "not_installed",
+            f"{body['name']} was not installed with `axctl plugin install`",
+        )
+    lock = _installing.setdefault(request.app, asyncio.Lock())
+    async with lock:
+        if services.plugins is not None and body["name"] in services.plugins.plugins:
+            await services.plugins.remove(body["name"])
+        try:
+            done = await asyncio.to_thread(
+                installer.uninstall, state, installed_dir(state), body["name"]
+            )
+        except installer.InstallError as exc:
+            raise _KINDS.get(exc.status, errors.invalid)(exc.code, str(exc)) from None
+    services.bus.publish("plugin.uninstalled", plugin=done["name"], version=done["version"])
+    return json_response(done)
+
+
+@routes.add(
+    "GET",
+    "/v1/marketplace/installed",
+    "The plugins `axctl plugin install` installed: each one's files checked against the "
+    "lock file (changed, missing, added), and, with `outdated=true`, the newer compatible "
+    "versions the trusted catalogs offer.",
+    params=(Param("outdated", "boolean", "also ask the catalogs for newer versions"),),
+    responses={200: "the installed plugins"},
+)
+async def installed(request: web.Request) -> web.Response:
+    from axd.marketplace import installer
+    from axd.plugins.supervisor import installed_dir
+
+    state = request.app[SERVICES].info.state_dir
+    try:
+        report = await asyncio.to_thread(installer.verify, state, installed_dir(state))
+        doc: dict[str, object] = {"plugins": report}
+        if query_bool(request, "outdated", False):
+            market = _market(request)
+            doc["outdated"] = await asyncio.to_thread(installer.outdated, market, state)
+            doc["problems"] = (await asyncio.to_thread(market.catalogs))[1]
+    except installer.InstallError as exc:
+        raise _KINDS.get(exc.status, errors.invalid)(exc.code, str(exc)) from None
+    return json_response(doc)

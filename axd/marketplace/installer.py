@@ -24,7 +24,7 @@ from typing import Any
 
 from axd import __version__
 from axd.marketplace import archive, publish
-from axd.marketplace.semver import VersionError, highest
+from axd.marketplace.semver import Version, VersionError, highest
 from axd.marketplace.sources import Market, compatible
 from axd.plugins.manifest import ManifestError, load
 
@@ -200,8 +200,10 @@ def install(
             raise InstallError(
                 "already_installed", f"{manifest.name} is already installed in {target}", 409
             )
+        files = file_digests(top)
         os.rename(top, target)  # the one step that makes it visible
         entry = {
+            "files": files,
             "version": manifest.version,
             "sha256": got_sha,
             "size": got_size,
@@ -224,6 +226,76 @@ def install(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def file_digests(folder: str) -> dict[str, str]:
+    """sha256 of every file under `folder` by relative path (bytecode and scratch aside)."""
+    from axd.plugins.files import is_scratch_file
+
+    found = {}
+    for base, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names):
+            if is_scratch_file(name):
+                continue
+            path = os.path.join(base, name)
+            found[os.path.relpath(path, folder).replace(os.sep, "/")] = archive.sha256_file(path)
+    return found
+
+
+def verify(state_dir: str, installed_dir: str) -> list[dict[str, Any]]:
+    """Every installed plugin's files against the lock file: changed, missing, added."""
+    report = []
+    for name, entry in sorted(read_lock(state_dir)["plugins"].items()):
+        folder = os.path.join(installed_dir, name)
+        expected = entry.get("files", {})
+        actual = file_digests(folder) if os.path.isdir(folder) else {}
+        report.append(
+            {
+                "name": name,
+                "version": entry.get("version"),
+                "missing": sorted(set(expected) - set(actual)),
+                "changed": sorted(p for p in expected if p in actual and actual[p] != expected[p]),
+                "added": sorted(set(actual) - set(expected)),
+                "folder_missing": not os.path.isdir(folder),
+            }
+        )
+    for r in report:
+        r["ok"] = not (r["missing"] or r["changed"] or r["added"] or r["folder_missing"])
+    return report
+
+
+def outdated(market: Market, state_dir: str) -> list[dict[str, Any]]:
+    """Installed plugins for which a trusted catalog offers a newer compatible version."""
+    found = []
+    for name, entry in sorted(read_lock(state_dir)["plugins"].items()):
+        info = market.info(name)
+        usable = [v["version"] for v in info["versions"] if v["compatible"]] if info else []
+        newest = highest(usable)
+        if newest is not None and Version.parse(newest) > Version.parse(entry["version"]):
+            found.append({"name": name, "installed": entry["version"], "latest": newest})
+    return found
+
+
+def uninstall(state_dir: str, installed_dir: str, name: str) -> dict[str, Any]:
+    """Remove an installed plugin's folder and its lock entry (the daemon stopped it
+    first). The folder is renamed aside before it is deleted, so it is never half there."""
+    doc = read_lock(state_dir)
+    if name not in doc["plugins"]:
+        raise InstallError(
+            "not_installed",
+            f"{name} was not installed with `axctl plugin install` (remove its folder from "
+            "plugins.paths yourself)",
+            404,
+        )
+    folder = os.path.join(installed_dir, name)
+    if os.path.isdir(folder):
+        aside = tempfile.mkdtemp(prefix=".removing-", dir=installed_dir)
+        os.rename(folder, os.path.join(aside, name))
+        shutil.rmtree(aside, ignore_errors=True)
+    entry = doc["plugins"].pop(name)
+    _write_lock(state_dir, doc)
+    return {"name": name, "version": entry.get("version"), "folder": folder}
+
+
 def read_lock(state_dir: str) -> dict[str, Any]:
     try:
         with open(os.path.join(state_dir, LOCK_FILE), encoding="utf-8") as fh:
@@ -242,6 +314,10 @@ def read_lock(state_dir: str) -> dict[str, Any]:
 def _record(state_dir: str, name: str, entry: dict[str, Any]) -> None:
     doc = read_lock(state_dir)
     doc["plugins"][name] = entry
+    _write_lock(state_dir, doc)
+
+
+def _write_lock(state_dir: str, doc: dict[str, Any]) -> None:
     path = os.path.join(state_dir, LOCK_FILE)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:

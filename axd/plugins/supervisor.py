@@ -172,6 +172,16 @@ class Supervisor:
             await self._wait_settled(ps)
         return self.info(name)
 
+    async def remove(self, name: str) -> None:
+        """Stop a plugin and forget it (before its folder is removed): its process, its
+        cgroup and its state go."""
+        ps = self.get(name)
+        await self._halt(ps)
+        if ps.group is not None:
+            await asyncio.to_thread(ps.group.remove)
+        del self.plugins[name]
+        self.resolve_budgets()
+
     def enforcement(self) -> dict[str, Any]:
         return self.backend.describe() if self.backend else {"backend": "none"}
 

@@ -273,6 +273,7 @@ def test_every_command_prints_valid_json(home, echo_daemon):
         "plugin catalog verify": [str(dist / "c.json"), "--public-key", keys.public],
         "plugin search": ["todo"],
         "plugin install": [str(dist / "todos-1.0.0.tar.gz"), "--yes"],
+        "plugin uninstall": ["todos"],
         "perf run": [str(tiny), "-o", str(home.root / "r.json")],
         "perf compare": [str(home.root / "r.json"), str(home.root / "r.json")],
         "perf sweep": ["--set", str(rel), "-w", str(project), "--k1", "1,2,3", "--b", "0.5,0.7"],

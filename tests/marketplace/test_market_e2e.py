@@ -24,6 +24,11 @@ def market(home, daemon_factory):
     dist.mkdir(parents=True)
     for name in ("todos", "complexity", "git-recent", "imports"):
         archive.pack(str(BUILTIN / name), str(dist / f"{name}.tar.gz"), f"{name}-1.0.0")
+    newer = home.root / "todos-1.1.0"
+    shutil.copytree(BUILTIN / "todos", newer)
+    toml = newer / "plugin.toml"
+    toml.write_text(toml.read_text().replace('version = "1.0.0"', 'version = "1.1.0"'))
+    archive.pack(str(newer), str(dist / "todos-1.1.0.tar.gz"), "todos-1.1.0")
     keys = catalog.generate_keys()
     path = home.root / "market" / "catalog.json"
     doc = catalog.build([str(dist)], str(path), name="builtin")
@@ -45,7 +50,7 @@ def test_search_ranks_by_name_then_keywords_and_names_a_source_it_cannot_trust(h
     doc = json.loads(out.stdout)
     assert [r["name"] for r in doc["results"]][:1] == ["todos"]
     top = doc["results"][0]
-    assert top["version"] == "1.0.0" and top["compatible"] is True and top["source"] == "builtin"
+    assert top["version"] == "1.1.0" and top["compatible"] is True and top["source"] == "builtin"
     assert len(doc["problems"]) == 1
     assert "not signed by a key you trust" in doc["problems"][0]["error"]
 
@@ -153,3 +158,33 @@ def test_a_hostile_archive_given_by_path_is_refused(home, market):
     assert json.loads(out.stdout)["error"]["code"] == "archive_refused"
     assert not (Path(home.state_dir) / "escaped.txt").exists()
     assert lock(home) == {} and nothing_left_behind(home)
+
+
+def test_verify_outdated_and_uninstall(home, market):
+    assert home.axctl("plugin", "install", "todos@1.0.0", "--yes").returncode == 0
+    assert home.axctl("plugin", "install", "complexity", "--yes").returncode == 0
+    ok = home.axctl("plugin", "verify")
+    assert ok.returncode == 0 and "2 installed plugins: every file as installed" in ok.stdout
+
+    old = json.loads(home.axctl("plugin", "outdated", "--json").stdout)["outdated"]
+    assert old == [{"name": "todos", "installed": "1.0.0", "latest": "1.1.0"}]
+
+    code = installed_dir(home) / "complexity" / "complexity_plugin.py"
+    code.write_text(code.read_text() + "\n# tampered\n")
+    (installed_dir(home) / "complexity" / "extra.py").write_text("x = 1\n")
+    bad = home.axctl("plugin", "verify", "--json")
+    assert bad.returncode == 1
+    report = {p["name"]: p for p in json.loads(bad.stdout)["error"]["details"]["plugins"]}
+    assert report["complexity"]["changed"] == ["complexity_plugin.py"]
+    assert report["complexity"]["added"] == ["extra.py"] and report["todos"]["ok"] is True
+
+    gone = home.axctl("plugin", "uninstall", "complexity", "--json")
+    assert gone.returncode == 0, gone.stderr
+    assert not (installed_dir(home) / "complexity").exists()
+    assert "complexity" not in lock(home) and "todos" in lock(home)
+    names = [p["name"] for p in home.client().request("GET", "/v1/plugins").json()["plugins"]]
+    assert "complexity" not in names and "todos" in names
+    again = home.axctl("plugin", "uninstall", "complexity", "--json")
+    assert again.returncode == 1
+    assert json.loads(again.stdout)["error"]["code"] == "not_installed"
+    assert nothing_left_behind(home)
