@@ -60,9 +60,9 @@ async def search(request: web.Request) -> web.Response:
 async def plugin_info(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     market = _market(request)
-    doc = await asyncio.to_thread(market.info, name)
+    found, problems = fetched = await asyncio.to_thread(market.catalogs)
+    doc = market.info(name, fetched)
     if doc is None:
-        found, problems = await asyncio.to_thread(market.catalogs)
         raise errors.not_found(
             "unknown_plugin",
             f"no trusted catalog has a plugin named {name!r}",
@@ -81,7 +81,6 @@ INSTALL_BODY = {
     "required": ["spec"],
     "additionalProperties": False,
 }
-_KINDS = {404: errors.not_found, 409: errors.conflict, 502: errors.unavailable, 500: errors.failed}
 
 
 @routes.add(
@@ -115,20 +114,17 @@ async def install(request: web.Request) -> web.Response:
     if lock.locked():
         raise errors.conflict("install_running", "another plugin install is running")
     async with lock:
-        try:
-            if body.get("dry_run"):
-                chosen = await asyncio.to_thread(installer.plan, market, body["spec"])
-                return json_response({"dry_run": True, "plan": chosen.describe()})
-            done = await asyncio.to_thread(
-                installer.install,
-                market,
-                body["spec"],
-                services.info.state_dir,
-                installed_dir(services.info.state_dir),
-                frozenset(sup.plugins),
-            )
-        except installer.InstallError as exc:
-            raise _KINDS.get(exc.status, errors.invalid)(exc.code, str(exc)) from None
+        if body.get("dry_run"):
+            chosen = await asyncio.to_thread(installer.plan, market, body["spec"])
+            return json_response({"dry_run": True, "plan": chosen.describe()})
+        done = await asyncio.to_thread(
+            installer.install,
+            market,
+            body["spec"],
+            services.info.state_dir,
+            installed_dir(services.info.state_dir),
+            frozenset(sup.plugins),
+        )
         plugin = await sup.add_installed(done["name"])
     services.bus.publish(
         "plugin.installed", plugin=done["name"], version=done["version"], sha256=done["sha256"]
@@ -168,12 +164,9 @@ async def uninstall(request: web.Request) -> web.Response:
     async with lock:
         if services.plugins is not None and body["name"] in services.plugins.plugins:
             await services.plugins.remove(body["name"])
-        try:
-            done = await asyncio.to_thread(
-                installer.uninstall, state, installed_dir(state), body["name"]
-            )
-        except installer.InstallError as exc:
-            raise _KINDS.get(exc.status, errors.invalid)(exc.code, str(exc)) from None
+        done = await asyncio.to_thread(
+            installer.uninstall, state, installed_dir(state), body["name"]
+        )
     services.bus.publish("plugin.uninstalled", plugin=done["name"], version=done["version"])
     return json_response(done)
 
@@ -192,13 +185,11 @@ async def installed(request: web.Request) -> web.Response:
     from axd.plugins.supervisor import installed_dir
 
     state = request.app[SERVICES].info.state_dir
-    try:
-        report = await asyncio.to_thread(installer.verify, state, installed_dir(state))
-        doc: dict[str, object] = {"plugins": report}
-        if query_bool(request, "outdated", False):
-            market = _market(request)
-            doc["outdated"] = await asyncio.to_thread(installer.outdated, market, state)
-            doc["problems"] = (await asyncio.to_thread(market.catalogs))[1]
-    except installer.InstallError as exc:
-        raise _KINDS.get(exc.status, errors.invalid)(exc.code, str(exc)) from None
+    report = await asyncio.to_thread(installer.verify, state, installed_dir(state))
+    doc: dict[str, object] = {"plugins": report}
+    if query_bool(request, "outdated", False):
+        market = _market(request)
+        doc["outdated"], doc["problems"] = await asyncio.to_thread(
+            installer.outdated, market, state
+        )
     return json_response(doc)

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from axd import __version__
+from axd import __version__, errors
 from axd.marketplace import archive, publish
 from axd.marketplace.semver import Version, VersionError, highest
 from axd.marketplace.sources import Market, compatible
@@ -30,15 +30,6 @@ from axd.plugins.manifest import ManifestError, load
 
 SPEC = re.compile(r"^(?P<name>[a-z][a-z0-9-]{0,62})(?:@(?P<range>.+))?$")
 LOCK_FILE = "plugins.lock.json"
-
-
-class InstallError(ValueError):
-    """Why an install did not happen (nothing was changed)."""
-
-    def __init__(self, code: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -73,25 +64,24 @@ def plan(market: Market, spec: str) -> Plan:
         return _plan_archive(spec)
     match = SPEC.match(spec)
     if not match:
-        raise InstallError(
+        raise errors.invalid(
             "invalid_spec", f"{spec!r} is not NAME, NAME@RANGE, a .tar.gz or an https URL"
         )
     name, wanted = match["name"], match["range"] or "*"
     info = market.info(name)
     if info is None:
-        raise InstallError("unknown_plugin", f"no trusted catalog has a plugin named {name!r}", 404)
+        raise errors.not_found("unknown_plugin", f"no trusted catalog has a plugin named {name!r}")
     usable = [v for v in info["versions"] if v["compatible"]]
     try:
         best = highest([v["version"] for v in usable], wanted)
     except VersionError as exc:
-        raise InstallError("invalid_spec", str(exc)) from None
+        raise errors.invalid("invalid_spec", str(exc)) from None
     if best is None:
         offered = ", ".join(v["version"] for v in info["versions"])
-        raise InstallError(
+        raise errors.not_found(
             "no_matching_version",
             f"no version of {name} matches {wanted!r} and works with axd {__version__} "
             f"(offered: {offered})",
-            404,
         )
     release = next(v for v in usable if v["version"] == best)
     return Plan(
@@ -109,7 +99,7 @@ def plan(market: Market, spec: str) -> Plan:
 def _plan_archive(location: str) -> Plan:
     """An archive named directly: its manifest is read after the download."""
     if not location.startswith("https://") and not os.path.isfile(location):
-        raise InstallError("not_found", f"{location} does not exist", 404)
+        raise errors.not_found("not_found", f"{location} does not exist")
     return Plan("", None, location, None, None, {}, location, "")
 
 
@@ -127,7 +117,7 @@ def fetch(location: str, into: str, size: int | None) -> str:
             with open(location, "rb") as src, open(target, "wb") as out:
                 _copy_bounded(src, out, limit, location)
     except OSError as exc:
-        raise InstallError("fetch_failed", f"{location}: {exc}", 502) from None
+        raise errors.unavailable("fetch_failed", f"{location}: {exc}") from None
     return target
 
 
@@ -136,7 +126,7 @@ def _copy_bounded(src: Any, out: Any, limit: int, location: str) -> None:
     while chunk := src.read(1 << 20):
         total += len(chunk)
         if total > limit:
-            raise InstallError("size_mismatch", f"{location}: larger than {limit} bytes")
+            raise errors.invalid("size_mismatch", f"{location}: larger than {limit} bytes")
         out.write(chunk)
 
 
@@ -154,51 +144,51 @@ def install(
         got_size = os.path.getsize(path)
         got_sha = archive.sha256_file(path)
         if chosen.size is not None and got_size != chosen.size:
-            raise InstallError(
+            raise errors.invalid(
                 "size_mismatch",
                 f"{chosen.location}: {got_size} bytes, the catalog says {chosen.size}",
             )
         if chosen.sha256 is not None and got_sha != chosen.sha256:
-            raise InstallError(
+            raise errors.invalid(
                 "sha256_mismatch",
                 f"{chosen.location}: sha256 {got_sha}, the catalog says {chosen.sha256}",
             )
         try:
             top = archive.unpack(path, os.path.join(staging, "unpacked"))
         except archive.ArchiveError as exc:
-            raise InstallError("archive_refused", str(exc)) from None
+            raise errors.invalid("archive_refused", str(exc)) from None
         try:
             manifest = load(top)
         except ManifestError as exc:
-            raise InstallError("manifest_invalid", str(exc)) from None
+            raise errors.invalid("manifest_invalid", str(exc)) from None
         problems = publish.problems_of(manifest)
         if problems:
-            raise InstallError("manifest_invalid", "; ".join(problems))
+            raise errors.invalid("manifest_invalid", "; ".join(problems))
         if chosen.name and manifest.name != chosen.name:
-            raise InstallError(
+            raise errors.invalid(
                 "manifest_invalid", f"the archive holds {manifest.name!r}, not {chosen.name!r}"
             )
         if chosen.version and manifest.version != chosen.version:
-            raise InstallError(
+            raise errors.invalid(
                 "manifest_invalid",
                 f"the archive holds version {manifest.version}, not {chosen.version}",
             )
         if not compatible(manifest.axd):
-            raise InstallError(
+            raise errors.invalid(
                 "incompatible",
                 f"{manifest.name} {manifest.version} needs axd {manifest.axd}, "
                 f"this is {__version__}",
             )
         target = os.path.join(installed_dir, manifest.name)
         if manifest.name in existing and not os.path.exists(target):
-            raise InstallError(
+            raise errors.conflict(
                 "already_installed",
                 f"a plugin named {manifest.name} already runs from another folder",
-                409,
             )
         if os.path.exists(target):
-            raise InstallError(
-                "already_installed", f"{manifest.name} is already installed in {target}", 409
+            raise errors.conflict(
+                "already_installed",
+                f"{manifest.name} is already installed in {target}",
             )
         files = file_digests(top)
         os.rename(top, target)  # the one step that makes it visible
@@ -263,16 +253,18 @@ def verify(state_dir: str, installed_dir: str) -> list[dict[str, Any]]:
     return report
 
 
-def outdated(market: Market, state_dir: str) -> list[dict[str, Any]]:
-    """Installed plugins for which a trusted catalog offers a newer compatible version."""
+def outdated(market: Market, state_dir: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Installed plugins for which a trusted catalog offers a newer compatible version,
+    and the sources that could not be read (each catalog fetched once for all plugins)."""
+    fetched = market.catalogs()
     found = []
     for name, entry in sorted(read_lock(state_dir)["plugins"].items()):
-        info = market.info(name)
+        info = market.info(name, fetched)
         usable = [v["version"] for v in info["versions"] if v["compatible"]] if info else []
         newest = highest(usable)
         if newest is not None and Version.parse(newest) > Version.parse(entry["version"]):
             found.append({"name": name, "installed": entry["version"], "latest": newest})
-    return found
+    return found, fetched[1]
 
 
 def uninstall(state_dir: str, installed_dir: str, name: str) -> dict[str, Any]:
@@ -280,11 +272,10 @@ def uninstall(state_dir: str, installed_dir: str, name: str) -> dict[str, Any]:
     first). The folder is renamed aside before it is deleted, so it is never half there."""
     doc = read_lock(state_dir)
     if name not in doc["plugins"]:
-        raise InstallError(
+        raise errors.not_found(
             "not_installed",
             f"{name} was not installed with `axctl plugin install` (remove its folder from "
             "plugins.paths yourself)",
-            404,
         )
     folder = os.path.join(installed_dir, name)
     if os.path.isdir(folder):
@@ -303,7 +294,7 @@ def read_lock(state_dir: str) -> dict[str, Any]:
     except FileNotFoundError:
         return {"version": 1, "plugins": {}}
     except (OSError, ValueError) as exc:
-        raise InstallError("lock_unreadable", f"{LOCK_FILE}: {exc}", 500) from None
+        raise errors.failed("lock_unreadable", f"{LOCK_FILE}: {exc}") from None
     return (
         doc
         if isinstance(doc, dict) and isinstance(doc.get("plugins"), dict)

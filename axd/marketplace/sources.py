@@ -66,13 +66,17 @@ def read(location: str, limit: int = MAX_CATALOG_BYTES) -> bytes:
     return body
 
 
+# (source, verified catalog) of the sources that answered, and the problems of the others
+Fetched = tuple[list[tuple[Source, dict[str, Any]]], list[dict[str, str]]]
+
+
 @dataclass
 class Market:
     sources: list[str]
     ttl: float
     _cache: dict[Source, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
-    def catalogs(self) -> tuple[list[tuple[Source, dict[str, Any]]], list[dict[str, str]]]:
+    def catalogs(self) -> Fetched:
         """(source, verified catalog) for every source that answers, and the problems of
         those that do not."""
         found: list[tuple[Source, dict[str, Any]]] = []
@@ -125,9 +129,10 @@ class Market:
         results.sort(key=lambda r: (-r["score"], r["name"]))
         return {"query": term, "results": results, "problems": problems}
 
-    def info(self, name: str) -> dict[str, Any] | None:
-        """Every version of `name` in every trusted catalog, newest first."""
-        found, problems = self.catalogs()
+    def info(self, name: str, fetched: Fetched | None = None) -> dict[str, Any] | None:
+        """Every version of `name` in every trusted catalog, newest first (from `fetched`,
+        the result of `catalogs()`, when the caller already has it)."""
+        found, problems = fetched if fetched is not None else self.catalogs()
         versions = []
         for source, doc in found:
             entry = doc["plugins"].get(name)
