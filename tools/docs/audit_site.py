@@ -7,8 +7,11 @@ The site is served on 127.0.0.1 (an ephemeral port) and opened in Debian's Chrom
   serious or critical impact;
 - **Lighthouse** 12.2.3 (mobile, its default simulated throttling) on the home page, a
   tutorial and the search API reference: the median of five runs scores at least 95 in
-  every category (performance, accessibility, best practices, SEO). One run varies by a
-  few points on a shared machine; the median does not.
+  accessibility, best practices and SEO. Performance is measured and printed the same
+  way, but it is a timing: on a shared 2-core machine even the median of five moved from
+  99 to 93 between two CI runs of the same commit, so it gates only with
+  `--gate-performance` (run on a quiet machine; the figures go in bench/RESULTS.md), the
+  way the project keeps speed in benchmarks and out of pass/fail checks.
 
 Needs `npm ci --prefix tools/docs` (the Makefile does it) and Playwright for Python, which
 drives the system browser; nothing is downloaded while it runs. `--json FILE` writes the
@@ -175,6 +178,11 @@ def main() -> int:
     parser.add_argument("site", type=Path, nargs="?", default=Path("site"))
     parser.add_argument("--json", type=Path, help="write the scores to this file")
     parser.add_argument("--skip-lighthouse", action="store_true")
+    parser.add_argument(
+        "--gate-performance",
+        action="store_true",
+        help=f"fail when the performance median is under {MIN_SCORE} too (a quiet machine)",
+    )
     args = parser.parse_args()
     site = args.site.resolve()
     if not (site / "index.html").is_file():
@@ -203,7 +211,7 @@ def main() -> int:
                 problems += [
                     f"lighthouse /{path}: {k} {v} < {MIN_SCORE}"
                     for k, v in got.items()
-                    if v < MIN_SCORE
+                    if v < MIN_SCORE and (k != "performance" or args.gate_performance)
                 ]
             summary["lighthouse"] = scores
     if args.json:
