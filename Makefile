@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test check lint bench bench-smoke compile clean \
+.PHONY: setup run test check lint bench bench-smoke compile clean catalog \
 	docs docs-serve docs-check docs-publish tutorials
 
 setup: $(STAMP) compile
@@ -85,6 +85,10 @@ docs-publish: $(DOCS_STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mike deploy --update-aliases \
 	  $$($(BIN)/python -c 'import axd; print(axd.__version__)') latest
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mike set-default latest
+
+## catalog: publish the built-in plugins in marketplace/ (AXD_CATALOG_KEY=signing key file)
+catalog: setup
+	BIN=$(BIN) tools/marketplace/publish-builtins
 
 ## tutorials: run every tutorial non-interactively against a fresh daemon (CI)
 tutorials: setup
