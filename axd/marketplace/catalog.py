@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from axd.marketplace import archive, publish
+from axd.marketplace import archive, changelog, publish
 from axd.marketplace.semver import Version, VersionError
 from axd.plugins.manifest import ManifestError, parse
 
@@ -74,21 +74,13 @@ def _private_key(pem: bytes) -> Any:
 
 
 def read_manifest(path: str) -> dict[str, Any]:
-    """The manifest inside an archive (its one top folder's plugin.toml), checked."""
+    """The manifest inside an archive (its one top folder's plugin.toml), checked, and
+    that version's section of the archive's CHANGELOG.md (`changes`, None without one)."""
+    toml_bytes, changelog_bytes = _read_archive(path)
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            tops = {m.name.split("/", 1)[0] for m in tar.getmembers()}
-            if len(tops) != 1:
-                raise CatalogError(f"{path}: expected one top folder, found {len(tops)}")
-            member = tar.getmember(f"{tops.pop()}/plugin.toml")
-            handle = tar.extractfile(member)
-            if handle is None:
-                raise CatalogError(f"{path}: plugin.toml is not a file")
-            doc = tomllib.loads(handle.read().decode("utf-8"))
-    except KeyError:
-        raise CatalogError(f"{path}: no plugin.toml in the archive") from None
-    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{path}: not a readable plugin archive: {exc}") from None
+        doc = tomllib.loads(toml_bytes.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: plugin.toml is not UTF-8: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"{path}: plugin.toml is not valid TOML: {exc}") from None
     try:
@@ -98,7 +90,44 @@ def read_manifest(path: str) -> dict[str, Any]:
     problems = publish.problems_of(manifest)
     if problems:
         raise CatalogError(f"{path}: cannot be published: " + "; ".join(problems))
-    return {"listing": manifest.listing(), "budget": manifest.budget.describe()}
+    changes = None
+    if changelog_bytes is not None:
+        try:
+            changes = changelog.section(changelog_bytes.decode("utf-8"), manifest.version)
+        except UnicodeDecodeError as exc:
+            raise CatalogError(f"{path}: {changelog.FILE_NAME} is not UTF-8: {exc}") from None
+    return {"listing": manifest.listing(), "budget": manifest.budget.describe(), "changes": changes}
+
+
+def _read_archive(path: str) -> tuple[bytes, bytes | None]:
+    """plugin.toml and CHANGELOG.md (None when absent) from the archive's one top folder."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            tops = {m.name.split("/", 1)[0] for m in tar.getmembers()}
+            if len(tops) != 1:
+                raise CatalogError(f"{path}: expected one top folder, found {len(tops)}")
+            top = tops.pop()
+            toml_bytes = _member(tar, f"{top}/plugin.toml", path, limit=None)
+            if toml_bytes is None:
+                raise CatalogError(f"{path}: no plugin.toml in the archive")
+            limit = changelog.MAX_FILE
+            return toml_bytes, _member(tar, f"{top}/{changelog.FILE_NAME}", path, limit=limit)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise CatalogError(f"{path}: not a readable plugin archive: {exc}") from None
+
+
+def _member(tar: tarfile.TarFile, name: str, path: str, *, limit: int | None) -> bytes | None:
+    """A regular file's bytes from `tar`; None when there is none of that name."""
+    try:
+        member = tar.getmember(name)
+    except KeyError:
+        return None
+    handle = tar.extractfile(member) if member.isfile() else None
+    if handle is None:
+        raise CatalogError(f"{path}: {name} is not a file")
+    if limit is not None and member.size > limit:
+        raise CatalogError(f"{path}: {name} is larger than {limit} bytes")
+    return handle.read()
 
 
 def build(
@@ -123,13 +152,16 @@ def build(
             )
             if listing["version"] in entry["versions"]:
                 raise CatalogError(f"{listing['name']} {listing['version']} is there twice")
-            entry["versions"][listing["version"]] = {
+            release: dict[str, Any] = {
                 "archive": location,
                 "size": os.path.getsize(path),
                 "sha256": archive.sha256_file(path),
                 "manifest": listing,
                 "budget": found["budget"],
             }
+            if found["changes"] is not None:
+                release["changes"] = found["changes"]
+            entry["versions"][listing["version"]] = release
     for entry in plugins.values():  # the newest version's description speaks for the plugin
         newest = max(entry["versions"], key=Version.parse)
         entry["description"] = entry["versions"][newest]["manifest"]["description"]
@@ -202,4 +234,6 @@ def load(body: bytes, signature: bytes, trusted: list[str]) -> dict[str, Any]:
                 raise CatalogError(f"{name}: {exc}") from None
             if not isinstance(release.get("sha256"), str) or len(release["sha256"]) != 64:
                 raise CatalogError(f"{name} {version}: no sha256")
+            if not isinstance(release.get("changes", ""), str):
+                raise CatalogError(f"{name} {version}: changes is not text")
     return doc

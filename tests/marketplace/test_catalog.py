@@ -13,10 +13,11 @@ import jsonschema
 import pytest
 
 from axd.daemon.launcher import axctl_path
-from axd.marketplace import archive, catalog
+from axd.marketplace import archive, catalog, changelog
 
 REPO = Path(__file__).resolve().parents[2]
 BUILTIN = REPO / "axd" / "builtin_plugins"
+NEWER_CHANGES = "## [1.1.0] - 2026-01-01\n\n- `HACK` comments too\n- <b>markup</b> stays text\n"
 
 
 def axctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -40,6 +41,8 @@ def published(tmp_path) -> tuple[Path, str]:
     shutil.copytree(BUILTIN / "todos", newer)
     toml = newer / "plugin.toml"
     toml.write_text(toml.read_text().replace('version = "1.0.0"', 'version = "1.1.0"'))
+    log = newer / "CHANGELOG.md"
+    log.write_text(log.read_text().replace("## 1.0.0", NEWER_CHANGES + "\n## 1.0.0"))
     archive.pack(str(newer), str(dist / "todos-1.1.0.tar.gz"), "todos-1.1.0")
     key = tmp_path / "signing.pem"
     made = json.loads(axctl("keygen", str(key), "--json").stdout)
@@ -62,6 +65,43 @@ def test_the_catalog_lists_every_version_and_matches_its_schema(published):
     assert release["archive"] == "dist/todos-1.1.0.tar.gz"
     assert release["sha256"] == archive.sha256_file(str(path.parent / release["archive"]))
     assert release["budget"]["memory"] and release["manifest"]["license"] == "MIT"
+
+
+def test_each_version_carries_its_section_of_the_changelog(published):
+    path, _ = published
+    versions = json.loads(path.read_text())["plugins"]["todos"]["versions"]
+    assert versions["1.1.0"]["changes"] == "- `HACK` comments too\n- <b>markup</b> stays text"
+    first = (BUILTIN / "todos" / "CHANGELOG.md").read_text().split("## 1.0.0", 1)[1].strip()
+    assert versions["1.0.0"]["changes"] == first
+
+
+def test_a_version_without_a_changelog_has_no_changes(tmp_path):
+    folder = tmp_path / "todos"
+    shutil.copytree(BUILTIN / "todos", folder, ignore=shutil.ignore_patterns("CHANGELOG.md"))
+    (tmp_path / "dist").mkdir()
+    archive.pack(str(folder), str(tmp_path / "dist" / "todos.tar.gz"), "todos-1.0.0")
+    doc = catalog.build([str(tmp_path / "dist")], str(tmp_path / "c.json"), name="x")
+    assert "changes" not in doc["plugins"]["todos"]["versions"]["1.0.0"]
+    jsonschema.validate(doc, json.loads(Path(catalog.SCHEMA).read_text()))
+
+
+def test_a_changelog_too_large_to_read_stops_the_build(tmp_path):
+    folder = tmp_path / "todos"
+    shutil.copytree(BUILTIN / "todos", folder)
+    (folder / "CHANGELOG.md").write_text("## 1.0.0\n" + "x" * changelog.MAX_FILE)
+    (tmp_path / "dist").mkdir()
+    archive.pack(str(folder), str(tmp_path / "dist" / "todos.tar.gz"), "todos-1.0.0")
+    with pytest.raises(catalog.CatalogError, match=r"CHANGELOG\.md is larger than"):
+        catalog.build([str(tmp_path / "dist")], str(tmp_path / "c.json"), name="x")
+
+
+def test_the_schema_bounds_changes(published):
+    path, _ = published
+    doc = json.loads(path.read_text())
+    schema = json.loads(Path(catalog.SCHEMA).read_text())
+    doc["plugins"]["todos"]["versions"]["1.0.0"]["changes"] = "x" * (changelog.LIMIT + 1)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
 
 
 def test_the_schema_refuses_what_is_not_a_catalog(published):
@@ -123,3 +163,12 @@ def test_an_archive_whose_manifest_cannot_be_published_stops_the_build(tmp_path)
         tar.add(folder, arcname="todos-1.0.0")
     with pytest.raises(catalog.CatalogError, match="not an SPDX licence id"):
         catalog.build([str(tmp_path / "dist")], str(tmp_path / "c.json"), name="x")
+
+
+def test_the_repository_catalog_is_signed_and_matches_the_schema():
+    body = (REPO / "marketplace" / "catalog.json").read_bytes()
+    signature = (REPO / "marketplace" / "catalog.json.sig").read_bytes()
+    public = (REPO / "marketplace" / "PUBLIC_KEY").read_text().strip()
+    doc = catalog.load(body, signature, [public])
+    jsonschema.validate(doc, json.loads(Path(catalog.SCHEMA).read_text()))
+    assert all("changes" in r for p in doc["plugins"].values() for r in p["versions"].values())
