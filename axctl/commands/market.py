@@ -120,7 +120,11 @@ def plugin_install(session: Session, spec: str, yes: bool, as_json: bool) -> Non
 
 def _show_plan(plan: dict[str, Any]) -> None:
     b = plan.get("budget") or {}
-    budget = f"cpu {b.get('cpu')}, memory {b.get('memory')}, pids {b.get('pids')}" if b else "-"
+    budget = (
+        f"cpu {b.get('cpu')}, memory {b.get('memory')}, pids {b.get('pids')}"
+        if b
+        else "(read from the archive; checked against marketplace.max_*)"
+    )
     click.echo(
         output.table(
             [
@@ -135,19 +139,75 @@ def _show_plan(plan: dict[str, Any]) -> None:
     )
 
 
-@click.command("uninstall")
-@click.argument("name")
+@click.command("update")
+@click.argument("spec", required=False)
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @json_option
 @pass_session
-def plugin_uninstall(session: Session, name: str, as_json: bool) -> None:
+def plugin_update(session: Session, spec: str | None, dry_run: bool, as_json: bool) -> None:
+    """Update installed plugin SPEC (NAME or NAME@RANGE), or every installed plugin, to
+    the highest version a trusted catalog offers that works with this axd. The new version
+    gets every install check, then takes over through hot reload: it starts beside the
+    running one and takes its state; if it fails, its files are swapped back and the old
+    version, which never stopped, keeps serving (exit 1, with the reason).
+
+    \b
+    Examples:
+      axctl plugin update
+      axctl plugin update todos
+      axctl plugin update todos@~1.2 --dry-run
+    """
+    from axctl.errors import CliError
+
+    body: dict[str, Any] = {"dry_run": dry_run}
+    if spec:
+        name, _, wanted = spec.partition("@")
+        body["name"] = name
+        if wanted:
+            body["range"] = wanted
+    doc = session.call("POST", "/v1/marketplace/update", body)
+    failed = [r for r in doc["results"] if "error" in r]
+    if as_json and not failed:
+        output.emit_json(doc)
+        return
+    for r in doc["results"]:
+        if "error" in r:
+            continue
+        if r.get("updated"):
+            click.echo(f"updated {r['name']} {r['from']} -> {r['version']} (hot reload)")
+        elif "plan" in r:
+            click.echo(f"would update {r['name']} {r['from']} -> {r['plan']['version']}")
+        elif r.get("reason") == "up to date":
+            click.echo(f"{r['name']} {r['version']} is up to date")
+        else:
+            click.echo(f"{r['name']}: {r['reason']}")
+    if not doc["results"]:
+        click.echo("no plugin was installed with `axctl plugin install`")
+    if failed:
+        raise CliError(
+            "; ".join(f"{r['name']}: {r['error']['message']}" for r in failed),
+            code="update_failed",
+            details=doc,
+            as_json=as_json,
+        )
+
+
+@click.command("uninstall")
+@click.argument("name")
+@click.option("--purge", is_flag=True, help="Also delete the plugin's data folder.")
+@json_option
+@pass_session
+def plugin_uninstall(session: Session, name: str, purge: bool, as_json: bool) -> None:
     """Uninstall plugin NAME that `axctl plugin install` installed: stop it, remove its
-    cgroup, its folder and its lock entry. Plugins from your own `plugins.paths` are yours
-    to remove."""
-    doc = session.call("POST", "/v1/marketplace/uninstall", {"name": name})
+    cgroup, its folder and its lock entry. Its data folder (what it keeps between runs) is
+    kept for a later install unless --purge. Plugins from your own `plugins.paths` are
+    yours to remove."""
+    doc = session.call("POST", "/v1/marketplace/uninstall", {"name": name, "purge": purge})
     if as_json:
         output.emit_json(doc)
         return
-    click.echo(f"uninstalled {doc['name']} {doc['version']} ({doc['folder']} removed)")
+    kept = f"; its data is kept in {doc['data']} (--purge deletes it)" if doc["data_kept"] else ""
+    click.echo(f"uninstalled {doc['name']} {doc['version']} ({doc['folder']} removed){kept}")
 
 
 @click.command("outdated")

@@ -17,6 +17,7 @@ from axctl.commands.market import (
     plugin_outdated,
     plugin_search,
     plugin_uninstall,
+    plugin_update,
     plugin_verify,
     print_info,
 )
@@ -246,6 +247,7 @@ plugin.add_command(plugin_pack)
 plugin.add_command(plugin_catalog)
 plugin.add_command(plugin_search)
 plugin.add_command(plugin_install)
+plugin.add_command(plugin_update)
 plugin.add_command(plugin_uninstall)
 plugin.add_command(plugin_outdated)
 plugin.add_command(plugin_verify)

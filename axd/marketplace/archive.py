@@ -6,8 +6,8 @@ gzip without a name or a time. Editor leftovers, bytecode and dot-files stay out
 in the folder is an error, not something to follow.
 
 `unpack` refuses an archive with an absolute path, a `..`, a link, a device or anything
-that is not a file or a folder, more than `max_files` entries or more than `max_bytes`
-unpacked, before writing anything.
+that is not a file or a folder, more than `max_files` entries, more than `max_bytes`
+unpacked or more than `max_ratio` times its own size (a bomb), before writing anything.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import io
 import os
 import stat
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -25,6 +26,10 @@ from axd.plugins.files import is_scratch_file
 
 MAX_FILES = 2_000
 MAX_BYTES = 64 << 20
+# Source code packs 3-5 to 1; a bomb, a thousand to one. Small archives may always unpack
+# to RATIO_FLOOR.
+MAX_RATIO = 200
+RATIO_FLOOR = 1 << 20
 
 
 class ArchiveError(ValueError):
@@ -94,31 +99,55 @@ def sha256_file(path: str) -> str:
 
 
 def unpack(
-    archive: str, dest: str, *, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES
+    archive: str,
+    dest: str,
+    *,
+    max_files: int = MAX_FILES,
+    max_bytes: int = MAX_BYTES,
+    max_ratio: int = MAX_RATIO,
 ) -> str:
     """Unpack `archive` into the new folder `dest` after checking every entry; returns the
-    single top folder's path inside `dest`."""
+    single top folder's path inside `dest`. Headers are read one at a time, so a bomb is
+    refused at the first entry past a limit, not after inflating all of it. An OSError
+    writing `dest` (a full disk) is raised as it is: it says nothing about the archive."""
+    compressed = max(os.path.getsize(archive), 1)
+    limit = min(max_bytes, max(compressed * max_ratio, RATIO_FLOOR))
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
-            members = tar.getmembers()
-            top = _check(members, max_files, max_bytes)
+            check = _Check(max_files, limit, max_bytes)
+            members = [check(m) for m in tar]
+            top = check.top()
             os.makedirs(dest, mode=0o700)
-            tar.extractall(dest, members=members, filter="data")
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
+            try:
+                tar.extractall(dest, members=members, filter="data")
+            except OSError as exc:
+                raise _WriteFailed(exc) from None
+    except _WriteFailed as failed:
+        raise failed.error from None
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         if isinstance(exc, FileExistsError):
             raise
         raise ArchiveError(f"not a readable .tar.gz archive: {exc}") from None
     return os.path.join(dest, top)
 
 
-def _check(members: list[tarfile.TarInfo], max_files: int, max_bytes: int) -> str:
-    if not members:
-        raise ArchiveError("the archive is empty")
-    if len(members) > max_files:
-        raise ArchiveError(f"{len(members)} entries, more than the limit of {max_files}")
-    total = 0
-    tops = set()
-    for m in members:
+class _WriteFailed(Exception):
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+
+class _Check:
+    """Every entry's path and kind, and the running count and size, as entries are read."""
+
+    def __init__(self, max_files: int, limit: int, max_bytes: int) -> None:
+        self.max_files, self.limit, self.max_bytes = max_files, limit, max_bytes
+        self.count = self.total = 0
+        self.tops: set[str] = set()
+
+    def __call__(self, m: tarfile.TarInfo) -> tarfile.TarInfo:
+        self.count += 1
+        if self.count > self.max_files:
+            raise ArchiveError(f"more than {self.max_files} entries, the limit")
         path = PurePosixPath(m.name)
         if m.name.startswith("/") or path.is_absolute():
             raise ArchiveError(f"{m.name}: an absolute path")
@@ -128,10 +157,20 @@ def _check(members: list[tarfile.TarInfo], max_files: int, max_bytes: int) -> st
             raise ArchiveError(f"{m.name}: a link")
         if not (m.isfile() or m.isdir()):
             raise ArchiveError(f"{m.name}: not a file or a folder (a device, a fifo, ...)")
-        total += m.size
-        if total > max_bytes:
-            raise ArchiveError(f"more than {max_bytes} bytes unpacked, the limit")
-        tops.add(path.parts[0])
-    if len(tops) != 1:
-        raise ArchiveError(f"entries under {len(tops)} top folders, expected one")
-    return tops.pop()
+        self.total += m.size
+        if self.total > self.max_bytes:
+            raise ArchiveError(f"more than {self.max_bytes} bytes unpacked, the limit")
+        if self.total > self.limit:
+            raise ArchiveError(
+                f"unpacks to more than {self.limit} bytes, over {MAX_RATIO} times its own "
+                "size: refused as a compression bomb"
+            )
+        self.tops.add(path.parts[0])
+        return m
+
+    def top(self) -> str:
+        if not self.count:
+            raise ArchiveError("the archive is empty")
+        if len(self.tops) != 1:
+            raise ArchiveError(f"entries under {len(self.tops)} top folders, expected one")
+        return next(iter(self.tops))

@@ -12,21 +12,25 @@ Blocking steps run in threads; the caller awaits `install`.
 
 from __future__ import annotations
 
+import errno
+import http.client
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
-import urllib.request
+import urllib.error
 from dataclasses import dataclass
 from typing import Any
 
 from axd import __version__, errors
+from axd.config.units import format_size
 from axd.marketplace import archive, publish
 from axd.marketplace.semver import Version, VersionError, highest
-from axd.marketplace.sources import Market, compatible
-from axd.plugins.manifest import ManifestError, load
+from axd.marketplace.sources import Market, compatible, open_https
+from axd.plugins.budgets import Budget
+from axd.plugins.manifest import Manifest, ManifestError, load
 
 SPEC = re.compile(r"^(?P<name>[a-z][a-z0-9-]{0,62})(?:@(?P<range>.+))?$")
 LOCK_FILE = "plugins.lock.json"
@@ -103,117 +107,253 @@ def _plan_archive(location: str) -> Plan:
     return Plan("", None, location, None, None, {}, location, "")
 
 
-def fetch(location: str, into: str, size: int | None) -> str:
+@dataclass(frozen=True)
+class Limits:
+    """What the user allows an archive to ask for (`marketplace.*` in the config)."""
+
+    budget: Budget  # the most a plugin may ask for; None: no limit on that key
+    fetch_timeout: float  # seconds without a byte before a download is given up
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A fetched, verified, unpacked and validated plugin, not yet in place: `folder`
+    is inside `staging`, which `discard` removes whatever happened."""
+
+    plan: Plan
+    manifest: Manifest
+    folder: str
+    staging: str
+    sha256: str
+    size: int
+
+    def lock_entry(self) -> dict[str, Any]:
+        return {
+            "version": self.manifest.version,
+            "sha256": self.sha256,
+            "size": self.size,
+            "source": self.plan.source,
+            "archive": self.plan.location,
+            "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def fetch(location: str, into: str, size: int | None, timeout: float) -> str:
     """Copy or download the archive into the folder `into`; at most `size` bytes (the
-    catalog's word) or archive.MAX_BYTES."""
+    catalog's word) or archive.MAX_BYTES. A download with no byte for `timeout` seconds
+    or cut short is an error, as is a disk that fills up."""
     limit = size if size is not None else archive.MAX_BYTES
     target = os.path.join(into, "plugin.tar.gz")
     try:
         if location.startswith("https://"):
-            request = urllib.request.Request(location, headers={"User-Agent": f"axd/{__version__}"})
-            with urllib.request.urlopen(request, timeout=60) as response, open(target, "wb") as out:
+            with (
+                open_https(location, timeout) as response,
+                open(target, "wb") as out,
+            ):
                 _copy_bounded(response, out, limit, location)
         else:
             with open(location, "rb") as src, open(target, "wb") as out:
                 _copy_bounded(src, out, limit, location)
+    except TimeoutError:
+        raise errors.timeout(
+            "fetch_timeout",
+            f"{location}: no data for {timeout:g} s (marketplace.fetch_timeout); nothing "
+            "was installed",
+        ) from None
+    except http.client.IncompleteRead as exc:
+        raise errors.unavailable(
+            "fetch_failed",
+            f"{location}: the download was cut short after {len(exc.partial)} bytes",
+        ) from None
+    except urllib.error.HTTPError as exc:
+        raise errors.unavailable(
+            "fetch_failed", f"{location}: HTTP {exc.code} {exc.reason}"
+        ) from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise errors.timeout(
+                "fetch_timeout", f"{location}: no answer for {timeout:g} s"
+            ) from None
+        raise errors.unavailable("fetch_failed", f"{location}: {exc.reason}") from None
     except OSError as exc:
-        raise errors.unavailable("fetch_failed", f"{location}: {exc}") from None
+        raise _os_error(exc, f"fetching {location}") from None
     return target
+
+
+def _os_error(exc: OSError, doing: str) -> errors.AxdError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return errors.unavailable(
+            "disk_full", f"no space left on the device while {doing}; nothing was installed"
+        )
+    return errors.unavailable("fetch_failed", f"{doing}: {exc}")
 
 
 def _copy_bounded(src: Any, out: Any, limit: int, location: str) -> None:
     total = 0
-    while chunk := src.read(1 << 20):
+    while chunk := src.read(1 << 16):
         total += len(chunk)
         if total > limit:
             raise errors.invalid("size_mismatch", f"{location}: larger than {limit} bytes")
         out.write(chunk)
 
 
-def install(
-    market: Market, spec: str, state_dir: str, installed_dir: str, existing: frozenset[str]
-) -> dict[str, Any]:
-    """Everything but starting the plugin; returns what was installed. On any failure the
-    plugins folder and the lock file are exactly as they were. `existing`: the names of
-    the plugins the daemon already has (from any folder), which an install never shadows."""
+def prepare(market: Market, spec: str, installed_dir: str, limits: Limits) -> Staged:
+    """Resolve, fetch, verify, unpack and validate `spec` in a staging folder under
+    `installed_dir` (the same file system, so putting it in place is a rename). The caller
+    must `discard` what it gets back."""
     chosen = plan(market, spec)
     os.makedirs(installed_dir, mode=0o700, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".staging-", dir=installed_dir)
     try:
-        path = fetch(chosen.location, staging, chosen.size)
-        got_size = os.path.getsize(path)
-        got_sha = archive.sha256_file(path)
-        if chosen.size is not None and got_size != chosen.size:
-            raise errors.invalid(
-                "size_mismatch",
-                f"{chosen.location}: {got_size} bytes, the catalog says {chosen.size}",
-            )
-        if chosen.sha256 is not None and got_sha != chosen.sha256:
-            raise errors.invalid(
-                "sha256_mismatch",
-                f"{chosen.location}: sha256 {got_sha}, the catalog says {chosen.sha256}",
-            )
-        try:
-            top = archive.unpack(path, os.path.join(staging, "unpacked"))
-        except archive.ArchiveError as exc:
-            raise errors.invalid("archive_refused", str(exc)) from None
-        try:
-            manifest = load(top)
-        except ManifestError as exc:
-            raise errors.invalid("manifest_invalid", str(exc)) from None
-        problems = publish.problems_of(manifest)
-        if problems:
-            raise errors.invalid("manifest_invalid", "; ".join(problems))
-        if chosen.name and manifest.name != chosen.name:
-            raise errors.invalid(
-                "manifest_invalid", f"the archive holds {manifest.name!r}, not {chosen.name!r}"
-            )
-        if chosen.version and manifest.version != chosen.version:
-            raise errors.invalid(
-                "manifest_invalid",
-                f"the archive holds version {manifest.version}, not {chosen.version}",
-            )
-        if not compatible(manifest.axd):
-            raise errors.invalid(
-                "incompatible",
-                f"{manifest.name} {manifest.version} needs axd {manifest.axd}, "
-                f"this is {__version__}",
-            )
-        target = os.path.join(installed_dir, manifest.name)
-        if manifest.name in existing and not os.path.exists(target):
+        return _check_staged(chosen, staging, limits)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _check_staged(chosen: Plan, staging: str, limits: Limits) -> Staged:
+    path = fetch(chosen.location, staging, chosen.size, limits.fetch_timeout)
+    got_size = os.path.getsize(path)
+    got_sha = archive.sha256_file(path)
+    if chosen.size is not None and got_size != chosen.size:
+        raise errors.invalid(
+            "size_mismatch",
+            f"{chosen.location}: {got_size} bytes, the catalog says {chosen.size}",
+        )
+    if chosen.sha256 is not None and got_sha != chosen.sha256:
+        raise errors.invalid(
+            "sha256_mismatch",
+            f"{chosen.location}: sha256 {got_sha}, the catalog says {chosen.sha256}",
+        )
+    try:
+        top = archive.unpack(path, os.path.join(staging, "unpacked"))
+    except archive.ArchiveError as exc:
+        raise errors.invalid("archive_refused", str(exc)) from None
+    except OSError as exc:
+        raise _os_error(exc, "unpacking") from None
+    try:
+        manifest = load(top)
+    except ManifestError as exc:
+        raise errors.invalid("manifest_invalid", str(exc)) from None
+    problems = publish.problems_of(manifest)
+    if problems:
+        raise errors.invalid("manifest_invalid", "; ".join(problems))
+    if chosen.name and manifest.name != chosen.name:
+        raise errors.invalid(
+            "manifest_invalid", f"the archive holds {manifest.name!r}, not {chosen.name!r}"
+        )
+    if chosen.version and manifest.version != chosen.version:
+        raise errors.invalid(
+            "manifest_invalid",
+            f"the archive holds version {manifest.version}, not {chosen.version}",
+        )
+    if not compatible(manifest.axd):
+        raise errors.invalid(
+            "incompatible",
+            f"{manifest.name} {manifest.version} needs axd {manifest.axd}, this is {__version__}",
+        )
+    too_much = over_limits(manifest.budget, limits.budget)
+    if too_much:
+        raise errors.invalid(
+            "budget_too_large",
+            f"{manifest.name} {manifest.version} asks for " + "; ".join(too_much),
+        )
+    return Staged(chosen, manifest, top, staging, got_sha, got_size)
+
+
+def over_limits(asked: Budget, most: Budget) -> list[str]:
+    """Each budget key a manifest asks more of than the user allows, as a sentence."""
+    found = []
+    for key in ("cpu", "memory", "memory_high", "pids"):
+        want, cap = getattr(asked, key), getattr(most, key)
+        if want is not None and cap is not None and want > cap:
+            show = format_size if key.startswith("memory") else str
+            option = "memory" if key == "memory_high" else key
+            found.append(f"{key} {show(want)}, above marketplace.max_{option} ({show(cap)})")
+    return found
+
+
+def discard(staged: Staged) -> None:
+    shutil.rmtree(staged.staging, ignore_errors=True)
+
+
+def install(
+    market: Market,
+    spec: str,
+    state_dir: str,
+    installed_dir: str,
+    existing: frozenset[str],
+    limits: Limits,
+) -> dict[str, Any]:
+    """Everything but starting the plugin; returns what was installed. On any failure the
+    plugins folder and the lock file are exactly as they were. `existing`: the names of
+    the plugins the daemon already has (from any folder), which an install never shadows."""
+    staged = prepare(market, spec, installed_dir, limits)
+    try:
+        name = staged.manifest.name
+        target = os.path.join(installed_dir, name)
+        if os.path.exists(target) or name in read_lock(state_dir)["plugins"]:
             raise errors.conflict(
                 "already_installed",
-                f"a plugin named {manifest.name} already runs from another folder",
+                f"{name} is already installed in {target}: `axctl plugin update {name}`",
             )
-        if os.path.exists(target):
+        if name in existing:
             raise errors.conflict(
-                "already_installed",
-                f"{manifest.name} is already installed in {target}",
+                "name_taken",
+                f"a plugin named {name} already runs from another folder (a built-in or "
+                "plugins.paths); an installed plugin never shadows it",
             )
-        files = file_digests(top)
-        os.rename(top, target)  # the one step that makes it visible
-        entry = {
-            "files": files,
-            "version": manifest.version,
-            "sha256": got_sha,
-            "size": got_size,
-            "source": chosen.source,
-            "archive": chosen.location,
-            "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        entry = {"files": file_digests(staged.folder), **staged.lock_entry()}
+        os.rename(staged.folder, target)  # the one step that makes it visible
         try:
-            _record(state_dir, manifest.name, entry)
-        except OSError:
+            _record(state_dir, name, entry)
+        except OSError as exc:
             shutil.rmtree(target, ignore_errors=True)
-            raise
+            raise _os_error(exc, "writing the lock file") from None
         return {
-            "name": manifest.name,
+            "name": name,
             "folder": target,
-            "budget": manifest.budget.describe(),
+            "budget": staged.manifest.budget.describe(),
             **entry,
         }
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard(staged)
+
+
+def update_spec(market: Market, state_dir: str, name: str, wanted: str | None) -> str | None:
+    """The spec that updates installed `name` (to the highest compatible version in
+    `wanted`, else the highest), or None when it is already there."""
+    entry = read_lock(state_dir)["plugins"].get(name)
+    if entry is None:
+        raise errors.not_found(
+            "not_installed", f"{name} was not installed with `axctl plugin install`"
+        )
+    chosen = plan(market, f"{name}@{wanted}" if wanted else name)
+    if chosen.version is None or Version.parse(chosen.version) <= Version.parse(entry["version"]):
+        return None
+    return f"{name}@=={chosen.version}"
+
+
+def swap_in(staged: Staged, installed_dir: str) -> str:
+    """Put the new version's folder where the old one is; the old one waits in the
+    staging folder for `swap_back` (the new version failed) or `discard` (it runs)."""
+    target = os.path.join(installed_dir, staged.manifest.name)
+    os.rename(target, os.path.join(staged.staging, "previous"))
+    os.rename(staged.folder, target)
+    return target
+
+
+def swap_back(staged: Staged, installed_dir: str) -> None:
+    target = os.path.join(installed_dir, staged.manifest.name)
+    os.rename(target, os.path.join(staged.staging, "failed"))
+    os.rename(os.path.join(staged.staging, "previous"), target)
+
+
+def record_update(state_dir: str, installed_dir: str, staged: Staged) -> dict[str, Any]:
+    folder = os.path.join(installed_dir, staged.manifest.name)
+    entry = {"files": file_digests(folder), **staged.lock_entry()}
+    _record(state_dir, staged.manifest.name, entry)
+    return {"name": staged.manifest.name, "folder": folder, **entry}
 
 
 def file_digests(folder: str) -> dict[str, str]:

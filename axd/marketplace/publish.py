@@ -15,6 +15,9 @@ from axd.marketplace.semver import Range, Version, VersionError
 from axd.plugins.manifest import Manifest, ManifestError, load
 
 KEYWORD = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+# A tag opener (`<b`, `</script`, `<!--`, `<?`) or a control character: what a page or a
+# terminal showing the manifest would interpret instead of printing.
+MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?]|[\x00-\x08\x0b-\x1f\x7f]")
 MAX_KEYWORDS = 12
 # The SPDX ids of the licences plugins use (spdx.org/licenses); `LicenseRef-...` for others.
 SPDX = frozenset(
@@ -97,6 +100,12 @@ def problems_of(manifest: Manifest) -> list[str]:
         Version.parse(manifest.version)
     except VersionError as exc:
         problems.append(f"plugin.version: {exc}")
+    for key in ("name", "description", "author", "homepage", "license"):
+        if MARKUP.search(getattr(manifest, key)):
+            problems.append(
+                f"plugin.{key} holds markup or control characters (such as </script>): "
+                "plain text only, it is shown on web pages and in terminals"
+            )
     if not manifest.author.strip():
         problems.append("plugin.author is required to publish (a name, and an e-mail if you like)")
     if not manifest.license:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from axd.marketplace import catalog
 from axd.marketplace.semver import Range, Version, VersionError, highest
 
 MAX_CATALOG_BYTES = 8 << 20
-FETCH_TIMEOUT_S = 20.0
+FETCH_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,30 @@ class Source:
         return os.path.join(os.path.dirname(os.path.abspath(self.location)), archive)
 
 
-def read(location: str, limit: int = MAX_CATALOG_BYTES) -> bytes:
+class _HttpsOnly(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to another https URL: a catalog's trust must not leak to
+    plain http."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str):  # type: ignore[no-untyped-def]
+        if not newurl.startswith("https://"):
+            raise urllib.error.URLError(f"refused a redirect to {newurl} (https only)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_opener = urllib.request.build_opener(_HttpsOnly)
+
+
+def open_https(url: str, timeout: float) -> Any:
+    """A response for `url` (https only, redirects included); `timeout` bounds every wait
+    for bytes, so a server that stalls is given up."""
+    request = urllib.request.Request(url, headers={"User-Agent": f"axd/{__version__}"})
+    return _opener.open(request, timeout=timeout)
+
+
+def read(location: str, limit: int = MAX_CATALOG_BYTES, timeout: float = FETCH_TIMEOUT_S) -> bytes:
     """The bytes at a path or an https URL, refused past `limit`."""
     if location.startswith("https://"):
-        request = urllib.request.Request(location, headers={"User-Agent": f"axd/{__version__}"})
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:
+        with open_https(location, timeout) as response:
             body = response.read(limit + 1)
     else:
         with open(location, "rb") as fh:
@@ -74,6 +94,7 @@ Fetched = tuple[list[tuple[Source, dict[str, Any]]], list[dict[str, str]]]
 class Market:
     sources: list[str]
     ttl: float
+    timeout: float = FETCH_TIMEOUT_S
     _cache: dict[Source, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     def catalogs(self) -> Fetched:
@@ -95,8 +116,8 @@ class Market:
         cached = self._cache.get(source)
         if cached and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
-        body = read(source.location)
-        signature = read(source.location + catalog.SIGNATURE_SUFFIX, 4096)
+        body = read(source.location, timeout=self.timeout)
+        signature = read(source.location + catalog.SIGNATURE_SUFFIX, 4096, self.timeout)
         try:
             doc = catalog.load(body, signature, [source.public_key])
         except catalog.CatalogError as exc:

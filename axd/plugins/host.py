@@ -338,6 +338,7 @@ class Host:
         plugin.name = init["name"]
         plugin.version = init.get("version", "")
         plugin.config = init.get("config", {})
+        plugin.data_dir = init.get("data_dir", "")
         plugin.log = log
         plugin.daemon = DaemonClient(self.ask_daemon)
         self.plugin = plugin

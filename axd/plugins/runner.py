@@ -63,9 +63,15 @@ class StartFailed(Exception):
 
 class PluginProcess:
     def __init__(
-        self, manifest: Manifest, group: Group, on_log: LogSink, on_daemon_request: DaemonHandler
+        self,
+        manifest: Manifest,
+        group: Group,
+        on_log: LogSink,
+        on_daemon_request: DaemonHandler,
+        data_dir: str = "",
     ) -> None:
         self.manifest = manifest
+        self.data_dir = data_dir
         self.group = group
         self.on_log = on_log
         self.on_daemon_request = on_daemon_request
@@ -150,6 +156,7 @@ class PluginProcess:
                     "folder": self.manifest.folder,
                     "entry": self.manifest.entry,
                     "config": self.manifest.config,
+                    "data_dir": self.data_dir,
                 },
             }
         )

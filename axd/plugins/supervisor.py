@@ -43,6 +43,7 @@ from axd.plugins.runner import (
     StartFailed,
 )
 from axd.plugins.state import PluginState
+from axd.shared.paths import make_private_dirs
 
 if typing.TYPE_CHECKING:
     from axd.telemetry import Telemetry
@@ -64,6 +65,12 @@ _CALL_ERROR_KIND = {"no_such_method": Kind.NOT_FOUND, "invalid_params": Kind.INV
 def installed_dir(state_dir: str) -> str:
     """Where `axctl plugin install` puts plugins: one folder each, under the state dir."""
     return os.path.join(state_dir, "plugins")
+
+
+def data_dir(state_dir: str, name: str) -> str:
+    """A plugin's own folder for what it keeps (`Plugin.data_dir`): kept on uninstall
+    unless purged."""
+    return os.path.join(state_dir, "plugin-data", name)
 
 
 class Supervisor:
@@ -360,7 +367,7 @@ class Supervisor:
                 ps.code_digest = await asyncio.to_thread(files.code_digest, ps.manifest.folder)
             ps.state = "starting"
             await asyncio.to_thread(ps.group.apply, budgets_mod.for_startup(ps.budget))
-            process = PluginProcess(ps.manifest, ps.group, ps.logs.add, self.daemon_api)
+            process = self.new_process(ps, ps.manifest, ps.group)
             ps.process = process
             began = time.perf_counter()
             oom_before = await asyncio.to_thread(_oom_count, ps)
@@ -486,7 +493,9 @@ class Supervisor:
         return await asyncio.to_thread(self.backend.create, name)
 
     def new_process(self, ps: PluginState, manifest: Manifest, group: Group) -> PluginProcess:
-        return PluginProcess(manifest, group, ps.logs.add, self.daemon_api)
+        data = data_dir(self.state_dir, ps.name)
+        make_private_dirs(data)
+        return PluginProcess(manifest, group, ps.logs.add, self.daemon_api, data)
 
     async def restart_stopped(self, ps: PluginState) -> None:
         """A plugin that was not running gets a fresh start with its new code."""

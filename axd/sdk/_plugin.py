@@ -35,6 +35,9 @@ class Plugin:
     name: str = ""
     version: str = ""
     config: dict[str, Any]
+    # A folder of the plugin's own for what it keeps between runs (caches, databases): it
+    # outlives restarts, reloads and updates; `axctl plugin uninstall --purge` removes it.
+    data_dir: str = ""
     log: logging.Logger
     daemon: DaemonClient
 

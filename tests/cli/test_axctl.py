@@ -274,6 +274,7 @@ def test_every_command_prints_valid_json(home, echo_daemon):
         "plugin search": ["todo"],
         "plugin install": [str(dist / "todos-1.0.0.tar.gz"), "--yes"],
         "plugin uninstall": ["todos"],
+        "plugin update": [],
         "perf run": [str(tiny), "-o", str(home.root / "r.json")],
         "perf compare": [str(home.root / "r.json"), str(home.root / "r.json")],
         "perf sweep": ["--set", str(rel), "-w", str(project), "--k1", "1,2,3", "--b", "0.5,0.7"],

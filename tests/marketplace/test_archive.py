@@ -33,7 +33,7 @@ def test_the_same_files_give_the_same_bytes(tmp_path):
         names = tar.getnames()
         assert names == sorted(names) and all(m.mtime == 0 and m.uid == 0 for m in tar)
     assert "todos-1.0.0/__pycache__" not in names and "todos-1.0.0/todos_plugin.py~" not in names
-    assert a.files == 2
+    assert a.files == 3  # plugin.toml, todos_plugin.py, CHANGELOG.md
 
 
 def test_a_link_in_the_folder_is_not_packed(tmp_path):
@@ -92,13 +92,33 @@ def test_hostile_archives_are_refused_before_anything_is_written(tmp_path, membe
 
 def test_too_many_files_or_bytes_are_refused(tmp_path):
     many = _hostile(tmp_path, *[_file(f"p/f{i}") for i in range(11)])
-    with pytest.raises(archive.ArchiveError, match="more than the limit"):
+    with pytest.raises(archive.ArchiveError, match="more than 10 entries"):
         archive.unpack(many, str(tmp_path / "a"), max_files=10)
     path = tmp_path / "big.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
         tar.addfile(_file("p/zeros", 2048), io.BytesIO(b"\0" * 2048))
     with pytest.raises(archive.ArchiveError, match="bytes unpacked"):
         archive.unpack(str(path), str(tmp_path / "b"), max_bytes=1024)
+
+
+def test_a_compression_bomb_is_refused_at_its_header(tmp_path):
+    # 64 MiB of zeros packs to about 64 KiB: a thousand to one, the limit is 200. The
+    # entry is refused from its header, before its bytes are inflated or written.
+    path = tmp_path / "bomb.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(_file("p/zeros", 64 << 20), _Zeros())
+    assert path.stat().st_size < 200 << 10
+    with pytest.raises(archive.ArchiveError, match="compression bomb"):
+        archive.unpack(str(path), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+class _Zeros(io.RawIOBase):
+    """Zeros without holding them in memory."""
+
+    def readinto(self, b):
+        b[:] = bytes(len(b))
+        return len(b)
 
 
 def test_something_that_is_not_an_archive_is_a_clear_error(tmp_path):

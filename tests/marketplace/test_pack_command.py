@@ -35,7 +35,7 @@ def test_pack_prints_the_archive_and_a_checksum_anyone_can_reproduce(tmp_path):
     first = pack(str(BUILTIN / "todos"), "-o", str(tmp_path / "a"), "--json")
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
-    assert doc["archive"].endswith("a/todos-1.0.0.tar.gz") and doc["files"] == 2
+    assert doc["archive"].endswith("a/todos-1.0.0.tar.gz") and doc["files"] == 3
     assert doc["manifest"]["license"] == "MIT" and doc["budget"]
     again = pack(str(BUILTIN / "todos"), "-o", str(tmp_path / "b"))
     assert again.returncode == 0 and f"sha256 {doc['sha256']}" in again.stdout
