@@ -150,7 +150,10 @@ def fetch(location: str, into: str, size: int | None, timeout: float) -> str:
                 open_https(location, timeout) as response,
                 open(target, "wb") as out,
             ):
-                _copy_bounded(response, out, limit, location)
+                got = _copy_bounded(response, out, limit, location)
+                promised = response.headers.get("Content-Length")
+                if promised and promised.isdigit() and got < int(promised):
+                    raise http.client.IncompleteRead(b"\0" * got, int(promised) - got)
         else:
             with open(location, "rb") as src, open(target, "wb") as out:
                 _copy_bounded(src, out, limit, location)
@@ -163,7 +166,8 @@ def fetch(location: str, into: str, size: int | None, timeout: float) -> str:
     except http.client.IncompleteRead as exc:
         raise errors.unavailable(
             "fetch_failed",
-            f"{location}: the download was cut short after {len(exc.partial)} bytes",
+            f"{location}: the download was cut short after {len(exc.partial)} bytes"
+            + (f" of {len(exc.partial) + exc.expected}" if exc.expected else ""),
         ) from None
     except urllib.error.HTTPError as exc:
         raise errors.unavailable(
@@ -188,13 +192,14 @@ def _os_error(exc: OSError, doing: str) -> errors.AxdError:
     return errors.unavailable("fetch_failed", f"{doing}: {exc}")
 
 
-def _copy_bounded(src: Any, out: Any, limit: int, location: str) -> None:
+def _copy_bounded(src: Any, out: Any, limit: int, location: str) -> int:
     total = 0
     while chunk := src.read(1 << 16):
         total += len(chunk)
         if total > limit:
             raise errors.invalid("size_mismatch", f"{location}: larger than {limit} bytes")
         out.write(chunk)
+    return total
 
 
 def prepare(market: Market, spec: str, installed_dir: str, limits: Limits) -> Staged:
