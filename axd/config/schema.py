@@ -562,7 +562,8 @@ OPTIONS: tuple[Option, ...] = (
         "marketplace.cache_ttl",
         "5m",
         "duration",
-        "How long a fetched catalog is reused before it is fetched and verified again.",
+        "How long a catalog fetched over https is reused before it is fetched and "
+        "verified again (a catalog on disk is read every time).",
         minimum=0,
         maximum=86400,
     ),

@@ -114,7 +114,9 @@ class Market:
 
     def _load(self, source: Source) -> dict[str, Any]:
         cached = self._cache.get(source)
-        if cached and time.monotonic() - cached[0] < self.ttl:
+        # A catalog on disk is read every time (cheap, and a publisher's rebuild shows at
+        # once); one on the web is reused for `ttl`.
+        if cached and source.is_url and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
         body = read(source.location, timeout=self.timeout)
         signature = read(source.location + catalog.SIGNATURE_SUFFIX, 4096, self.timeout)
