@@ -18,9 +18,7 @@ KEYWORD = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 # A tag (`<b>`, `</script>`, `<img src=...`), a comment or processing instruction opener, or
 # a control character: what a page or a terminal showing the manifest would interpret
 # instead of printing. `Name <name@example.org>` is not a tag.
-MARKUP = re.compile(
-    r"</?[A-Za-z][A-Za-z0-9-]*(?:[\s/>]|$)|<[!?]|[\x00-\x08\x0b-\x1f\x7f]"
-)
+MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:[\s/>]|$)|<[!?]|[\x00-\x08\x0b-\x1f\x7f]")
 MAX_KEYWORDS = 12
 # The SPDX ids of the licences plugins use (spdx.org/licenses); `LicenseRef-...` for others.
 SPDX = frozenset(
