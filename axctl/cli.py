@@ -11,6 +11,7 @@ from axctl.commands import codeintel as codeintel_cmd
 from axctl.commands import config as config_cmd
 from axctl.commands import daemon as daemon_cmd
 from axctl.commands import events as events_cmd
+from axctl.commands import lsp as lsp_cmd
 from axctl.commands import monitoring as monitoring_cmd
 from axctl.commands import perf as perf_cmd
 from axctl.commands import plugins as plugins_cmd
@@ -119,6 +120,7 @@ for command in (
     plugins_cmd.budgets,
     perf_cmd.perf,
     tutorial_cmd.tutorial,
+    lsp_cmd.lsp,
 ):
     cli.add_command(command)
 

@@ -119,7 +119,7 @@ class Session:
             raise Failure(
                 str(exc),
                 hint="check the daemon log; `axctl restart` may help",
-                code="protocol_error",
+                code="daemon_timeout" if exc.timed_out else "protocol_error",
                 as_json=self.as_json,
             ) from None
 

@@ -88,6 +88,12 @@ NAME_BODY: dict[str, Any] = {
     "required": ["name", "path"],
     "additionalProperties": False,
 }
+SYMBOLS_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"path": _PATH, "limit": _LIMIT},
+    "required": ["path"],
+    "additionalProperties": False,
+}
 MAX_BATCH = 1000
 
 
@@ -267,6 +273,21 @@ async def search_batch(request: web.Request) -> web.Response:
 )
 async def definitions(request: web.Request) -> web.Response:
     return await _by_name(request, lambda ci, ws, n, k: ci.definitions(ws, n, k))
+
+
+@routes.add(
+    "POST",
+    "/v1/symbols",
+    "The definitions of one file, by line, with kind, qualified name, signature and doc "
+    "(an editor's outline).",
+    body=SYMBOLS_BODY,
+    responses={200: "the file's definitions", 404: "not inside a workspace"},
+)
+async def file_symbols(request: web.Request) -> web.Response:
+    ci = _service(request)
+    body = await json_body(request, SYMBOLS_BODY)
+    ws = await ci.workspace_for(body["path"])
+    return json_response(await ci.file_symbols(ws, body["path"], int(body.get("limit") or 1000)))
 
 
 @routes.add(

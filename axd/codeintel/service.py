@@ -448,6 +448,14 @@ class CodeIntel:
             "took_ms": round((time.perf_counter() - started) * 1000, 3),
         }
 
+    async def file_symbols(self, ws: Workspace, path: str, limit: int) -> dict[str, Any]:
+        """The definitions of one file of `ws` (an editor's outline)."""
+        rel = os.path.relpath(os.path.realpath(path), ws.root)
+        found = await asyncio.get_running_loop().run_in_executor(
+            self.workers.readers, self._store().file_definitions, ws.id, rel, limit
+        )
+        return {"path": rel, "workspace": ws.root, "results": found}
+
     async def references(self, ws: Workspace, name: str, limit: int) -> dict[str, Any]:
         started = time.perf_counter()
         found = await asyncio.get_running_loop().run_in_executor(

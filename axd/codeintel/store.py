@@ -452,6 +452,17 @@ class Store:
         )
         return sql, (workspace_id, *(p for _, ps in matches for p in ps), limit)
 
+    def file_definitions(self, workspace_id: int, path: str, limit: int) -> list[dict[str, Any]]:
+        """The definitions of one file (a path relative to its workspace), by line."""
+        columns = ", ".join(("f." if n == "path" else "c.") + n for n in DEFINITION_COLUMNS)
+        rows = self.conn.execute(
+            f"SELECT {columns} FROM chunks c JOIN files f ON f.id = c.file_id"
+            f" WHERE f.workspace_id = ? AND f.path = ? AND c.{DEFINITION}"
+            " ORDER BY c.start_line, c.end_line DESC LIMIT ?",
+            (workspace_id, path, limit),
+        )
+        return [dict(zip(DEFINITION_COLUMNS, row, strict=True)) for row in rows]
+
     def symbol_names(self, workspace_id: int) -> list[str]:
         return [
             r[0]

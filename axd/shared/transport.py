@@ -39,7 +39,11 @@ class DaemonUnreachable(Exception):
 
 
 class ProtocolError(Exception):
-    """The peer answered, but not with HTTP we understand."""
+    """The peer answered, but not with HTTP we understand (or not in time: `timed_out`)."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class VersionMismatch(Exception):
@@ -246,7 +250,9 @@ def _read_head(reader: Any) -> tuple[int, dict[str, str]]:
     try:
         line = reader.readline(65537)
     except (TimeoutError, OSError) as exc:
-        raise ProtocolError(f"axd did not answer: {exc}") from None
+        raise ProtocolError(
+            f"axd did not answer: {exc}", timed_out=isinstance(exc, TimeoutError)
+        ) from None
     parts = line.decode("latin-1").split(None, 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise ProtocolError("axd closed the connection without an HTTP answer")

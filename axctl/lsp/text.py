@@ -1,0 +1,70 @@
+"""Positions, URIs and the identifier under the cursor.
+
+The daemon counts lines from 1 and columns in characters from 1; the LSP counts both from
+0, and columns in the units the editor and the server agreed on at `initialize`: UTF-16
+code units by default, UTF-8 bytes or characters (UTF-32) when the editor offers them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import quote, unquote, urlsplit
+
+IDENTIFIER = re.compile(r"[\w$]+")
+ENCODINGS = ("utf-32", "utf-8", "utf-16")  # preferred first: no conversion for utf-32
+
+
+def uri_to_path(uri: str) -> str | None:
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
+        return None
+    return os.path.normpath(unquote(parts.path))
+
+
+def path_to_uri(path: str) -> str:
+    return "file://" + quote(os.path.abspath(path))
+
+
+def choose_encoding(offered: list[str] | None) -> str:
+    """The editor's offer (`general.positionEncodings`) we like best; UTF-16 without one."""
+    for encoding in ENCODINGS:
+        if offered and encoding in offered:
+            return encoding
+    return "utf-16"
+
+
+def to_units(line: str, chars: int, encoding: str) -> int:
+    """A column in characters as the agreed unit."""
+    if encoding == "utf-32":
+        return chars
+    prefix = line[:chars]
+    if encoding == "utf-8":
+        return len(prefix.encode("utf-8"))
+    return len(prefix.encode("utf-16-le")) // 2
+
+
+def to_chars(line: str, units: int, encoding: str) -> int:
+    """A column in the agreed unit as characters (clamped to the line)."""
+    if encoding == "utf-32":
+        return min(units, len(line))
+    count = 0
+    for index, char in enumerate(line):
+        count += (
+            len(char.encode("utf-8")) if encoding == "utf-8" else (2 if ord(char) > 0xFFFF else 1)
+        )
+        if count > units:
+            return index
+    return len(line)
+
+
+def word_at(line: str, chars: int) -> tuple[str, int] | None:
+    """The identifier at (or just before) character `chars`, and where it starts."""
+    for match in IDENTIFIER.finditer(line):
+        if match.start() <= chars <= match.end():
+            return match.group(), match.start()
+    return None
+
+
+def whole_word(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])")
