@@ -19,6 +19,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 from sitegen import openapi_markdown
+from sitegen.nav import find_section
 
 FOLDER = "reference/api"
 INDEX = f"{FOLDER}/index.md"
@@ -68,22 +69,11 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
     _document.update(openapi_document())
     _groups.clear()
     _groups.update(openapi_markdown.group(_document, AREAS))
-    section = _find_section(config.nav or [])
+    section = find_section(config.nav or [], SECTION)
     if section is None:
         raise PluginError(f"mkdocs.yml: the nav has no {SECTION!r} section for the API pages")
     section.extend({title: _uri(title)} for title in _groups)
     return config
-
-
-def _find_section(nav: list[Any]) -> list[Any] | None:
-    for entry in nav:
-        if isinstance(entry, dict):
-            for title, value in entry.items():
-                if title == SECTION and isinstance(value, list):
-                    return value
-                if isinstance(value, list) and (found := _find_section(value)) is not None:
-                    return found
-    return None
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
