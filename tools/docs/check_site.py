@@ -2,12 +2,16 @@
 
 - every internal link, stylesheet, script and image resolves, and so does its `#anchor`;
 - every page has one canonical URL under `site_url`, a description, OpenGraph and Twitter
-  tags, and one JSON-LD script that parses (`SoftwareApplication` on the home page,
-  `TechArticle` elsewhere) and agrees with the page's title;
+  tags, and one JSON-LD script that parses (`SoftwareApplication` on the home page and on
+  each plugin page, `TechArticle` elsewhere) and agrees with the page;
+- every plugin of marketplace/catalog.json has its page, whose `SoftwareApplication`
+  names it, a version the catalog lists, its licence, author and an https `downloadUrl`;
 - `sitemap.xml` lists every page under `site_url`, `robots.txt` points at a sitemap;
 - a hostile page (a title and description holding `</script>`, quotes, `&` and line
   separators) built with the same hooks keeps one script element whose JSON reads back
-  to the exact text, and no markup leaks from it.
+  to the exact text, and no markup leaks from it; so does a hostile plugin catalog
+  (every manifest string, the changelog and the links written to break out), signed with
+  a throwaway key.
 
 Stdlib only, except the hostile build (mkdocs, already installed by `make docs`).
 Exit status 1 with one line per problem.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
@@ -27,7 +32,31 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 HOSTILE_TITLE = '</script><script>alert(1)</script> & <!-- \u2028 "quoted"'
 HOSTILE_DESCRIPTION = "Ends </SCRIPT > early? <b>bold</b> & 'single' \u2029 \\ backslash"
+# A plugin catalog's strings, written to break out of HTML, of a script and of markdown.
+HOSTILE_PLUGIN = "hostile-plugin"
+HOSTILE_TEXT = (
+    "</script><script>alert(1)</script> <img src=x onerror=alert(2)> \"dq\" 'sq' "
+    "[link](javascript:alert(3)) **bold** \u2028 & <!-- end"
+)
+HOSTILE_CHANGES = (
+    "<script>alert(10)</script>\n\n[x](javascript:alert(11)) "
+    "![p](https://tracker.example/p.gif) <img src=x onerror=alert(12)>\n\n## 0.0.1\n"
+)
+# Each, found as written in a built page, is markup that leaked.
+HOSTILE_TAGS = ("<script>alert(", "<img src=x", "<b>", "<i>kw", "<svg onload", "p.gif")
 NO_META = {"404.html"}  # the not-found page is not a document to describe or index
+PLUGIN_PAGE = re.compile(r"^marketplace/plugins/([a-z][a-z0-9-]*)/index\.html$")
+PLUGIN_REQUIRED = (
+    "name",
+    "softwareVersion",
+    "description",
+    "url",
+    "license",
+    "author",
+    "downloadUrl",
+    "operatingSystem",
+    "applicationCategory",
+)
 
 
 @dataclass
@@ -39,6 +68,8 @@ class Page:
     canonical: list[str] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
     jsonld: list[str] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)  # the other inline scripts
+    handlers: list[str] = field(default_factory=list)  # on* attributes, javascript: URLs
     title: str = ""
 
 
@@ -65,9 +96,15 @@ class _Reader(HTMLParser):
             key = a.get("property") or a.get("name")
             if key:
                 self.page.meta[key] = a.get("content", "")
+        for key, value in a.items():
+            if key.startswith("on") or value.strip().lower().startswith("javascript:"):
+                self.page.handlers.append(f"<{tag} {key}={value!r}>")
         if tag == "script" and a.get("type") == "application/ld+json":
             self._in = "jsonld"
             self.page.jsonld.append("")
+        elif tag == "script":
+            self._in = "script"
+            self.page.scripts.append("")
         elif tag == "title":
             self._in = "title"
 
@@ -78,6 +115,8 @@ class _Reader(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in == "jsonld":
             self.page.jsonld[-1] += data
+        elif self._in == "script":
+            self.page.scripts[-1] += data
         elif self._in == "title":
             self.page.title += data
 
@@ -156,27 +195,73 @@ def check_meta(site: Path, pages: dict[Path, Page], site_url: str) -> list[str]:
         ):
             if not page.meta.get(key, "").strip():
                 problems.append(f"{rel}: no {key}")
-        problems += [f"{rel}: {p}" for p in check_jsonld(page, home=rel == "index.html")]
+        problems += [f"{rel}: {p}" for p in check_jsonld(page, rel=rel, url=expected)]
     return problems
 
 
-def check_jsonld(page: Page, *, home: bool) -> list[str]:
+def check_jsonld(page: Page, *, rel: str, url: str) -> list[str]:
+    """The page's one JSON-LD script: what its kind of page needs, at its canonical URL."""
     if len(page.jsonld) != 1:
         return [f"{len(page.jsonld)} JSON-LD scripts, expected 1"]
     try:
         data = json.loads(page.jsonld[0])
     except ValueError as e:
         return [f"JSON-LD does not parse: {e}"]
-    kind = "SoftwareApplication" if home else "TechArticle"
+    plugin = PLUGIN_PAGE.match(rel)
+    home = rel == "index.html"
+    kind = "SoftwareApplication" if home or plugin else "TechArticle"
     required = ("name", "softwareVersion", "description", "url") if home else ("headline", "url")
     problems = []
     if data.get("@context") != "https://schema.org" or data.get("@type") != kind:
         problems.append(f"JSON-LD is {data.get('@type')!r}, expected {kind}")
+    if plugin:
+        return problems + check_plugin_data(data, name=plugin[1], url=url)
     problems += [f"JSON-LD has no {key}" for key in required if not data.get(key)]
     if not home and data.get("headline") != page.meta.get("og:title"):
         problems.append(
             f"JSON-LD headline {data.get('headline')!r} != og:title {page.meta.get('og:title')!r}"
         )
+    return problems
+
+
+def check_plugin_data(data: dict[str, object], *, name: str, url: str) -> list[str]:
+    """A plugin page's `SoftwareApplication`: complete, about this plugin, at this URL."""
+    problems = [f"JSON-LD has no {key}" for key in PLUGIN_REQUIRED if not data.get(key)]
+    expected = {
+        "@type": "SoftwareApplication",
+        "name": name,
+        "url": url,
+        "operatingSystem": "Linux",
+        "applicationCategory": "DeveloperApplication",
+    }
+    problems += [
+        f"JSON-LD {key} is {data.get(key)!r}, expected {value!r}"
+        for key, value in expected.items()
+        if data.get(key) != value
+    ]
+    download = urlsplit(str(data.get("downloadUrl", "")))
+    if download.scheme != "https" or not download.netloc:
+        problems.append(f"JSON-LD downloadUrl {data.get('downloadUrl')!r} is not an https URL")
+    author = data.get("author")
+    if not isinstance(author, dict) or not author.get("name") or not author.get("@type"):
+        problems.append(f"JSON-LD author {author!r} is not a Person or Organization with a name")
+    return problems
+
+
+def check_catalog_pages(site: Path, pages: dict[Path, Page], catalog: Path) -> list[str]:
+    """Every plugin of the catalog has its page, at a version the catalog lists."""
+    if not catalog.is_file():
+        return []
+    problems = []
+    plugins = json.loads(catalog.read_text(encoding="utf-8")).get("plugins", {})
+    for name, entry in plugins.items():
+        html = site / "marketplace" / "plugins" / name / "index.html"
+        if html not in pages:
+            problems.append(f"{html.relative_to(site)}: no page for the plugin {name}")
+            continue
+        data = json.loads(pages[html].jsonld[0]) if len(pages[html].jsonld) == 1 else {}
+        if data.get("softwareVersion") not in entry.get("versions", {}):
+            problems.append(f"{name}: softwareVersion {data.get('softwareVersion')!r} unknown")
     return problems
 
 
@@ -204,27 +289,16 @@ def check_sitemap(site: Path, pages: dict[Path, Page], site_url: str) -> list[st
 
 
 def check_hostile_build(repo: Path) -> list[str]:
-    """Build the site with one more page whose title and description are hostile."""
+    """Build the site with one more page whose title and description are hostile, and a
+    plugin catalog whose every string is."""
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
 
     # The stand-in docs link to pages they do not have: those warnings are not the point.
     logging.getLogger("mkdocs").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="axd-docs-hostile-") as tmp:
-        docs = Path(tmp) / "docs"
-        (docs / "tutorials").mkdir(parents=True)
-        (docs / "tutorials" / "index.md").write_text("# T\n\n<!-- tutorials: list -->\n")
-        (docs / "reference" / "api").mkdir(parents=True)
-        api_index = "reference/api/index.md"  # the API hook needs its page and nav section
-        (docs / api_index).write_text((repo / "docs" / api_index).read_text())
-        (docs / "index.md").write_text(
-            f"---\ntitle: {json.dumps(HOSTILE_TITLE)}\n"
-            f"description: {json.dumps(HOSTILE_DESCRIPTION)}\n---\n\n# Home\n\nText.\n"
-        )
-        (docs / "hostile.md").write_text(
-            f"---\ntitle: {json.dumps(HOSTILE_TITLE)}\n"
-            f"description: {json.dumps(HOSTILE_DESCRIPTION)}\n---\n\n# Hostile\n\nText.\n"
-        )
+        docs = _hostile_docs(Path(tmp) / "docs", repo)
+        catalog, public_key = write_hostile_catalog(Path(tmp) / "catalog")
         config = load_config(
             str(repo / "mkdocs.yml"),
             docs_dir=str(docs),
@@ -234,30 +308,157 @@ def check_hostile_build(repo: Path) -> list[str]:
                 {"Home": "index.md"},
                 {"Tutorials": ["tutorials/index.md"]},
                 {"API routes": ["reference/api/index.md"]},
+                {"Plugin catalog": ["marketplace/plugins/index.md"]},
                 "hostile.md",
             ],
         )
+        config.extra["marketplace"] = {
+            "catalog": str(catalog),
+            "public_key": str(public_key),
+            "archive_base": "https://example.org/hostile/",
+        }
         build(config)
-        problems = []
-        for rel, home in (("index.html", True), ("hostile/index.html", False)):
-            html = (Path(tmp) / "site" / rel).read_text(encoding="utf-8")
-            page = read(Path(tmp) / "site" / rel)
-            if "<script>alert(" in html or "<b>bold</b>" in html:
-                problems.append(f"hostile {rel}: markup from the front matter leaked")
-            if len(page.jsonld) != 1:
-                problems.append(f"hostile {rel}: {len(page.jsonld)} JSON-LD scripts")
-                continue
-            data = json.loads(page.jsonld[0])
-            got = data.get("description")
-            if got != HOSTILE_DESCRIPTION:
-                problems.append(f"hostile {rel}: JSON-LD description {got!r}")
-            if not home and data.get("headline") != HOSTILE_TITLE:
-                problems.append(f"hostile {rel}: JSON-LD headline {data.get('headline')!r}")
-            if page.meta.get("og:title") != HOSTILE_TITLE:
-                problems.append(f"hostile {rel}: og:title {page.meta.get('og:title')!r}")
-            if HOSTILE_TITLE not in page.title:
-                problems.append(f"hostile {rel}: <title> is {page.title!r}")
+        site = Path(tmp) / "site"
+        return check_hostile_pages(site) + check_hostile_plugin_pages(site)
+
+
+def _hostile_docs(docs: Path, repo: Path) -> Path:
+    """The pages the hooks need (each with its marker), and the hostile page."""
+    for index, marker in (
+        ("tutorials/index.md", "<!-- tutorials: list -->"),
+        ("marketplace/plugins/index.md", "<!-- marketplace: plugins -->"),
+    ):
+        (docs / index).parent.mkdir(parents=True, exist_ok=True)
+        (docs / index).write_text(f"# T\n\n{marker}\n")
+    api_index = "reference/api/index.md"  # the API hook needs its page and nav section
+    (docs / api_index).parent.mkdir(parents=True)
+    (docs / api_index).write_text((repo / "docs" / api_index).read_text())
+    for name, heading in (("index.md", "Home"), ("hostile.md", "Hostile")):
+        (docs / name).write_text(
+            f"---\ntitle: {json.dumps(HOSTILE_TITLE)}\n"
+            f"description: {json.dumps(HOSTILE_DESCRIPTION)}\n---\n\n# {heading}\n\nText.\n"
+        )
+    return docs
+
+
+def check_hostile_pages(site: Path) -> list[str]:
+    problems = []
+    for rel, home in (("index.html", True), ("hostile/index.html", False)):
+        html = (site / rel).read_text(encoding="utf-8")
+        page = read(site / rel)
+        if "<script>alert(" in html or "<b>bold</b>" in html:
+            problems.append(f"hostile {rel}: markup from the front matter leaked")
+        if len(page.jsonld) != 1:
+            problems.append(f"hostile {rel}: {len(page.jsonld)} JSON-LD scripts")
+            continue
+        data = _json_or_none(page.jsonld[0])
+        if data is None:
+            problems.append(f"hostile {rel}: the JSON-LD does not parse")
+            continue
+        got = data.get("description")
+        if got != HOSTILE_DESCRIPTION:
+            problems.append(f"hostile {rel}: JSON-LD description {got!r}")
+        if not home and data.get("headline") != HOSTILE_TITLE:
+            problems.append(f"hostile {rel}: JSON-LD headline {data.get('headline')!r}")
+        if page.meta.get("og:title") != HOSTILE_TITLE:
+            problems.append(f"hostile {rel}: og:title {page.meta.get('og:title')!r}")
+        if HOSTILE_TITLE not in page.title:
+            problems.append(f"hostile {rel}: <title> is {page.title!r}")
+    return problems
+
+
+def write_hostile_catalog(folder: Path) -> tuple[Path, Path]:
+    """A catalog of one plugin whose every string tries to break out of where it is
+    printed, signed with a throwaway key; returns the catalog and the public key file."""
+    from axd.marketplace import catalog
+
+    folder.mkdir(parents=True)
+    release = {
+        "size": 1234,
+        "sha256": "<script>" * 8,  # 64 characters, all the loader checks
+        "manifest": {
+            "name": HOSTILE_PLUGIN,
+            "version": "1.0.0",
+            "description": HOSTILE_TEXT,
+            "author": HOSTILE_TEXT,
+            "license": 'MIT" onmouseover="alert(4)',
+            "homepage": "javascript:alert(5)",
+            "keywords": ["<i>kw</i>", "</script><script>alert(6)</script>"],
+            "events": ["<svg onload=alert(7)>"],
+            "axd": '>=0.1, <1 </script><b>x</b>"',
+        },
+        "budget": {"cpu": "<b>1</b>", "memory": HOSTILE_TEXT, "memory_high": None, "pids": 5},
+    }
+    doc = {
+        "format": catalog.FORMAT,
+        "name": HOSTILE_TEXT,
+        "generated": "</script><script>alert(8)</script>",
+        "plugins": {
+            HOSTILE_PLUGIN: {
+                "description": HOSTILE_TEXT,
+                "versions": {
+                    "0.9.0": {**release, "archive": "javascript:alert(9)"},
+                    "1.0.0": {
+                        **release,
+                        "archive": "archives/x.tar.gz",
+                        "changes": HOSTILE_CHANGES,
+                    },
+                },
+            }
+        },
+    }
+    keys = catalog.generate_keys()
+    catalog.write(doc, str(folder / "catalog.json"), keys.private_pem)
+    (folder / "PUBLIC_KEY").write_text(keys.public + "\n")
+    return folder / "catalog.json", folder / "PUBLIC_KEY"
+
+
+def check_hostile_plugin_pages(site: Path) -> list[str]:
+    """Nothing the hostile catalog holds became markup, a handler or a script; its JSON-LD
+    reads back to the exact text."""
+    problems = []
+    plugin_rel = f"marketplace/plugins/{HOSTILE_PLUGIN}/index.html"
+    for rel in (plugin_rel, "marketplace/plugins/index.html"):
+        if not (site / rel).is_file():
+            problems.append(f"hostile {rel}: not built")
+            continue
+        problems += [f"hostile {rel}: {p}" for p in leaks((site / rel).read_text("utf-8"))]
+    if problems:
         return problems
+    page = read(site / plugin_rel)
+    data = _json_or_none(page.jsonld[0]) if len(page.jsonld) == 1 else None
+    if data is None:
+        return [f"hostile {plugin_rel}: not one JSON-LD script that parses"]
+    author = data.get("author")
+    for key, got in (
+        ("description", data.get("description")),
+        ("author", author.get("name") if isinstance(author, dict) else author),
+    ):
+        if got != HOSTILE_TEXT:
+            problems.append(f"hostile {plugin_rel}: JSON-LD {key} {got!r}")
+    if page.meta.get("og:description") != HOSTILE_TEXT:
+        problems.append(f"hostile {plugin_rel}: og:description {page.meta.get('og:description')!r}")
+    return problems
+
+
+def _json_or_none(text: str) -> dict[str, object] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def leaks(html: str) -> list[str]:
+    """Markup from the hostile catalog found in `html`: its tags as written, an event
+    handler or a `javascript:` URL, a script that calls `alert`."""
+    reader = _Reader()
+    reader.feed(html)
+    reader.close()
+    found = [f"{tag!r} in the HTML" for tag in HOSTILE_TAGS if tag in html]
+    found += [f"handler {h}" for h in reader.page.handlers]
+    found += [f"a script runs {s[:60]!r}" for s in reader.page.scripts if "alert(" in s]
+    return found
 
 
 def main(argv: list[str]) -> int:
@@ -273,6 +474,7 @@ def main(argv: list[str]) -> int:
         check_links(site, pages, external)
         + check_meta(site, pages, site_url)
         + check_sitemap(site, pages, site_url)
+        + check_catalog_pages(site, pages, repo / "marketplace" / "catalog.json")
         + check_hostile_build(repo)
     )
     ours = [u for u in sorted(external) if not u.startswith(site_url)]
