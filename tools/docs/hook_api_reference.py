@@ -31,7 +31,7 @@ SECTION = "API routes"
 AREAS: openapi_markdown.Areas = (
     ("Daemon", ("status", "events", "shutdown", "openapi.json")),
     ("Configuration", ("config",)),
-    ("Code search", ("workspaces", "index", "search", "definitions", "references")),
+    ("Code search", ("workspaces", "index", "search", "definitions", "references", "symbols")),
     ("Plugins", ("plugins", "budgets")),
     (
         "Plugin lifecycle",
