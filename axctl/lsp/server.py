@@ -62,6 +62,7 @@ class Server:
         self.initialized = False
         self.shutdown_requested = False
         self._background: set[asyncio.Task[Any]] = set()
+        self._adding: asyncio.Task[None] | None = None  # the folders being registered
         requests = {
             "initialize": self.initialize,
             "shutdown": self.shutdown,
@@ -89,6 +90,8 @@ class Server:
         async def guarded(params: Any) -> Any:
             if not self.initialized and method != "initialize":
                 raise RpcError(SERVER_NOT_INITIALIZED, "initialize first")
+            if self._adding is not None and method != "shutdown":
+                await asyncio.shield(self._adding)
             return await handler(params or {})
 
         return guarded
@@ -134,8 +137,9 @@ class Server:
         }
 
     async def on_initialized(self, _params: Any) -> None:
+        self._adding = asyncio.get_running_loop().create_task(self._add(list(self.daemon.roots)))
         for root in self.daemon.roots:
-            self.spawn(self._register(root))
+            self.spawn(self._track(root))
 
     async def shutdown(self, _params: Any) -> None:
         self.shutdown_requested = True
@@ -155,10 +159,22 @@ class Server:
             path = text.uri_to_path(folder.get("uri", ""))
             if path and path not in self.daemon.roots:
                 self.daemon.roots.append(path)
-                self.spawn(self._register(path))
+                await self._add([path])
+                self.spawn(self._track(path))
 
-    async def _register(self, root: str) -> None:
-        """Add the folder as an axd workspace; the editor shows the indexing as progress."""
+    async def _add(self, roots: list[str]) -> None:
+        """Register the folders as axd workspaces (indexing goes on in the background):
+        requests wait for this, so none asks about a folder the daemon does not know."""
+        for root in roots:
+            try:
+                await self.daemon.call("POST", "/v1/workspaces", {"path": root, "wait": False})
+            except RpcError as exc:
+                self.rpc.notify("window/logMessage", {"type": 2, "message": exc.message})
+
+    async def _track(self, root: str) -> None:
+        """The folder's indexing as work-done progress the editor shows."""
+        if self._adding is not None:
+            await asyncio.shield(self._adding)
         token = f"axd-index-{root}"
         shown = False
         if self.progress_supported:
@@ -168,7 +184,6 @@ class Server:
         if shown:
             self._progress(token, "begin", title="axd: indexing", message=root, percentage=0)
         try:
-            await self.daemon.call("POST", "/v1/workspaces", {"path": root, "wait": False})
             while True:
                 status = await self.daemon.call("GET", f"/v1/index/status?path={_q(root)}")
                 if status.get("state") not in ("new", "indexing"):
