@@ -111,6 +111,7 @@ def pages(site: Path) -> list[str]:
 
 def axe(base: str, paths: list[str]) -> tuple[list[str], int]:
     """Serious and critical axe violations on every page in both colour schemes."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     problems: list[str] = []
@@ -123,8 +124,13 @@ def axe(base: str, paths: list[str]) -> tuple[list[str], int]:
                 page = context.new_page()
                 for path in paths:
                     page.goto(base + path, wait_until="load")
-                    got = page.evaluate("document.body.dataset.mdColorScheme")
-                    if got != material_scheme:
+                    # Material applies the scheme from script after load (its palette
+                    # observable): wait for it, bounded, rather than read it at once.
+                    want = f"document.body.dataset.mdColorScheme === {material_scheme!r}"
+                    try:
+                        page.wait_for_function(want, timeout=15_000)
+                    except PlaywrightTimeout:
+                        got = page.evaluate("document.body.dataset.mdColorScheme")
                         problems.append(f"/{path} ({scheme}): the page shows {got!r}")
                     page.add_script_tag(path=str(AXE))
                     result = page.evaluate(
