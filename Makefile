@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test check lint bench bench-smoke compile clean catalog \
+.PHONY: setup run test check lint bench bench-smoke compile clean catalog security \
 	docs docs-serve docs-check docs-publish tutorials
 
 setup: $(STAMP) compile
@@ -57,6 +57,7 @@ bench-smoke: setup
 	$(BIN)/python bench/plugins.py --smoke
 	$(BIN)/python bench/reload.py --smoke
 	$(BIN)/python bench/monitoring.py --smoke
+	$(BIN)/python bench/lsp.py --smoke
 
 ## docs: build the documentation site into site/ (strict: a broken link fails)
 DOCS_STAMP := $(VENV)/.docs-$(shell cksum pyproject.toml | cut -d' ' -f1)
@@ -85,6 +86,11 @@ docs-publish: $(DOCS_STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mike deploy --update-aliases \
 	  $$($(BIN)/python -c 'import axd; print(axd.__version__)') latest
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mike set-default latest
+
+## security: bandit over axd and axctl (medium and high; each exception triaged with a
+## `# nosec` reason, see docs/security.md)
+security: setup
+	$(BIN)/bandit -q -r axd axctl -ll
 
 ## catalog: publish the built-in plugins in marketplace/ (AXD_CATALOG_KEY=signing key file)
 catalog: setup

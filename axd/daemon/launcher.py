@@ -70,7 +70,7 @@ class PrivateHome:
         """A new 0700 folder `/tmp/<prefix>*`. `state_dir` puts the state elsewhere (a
         cache that outlives the home; created 0700). `make_socket_dir=False` leaves the
         socket folder to the daemon, for tests of how it creates or refuses one."""
-        root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+        root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # nosec B108
         os.chmod(root, 0o700)
         state = Path(state_dir) if state_dir is not None else root / "state"
         home = cls(root, private_env())
