@@ -228,12 +228,24 @@ def test_enable_disable_survive_a_daemon_restart(home, daemon_factory, plugin_di
     assert api(home, "POST", "/v1/plugins/echo/enable")["state"] == "running"
 
 
-def test_daemon_sigkill_leaves_no_orphans(home, pdaemon):
+def test_daemon_sigkill_leaves_no_orphans(home, daemon_factory, pdaemon):
     pids = [p["pid"] for p in api(home, "GET", "/v1/plugins")["plugins"] if p["pid"]]
     assert pids
+    backend = api(home, "GET", "/v1/plugins")["enforcement"]["backend"]
     pdaemon.signal(signal.SIGKILL)
     pdaemon.wait()
     wait_for(lambda: not any(_alive(p) for p in pids), timeout=15)
+    if backend != "cgroup1":
+        return
+    # A SIGKILLed daemon cannot remove its groups: the next daemon sweeps them.
+    stale = os.path.dirname(_group_dir("memory", pdaemon.pid, "echo"))
+    assert os.path.isdir(stale)
+    again = daemon_factory()
+    again.start()
+    wait_for(lambda: plugin(home, "echo")["state"] == "running", timeout=30)
+    for controller in ("cpu", "memory", "pids"):
+        assert not os.path.exists(os.path.dirname(_group_dir(controller, pdaemon.pid, "echo")))
+    assert os.path.isdir(os.path.dirname(_group_dir("memory", again.pid, "echo")))
 
 
 def test_daemon_shutdown_stops_plugins_and_removes_groups(home, pdaemon):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 
 from axd.plugins.budgets import Budget
 from axd.plugins.cgroups.base import (
@@ -57,6 +58,7 @@ class V1Backend(Backend):
         if missing:
             raise OSError(f"cgroup v1 hierarchies missing: {', '.join(missing)}")
         for controller in list(self.base):
+            sweep_stale(os.path.dirname(self.base[controller]), instance)
             try:
                 os.makedirs(self.base[controller], exist_ok=True)
             except OSError as exc:
@@ -86,6 +88,28 @@ class V1Backend(Backend):
                     if entry.is_dir():
                         os.rmdir(entry.path)
                 os.rmdir(base)
+
+
+INSTANCE = re.compile(r"^axd-(\d+)$")
+
+
+def sweep_stale(hierarchy: str, own: str) -> list[str]:
+    """Remove the groups of axd daemons that are gone (`axd-PID` with no such process): a
+    daemon killed with SIGKILL cannot remove its own, and each would stay forever. A group
+    that still holds a process is left alone (the kernel refuses to remove it)."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(hierarchy):
+            match = INSTANCE.match(entry.name)
+            if not match or entry.name == own or os.path.exists(f"/proc/{match[1]}"):
+                continue
+            with contextlib.suppress(OSError):
+                for child in os.scandir(entry.path):
+                    if child.is_dir(follow_symlinks=False):
+                        os.rmdir(child.path)
+                os.rmdir(entry.path)
+                removed.append(entry.path)
+    return removed
 
 
 class V1Group(Group):
