@@ -432,6 +432,54 @@ def uninstall(state_dir: str, installed_dir: str, name: str) -> dict[str, Any]:
     return {"name": name, "version": entry.get("version"), "folder": folder}
 
 
+def recover(state_dir: str, installed_dir: str) -> list[str]:
+    """At daemon start: undo what a crash (SIGKILL, power loss) left half done, so the
+    plugins folder and the lock file agree again. An update interrupted after its swap puts
+    the previous version back (the lock still names it); an install interrupted after its
+    rename (a folder the lock does not know) is removed; staging and removal leftovers go.
+    Returns what was done, one sentence each."""
+    done: list[str] = []
+    if not os.path.isdir(installed_dir):
+        return done
+    doc = read_lock(state_dir)
+    for entry in sorted(os.scandir(installed_dir), key=lambda e: e.name):
+        if not entry.name.startswith((".staging-", ".removing-")) or not entry.is_dir():
+            continue
+        previous = os.path.join(entry.path, "previous")
+        if os.path.isdir(previous) and _update_unfinished(doc, previous, installed_dir):
+            name = load(previous).name
+            target = os.path.join(installed_dir, name)
+            if os.path.exists(target):
+                os.rename(target, os.path.join(entry.path, "interrupted"))
+            os.rename(previous, target)
+            done.append(f"an interrupted update of {name} was rolled back")
+        shutil.rmtree(entry.path, ignore_errors=True)
+    for entry in sorted(os.scandir(installed_dir), key=lambda e: e.name):
+        if entry.is_dir() and not entry.name.startswith(".") and entry.name not in doc["plugins"]:
+            aside = tempfile.mkdtemp(prefix=".removing-", dir=installed_dir)
+            os.rename(entry.path, os.path.join(aside, entry.name))
+            shutil.rmtree(aside, ignore_errors=True)
+            done.append(f"an interrupted install of {entry.name} was removed")
+    gone = [n for n in doc["plugins"] if not os.path.isdir(os.path.join(installed_dir, n))]
+    if gone:
+        for name in gone:
+            doc["plugins"].pop(name)
+            done.append(f"the lock entry of {name}, whose folder is gone, was dropped")
+        _write_lock(state_dir, doc)
+    return done
+
+
+def _update_unfinished(doc: dict[str, Any], previous: str, installed_dir: str) -> bool:
+    """An update's old folder is still aside: was the crash before the lock named the new
+    version (roll back) or after (the update is done; the old folder is only leftovers)?"""
+    try:
+        old = load(previous)
+    except ManifestError:
+        return False
+    entry = doc["plugins"].get(old.name)
+    return entry is not None and entry.get("version") == old.version
+
+
 def read_lock(state_dir: str) -> dict[str, Any]:
     try:
         with open(os.path.join(state_dir, LOCK_FILE), encoding="utf-8") as fh:

@@ -123,6 +123,7 @@ class Supervisor:
         log.info("plugin budgets", extra=self.backend.describe())
         if not self.config.flag("plugins.enabled"):
             return
+        await asyncio.to_thread(self._recover_installs)
         self.discover()
         for ps in self.plugins.values():
             if ps.enabled:
@@ -152,6 +153,17 @@ class Supervisor:
                 await asyncio.to_thread(ps.group.remove)
         if self.backend is not None:
             await asyncio.to_thread(self.backend.close)
+
+    def _recover_installs(self) -> None:
+        """What a crash left half done in the installed plugins (marketplace installer)."""
+        from axd.marketplace import installer
+
+        try:
+            for sentence in installer.recover(self.state_dir, installed_dir(self.state_dir)):
+                log.warning(sentence)
+                self.bus.publish("plugin.recovered", what=sentence)
+        except (OSError, AxdError) as exc:
+            log.error("could not check the installed plugins", extra={"error": str(exc)})
 
     def discover(self) -> None:
         folders = [BUILTIN_DIR] if self.config.flag("plugins.builtin") else []
