@@ -57,6 +57,7 @@ class Server:
         self.rpc = endpoint
         self.daemon = daemon
         self.documents: dict[str, Document] = {}
+        self.files = text.FileLines()
         self.encoding = "utf-16"
         self.progress_supported = False
         self.initialized = False
@@ -249,9 +250,11 @@ class Server:
         found: list[tuple[str, dict[str, Any]]] = []
         for root in self.daemon.roots:
             body = {"name": query, "path": root, "limit": SYMBOL_LIMIT}
-            defs = await self.daemon.call("POST", "/v1/definitions", body)
-            search = await self.daemon.call(
-                "POST", "/v1/search", {"query": query, "path": root, "limit": SYMBOL_LIMIT}
+            defs, search = await asyncio.gather(
+                self.daemon.call("POST", "/v1/definitions", body),
+                self.daemon.call(
+                    "POST", "/v1/search", {"query": query, "path": root, "limit": SYMBOL_LIMIT}
+                ),
             )
             found += [(root, d) for d in defs["results"]]
             found += [(root, r) for r in search["results"] if r["kind"] not in ("text", "module")]
@@ -280,7 +283,9 @@ class Server:
         if name is None:
             return []
         answer = await self.daemon.call(
-            "POST", "/v1/definitions", {"name": name, "path": doc.path, "limit": 50}
+            "POST",
+            "/v1/definitions",
+            {"name": name, "path": doc.path, "limit": 50, "exact": True},
         )
         if answer["match"] not in ("exact", "exact_nocase"):
             return []
@@ -354,7 +359,7 @@ class Server:
         if name is None:
             return None
         answer = await self.daemon.call(
-            "POST", "/v1/definitions", {"name": name, "path": doc.path, "limit": 5}
+            "POST", "/v1/definitions", {"name": name, "path": doc.path, "limit": 5, "exact": True}
         )
         if answer["match"] not in ("exact", "exact_nocase") or not answer["results"]:
             return None
@@ -457,14 +462,12 @@ class Server:
         return any(d.path == path and d.dirty for d in self.documents.values())
 
     def _lines(self, path: str) -> list[str]:
+        """The file's lines: the editor's buffer when it is open, else the disk's, read
+        once per version of the file (a location needs its line to place the name)."""
         for doc in self.documents.values():
             if doc.path == path:
                 return doc.lines
-        try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                return fh.read().split("\n")
-        except OSError:
-            return []
+        return self.files.lines(path)
 
     def _location(self, path: str, line_number: int, name: str) -> dict[str, Any]:
         """Where `name` is on line `line_number` (1-based) of `path`: the name itself, or

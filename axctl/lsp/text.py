@@ -66,5 +66,32 @@ def word_at(line: str, chars: int) -> tuple[str, int] | None:
     return None
 
 
+class FileLines:
+    """Lines of files on disk, kept per (size, mtime) so a file read for one location is
+    not read again for the next, nor for the next request while it is unchanged."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self._cache: dict[str, tuple[tuple[int, int], list[str]]] = {}
+
+    def lines(self, path: str) -> list[str]:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return []
+        stamp = (st.st_size, st.st_mtime_ns)
+        cached = self._cache.pop(path, None)
+        if cached is None or cached[0] != stamp:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    cached = (stamp, fh.read().split("\n"))
+            except OSError:
+                return []
+        self._cache[path] = cached  # most recent last
+        if len(self._cache) > self.capacity:
+            del self._cache[next(iter(self._cache))]
+        return cached[1]
+
+
 def whole_word(name: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])")

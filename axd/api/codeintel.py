@@ -264,15 +264,30 @@ async def search_batch(request: web.Request) -> web.Response:
     )
 
 
+DEFINITIONS_BODY: dict[str, Any] = {
+    **NAME_BODY,
+    "properties": {
+        **NAME_BODY["properties"],
+        "exact": {
+            "type": "boolean",
+            "description": "only exact matches (any case); no prefix or fuzzy fallback",
+        },
+    },
+}
+
+
 @routes.add(
     "POST",
     "/v1/definitions",
-    "Definitions of a name: exact, then prefix, then fuzzy.",
-    body=NAME_BODY,
+    "Definitions of a name: exact, then prefix, then fuzzy (`exact`: exact only, what "
+    "go-to-definition wants).",
+    body=DEFINITIONS_BODY,
     responses={200: "definitions and how they matched"},
 )
 async def definitions(request: web.Request) -> web.Response:
-    return await _by_name(request, lambda ci, ws, n, k: ci.definitions(ws, n, k))
+    body = await json_body(request, DEFINITIONS_BODY)
+    exact = bool(body.get("exact"))
+    return await _by_name(request, lambda ci, ws, n, k: ci.definitions(ws, n, k, exact=exact), body)
 
 
 @routes.add(
@@ -302,10 +317,12 @@ async def references(request: web.Request) -> web.Response:
 
 
 async def _by_name(
-    request: web.Request, call: Callable[[CodeIntel, Workspace, str, int], Awaitable[Any]]
+    request: web.Request,
+    call: Callable[[CodeIntel, Workspace, str, int], Awaitable[Any]],
+    body: dict[str, Any] | None = None,
 ) -> web.Response:
     ci = _service(request)
-    body = await json_body(request, NAME_BODY)
+    body = body if body is not None else await json_body(request, NAME_BODY)
     name = body["name"].strip()
     if not name:
         raise errors.invalid("invalid_value", "body.name must not be empty", field="body.name")

@@ -243,9 +243,15 @@ def _file_lines(root: str, path: str, cache: dict[str, list[str] | None]) -> lis
 
 
 def definitions(
-    store: Store, workspace: int, name: str, limit: int, fuzzy: Callable[[], FuzzyIndex]
+    store: Store,
+    workspace: int,
+    name: str,
+    limit: int,
+    fuzzy: Callable[[], FuzzyIndex],
+    exact: bool = False,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Exact (case-sensitive, then not), then prefix, then fuzzy matches of `name`."""
+    """Exact (case-sensitive, then not), then prefix, then fuzzy matches of `name`;
+    with `exact`, the first two only."""
     exact = store.definitions(
         workspace,
         [
@@ -263,6 +269,8 @@ def definitions(
     )
     if folded:
         return "exact_nocase", folded
+    if exact:
+        return "none", []
     like = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     prefix = store.definitions(workspace, [("symbol LIKE ? ESCAPE '\\'", (like,))], limit)
     if prefix:

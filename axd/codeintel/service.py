@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -429,11 +430,13 @@ class CodeIntel:
             }
         return doc
 
-    async def definitions(self, ws: Workspace, name: str, limit: int) -> dict[str, Any]:
+    async def definitions(
+        self, ws: Workspace, name: str, limit: int, exact: bool = False
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         match, found = await asyncio.get_running_loop().run_in_executor(
             self.workers.readers,
-            search.definitions,
+            functools.partial(search.definitions, exact=exact),
             self._store(),
             ws.id,
             name,
