@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import mmap
 import os
 import struct
@@ -130,18 +131,98 @@ def map_arrays(
     # The check read every page; let them go from this mapping (they stay in the page
     # cache): a page comes back when a query touches it, so memory follows use.
     mapped.madvise(mmap.MADV_DONTNEED)
+    return _columns(name, mapped, size, columns), mapped
+
+
+def _columns(
+    name: str, mapped: mmap.mmap, size: int, columns: tuple[Column, ...]
+) -> dict[str, np.ndarray]:
+    """The arrays the file's layout names, each checked to lie inside the file: a CRC
+    only proves the bytes are the ones written, and a file of another writer (or a
+    damaged manifest naming the wrong CRC) must be a SegmentError, not an IndexError
+    deep in a query."""
+    if size < HEADER.size + 4:
+        raise SegmentError(f"{name} is truncated ({size} bytes)")
     (meta_len,) = struct.unpack_from("<I", mapped, HEADER.size)
-    meta = json.loads(bytes(mapped[HEADER.size + 4 : HEADER.size + 4 + meta_len]))
     base = HEADER.size + 4 + meta_len
-    arrays: dict[str, np.ndarray] = {}
+    if base > size:
+        raise SegmentError(f"{name} has a layout longer than the file")
+    try:
+        meta = json.loads(bytes(mapped[HEADER.size + 4 : base]))
+    except (ValueError, RecursionError):  # ValueError: also UnicodeDecodeError
+        raise SegmentError(f"{name} has an unreadable layout") from None
+    entries = meta.get("columns") if isinstance(meta, dict) else None
+    if not isinstance(entries, list):
+        raise SegmentError(f"{name} has no column layout")
     by_name = {c.name: c for c in columns}
-    for entry in meta["columns"]:
-        dtype = np.dtype(by_name[entry["name"]].dtype)
-        count = int(np.prod(entry["shape"])) if entry["shape"] else 1
-        arrays[entry["name"]] = np.frombuffer(
-            mapped, dtype=dtype, count=count, offset=base + entry["offset"]
-        ).reshape(entry["shape"])
-    return arrays, mapped
+    arrays: dict[str, np.ndarray] = {}
+    for entry in entries:
+        column = _column_of(name, entry, by_name, arrays)
+        shape, offset = entry["shape"], entry["offset"]
+        dtype = np.dtype(column.dtype)
+        count = math.prod(shape)
+        if base + offset + count * dtype.itemsize > size:
+            raise SegmentError(f"{name}: column {column.name} runs past the end of the file")
+        arrays[column.name] = np.frombuffer(
+            mapped, dtype=dtype, count=count, offset=base + offset
+        ).reshape(shape)
+    if len(arrays) != len(by_name):
+        missing = sorted(set(by_name) - set(arrays))
+        raise SegmentError(f"{name} lacks the columns {', '.join(missing)}")
+    return arrays
+
+
+def _column_of(
+    name: str, entry: Any, by_name: dict[str, Column], seen: dict[str, np.ndarray]
+) -> Column:
+    if not isinstance(entry, dict) or entry.get("name") not in by_name:
+        raise SegmentError(f"{name} names a column this axd does not know")
+    column = by_name[entry["name"]]
+    shape, offset = entry.get("shape"), entry.get("offset")
+    if column.name in seen:
+        raise SegmentError(f"{name} names column {column.name} twice")
+    if (
+        not _whole(offset)
+        or not isinstance(shape, list)
+        or len(shape) > 2
+        or not all(_whole(n) for n in shape)
+    ):
+        raise SegmentError(f"{name}: column {column.name} has an invalid shape or offset")
+    return column
+
+
+def _whole(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _check_segment(name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Shapes that fit together, offsets that run from 0 to the postings in order, no
+    negative chunk id: what `Segment` indexes by without checking."""
+    n, m = len(arrays["keys"]), len(arrays["docs"])
+    offsets = arrays["offsets"]
+    if (
+        arrays["keys"].ndim != 1
+        or offsets.shape != (n + 1,)
+        or arrays["docs"].ndim != 1
+        or arrays["packed"].shape != (m,)
+        or arrays["max_tf"].shape[:1] != (n,)
+        or arrays["min_len"].shape != arrays["max_tf"].shape
+    ):
+        raise SegmentError(f"{name}: its columns do not fit together (corrupt)")
+    if offsets[0] != 0 or offsets[-1] != m or (n and bool(np.any(np.diff(offsets) < 0))):
+        raise SegmentError(f"{name}: its term offsets are out of order (corrupt)")
+    if m and int(arrays["docs"].min()) < 0:
+        raise SegmentError(f"{name}: it holds a negative chunk id (corrupt)")
+    return arrays
+
+
+def _check_chunks(name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    used = len(arrays["alive"])
+    if any(arrays[c.name].shape != (used,) for c in CHUNK_COLUMNS if c.name != "lengths"):
+        raise SegmentError(f"{name}: its columns do not fit together (corrupt)")
+    if arrays["lengths"].ndim != 2 or arrays["lengths"].shape[1] != used:
+        raise SegmentError(f"{name}: its columns do not fit together (corrupt)")
+    return arrays
 
 
 class SegmentDir:
@@ -158,6 +239,10 @@ class SegmentDir:
             return None
         except (OSError, ValueError) as exc:
             raise SegmentError(f"{MANIFEST} is unreadable ({exc})") from None
+        except RecursionError:
+            raise SegmentError(f"{MANIFEST} is unreadable (nested too deeply)") from None
+        if not isinstance(doc, dict):
+            raise SegmentError(f"{MANIFEST} is not a JSON object")
         if doc.get("format") != FORMAT:
             raise SegmentError(f"{MANIFEST} is format {doc.get('format')}, this axd reads {FORMAT}")
         return doc
@@ -165,16 +250,26 @@ class SegmentDir:
     def load_segment(self, entry: dict[str, Any]) -> dict[str, np.ndarray]:
         # The arrays keep their mapping alive (numpy holds the buffer): it goes, and a
         # file deleted since frees its disk space, when the last array of it goes.
-        arrays, _mapped = map_arrays(
-            os.path.join(self.path, entry["file"]), entry["crc"], SEGMENT_COLUMNS
-        )
-        return arrays
+        arrays, _mapped = map_arrays(self._file(entry), entry["crc"], SEGMENT_COLUMNS)
+        return _check_segment(entry["file"], arrays)
 
     def load_chunks(self, entry: dict[str, Any]) -> dict[str, np.ndarray]:
-        arrays, _mapped = map_arrays(
-            os.path.join(self.path, entry["file"]), entry["crc"], CHUNK_COLUMNS
-        )
-        return arrays
+        arrays, _mapped = map_arrays(self._file(entry), entry["crc"], CHUNK_COLUMNS)
+        return _check_chunks(entry["file"], arrays)
+
+    def _file(self, entry: Any) -> str:
+        """The path of a manifest entry's file, which must be a plain name in this folder."""
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if (
+            not isinstance(name, str)
+            or not name
+            or name != os.path.basename(name)
+            or name in (".", "..")
+            or "\0" in name
+            or type(entry.get("crc")) is not int
+        ):
+            raise SegmentError(f"{MANIFEST} names a file it cannot: {entry!r:.200}")
+        return os.path.join(self.path, name)
 
     def write_segment(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         os.makedirs(self.path, mode=0o700, exist_ok=True)
@@ -285,6 +380,12 @@ def open_checkpoint(
             f"another axd version?): the checkpoint is of {manifest.get('database')}, the "
             f"database is {stamp}"
         )
-    segments = [folder.load_segment(entry) for entry in manifest["segments"]]
-    columns = folder.load_chunks(manifest["chunks"])
+    entries, chunks = manifest.get("segments"), manifest.get("chunks")
+    if not isinstance(entries, list) or not isinstance(chunks, dict):
+        raise SegmentError(f"{MANIFEST} lacks its segments or chunks")
+    segments = [folder.load_segment(entry) for entry in entries]
+    columns = folder.load_chunks(chunks)
+    dead = manifest.get("dead_postings", 0)
+    if not _whole(dead):
+        raise SegmentError(f"{MANIFEST} has an invalid dead_postings: {dead!r:.100}")
     return segments, columns, manifest

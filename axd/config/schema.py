@@ -9,6 +9,7 @@ Services receive a `Config`; they never read files themselves.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import textwrap
 import tomllib
@@ -717,7 +718,7 @@ def parse_cli_value(key: str, raw: str) -> Any:
         raise ConfigError([Problem(key, raw, _unknown_key_hint(key), "axctl config set")])
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # not TOML; `[[[[...` nests past the stack
         value = raw
     if opt.kind in ("str", "enum") and not isinstance(value, str):
         value = raw  # `axctl config set daemon.log_level 1` is the string "1"
@@ -747,9 +748,11 @@ def with_key(text: str, key: str, value: Any) -> str:
 def parse_toml(text: str, name: str, problems: list[Problem]) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4300 digits
         problems.append(Problem("(file)", None, f"not valid TOML: {exc}", name))
-        return {}
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        problems.append(Problem("(file)", None, "not valid TOML: nested too deeply", name))
+    return {}
 
 
 def render_defaults() -> str:
@@ -881,6 +884,8 @@ def _coerce(opt: Option, raw: Any) -> Any:
 def _check_str(opt: Option, raw: Any) -> str:
     if not isinstance(raw, str):
         raise ValueError("must be a string")
+    if "\0" in raw:  # TOML allows "\u0000"; as a path it raises ValueError in every os call
+        raise ValueError("must not contain a NUL character")
     return raw
 
 
@@ -895,6 +900,8 @@ def _check_list(opt: Option, raw: Any) -> list[str]:
         raw = [part.strip() for part in raw.split(",") if part.strip()]
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
         raise ValueError("must be a list of strings")
+    if any("\0" in x for x in raw):
+        raise ValueError("must not contain a NUL character")
     return list(raw)
 
 
@@ -911,9 +918,14 @@ def _check_int(opt: Option, raw: Any) -> int:
 
 
 def _check_float(opt: Option, raw: Any) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+    # nan would pass the range check (every comparison with it is false) and reach BM25.
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or _non_finite(raw):
         raise ValueError(f"must be a number{_range(opt)}")
-    return float(_in_range(opt, raw))
+    value = _in_range(opt, raw)
+    try:
+        return float(value)
+    except OverflowError:  # an integer past float range, where no maximum caught it
+        raise ValueError(f"must be a number{_range(opt)}") from None
 
 
 def _check_size(opt: Option, raw: Any) -> int:
@@ -930,6 +942,10 @@ def _check_duration(opt: Option, raw: Any) -> float:
     except UnitError as exc:
         raise ValueError(f"{exc}{_range(opt)}") from None
     return _in_range(opt, value)
+
+
+def _non_finite(raw: float) -> bool:
+    return isinstance(raw, float) and not math.isfinite(raw)
 
 
 _CHECKS.update(

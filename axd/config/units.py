@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -41,7 +42,10 @@ def parse_size(raw: Any) -> int:
     if isinstance(raw, str):
         match = _NUMBER_WITH_UNIT.match(raw)
         if match and match.group(2).lower() in _SIZE_UNITS:
-            return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+            value = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+            if not math.isfinite(value):  # 400 digits are a float infinity, not a size
+                raise UnitError("is too large to be a size")
+            return int(value)
     raise UnitError("must be a size such as 512KiB or 1MiB (units B, KiB, MiB, GiB, KB, MB, GB)")
 
 
@@ -50,13 +54,22 @@ def parse_duration(raw: Any) -> float:
     if isinstance(raw, bool):
         raise UnitError("must be a duration such as 250ms, 5s or 2m")
     if isinstance(raw, int | float):
+        # TOML has nan and inf: NaN passes every range check (all comparisons are false).
+        if isinstance(raw, float) and not math.isfinite(raw):
+            raise UnitError("must be a finite duration such as 250ms, 5s or 2m")
         if raw < 0:
             raise UnitError("must not be negative")
-        return float(raw)
+        try:
+            return float(raw)
+        except OverflowError:  # a TOML integer of hundreds of digits
+            raise UnitError("is too large to be a duration") from None
     if isinstance(raw, str):
         match = _NUMBER_WITH_UNIT.match(raw)
         if match and match.group(2).lower() in _DURATION_UNITS:
-            return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+            value = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+            if not math.isfinite(value):
+                raise UnitError("is too large to be a duration")
+            return value
     raise UnitError("must be a duration such as 250ms, 5s or 2m (units ms, s, m, h)")
 
 

@@ -7,6 +7,7 @@ overridden by the budgets file. Every problem names the file and the key.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from axd.config.schema import TypedSettings
 from axd.config.units import UnitError, format_size, parse_size
 
 MIN_MEMORY = 8 << 20
+MAX_PIDS = 1 << 22
 KEYS = ("cpu", "memory", "memory_high", "pids")
 
 
@@ -98,8 +100,13 @@ def parse_cpu(raw: Any) -> float:
                     'must be cores (0.5) or a percentage of one core ("50%")'
                 ) from None
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # an integer past float range: far above any core count
+            value = math.inf
     else:
+        raise ValueError('must be cores (0.5) or a percentage of one core ("50%")')
+    if math.isnan(value):  # "nan" and TOML nan pass float() and every range check
         raise ValueError('must be cores (0.5) or a percentage of one core ("50%")')
     if value < 0.01:
         raise ValueError("must be at least 0.01 cores (1%)")
@@ -126,6 +133,8 @@ def parse_pids(raw: Any) -> int:
         raise ValueError("must be a whole number of processes and threads")
     if raw < 2:
         raise ValueError("must be at least 2 (the plugin and its channel thread)")
+    if raw > MAX_PIDS:  # pids.max refuses more, so the plugin would fail to start
+        raise ValueError(f"must be at most {MAX_PIDS} (the kernel's PID_MAX_LIMIT)")
     return raw
 
 
@@ -144,8 +153,12 @@ def load_overrides(path: str, known: set[str] | None) -> tuple[dict[str, Budget]
             doc = tomllib.load(fh)
     except FileNotFoundError:
         return {}, []
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except UnicodeDecodeError:  # tomllib.load decodes the bytes before it parses
+        return {}, [f"{path}: not valid TOML: the file is not UTF-8 text"]
+    except (OSError, ValueError) as exc:  # ValueError: TOMLDecodeError, a 4300-digit integer
         return {}, [f"{path}: {exc}"]
+    except RecursionError:
+        return {}, [f"{path}: not valid TOML: nested too deeply"]
     overrides: dict[str, Budget] = {}
     problems: list[str] = []
     for name, table in doc.items():

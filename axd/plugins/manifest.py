@@ -31,6 +31,8 @@ from typing import Any
 
 from axd.plugins.budgets import Budget, parse_budget
 
+# Matched with fullmatch: `$` also matches before a final newline, and "todos\n" must not
+# pass as a name (it becomes a folder, a cgroup and a log field).
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_]*)?$")
 EVENT = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
@@ -87,8 +89,12 @@ def load(folder: str) -> Manifest:
             doc = tomllib.load(fh)
     except OSError as exc:
         raise ManifestError(path, [f"cannot be read: {exc.strerror}"]) from None
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError:  # tomllib.load decodes the bytes before it parses
+        raise ManifestError(path, ["not valid TOML: the file is not UTF-8 text"]) from None
+    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4300 digits
         raise ManifestError(path, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ManifestError(path, ["not valid TOML: nested too deeply"]) from None
     return parse(doc, folder, path)
 
 
@@ -108,20 +114,20 @@ def parse(doc: dict[str, Any], folder: str, path: str) -> Manifest:
         if key in meta and not isinstance(meta[key], str):
             problems.append(f"plugin.{key} must be a string")
     name = meta.get("name", "")
-    if isinstance(name, str) and name and not NAME.match(name):
+    if isinstance(name, str) and name and not NAME.fullmatch(name):
         problems.append(
             f"plugin.name = {name!r}: use lowercase letters, digits and dashes, "
             "starting with a letter"
         )
     entry = meta.get("entry", "")
-    if isinstance(entry, str) and entry and not ENTRY.match(entry):
+    if isinstance(entry, str) and entry and not ENTRY.fullmatch(entry):
         problems.append(f"plugin.entry = {entry!r}: write `module` or `module:Class`")
     keywords = _strings(meta, "keywords", problems)
     events = _strings(meta, "events", problems)
     problems += [
         f"plugin.events: {e!r} is not an event type (e.g. file.changed, index.*)"
         for e in events
-        if not EVENT.match(e)
+        if not EVENT.fullmatch(e)
     ]
     known = {*REQUIRED, *OPTIONAL_STR, "keywords", "events"}
     problems += [
