@@ -53,6 +53,7 @@ class ChangeFollower:
                 ws.root, ws.dirs, lambda c, k, s: self._on_batch(ws, c, k, s), debounce
             )
             ws.watcher.start()
+            ws.watching.set()
         else:
             ws.watcher.add_dirs(ws.dirs)
 
@@ -154,6 +155,11 @@ class ChangeFollower:
     async def wait_fresh(self, ws: Workspace) -> str | None:
         """Wait until every change made before this call is indexed (cookie round trip).
         Returns a warning when freshness cannot be guaranteed."""
+        if ws.watcher is None and self.config.flag("codeintel.watch") and ws.state != "missing":
+            # Being indexed or caught up (a daemon just started): its walk sees what
+            # changed before this call, and the watcher starts when the walk is done.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.watching.wait(), FRESH_TIMEOUT)
         if ws.watcher is None or not ws.watcher.running:
             return "not watching this workspace; results reflect the last full index"
         self._cookie_seq += 1

@@ -252,6 +252,7 @@ class Indexer:
         if ws.watcher:
             await ws.watcher.stop()
             ws.watcher = None
+            ws.watching.clear()
         summary: dict[str, Any] = {"bytes": 0, "chunks_added": 0, "chunks_removed": 0}
         summary.update(parsed=0, unchanged=0)
         await self._apply(ws, [], list(ws.known), summary)

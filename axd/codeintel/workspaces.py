@@ -38,6 +38,7 @@ class Workspace:
     known: dict[str, FileState] = field(default_factory=dict)
     dirs: list[str] = field(default_factory=list)
     watcher: Watcher | None = None
+    watching: asyncio.Event = field(default_factory=asyncio.Event)  # set once it is watched
     pending: dict[str, float] = field(default_factory=dict)  # path -> first seen
     received_seq: int = 0
     applied_seq: int = 0

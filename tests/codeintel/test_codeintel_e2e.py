@@ -558,3 +558,19 @@ def test_a_checkpoint_is_not_served_after_another_axd_changed_the_database(
     assert "changed without its generation" in _rebuild_reason(second)
     top = find(home, project, "terminal size")["results"][0]  # scores move: 3 more chunks
     assert (top["path"], top["symbol"]) == (want[0]["path"], want[0]["symbol"])
+
+
+def test_a_fresh_search_right_after_a_restart_sees_what_changed_while_it_was_down(
+    home, daemon_factory, project
+):
+    first = daemon_factory()
+    first.start()
+    index(home, project)
+    first.stop()
+    (project / "added_while_down.py").write_text("def quokka_while_down():\n    pass\n")
+    second = daemon_factory()
+    second.start()
+    # Sent at once: the daemon is still catching up with the disk, and `fresh` waits for it.
+    doc = find(home, project, "quokka_while_down", fresh=True)
+    assert [r["path"] for r in doc["results"]] == ["added_while_down.py"]
+    assert "warnings" not in doc

@@ -167,8 +167,13 @@ def test_kill_9_at_random_moments_loses_and_corrupts_nothing(
     # Once fresh, the index is exactly the disk.
     for k in rng.sample(range(FILES), 10):
         now, then = ("zalpha", "zbeta") if versions[k] == "A" else ("zbeta", "zalpha")
-        assert f"m{k:04d}.py" in search(home, root, word(now, k), fresh=True)
-        assert f"m{k:04d}.py" not in search(home, root, word(then, k))
+        name = f"m{k:04d}.py"
+        found_now = search(home, root, word(now, k), fresh=True)
+        found_then = search(home, root, word(then, k))
+        assert name in found_now and name not in found_then, (
+            f"{name} is at {versions[k]} on disk; its new word finds {found_now}, its old "
+            f"word {found_then}; seed {seed}"
+        )
     print(f"kill points survived: {survived}/{KILLS}")
 
 
