@@ -68,6 +68,10 @@ async def read_json(request: web.Request, schema: dict[str, Any], limit: int) ->
                 f"request body is not valid JSON: {exc.msg}",
                 {"line": exc.lineno, "column": exc.colno},
             ) from None
+        except RecursionError:  # `[[[[...`: json recurses once per level
+            raise ApiError(
+                400, "invalid_json", "request body is not valid JSON: nested too deeply"
+            ) from None
     check(doc, schema, "body")
     return doc
 

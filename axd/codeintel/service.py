@@ -28,7 +28,7 @@ from axd.codeintel.merges import Merger
 from axd.codeintel.postings import Postings, Ranking
 from axd.codeintel.store import Store
 from axd.codeintel.workers import Workers
-from axd.codeintel.workspaces import FileState, Workspace, WorkspaceSet
+from axd.codeintel.workspaces import FileState, Workspace, WorkspaceSet, real_path
 from axd.config.live import LiveConfig
 from axd.config.schema import Config
 from axd.events import EventBus
@@ -234,7 +234,7 @@ class CodeIntel:
 
     async def add_workspace(self, path: str, wait: bool = True) -> dict[str, Any]:
         await self._ready.wait()
-        root = os.path.realpath(path)
+        root = real_path(path)
         if not os.path.isdir(root):
             raise errors.not_found("no_such_directory", f"{path} is not a directory", path=path)
         existing = self.workspaces.find(root)
@@ -453,7 +453,7 @@ class CodeIntel:
 
     async def file_symbols(self, ws: Workspace, path: str, limit: int) -> dict[str, Any]:
         """The definitions of one file of `ws` (an editor's outline)."""
-        rel = os.path.relpath(os.path.realpath(path), ws.root)
+        rel = os.path.relpath(real_path(path), ws.root)
         found = await asyncio.get_running_loop().run_in_executor(
             self.workers.readers, self._store().file_definitions, ws.id, rel, limit
         )

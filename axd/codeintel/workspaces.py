@@ -69,12 +69,26 @@ class Workspace:
         }
 
 
+def real_path(path: str) -> str:
+    """`os.path.realpath`, refusing as the caller's mistake (422) a path no file can
+    have: a NUL byte or a lone surrogate, which JSON carries and the OS calls raise
+    ValueError for."""
+    try:
+        return os.path.realpath(path)
+    except ValueError:  # also UnicodeEncodeError
+        raise errors.invalid(
+            "invalid_path",
+            "the path contains a NUL byte or a character that is not valid text",
+            path=path,
+        ) from None
+
+
 class WorkspaceSet(dict[int, Workspace]):
     """Workspaces by id, with the lookups the API and plugins need."""
 
     def find(self, path: str) -> Workspace | None:
         """The registered workspace containing `path` (the deepest, if nested)."""
-        real = os.path.realpath(path)
+        real = real_path(path)
         best: Workspace | None = None
         for ws in self.values():
             inside = real == ws.root or real.startswith(ws.root.rstrip("/") + "/")
@@ -103,7 +117,7 @@ class WorkspaceSet(dict[int, Workspace]):
 
     def exact(self, root: str) -> Workspace:
         """The workspace whose root is `root` itself (not one containing it)."""
-        real = os.path.realpath(root)
+        real = real_path(root)
         for ws in self.values():
             if ws.root in (real, root):
                 return ws
