@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from axd import errors
 from axd.codeintel import extract, search, walker
 from axd.codeintel.cache import QueryCache
 from axd.codeintel.ignore import IgnoreRules
@@ -65,6 +68,13 @@ class Stage:
             "mb_per_s": round(self.bytes / 1e6 / elapsed, 2) if elapsed > 0 else None,
             "files_per_s": round(self.done / elapsed, 1) if elapsed > 0 else None,
         }
+
+
+def disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL, or ENOSPC / EDQUOT from a write of our own."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class Indexer:
@@ -112,9 +122,27 @@ class Indexer:
             unparsed = [p for p, f in ws.known.items() if f.pending and p not in stale]
             unparsed = [p for p in unparsed if p in walked.files]
             deleted = [p for p in ws.known if p not in walked.files]
-            summary = await self.index(
-                ws, changed, deleted, total_files=len(walked.files), unparsed=unparsed, shown=True
-            )
+            try:
+                summary = await self.index(
+                    ws,
+                    changed,
+                    deleted,
+                    total_files=len(walked.files),
+                    unparsed=unparsed,
+                    shown=True,
+                )
+            except (sqlite3.OperationalError, OSError) as exc:
+                if not disk_full(exc):
+                    raise
+                ws.state = "ready"  # what was indexed before stays searchable
+                problem = f"the state dir's disk is full ({exc}); the index keeps what it had"
+                ws.errors.append(problem)
+                self.bus.publish("index.failed", workspace=ws.root, reason=reason, error=problem)
+                raise errors.unavailable(
+                    "disk_full",
+                    f"{problem}: free space, then `axctl index {ws.root}` again",
+                    workspace=ws.root,
+                ) from None
             ws.state = "ready"
             ws.last_index_ms = round((time.perf_counter() - started) * 1000, 1)
             text = ws.progress["stages"].get("text")
