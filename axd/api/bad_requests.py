@@ -13,14 +13,17 @@ an aiohttp upgrade that changes the hook fails them rather than going unnoticed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from axd.api.connections import ConnectionLimits
 from axd.api.errors import status_code
 from axd.api.render import dumps
 
@@ -86,14 +89,34 @@ class _JsonErrorHandler(RequestHandler):
 
 
 class _JsonErrorServer(web.Server):
+    limits: ConnectionLimits | None = None
+
     def __call__(self) -> RequestHandler:
-        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+        kwargs = self._kwargs
+        if self.limits is not None:  # the idle timeout in force when the connection opens
+            kwargs = {**kwargs, "keepalive_timeout": self.limits.idle_timeout()}
+        return _JsonErrorHandler(self, loop=self._loop, **kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if self.limits is not None:
+            self.limits.admit(handler, self._connections)
 
 
 class DaemonRunner(web.AppRunner):
-    """An AppRunner whose connections answer unparseable requests with JSON errors."""
+    """An AppRunner whose connections answer unparseable requests with JSON errors and
+    follow `limits` (idle timeout, connection cap: `axd/api/connections.py`)."""
+
+    def __init__(
+        self, app: web.Application, *, limits: ConnectionLimits | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self.limits = limits
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        server.__class__ = _JsonErrorServer  # same object, one overridden method
+        server.__class__ = _JsonErrorServer  # same object, overridden methods
+        if self.limits is not None:
+            server.limits = self.limits
+            self.limits.watch(lambda: server.connections)
         return server

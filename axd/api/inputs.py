@@ -5,6 +5,7 @@ say which field and what was expected.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -26,34 +27,48 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refusing (413) past `limit` bytes without buffering more than that."""
+async def read_body(request: web.Request, limit: int, timeout: float | None = None) -> bytes:
+    """The body, refusing (413) past `limit` bytes without buffering more than that, and
+    (408) when it has not all arrived within `timeout` seconds: a body trickled a byte at
+    a time would otherwise hold its handler, and its connection, for ever."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _too_large(limit, declared)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit, None)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                chunk = await request.content.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit, None)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within api.idle_timeout ({timeout:g} s)",
+            {"received": size},
+        ) from None
     return b"".join(chunks)
 
 
 async def json_body(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
     """The request's JSON object body checked against `schema`, within the live
-    `api.max_body_size`."""
-    limit = request.app[SERVICES].config.integer("api.max_body_size")
-    return await read_json(request, schema, limit)
+    `api.max_body_size` and `api.idle_timeout`."""
+    config = request.app[SERVICES].config
+    limit = config.integer("api.max_body_size")
+    return await read_json(request, schema, limit, config.number("api.idle_timeout"))
 
 
-async def read_json(request: web.Request, schema: dict[str, Any], limit: int) -> dict[str, Any]:
+async def read_json(
+    request: web.Request, schema: dict[str, Any], limit: int, timeout: float | None = None
+) -> dict[str, Any]:
     """A JSON object body checked against `schema`; an empty body counts as `{}`."""
-    raw = await read_body(request, limit)
+    raw = await read_body(request, limit, timeout)
     if not raw.strip():
         doc: Any = {}
     else:

@@ -72,6 +72,26 @@ OPTIONS: tuple[Option, ...] = (
         maximum=1 << 30,
     ),
     Option(
+        "api.idle_timeout",
+        "60s",
+        "duration",
+        "A connection with no request under way is closed this long after it opened or "
+        "after its last answer, also one still sending its request head; a request body "
+        "must arrive within it too (else 408). Clients reconnect by themselves.",
+        minimum=0.1,
+        maximum=3600,
+    ),
+    Option(
+        "api.max_connections",
+        256,
+        "int",
+        "Connections the API keeps open at most: past it, a new connection closes the one "
+        "idle the longest (or is closed itself if none is idle). Keep it well below the "
+        "daemon's open-files limit (ulimit -n).",
+        minimum=8,
+        maximum=65536,
+    ),
+    Option(
         "events.history",
         1000,
         "int",

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from axd import __version__
 from axd.api.bad_requests import DaemonRunner
+from axd.api.connections import ConnectionLimits
 from axd.config import schema as config_mod
 from axd.config.live import LiveConfig
 from axd.config.schema import Config, ConfigError
@@ -41,6 +42,11 @@ log = logging.getLogger("axd.server")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+MAX_HEADERS = 32
+# The kernel's cap (net.core.somaxconn), as systemd's socket units have it. aiohttp's
+# site listens again with 128 unless told: a burst of connections (an editor opening many
+# files) past that got EAGAIN on connect, "axd is not running", while the loop was busy.
+LISTEN_BACKLOG = socket.SOMAXCONN
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,7 @@ def bind_unix_socket(path: str) -> socket.socket:
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
-    sock.listen(128)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -222,17 +228,25 @@ async def _serve(
     loop.add_signal_handler(signal.SIGHUP, reload_on_hup)
 
     app = build_app(services)
+    limits = ConnectionLimits(
+        lambda: live.number("api.idle_timeout"), lambda: live.integer("api.max_connections")
+    )
+    services.components["api"] = limits.describe
     # lingering_time: after an early error (413), how long to swallow an unread body so the
     # client sees the answer rather than a reset; local clients need little.
+    # max_headers: our clients send a handful; each one held costs up to 8 KiB (x2 once
+    # parsed) for as long as a slow head stays open, 128 of them (aiohttp's) 2 MiB.
     runner = DaemonRunner(
         app,
+        limits=limits,
         handle_signals=False,
         access_log=None,
         lingering_time=2.0,
+        max_headers=MAX_HEADERS,
         shutdown_timeout=cfg.number("daemon.shutdown_timeout"),
     )
     await runner.setup()
-    site = web.SockSite(runner, sock)
+    site = web.SockSite(runner, sock, backlog=LISTEN_BACKLOG)  # it listens again
     await site.start()
 
     watchdog = _start_watchdog(notifier)

@@ -1,8 +1,11 @@
 """Requests the fuzzer (tests/stress/fuzz_api.py) found answered with a 500, each now a
-refusal in the documented error shape. In-process: the daemon's own connection handling
-is tested over its socket in tests/stress/test_hostile_socket.py."""
+refusal in the documented error shape, and the body timeout that bounds a trickled body.
+In-process: the daemon's own connection handling is tested over its socket in
+tests/stress/test_hostile_socket.py."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -46,3 +49,21 @@ async def test_json_nested_past_the_stack_is_a_400(api):
         assert resp.status == 400
         assert_error(await resp.json(), "invalid_json")
     assert (await api.get("/v1/status")).status == 200
+
+
+async def test_a_body_that_stops_arriving_is_a_408_after_the_idle_timeout(api, services):
+    """A client that sends its head and then a byte at a time would hold its handler for
+    ever; the body must arrive within api.idle_timeout."""
+    services.config._env["AXD_API_IDLE_TIMEOUT"] = "300ms"
+    services.config.reload("test")
+
+    async def trickle():
+        yield b'{"query": '
+        await asyncio.sleep(5)  # the daemon gives up long before
+        yield b'"x"}'
+
+    resp = await asyncio.wait_for(api.post("/v1/search", data=trickle()), 4)
+    assert resp.status == 408
+    doc = await resp.json()
+    assert_error(doc, "request_timeout")
+    assert doc["error"]["details"]["received"] == len(b'{"query": ')
