@@ -31,6 +31,8 @@ from axd.plugins import budgets, manifest
 from tests.codeintel.test_segments import docs
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# For the examples that go through tomlkit (slow to write TOML): fewer of them.
+FEWER = settings(SETTINGS, max_examples=40)
 
 # ---- strategies ------------------------------------------------------------------------
 
@@ -128,7 +130,7 @@ def test_any_config_file_loads_or_is_a_config_error(data: bytes) -> None:
     assert_sane(cfg)
 
 
-@SETTINGS
+@FEWER
 @given(st.dictionaries(KEYS | TEXT, TOML_VALUES | st.dictionaries(KEYS, TOML_VALUES), max_size=6))
 def test_any_config_structure_is_applied_or_refused_with_problems(doc: dict[str, Any]) -> None:
     text = toml_text(doc)
@@ -231,7 +233,7 @@ def test_any_budget_table_is_a_budget_and_problem_sentences(table: dict[str, Any
         assert_sane_budget(budget)
 
 
-@SETTINGS
+@FEWER
 @given(
     st.binary(max_size=300)
     | st.dictionaries(TEXT, st.dictionaries(MANIFEST_KEYS, TOML_VALUES, max_size=4), max_size=3)
