@@ -113,6 +113,7 @@ def greeter_archives(tmp_path) -> list[Path]:
     return out
 
 
+@pytest.mark.timeout(1800 if FULL else 120)
 def test_kill_9_at_random_moments_loses_and_corrupts_nothing(
     home, daemon_factory, greeter_archives
 ):

@@ -75,6 +75,7 @@ class Churn:
             write_atomically(self.root / f"m{k:04d}.py", content(k, version))
 
 
+@pytest.mark.timeout(SOAK_S + 1200 if FULL else 120)
 def test_many_clients_during_churn_and_reloads(home, daemon_factory):
     seed = int(os.environ.get("AXD_STRESS_SEED") or random.randrange(1 << 30))
     print(f"AXD_STRESS_SEED={seed}")
