@@ -125,6 +125,9 @@ def plugin_info(session: Session, name: str, as_json: bool) -> None:
                 ("state", doc["state"] + (f" (pid {doc['pid']})" if doc["pid"] else "")),
                 ("budget", f"cpu {b['cpu']}, memory {b['memory']}, pids {b['pids']}"),
                 ("folder", doc["folder"]),
+                # what went wrong, for a plugin that crashed (OOM, protocol error, ...)
+                *([("restarts", doc["restarts"])] if doc.get("restarts") else []),
+                *([("last error", doc["last_error"])] if doc.get("last_error") else []),
             ]
         )
     )
@@ -388,6 +391,16 @@ def plugin_stats(session: Session, name: str, as_json: bool) -> None:
                 ),
                 ("oom kills", s["oom_kills"]),
                 ("pids", f"{s['pids']} of {s['budget']['pids']}"),
+                *(
+                    [("forks refused", f"{s['pids_limit_hits']} (at the pids limit)")]
+                    if s.get("pids_limit_hits")
+                    else []
+                ),
+                *(
+                    [("lines dropped", f"{s['logs_dropped']} (over plugins.log_rate)")]
+                    if s.get("logs_dropped")
+                    else []
+                ),
                 ("calls", f"{s['calls']} ({s['errors']} errors, {s['timeouts']} timeouts)"),
                 (
                     "latency",

@@ -360,6 +360,16 @@ OPTIONS: tuple[Option, ...] = (
         maximum=3600,
     ),
     Option(
+        "plugins.log_rate",
+        500,
+        "int",
+        "Lines of output (stdout, stderr, log records) a plugin may leave per second, in "
+        "bursts of up to two seconds' worth; the rest are dropped and counted (a "
+        "plugin.logs_dropped event at most once a second).",
+        minimum=1,
+        maximum=1_000_000,
+    ),
+    Option(
         "telemetry.enabled",
         False,
         "bool",

@@ -2,8 +2,9 @@
 
 `budget.warning` fires when memory crosses `budget.warn_fraction` of the limit, or when
 more than `budget.throttle_warn` of the CPU periods in `budget.window` were throttled;
-`budget.exceeded` when throttling is sustained for two windows or the kernel OOM-kills.
-Each event carries the numbers behind it. Warnings are edge-triggered: one per crossing.
+`budget.exceeded` when throttling is sustained for two windows, when the kernel OOM-kills,
+or when the pids limit refuses forks (once per episode of refusals). Each event carries
+the numbers behind it. Warnings are edge-triggered: one per crossing.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Monitor(Background):
             usage.throttle_count = stats.nr_throttled
         self._memory(ps, stats)
         self._cpu(ps, now, stats)
+        self._pids(ps, stats)
 
     def _memory(self, ps: PluginState, stats: CgroupStats) -> None:
         usage, limit = ps.usage, ps.budget.memory
@@ -107,6 +109,32 @@ class Monitor(Background):
             )
         elif fraction < threshold * 0.9:
             usage.memory_warned = False
+
+    def _pids(self, ps: PluginState, stats: CgroupStats) -> None:
+        """Forks the pids limit refused since the last sample: a fork bomb, or a plugin
+        that needs a larger `pids` budget. One event when refusals start, none while they
+        go on; a sample without new ones ends the episode."""
+        usage, counter = ps.usage, stats.pids_limit_hits
+        if counter is None:
+            return
+        # A new group (hot reload) counts from zero again.
+        new = counter - usage.pids_seen if counter >= usage.pids_seen else counter
+        usage.pids_seen = counter
+        if new <= 0:
+            usage.pids_over = False
+            return
+        usage.pids_limit_hits += new
+        if not usage.pids_over:
+            usage.pids_over = True
+            self.bus.publish(
+                "budget.exceeded",
+                plugin=ps.name,
+                resource="pids",
+                reason="pids_limit",
+                pids=stats.pids,
+                limit=ps.budget.pids,
+                refused=usage.pids_limit_hits,
+            )
 
     def _cpu(self, ps: PluginState, now: float, stats: CgroupStats) -> None:
         usage = ps.usage
@@ -187,6 +215,8 @@ class Monitor(Background):
             "throttled_fraction": usage.throttled_fraction,
             "oom_kills": usage.oom_kills,
             "pids": usage.pids,
+            "pids_limit_hits": usage.pids_limit_hits,
+            "logs_dropped": ps.logs.dropped,
             "pressure": usage.pressure,
             "calls": ps.latency.calls,
             "errors": ps.latency.errors,

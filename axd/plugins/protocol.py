@@ -40,6 +40,40 @@ def decode(body: bytes) -> dict[str, Any]:
     return message
 
 
+def check_message(message: dict[str, Any]) -> None:
+    """Refuse a JSON object that is not a message of this protocol's shape, so that no
+    field of the wrong type reaches the code that reads it: a request or notification
+    (`method` a string, `params` an object), or a response (`result`, or `error` an object
+    with a string `code` and `message` and an object as `data`). Ids are ints or strings."""
+    if "id" in message and not _is_id(message["id"]):
+        raise ProtocolError(f"id must be a number or a string, not {_kind(message['id'])}")
+    if "method" in message:
+        if not isinstance(message["method"], str):
+            raise ProtocolError(f"method must be a string, not {_kind(message['method'])}")
+        if message.get("params") is not None and not isinstance(message["params"], dict):
+            raise ProtocolError(f"params must be an object, not {_kind(message['params'])}")
+        return
+    if "error" in message:
+        error = message["error"]
+        if not isinstance(error, dict):
+            raise ProtocolError(f"error must be an object, not {_kind(error)}")
+        for key in ("code", "message"):
+            if not isinstance(error.get(key), str):
+                raise ProtocolError(f"error.{key} must be a string, not {_kind(error.get(key))}")
+        if error.get("data") is not None and not isinstance(error["data"], dict):
+            raise ProtocolError(f"error.data must be an object, not {_kind(error['data'])}")
+    elif "result" not in message:
+        raise ProtocolError("message has neither method, result nor error")
+
+
+def _is_id(value: Any) -> bool:
+    return value is None or (isinstance(value, int | str) and not isinstance(value, bool))
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
 def check_length(length: int) -> None:
     if length > MAX_FRAME:
         raise ProtocolError(

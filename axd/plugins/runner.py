@@ -2,7 +2,10 @@
 
 The child gets one end of a socketpair; the daemon places it in its cgroup before sending
 `init`, so no plugin code ever runs outside its budget. Every call has a timeout; a child
-that sends garbage is killed; its stdout and stderr become log lines.
+that sends garbage, a message of the wrong shape or half a frame is killed, and so is one
+that closes its channel but does not exit. Its stdout and stderr become log lines, read in
+chunks, long lines cut and the lines beyond the log rate dropped (`admit`), so that neither
+the daemon's memory nor its CPU depends on how much the plugin writes.
 """
 
 from __future__ import annotations
@@ -19,12 +22,33 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from axd.plugins import logs
 from axd.plugins.cgroups import Group
 from axd.plugins.manifest import Manifest
-from axd.plugins.protocol import HEADER, ProtocolError, check_length, decode, encode
+from axd.plugins.protocol import (
+    HEADER,
+    ProtocolError,
+    check_length,
+    check_message,
+    decode,
+    encode,
+)
 
 DaemonHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 LogSink = Callable[[dict[str, Any]], None]
+Admit = Callable[[int], int]  # of n new lines of output, how many to keep
+PIPE_CHUNK = 1 << 16
+STDERR_TAIL = 50
+# The daemon's intake from one plugin is paced, so that a flood costs the daemon a bounded
+# share of a core whatever the plugin's own CPU budget: each stdout/stderr pipe is read at
+# most this fast (the plugin then waits on its own writes), and each log record dropped
+# over the rate holds its channel this long.
+PIPE_BYTES_PER_S = 1 << 20
+DROPPED_RECORD_PAUSE_S = 0.001
+
+
+def _admit_all(n: int) -> int:
+    return n
 
 
 class PluginUnavailable(Exception):
@@ -69,9 +93,14 @@ class PluginProcess:
         on_log: LogSink,
         on_daemon_request: DaemonHandler,
         data_dir: str = "",
+        admit: Admit = _admit_all,
+        exit_grace: float = 3.0,
     ) -> None:
         self.manifest = manifest
         self.data_dir = data_dir
+        self.admit = admit
+        # How long a plugin whose channel closed may take to exit before it is killed.
+        self.exit_grace = exit_grace
         self.group = group
         self.on_log = on_log
         self.on_daemon_request = on_daemon_request
@@ -86,7 +115,9 @@ class PluginProcess:
         self._pipes: list[asyncio.Task[Any]] = []
         self._ready_future: asyncio.Future[dict[str, Any]] | None = None
         self.protocol_error: str | None = None
-        self.stderr_tail: deque[str] = deque(maxlen=50)
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
+        self._stopping = False  # we asked it to go: its channel closing is expected
+        self._reaper: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self._idle = asyncio.Event()  # set while no request waits for an answer
         self._idle.set()
@@ -226,6 +257,7 @@ class PluginProcess:
         """Ask (`shutdown`), then SIGTERM, then SIGKILL the whole group."""
         if self.proc is None:
             return None
+        self._stopping = True
         if self.proc.returncode is None and not self.closed.is_set():
             with contextlib.suppress(PluginUnavailable, PluginTimeout, PluginCallError):
                 await self.request("shutdown", {}, grace)
@@ -240,6 +272,7 @@ class PluginProcess:
     async def kill(self) -> int | None:
         if self.proc is None:
             return None
+        self._stopping = True
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         await asyncio.to_thread(self.group.kill_all)
@@ -268,6 +301,8 @@ class PluginProcess:
         # them to their end, which comes now that the whole group is gone.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*self._pipes, return_exceptions=True), 2)
+        if self._reaper is not None:
+            self._reaper.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -301,27 +336,68 @@ class PluginProcess:
                 (length,) = HEADER.unpack(head)
                 check_length(length)
                 message = decode(await self._reader.readexactly(length))
+                check_message(message)
                 await self._handle(message)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            # EOF, or a reset/broken pipe when the plugin died mid-exchange: the same event
-            self._close_channel("the channel closed")
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:  # half a frame, then nothing: it cannot have meant anything
+                self._protocol_fault(
+                    f"the channel closed mid-frame ({len(exc.partial)} of {exc.expected} bytes)"
+                )
+            else:
+                self._closed_by_plugin()
+        except ConnectionError:
+            # A reset or broken pipe when the plugin died mid-exchange: EOF by another name
+            self._closed_by_plugin()
         except ProtocolError as exc:
-            # Garbage on the channel: this process cannot be trusted to answer anything.
-            self.protocol_error = str(exc)
-            self.on_log(
-                {
-                    "level": "error",
-                    "msg": f"protocol error, killing: {exc}",
-                    "logger": "axd.plugin",
-                    "ts": time.time(),
-                }
-            )
-            self._close_channel(f"protocol error: {exc}")
-            if self.proc is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
+            self._protocol_fault(str(exc))
         except OSError as exc:
             self._close_channel(f"channel error: {exc}")
+            self._closed_by_plugin()
+
+    def _protocol_fault(self, problem: str) -> None:
+        """Garbage on the channel: this process cannot be trusted to answer anything."""
+        self.protocol_error = problem
+        self.on_log(
+            {
+                "level": "error",
+                "msg": f"protocol error, killing: {problem}",
+                "logger": "axd.plugin",
+                "ts": time.time(),
+            }
+        )
+        self._close_channel(f"protocol error: {problem}")
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def _closed_by_plugin(self) -> None:
+        """The channel ended. The host exits when it does; a process that lives on without
+        it can never be reached again, so it gets `exit_grace` to go, then is killed (the
+        supervisor then sees an exit, as for any crash)."""
+        self._close_channel("the channel closed")
+        if self._stopping or self.proc is None or self._reaper is not None:
+            return
+        self._reaper = asyncio.get_running_loop().create_task(
+            self._reap(), name=f"plugin-{self.manifest.name}-reap"
+        )
+
+    async def _reap(self) -> None:
+        assert self.proc is not None
+        if await self._wait(self.exit_grace) or self._stopping:
+            return
+        self.protocol_error = (
+            f"it closed its channel and was still running {self.exit_grace:g}s later"
+        )
+        self.on_log(
+            {
+                "level": "error",
+                "msg": f"killing: {self.protocol_error}",
+                "logger": "axd.plugin",
+                "ts": time.time(),
+            }
+        )
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
 
     async def _handle(self, message: dict[str, Any]) -> None:
         method = message.get("method")
@@ -345,7 +421,10 @@ class PluginProcess:
             return
         params = message.get("params") or {}
         if method == "log":
-            self.on_log(params)
+            if self.admit(1):
+                self.on_log(logs.record_from(params))
+            else:
+                await asyncio.sleep(DROPPED_RECORD_PAUSE_S)
         elif method == "ready":
             if self._ready_future is not None and not self._ready_future.done():
                 self._ready_future.set_result(params)
@@ -382,7 +461,7 @@ class PluginProcess:
         """Lines of the plugin's stdout or stderr, as log records, until the pipe closes
         or the process is finished (a forked child may hold the pipe open longer)."""
         loop = asyncio.get_running_loop()
-        stream = asyncio.StreamReader(limit=1 << 20)
+        stream = asyncio.StreamReader(limit=PIPE_CHUNK)
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(fd, "rb", 0)
         )
@@ -392,15 +471,51 @@ class PluginProcess:
             transport.close()
 
     async def _pipe_lines(self, stream: asyncio.StreamReader, name: str) -> None:
-        while line := await stream.readline():
-            text = line.decode(errors="replace").rstrip()
-            if name == "stderr":
-                self.stderr_tail.append(text)
+        """Split the pipe into lines a chunk at a time (a flood costs a split per 64 KiB,
+        not a wakeup per line); a line longer than `logs.MAX_MSG` bytes is cut there and
+        the rest of it skipped, however long it runs without a newline."""
+        partial = b""  # the start of a line whose newline has not come yet
+        skipping = False  # the line being read was cut: drop it up to its newline
+        loop = asyncio.get_running_loop()
+        allowance, refilled = float(PIPE_BYTES_PER_S), loop.time()
+        while chunk := await stream.read(PIPE_CHUNK):
+            now = loop.time()
+            allowance = min(PIPE_BYTES_PER_S, allowance + (now - refilled) * PIPE_BYTES_PER_S)
+            allowance, refilled = allowance - len(chunk), now
+            if allowance < 0:  # past the pace: let the pipe fill, the writer wait
+                await asyncio.sleep(-allowance / PIPE_BYTES_PER_S)
+            lines = chunk.split(b"\n")
+            rest = lines.pop()
+            if skipping and lines:
+                lines, skipping = lines[1:], False
+            elif lines:
+                lines[0], partial = partial + lines[0], b""
+            if not skipping:
+                partial += rest
+                if len(partial) > logs.MAX_MSG:
+                    lines.append(partial)
+                    partial, skipping = b"", True
+            self._output(name, lines)
+        if partial:
+            self._output(name, [partial])
+
+    def _output(self, name: str, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        if name == "stderr":  # whatever the rate: a crash's traceback is read from here
+            self.stderr_tail.extend(_line_text(x) for x in lines[-STDERR_TAIL:])
+        now = time.time()
+        for line in lines[: self.admit(len(lines))]:
             self.on_log(
                 {
                     "level": "info" if name == "stdout" else "warning",
-                    "msg": text,
+                    "msg": _line_text(line),
                     "logger": name,
-                    "ts": time.time(),
+                    "ts": now,
                 }
             )
+
+
+def _line_text(line: bytes) -> str:
+    text = line[: logs.MAX_MSG].decode(errors="replace").rstrip()
+    return text + logs.CUT.format(logs.MAX_MSG) if len(line) > logs.MAX_MSG else text

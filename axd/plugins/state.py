@@ -10,10 +10,9 @@ from typing import Any
 
 from axd.plugins.budgets import Budget
 from axd.plugins.cgroups import CgroupStats, Group
+from axd.plugins.logs import LogBuffer
 from axd.plugins.manifest import Manifest
 from axd.plugins.runner import PluginProcess
-
-LOG_LINES = 2000
 
 
 class Latency:
@@ -44,21 +43,6 @@ class Latency:
         return {"p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99)}
 
 
-class LogBuffer:
-    """The plugin's recent log lines, and live followers (`axctl plugin logs -f`)."""
-
-    def __init__(self) -> None:
-        self.lines: deque[dict[str, Any]] = deque(maxlen=LOG_LINES)
-        self.followers: set[asyncio.Queue[dict[str, Any]]] = set()
-
-    def add(self, record: dict[str, Any]) -> None:
-        self.lines.append(record)
-        for queue in list(self.followers):
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(record)
-
-
 @dataclass
 class Usage:
     """Derived figures from the last samples of the plugin's group."""
@@ -71,6 +55,9 @@ class Usage:
     throttle_count: int = 0
     oom_kills: int = 0
     pids: int | None = None
+    pids_limit_hits: int = 0  # forks the pids limit refused, lifetime of the group
+    pids_over: bool = False  # refusals in the last sample (one event per episode)
+    pids_seen: int = 0  # the group's own counter at the last sample
     pressure: dict[str, float] = field(default_factory=dict)
     samples: deque[tuple[float, CgroupStats]] = field(default_factory=lambda: deque(maxlen=600))
     throttled_base_s: float = 0.0  # totals of the groups a hot reload retired

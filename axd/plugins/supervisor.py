@@ -314,6 +314,7 @@ class Supervisor:
                 return await ps.process.call(method, params, limit)
         except PluginTimeout as exc:
             outcome = "timeout"
+            self.bus.publish("plugin.call_timeout", plugin=name, method=method, timeout_s=limit)
             raise errors.timeout("plugin_timeout", str(exc), timeout_s=limit) from None
         except PluginUnavailable as exc:
             outcome = "error"
@@ -386,8 +387,11 @@ class Supervisor:
             try:
                 ready = await process.start(self.config.number("plugins.start_timeout"))
             except StartFailed as exc:
+                # A plugin that grows past its memory as it starts dies before `ready`.
+                reason = await self._oom_since(ps, oom_before)
+                code = process.proc.returncode if process.proc is not None else None
                 if not await self._crashed(
-                    ps, f"{exc.stage} failed: {exc.message}", exc.traceback, exit_code=None
+                    ps, reason or f"{exc.stage} failed: {exc.message}", exc.traceback, code
                 ):
                     return
                 continue
@@ -422,22 +426,36 @@ class Supervisor:
             reason = _describe_exit(code, process.protocol_error)
             if ps.debug is not None:
                 ps.debug.plugin_exited(reason)
-            oom_after = await asyncio.to_thread(_oom_count, ps)
-            if oom_after > oom_before:
-                reason = "killed by the kernel for exceeding its memory budget (OOM)"
-                ps.usage.oom_kills = oom_after  # reported here, not again by the monitor
-                self.bus.publish(
-                    "budget.exceeded",
-                    plugin=ps.name,
-                    resource="memory",
-                    reason="oom_kill",
-                    oom_kills=oom_after,
-                    limit_bytes=ps.budget.memory,
-                    peak_bytes=ps.usage.peak_memory_bytes,
-                )
+            reason = await self._oom_since(ps, oom_before) or reason
             tail = "\n".join(process.stderr_tail)
             if not await self._crashed(ps, reason, _traceback_in(tail), exit_code=code):
                 return
+
+    async def _oom_since(self, ps: PluginState, before: int) -> str | None:
+        """The crash reason if the kernel OOM-killed in the plugin's group since `before`
+        (its count then). `budget.exceeded` is published here unless the monitor's sample
+        already did: one event per kill, whichever sees it first."""
+        if ps.group is None:
+            return None
+        stats = await asyncio.to_thread(ps.group.stats)
+        after = stats.oom_kills or 0
+        if after <= before:
+            return None
+        if after > ps.usage.oom_kills:
+            ps.usage.oom_kills = after
+            ps.usage.peak_memory_bytes = max(
+                ps.usage.peak_memory_bytes, stats.memory_peak_bytes or 0
+            )
+            self.bus.publish(
+                "budget.exceeded",
+                plugin=ps.name,
+                resource="memory",
+                reason="oom_kill",
+                oom_kills=after,
+                limit_bytes=ps.budget.memory,
+                peak_bytes=ps.usage.peak_memory_bytes,
+            )
+        return "killed by the kernel for exceeding its memory budget (OOM)"
 
     async def _crashed(self, ps: PluginState, reason: str, tb: str, exit_code: int | None) -> bool:
         """Record a crash; back off and return True to retry, or fail and return False."""
@@ -507,7 +525,19 @@ class Supervisor:
     def new_process(self, ps: PluginState, manifest: Manifest, group: Group) -> PluginProcess:
         data = data_dir(self.state_dir, ps.name)
         make_private_dirs(data)
-        return PluginProcess(manifest, group, ps.logs.add, self.daemon_api, data)
+        ps.logs.rate = self.config.number("plugins.log_rate")
+        ps.logs.on_dropped = lambda count, total: self.bus.publish(
+            "plugin.logs_dropped", plugin=ps.name, dropped=count, total=total, rate=ps.logs.rate
+        )
+        return PluginProcess(
+            manifest,
+            group,
+            ps.logs.add,
+            self.daemon_api,
+            data,
+            admit=ps.logs.admit,
+            exit_grace=self.config.number("plugins.stop_grace"),
+        )
 
     async def restart_stopped(self, ps: PluginState) -> None:
         """A plugin that was not running gets a fresh start with its new code."""

@@ -45,10 +45,15 @@ needs_cgroups = pytest.mark.skipif(
 )
 
 
+# The plugins these tests use; the fault plugins of test_containment.py stay out.
+USED = ("echo", "badimport", "badmanifest", "exitloop", "garbage")
+
+
 @pytest.fixture
 def plugin_dir(home) -> Path:
     folder = home.root / "plugins"
-    shutil.copytree(TEST_PLUGINS, folder)
+    for name in USED:
+        shutil.copytree(TEST_PLUGINS / name, folder / name)
     return folder
 
 

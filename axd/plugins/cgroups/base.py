@@ -27,6 +27,7 @@ class CgroupStats:
     oom_kills: int | None = None
     failcnt: int | None = None
     pids: int | None = None
+    pids_limit_hits: int | None = None  # forks refused by the pids limit (pids.events max)
     pressure: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -162,6 +162,7 @@ class V1Group(Group):
         usage_file = self._file("cpuacct", "cpuacct.usage")
         usage = read_int(usage_file) if usage_file else None
         oom = read_keyed(self._file("memory", "memory.oom_control") or "")
+        pids_events = read_keyed(self._file("pids", "pids.events") or "")
         return CgroupStats(
             cpu_usage_s=usage / 1e9 if usage is not None else None,
             nr_periods=cpu.get("nr_periods"),
@@ -172,6 +173,7 @@ class V1Group(Group):
             oom_kills=oom.get("oom_kill"),
             failcnt=read_int(self._file("memory", "memory.failcnt") or ""),
             pids=read_int(self._file("pids", "pids.current") or ""),
+            pids_limit_hits=pids_events.get("max"),
         )
 
     def pids(self) -> list[int]:

@@ -104,6 +104,7 @@ class V2Group(Group):
             memory_high_events=events.get("high"),
             oom_kills=events.get("oom_kill"),
             pids=read_int(self._f("pids.current")),
+            pids_limit_hits=read_keyed(self._f("pids.events")).get("max"),
             pressure=pressure,
         )
 
