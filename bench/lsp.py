@@ -398,7 +398,7 @@ def language(path: str) -> str:
 
 
 def http_definition(conn: Connection, spot: dict[str, Any]) -> tuple[float, str]:
-    body = {"name": spot["name"], "path": spot["path"], "limit": DEFINITION_LIMIT}
+    body = {"name": spot["name"], "path": spot["path"], "limit": DEFINITION_LIMIT, "exact": True}
     started = time.perf_counter()
     resp = conn.request("POST", "/v1/definitions", body)
     doc = resp.json()

@@ -252,7 +252,7 @@ def definitions(
 ) -> tuple[str, list[dict[str, Any]]]:
     """Exact (case-sensitive, then not), then prefix, then fuzzy matches of `name`;
     with `exact`, the first two only."""
-    exact = store.definitions(
+    same = store.definitions(
         workspace,
         [
             ("symbol = ? COLLATE NOCASE AND symbol = ?", (name, name)),
@@ -260,8 +260,8 @@ def definitions(
         ],
         limit,
     )
-    if exact:
-        return "exact", exact
+    if same:
+        return "exact", same
     folded = store.definitions(
         workspace,
         [("symbol = ? COLLATE NOCASE", (name,)), ("qualname = ? COLLATE NOCASE", (name,))],

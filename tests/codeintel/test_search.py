@@ -129,8 +129,10 @@ class Index:
         self.fuzzy_builds += 1
         return search.FuzzyIndex(self.store.symbol_names(self.ws))
 
-    def definitions(self, name: str, limit: int = 50) -> tuple[str, list[dict[str, object]]]:
-        return search.definitions(self.store, self.ws, name, limit, self.fuzzy)
+    def definitions(
+        self, name: str, limit: int = 50, exact: bool = False
+    ) -> tuple[str, list[dict[str, object]]]:
+        return search.definitions(self.store, self.ws, name, limit, self.fuzzy, exact=exact)
 
     def references(self, name: str, limit: int = 100) -> list[dict[str, object]]:
         return search.references(self.postings, self.store, str(self.root), self.ws, name, limit)
@@ -408,6 +410,16 @@ def test_prefix_treats_underscore_and_percent_literally(index):
     assert match == "prefix"
     assert [d["symbol"] for d in found] == ["load_all"]  # not loadXall
     assert index.definitions("%") == ("none", [])  # not a wildcard for everything
+
+
+def test_exact_only_never_falls_back_to_prefix_or_fuzzy(index):
+    """What go-to-definition asks: a local variable or a typo has no definition, and
+    answering with a name that merely looks alike would jump somewhere wrong."""
+    assert index.definitions("Parser", exact=True)[0] == "exact"
+    assert index.definitions("widgetstore", exact=True)[0] == "exact_nocase"
+    assert index.definitions("build_t", exact=True) == ("none", [])
+    assert index.definitions("renderWidgte", exact=True) == ("none", [])
+    assert index.fuzzy_builds == 0
 
 
 def test_fuzzy_definition_finds_a_typo(index):
