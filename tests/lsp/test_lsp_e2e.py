@@ -294,12 +294,18 @@ async def test_commands_reindex_and_reload_a_plugin(home, workspace):
             "workspace/executeCommand", {"command": "axd.reindex", "arguments": []}
         )
         assert done == {"reindexing": [str(workspace)]}
-        wait_for(
+        # In a thread: the client's reader must go on answering the server meanwhile.
+        await asyncio.to_thread(
+            wait_for,
             lambda: home.client().request("GET", "/v1/plugins/todos").json()["state"] == "running",
             60,
         )
+        # A blue/green reload starts a new process under the plugin's small CPU budget:
+        # the server allows it 60 s, and so does this request.
         reloaded = await client.request(
-            "workspace/executeCommand", {"command": "axd.reloadPlugin", "arguments": ["todos"]}
+            "workspace/executeCommand",
+            {"command": "axd.reloadPlugin", "arguments": ["todos"]},
+            timeout=90,
         )
         assert reloaded["plugin"] == "todos" and reloaded["reloaded"] is True
         with pytest.raises(LspError) as bad:
