@@ -258,21 +258,31 @@ class Server:
             )
             found += [(root, d) for d in defs["results"]]
             found += [(root, r) for r in search["results"] if r["kind"] not in ("text", "module")]
+        # A search hit's snippet starts with its first line, read by the daemon from the
+        # file as it is now: placing a name from it spares reading the file here (about
+        # 0.13 ms a file on corpus B, and a query names dozens of files).
+        first_lines = {
+            (os.path.join(root, row["path"]), row["start_line"]): row["snippet"].split("\n", 1)[0]
+            for root, row in found
+            if row.get("snippet")
+        }
         seen: set[tuple[str, int]] = set()
         out = []
         for root, row in found:
             key = (os.path.join(root, row["path"]), row["start_line"])
             if key not in seen:
                 seen.add(key)
-                out.append(self._symbol_information(key[0], row))
+                out.append(self._symbol_information(key[0], row, first_lines.get(key)))
         return out[:SYMBOL_LIMIT]
 
-    def _symbol_information(self, path: str, row: dict[str, Any]) -> dict[str, Any]:
+    def _symbol_information(
+        self, path: str, row: dict[str, Any], line: str | None = None
+    ) -> dict[str, Any]:
         container = row["qualname"].rpartition(".")[0]
         info = {
             "name": row["symbol"],
             "kind": SYMBOL_KINDS.get(row["kind"], 13),
-            "location": self._location(path, row["start_line"], row["symbol"]),
+            "location": self._location(path, row["start_line"], row["symbol"], line),
         }
         if container:
             info["containerName"] = container
@@ -469,9 +479,20 @@ class Server:
                 return doc.lines
         return self.files.lines(path)
 
-    def _location(self, path: str, line_number: int, name: str) -> dict[str, Any]:
+    def _location(
+        self, path: str, line_number: int, name: str, line_text: str | None = None
+    ) -> dict[str, Any]:
         """Where `name` is on line `line_number` (1-based) of `path`: the name itself, or
-        the line's start when it is not there (the file changed since it was indexed)."""
+        the line's start when it is not there (the file changed since it was indexed).
+        `line_text`, the line as the daemon read it, serves unless the file is open here
+        (the editor's buffer wins) or the name is not in it."""
+        if line_text is not None and not self._is_open(path):
+            match = text.whole_word(name).search(line_text)
+            if match:
+                return {
+                    "uri": text.path_to_uri(path),
+                    "range": self._line_range(line_text, line_number - 1, match.start(), len(name)),
+                }
         lines = self._lines(path)
         index = line_number - 1
         line = lines[index] if 0 <= index < len(lines) else ""
@@ -483,7 +504,12 @@ class Server:
 
     def _range(self, path: str, line: int, column: int, length: int) -> dict[str, Any]:
         lines = self._lines(path)
-        source = lines[line] if 0 <= line < len(lines) else ""
+        return self._line_range(lines[line] if 0 <= line < len(lines) else "", line, column, length)
+
+    def _is_open(self, path: str) -> bool:
+        return any(doc.path == path for doc in self.documents.values())
+
+    def _line_range(self, source: str, line: int, column: int, length: int) -> dict[str, Any]:
         return {
             "start": {"line": line, "character": text.to_units(source, column, self.encoding)},
             "end": {

@@ -45,6 +45,9 @@ APP = (
 )
 
 MAIN = 'from app import compute_total\n\nprint(compute_total([]))\ns = "😀😀"; compute_total(s)\n'
+# A definition after an astral character on its line: its column in UTF-16 units is not
+# its column in characters.
+WIDGETS = 'const face = "😀"; function renderWidget() { return face; }\n'
 
 
 @pytest.fixture
@@ -61,6 +64,7 @@ def workspace(home, axd) -> Path:
     root.mkdir()
     (root / "app.py").write_text(APP)
     (root / "main.py").write_text(MAIN)
+    (root / "widgets.js").write_text(WIDGETS)
     return root.resolve()
 
 
@@ -108,6 +112,9 @@ async def test_symbols_definitions_references_outline_and_hover(home, workspace)
         assert spots([first["location"]]) == [("app.py", 3, 4)]
         method = await client.request("workspace/symbol", {"query": "total"})
         assert any(s["name"] == "total" and s.get("containerName") == "Cart" for s in method)
+        widget = await client.request("workspace/symbol", {"query": "renderWidget"})
+        units = len(WIDGETS[: WIDGETS.index("renderWidget")].encode("utf-16-le")) // 2
+        assert spots([widget[0]["location"]]) == [("widgets.js", 0, units)]
 
         found = await client.request("textDocument/definition", at(workspace / "main.py", 2, 8))
         assert spots(found) == [("app.py", 3, 4)]
