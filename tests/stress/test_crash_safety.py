@@ -1,12 +1,14 @@
 """kill -9 of the daemon at random moments (while it indexes, while files change under
-it, while a plugin installs or updates), then a restart on the same state, and checks that
-nothing is corrupt, half visible or orphaned:
+it, while a plugin installs or updates, while it writes its config file, while a plugin
+reloads), then a restart on the same state, and checks that nothing is corrupt, half
+visible or orphaned:
 
 - SQLite's `PRAGMA integrity_check` is `ok` and the daemon answers;
 - no file is half visible: a file rewritten from content A to content B is found by A's
   word or by B's, never by both; once fresh, the index matches the disk exactly;
 - the killed daemon's processes (plugins, parse workers) are gone and its cgroups swept;
-- the installed plugins and their lock file agree, with no staging leftovers.
+- the installed plugins and their lock file agree, with no staging leftovers;
+- the config file holds the old value or the new one, and a reloaded plugin runs again.
 
 `AXD_STRESS=full` (`make stress`) kills 50 times; the suite's run kills a few times. The
 seed is printed, and `AXD_STRESS_SEED` replays a run.
@@ -26,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from axd.marketplace import archive
+from axd.plugins.cgroups.v1 import hierarchies
 from tests.conftest import wait_for
 from tests.marketplace.test_https_market import write_plugin
 
@@ -33,6 +36,7 @@ pytestmark = pytest.mark.e2e
 
 FULL = os.environ.get("AXD_STRESS") == "full"
 KILLS = 50 if FULL else 6
+PHASES = ("index", "churn", "install", "config", "reload")
 FILES = 400 if FULL else 120
 CHURN = 60 if FULL else 20
 
@@ -129,9 +133,11 @@ def test_kill_9_at_random_moments_loses_and_corrupts_nothing(
     home.env.update(AXD_PLUGINS_ENABLED="true", AXD_PLUGINS_BUILTIN="false")
     daemon = daemon_factory()
     daemon.start()
+    k1_now = _k1(home.client().request("GET", "/v1/config").json())
+    k1_choices = {k1_now}
     survived = 0
     for round_ in range(KILLS):
-        phase = ("index", "churn", "install")[round_ % 3]
+        phase = PHASES[round_ % len(PHASES)]
         pending = None
         folder = Path(home.state_dir) / "plugins"
         before = set(os.listdir(folder)) if folder.exists() else set()
@@ -143,12 +149,24 @@ def test_kill_9_at_random_moments_loses_and_corrupts_nothing(
             for k in rng.sample(range(FILES), CHURN):
                 versions[k] = "B" if versions[k] == "A" else "A"
                 write_atomically(root / f"m{k:04d}.py", content(k, versions[k]))
-        else:
+        elif phase == "install":
             installed = "greeter" in before
             spec = str(greeter_archives[1 if installed else 0])
             if installed:
                 home.client().request("POST", "/v1/marketplace/uninstall", {"name": "greeter"})
             pending = _send_without_waiting(home, "/v1/marketplace/install", {"spec": spec})
+        elif phase == "config":
+            k1 = round(rng.uniform(0.5, 2.0), 2)
+            k1_choices = {k1_now, k1}
+            pending = _send_without_waiting(
+                home, "/v1/config/set", {"key": "codeintel.bm25.k1", "value": k1}
+            )
+        else:
+            if "greeter" not in before:
+                spec = str(greeter_archives[0])
+                home.client(60).request("POST", "/v1/marketplace/install", {"spec": spec})
+                before.add("greeter")
+            pending = _send_without_waiting(home, "/v1/plugins/greeter/reload", {"force": True})
         time.sleep(rng.uniform(0, 0.6))  # the random moment of the kill
         children = descendants(daemon.pid)
         daemon.signal(signal.SIGKILL)
@@ -157,10 +175,19 @@ def test_kill_9_at_random_moments_loses_and_corrupts_nothing(
             pending.close()
         wait_for(lambda c=children: not any(alive(p) for p in c), timeout=20)
 
+        killed = daemon.pid
         daemon = daemon_factory()
         daemon.start()
-        assert integrity(home.state_dir) == "ok", f"round {round_} ({phase}), seed {seed}"
+        where = f"round {round_} ({phase}), seed {seed}"
+        assert integrity(home.state_dir) == "ok", where
         assert home.client().request("GET", "/v1/status").status == 200
+        assert not _groups_of(killed), f"{where}: cgroups left behind: {_groups_of(killed)}"
+        config = home.client().request("GET", "/v1/config").json()
+        k1_now = _k1(config)
+        assert k1_now in k1_choices, f"{where}: k1 is {k1_now}, not one of {k1_choices}"
+        k1_choices = {k1_now}
+        if phase == "reload" and "greeter" in os.listdir(folder):
+            wait_for(lambda: _state(home, "greeter") == "running", timeout=60)
         home.client().request("POST", "/v1/workspaces", {"path": str(root), "wait": False})
         _check_installed(home)
         _check_not_half_visible(home, root, versions)
@@ -176,6 +203,25 @@ def test_kill_9_at_random_moments_loses_and_corrupts_nothing(
             f"word {found_then}; seed {seed}"
         )
     print(f"kill points survived: {survived}/{KILLS}")
+
+
+def _k1(config: dict) -> float:
+    return float(config["values"]["codeintel.bm25.k1"])
+
+
+def _state(home, name: str) -> str | None:
+    resp = home.client().request("GET", f"/v1/plugins/{name}")
+    return resp.json()["state"] if resp.status == 200 else None
+
+
+def _groups_of(pid: int) -> list[str]:
+    """The cgroup folders of the daemon `pid` that are still there (none may outlive its
+    successor's start: it sweeps them)."""
+    try:
+        dirs = hierarchies()
+    except OSError:
+        return []
+    return [p for d in dirs.values() if os.path.isdir(p := os.path.join(d, f"axd-{pid}"))]
 
 
 def _send_without_waiting(home, target: str, body: dict) -> socket.socket:
