@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 FULL = os.environ.get("AXD_STRESS") == "full"
 
 
+@pytest.mark.timeout(1800 if FULL else 120)
 def test_every_route_answers_generated_requests_without_a_server_error(home, daemon_factory):
     workspace = fuzz_api.prepare(home)
     daemon = daemon_factory()
