@@ -56,6 +56,7 @@ bench-smoke: setup
 	$(BIN)/python bench/relevance.py --smoke
 	$(BIN)/python bench/plugins.py --smoke
 	$(BIN)/python bench/reload.py --smoke
+	$(BIN)/python bench/containment.py --smoke
 	$(BIN)/python bench/monitoring.py --smoke
 	$(BIN)/python bench/lsp.py --smoke
 

@@ -35,7 +35,7 @@ import tarfile
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from benchlib import (
@@ -343,7 +343,11 @@ def _seed_from_cache(daemon: Daemon, name: str, manifest: dict[str, Any]) -> boo
 
 @contextlib.contextmanager
 def indexed(
-    note: Callable[[str], None], name: str, use_cache: bool = True, config: str | None = None
+    note: Callable[[str], None],
+    name: str,
+    use_cache: bool = True,
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[Daemon, dict[str, Any]]]:
     """A private daemon with corpus `name` indexed and its watcher running.
 
@@ -351,10 +355,12 @@ def indexed(
     corpus listing (bench/out/index-cache/) and only catches up with what changed on disk;
     otherwise, or when there is no valid snapshot, it indexes from scratch and leaves a
     snapshot for the next run. Yields the daemon and facts about how it got its index.
-    Plugins are off (`benchlib.SEARCH_ONLY`) unless `config` says otherwise.
+    Plugins are off (`benchlib.SEARCH_ONLY`) unless `config` says otherwise; `env` is
+    added to the daemon's environment (`AXD_*` settings).
     """
     manifest = ensure(name)
     with Daemon(note, config=SEARCH_ONLY if config is None else config) as daemon:
+        daemon.env.update(env or {})
         seeded = use_cache and _seed_from_cache(daemon, name, manifest)
         daemon.start()
         how = "from the index cache, then caught up" if seeded else "from scratch"
