@@ -25,6 +25,7 @@ from axd.codeintel.workers import Workers
 from axd.codeintel.workspaces import Workspace
 from axd.config.live import LiveConfig
 from axd.events import EventBus
+from axd.watch_mode import WatchMode
 
 log = logging.getLogger("axd.codeintel")
 
@@ -49,8 +50,14 @@ class ChangeFollower:
             return
         if ws.watcher is None:
             debounce = self.config.number("codeintel.debounce")
+            mode = WatchMode(
+                "workspace",
+                self.bus,
+                lambda: self.config.number("daemon.watch_poll_interval"),
+                workspace=ws.root,
+            )
             ws.watcher = Watcher(
-                ws.root, ws.dirs, lambda c, k, s: self._on_batch(ws, c, k, s), debounce
+                ws.root, ws.dirs, lambda c, k, s: self._on_batch(ws, c, k, s), debounce, mode
             )
             ws.watcher.start()
             ws.watching.set()

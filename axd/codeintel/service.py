@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from axd import errors
+from axd import errors, watch_mode
 from axd.codeintel import extract, search, tokens
 from axd.codeintel import query as query_mod
 from axd.codeintel.cache import QueryCache
@@ -197,6 +197,7 @@ class CodeIntel:
         # checkpoint that cannot be written leaves search working: degraded, with why.
         health = "failed" if self.state == "failed" else "ok"
         extra: dict[str, Any] = {}
+        polled = [ws for ws in self.workspaces.values() if ws.watcher and ws.watcher.mode.polling]
         if health == "ok" and self.checkpoints.error:
             health = "degraded"
             extra["reason"] = (
@@ -204,6 +205,14 @@ class CodeIntel:
                 "from memory, and the next start rebuilds the index from the database"
             )
             extra["advice"] = "free disk space or fix the state folder's permissions"
+        elif health == "ok" and polled:
+            health = "degraded"
+            interval = self.config.number("daemon.watch_poll_interval")
+            extra["reason"] = (
+                f"{len(polled)} workspace(s) polled every {interval:g}s for changes instead of "
+                f"watched with inotify: {polled[0].watcher.mode.reason}"  # type: ignore[union-attr]
+            )
+            extra["advice"] = watch_mode.ADVICE
         return {
             "health": health,
             **extra,
@@ -217,6 +226,7 @@ class CodeIntel:
             "checkpoint": self.checkpoints.health(),
             "merging": self.merger.running,
             "pending_changes": sum(len(w.pending) for w in self.workspaces.values()),
+            "polled_workspaces": len(polled),
         }
 
     def _chunk_counts(self) -> list[tuple[float, dict[str, Any]]]:

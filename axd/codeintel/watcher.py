@@ -5,6 +5,9 @@ inotify watches. Changes are coalesced into batches: a save, a rename or a branc
 of thousands of files all become "these paths may have changed". Every batch gets a
 sequence number; `--fresh` queries use a cookie file to learn the number of the batch that
 follows their request, then wait until it is applied.
+
+When the kernel refuses inotify (the watch limit is reached), the watcher polls instead
+and says so (`axd/watch_mode.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import watchfiles
 
 from axd.background import Background
 from axd.codeintel.ignore import COOKIE_PREFIX
+from axd.watch_mode import WatchMode
 
 log = logging.getLogger("axd.codeintel.watch")
 
@@ -42,8 +46,16 @@ class Watcher(Background):
 
     task_name = "watch"
 
-    def __init__(self, root: str, dirs: list[str], on_batch: OnBatch, debounce: float) -> None:
+    def __init__(
+        self,
+        root: str,
+        dirs: list[str],
+        on_batch: OnBatch,
+        debounce: float,
+        mode: WatchMode | None = None,
+    ) -> None:
         self.root = root
+        self.mode = mode or WatchMode("workspace", None, lambda: 1.0, workspace=root)
         self.dirs = set(dirs)
         self._unsynced: set[str] = set()  # added folders the next watch has to re-walk
         self._cookies_held: set[str] = set()
@@ -86,7 +98,7 @@ class Watcher(Background):
             while not self._stop.is_set():
                 self._restart.clear()
                 paths = [os.path.join(self.root, d) if d else self.root for d in sorted(self.dirs)]
-                paths = [p for p in paths if os.path.isdir(p)]
+                paths = [p for p in paths if _watchable(p)]
                 if not paths:
                     return
                 new = _Generation(partial(self._watch, paths=paths, first=current is None))
@@ -109,56 +121,84 @@ class Watcher(Background):
 
     async def _watch(self, gen: _Generation, *, paths: list[str], first: bool) -> None:
         """Watch `paths` until stopped; the generation's `ready` is set at its first
-        return (changes or the idle timeout): its watches are in place by then."""
+        return (changes or the idle timeout): its watches are in place by then. A refusal
+        of inotify starts the generation again, polling; if it came after the watch was
+        up, changes may have been lost in between, so the workspace is re-walked."""
         stop = _AnyEvent(self._stop, gen.stop)
-        try:
-            async for changes in watchfiles.awatch(
-                *paths,
-                recursive=False,
-                debounce=self.debounce_ms,
-                step=STEP_MS,
-                stop_event=stop,
-                watch_filter=None,
-                ignore_permission_denied=True,
-                rust_timeout=IDLE_TIMEOUT_MS,
-                yield_on_timeout=True,
-            ):
-                just_started = not gen.ready.is_set()
-                gen.ready.set()
-                if self.stalled:
-                    self._held |= {p for _, p in changes}
+        resync = False
+        denied = 0
+        while True:
+            polling = self.mode.polling
+            try:
+                async for changes in watchfiles.awatch(
+                    *paths,
+                    recursive=False,
+                    debounce=self.debounce_ms,
+                    step=STEP_MS,
+                    stop_event=stop,
+                    watch_filter=None,
+                    # Not True: watchfiles then ignores *every* error adding a watch, the
+                    # watch limit included, and the watcher ran watching nothing. Folders we
+                    # may not read are left out beforehand (`_watchable`).
+                    ignore_permission_denied=False,
+                    rust_timeout=IDLE_TIMEOUT_MS,
+                    yield_on_timeout=True,
+                    **self.mode.options(),
+                ):
+                    just_started = not gen.ready.is_set()
+                    gen.ready.set()
+                    if resync:  # the root re-walked, and the cookies written meanwhile
+                        resync = False
+                        self._held.add(self.root)
+                        self._held |= {os.path.join(self.root, c) for c in self._existing_cookies()}
+                    await self._batch(changes, just_started=just_started, first=first)
+                return
+            except Exception as exc:  # watching is best effort; searching goes on
+                if not polling and self.mode.fall_back(exc):
+                    resync = gen.ready.is_set()
                     continue
-                self.heartbeat = time.monotonic()
-                if not changes and not just_started and not self._held:
+                if isinstance(exc, PermissionError) and not gen.ready.is_set() and denied < 3:
+                    denied += 1  # a folder's mode changed since it was checked
+                    paths = [p for p in paths if _watchable(p)]
                     continue
-                self.seq += 1
-                changed: set[str] = set()
-                cookies: set[str] = set()
-                handing_over = bool(self._unsynced) and not just_started
-                if just_started:
-                    changed |= self._unsynced
-                    self._unsynced.clear()
-                    cookies |= self._cookies_held
-                    self._cookies_held.clear()
-                    if first:
-                        cookies |= self._existing_cookies()
-                held, self._held = self._held, set()
-                for full in {p for _, p in changes} | held:
-                    rel = os.path.relpath(full, self.root).replace(os.sep, "/")
-                    if rel.rsplit("/", 1)[-1].startswith(COOKIE_PREFIX):
-                        cookies.add(rel)
-                    elif not rel.startswith(".."):
-                        changed.add(rel)
-                if handing_over:
-                    # A fresh query must also see what changed in the added folders before
-                    # their watch was up: its cookie waits for the new watch's first batch,
-                    # which re-walks them.
-                    self._cookies_held |= cookies
-                    cookies = set()
-                await self.on_batch(changed, cookies, self.seq)
-        except Exception as exc:  # watching is best effort; searching goes on
-            self.error = str(exc)
-            log.warning("watcher failed", extra={"root": self.root, "error": str(exc)})
+                self.error = str(exc)
+                log.warning("watcher failed", extra={"root": self.root, "error": str(exc)})
+                return
+
+    async def _batch(
+        self, changes: set[tuple[watchfiles.Change, str]], *, just_started: bool, first: bool
+    ) -> None:
+        if self.stalled:
+            self._held |= {p for _, p in changes}
+            return
+        self.heartbeat = time.monotonic()
+        if not changes and not just_started and not self._held:
+            return
+        self.seq += 1
+        changed: set[str] = set()
+        cookies: set[str] = set()
+        handing_over = bool(self._unsynced) and not just_started
+        if just_started:
+            changed |= self._unsynced
+            self._unsynced.clear()
+            cookies |= self._cookies_held
+            self._cookies_held.clear()
+            if first:
+                cookies |= self._existing_cookies()
+        held, self._held = self._held, set()
+        for full in {p for _, p in changes} | held:
+            rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+            if rel.rsplit("/", 1)[-1].startswith(COOKIE_PREFIX):
+                cookies.add(rel)
+            elif not rel.startswith(".."):
+                changed.add(rel)
+        if handing_over:
+            # A fresh query must also see what changed in the added folders before
+            # their watch was up: its cookie waits for the new watch's first batch,
+            # which re-walks them.
+            self._cookies_held |= cookies
+            cookies = set()
+        await self.on_batch(changed, cookies, self.seq)
 
     def _existing_cookies(self) -> set[str]:
         """After a (re)start, cookies written in the gap are still on disk: count them seen."""
@@ -180,6 +220,11 @@ class _Generation:
         self.stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
+
+
+def _watchable(path: str) -> bool:
+    """A folder inotify may watch (and a poll may list): it exists and we may read it."""
+    return os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK)
 
 
 async def _first(*waits: Awaitable[object]) -> None:

@@ -63,6 +63,12 @@ class Workspace:
             "root": self.root,
             "state": self.state,
             "watching": bool(self.watcher and self.watcher.running),
+            # inotify, or polling when the kernel refused inotify (the reason says so)
+            **(
+                self.watcher.mode.info()
+                if self.watcher
+                else {"watch_mode": None, "watch_reason": None}
+            ),
             "watched_dirs": len(self.dirs),
             "pending_changes": len(self.pending),
             "lag_s": round(time.monotonic() - oldest, 3) if oldest else 0.0,

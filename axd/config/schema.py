@@ -64,6 +64,16 @@ OPTIONS: tuple[Option, ...] = (
         "Reload the config (and the plugin budgets file) when the file changes on disk.",
     ),
     Option(
+        "daemon.watch_poll_interval",
+        "1s",
+        "duration",
+        "When the kernel refuses inotify (fs.inotify.max_user_watches reached), a watcher "
+        "(workspace, config, plugin folders) polls its folders this often instead, and "
+        "says so in status and in a watch.polling event.",
+        minimum=0.05,
+        maximum=60,
+    ),
+    Option(
         "api.max_body_size",
         "1MiB",
         "size",

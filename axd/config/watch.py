@@ -2,7 +2,8 @@
 
 The folders are watched rather than the files, so a file created later, or replaced by an
 editor's write-and-rename, is still seen. An invalid file changes nothing (the reload
-reports it, as SIGHUP would).
+reports it, as SIGHUP would). When the kernel refuses inotify, the folders are polled
+instead (`axd/watch_mode.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import watchfiles
 from axd.background import Background
 from axd.config.live import LiveConfig
 from axd.config.schema import ConfigError
+from axd.events import EventBus
+from axd.watch_mode import WatchMode
 
 log = logging.getLogger("axd.config")
 
@@ -28,11 +31,13 @@ class ConfigWatcher(Background):
         self,
         live: LiveConfig,
         watched: list[tuple[str, Callable[[], str | None], Callable[[], Awaitable[object]]]],
+        bus: EventBus | None = None,
     ) -> None:
         """`watched`: (name, where the file is now, what to do when it changes) of each
         file besides the config itself (the budgets file, the alerts file)."""
         self.live = live
         self.watched = watched
+        self.mode = WatchMode("config", bus, lambda: live.number("daemon.watch_poll_interval"))
         super().__init__()
 
     def _files(self) -> dict[str, str]:
@@ -57,9 +62,15 @@ class ConfigWatcher(Background):
             )
             if not folders:
                 return
+            polling = self.mode.polling
             try:
                 async for changes in watchfiles.awatch(
-                    *folders, recursive=False, debounce=200, step=50, stop_event=self._stop
+                    *folders,
+                    recursive=False,
+                    debounce=200,
+                    step=50,
+                    stop_event=self._stop,
+                    **self.mode.options(),
                 ):
                     touched = {files.get(os.path.realpath(p)) for _, p in changes}
                     if "config" in touched:
@@ -72,5 +83,7 @@ class ConfigWatcher(Background):
                     if moved:
                         break  # a file moved (its config key changed): watch the new folder
             except Exception as exc:
+                if not polling and self.mode.fall_back(exc):
+                    continue  # the same folders, polled (a file read again is harmless)
                 log.warning("not watching the config file", extra={"error": str(exc)})
                 return

@@ -185,8 +185,17 @@ async def _plugins(app: web.Application) -> AsyncIterator[None]:
             watched.append(
                 ("alerts", services.monitoring.rules_file, services.monitoring.reload_rules)
             )
-        watcher = ConfigWatcher(services.config, watched)
+        watcher = ConfigWatcher(services.config, watched, services.bus)
         watcher.start()
+        mode = watcher.mode
+
+        def config_health() -> dict[str, object]:
+            doc = {**services.config.health(), "watch_mode": mode.mode}
+            if mode.polling:
+                doc["note"] = f"the config files are polled for changes: {mode.reason}"
+            return doc
+
+        services.components["config"] = config_health
     yield
     if watcher is not None:
         await watcher.stop()

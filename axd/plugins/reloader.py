@@ -38,6 +38,7 @@ from axd.plugins.runner import (
 )
 from axd.plugins.state import PluginState
 from axd.plugins.types import ReloadHost
+from axd.watch_mode import WatchMode
 
 log = logging.getLogger("axd.plugins.reload")
 
@@ -248,6 +249,9 @@ class FolderWatch(Background):
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
         self._settling: dict[str, asyncio.Task[None]] = {}
+        self.mode = WatchMode(
+            "plugins", host.bus, lambda: host.config.number("daemon.watch_poll_interval")
+        )
 
     async def stop(self) -> None:
         await super().stop()
@@ -272,18 +276,25 @@ class FolderWatch(Background):
         # Batches must arrive well inside the quiet period while a burst goes on, or the
         # burst would look quiet between two batches.
         step = max(5, int(quiet * 1000 / 3))
-        try:
-            async for changes in watchfiles.awatch(
-                *folders,
-                watch_filter=_source_filter,
-                debounce=max(step * 2, 10),
-                step=step,
-                stop_event=self._stop,
-                recursive=True,
-            ):
-                self._saw({self._owner(path) for _, path in changes} - {None}, quiet)
-        except Exception as exc:
-            log.warning("not watching plugin folders", extra={"error": str(exc)})
+        while True:
+            polling = self.mode.polling
+            try:
+                async for changes in watchfiles.awatch(
+                    *folders,
+                    watch_filter=_source_filter,
+                    debounce=max(step * 2, 10),
+                    step=step,
+                    stop_event=self._stop,
+                    recursive=True,
+                    **self.mode.options(),
+                ):
+                    self._saw({self._owner(path) for _, path in changes} - {None}, quiet)
+                return
+            except Exception as exc:
+                if not polling and self.mode.fall_back(exc):
+                    continue  # the same folders, polled (axd/watch_mode.py)
+                log.warning("not watching plugin folders", extra={"error": str(exc)})
+                return
 
     def _saw(self, names: set[str | None], quiet: float) -> None:
         now = time.monotonic()
