@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
@@ -24,8 +25,9 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from axd.api.connections import ConnectionLimits
-from axd.api.errors import status_code
+from axd.api.errors import STATUS, error_response, status_code
 from axd.api.render import dumps
+from axd.errors import AxdError
 
 log = logging.getLogger("axd.api")
 LOG_EVERY_S = 60.0
@@ -99,8 +101,22 @@ class _JsonErrorServer(web.Server):
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        if self.limits is not None:
-            self.limits.admit(handler, self._connections)
+        if self.limits is None:
+            return
+        refusal = self.limits.admit(handler, self._connections)
+        if refusal is not None:
+            # Its request (read first, so the client is not cut off mid-send) is
+            # answered with the refusal, and the connection closed.
+            try:
+                handler._request_handler = partial(_refuse, refusal)
+            except AttributeError:  # an aiohttp without the slot: close it, unanswered
+                handler.force_close()
+
+
+async def _refuse(refusal: AxdError, _request: web.BaseRequest) -> web.StreamResponse:
+    response = error_response(STATUS[refusal.kind], refusal.code, refusal.message, refusal.details)
+    response.force_close()
+    return response
 
 
 class DaemonRunner(web.AppRunner):

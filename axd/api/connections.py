@@ -12,7 +12,12 @@ daemon's descriptors and memory. Here, both from the live config:
   timer is aiohttp's keep-alive one, which data arriving does not reset). A request
   body must arrive within it as well (`api/inputs.py` answers 408).
 - `api.max_connections`: past the cap, the new connection closes the one idle the
-  longest; when every connection has a request under way, the new one is closed.
+  longest; when every connection has a request under way (event streams follow for
+  long), the new one's request is answered 503 and it is closed. The cap is lowered to
+  fit the open-files limit less a reserve (`axd/open_files.py`): a connection must never
+  take the descriptor the index or a watcher needs, nor leave none for accepting the
+  next one (uvloop stops listening for good when accept fails with EMFILE and libuv's
+  spare descriptor is gone).
 
 Our clients reconnect once when the daemon closed an idle connection
 (`axd/shared/transport.py`), so closing an idle one costs them nothing.
@@ -25,6 +30,8 @@ from typing import Any
 
 from aiohttp.web_protocol import RequestHandler
 
+from axd import errors, open_files
+
 
 class ConnectionLimits:
     """The policy `DaemonRunner` applies to each connection, and what it did."""
@@ -33,32 +40,55 @@ class ConnectionLimits:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.evicted = 0  # idle connections closed to make room
-        self.refused = 0  # new connections closed: every other one was busy
+        self.refused = 0  # new connections answered 503: every other one was busy
         self._open: Callable[[], int] = lambda: 0
+
+    def cap(self) -> int:
+        """The connections kept open at most: `api.max_connections`, or fewer to fit the
+        open-files limit."""
+        return open_files.connection_cap(self.max_connections())
 
     def watch(self, connections: Callable[[], Iterable[RequestHandler]]) -> None:
         """Where the server keeps its connections, for `describe()`."""
         self._open = lambda: sum(1 for h in connections() if not _closing(h))
 
-    def admit(self, new: RequestHandler, connections: Iterable[RequestHandler]) -> None:
-        """Called as `new` connects: keep the open connections within the cap."""
+    def admit(
+        self, new: RequestHandler, connections: Iterable[RequestHandler]
+    ) -> errors.AxdError | None:
+        """Called as `new` connects: keep the open connections within the cap. When none
+        can make room, the refusal its request is to be answered with (then closed)."""
         alive = [h for h in connections if not _closing(h)]
-        if len(alive) <= self.max_connections():
-            return
+        cap = self.cap()
+        if len(alive) <= cap:
+            return None
         idle = [h for h in alive if h is not new and _idle(h)]
         if idle:
             min(idle, key=_last_active).force_close()
             self.evicted += 1
-        else:
-            new.force_close()
-            self.refused += 1
+            return None
+        self.refused += 1
+        if cap < self.max_connections():
+            return open_files.refusal(
+                f"accepting a connection ({cap} are open, every one busy)",
+                max_connections=cap,
+            )
+        return errors.unavailable(
+            "too_many_connections",
+            f"axd keeps {cap} connections at most (api.max_connections) and every one is "
+            "busy; try again shortly",
+            max_connections=cap,
+        )
 
     def describe(self) -> dict[str, Any]:
         """The `api` component of `/v1/status`."""
+        configured = self.max_connections()
+        cap = self.cap()
         return {
             "health": "ok",
             "connections": self._open(),
-            "max_connections": self.max_connections(),
+            "max_connections": cap,
+            **({"max_connections_configured": configured} if cap < configured else {}),
+            **open_files.describe(),
             "idle_timeout_s": self.idle_timeout(),
             "evicted": self.evicted,
             "refused": self.refused,

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from axd import open_files
 from axd.api.render import json_response
 from axd.errors import AxdError, Kind
 
@@ -86,7 +87,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ConnectionResetError:  # the client left mid-answer: aiohttp closes quietly
         log.debug("client disconnected", extra={"path": request.path})
         raise
-    except Exception:
+    except Exception as exc:
+        if open_files.exhausted(exc):  # no descriptor left: say so, not "a bug"
+            refusal = open_files.refusal(f"answering {request.method} {request.path}")
+            log.warning(refusal.message, extra={"path": request.path, "error": str(exc)})
+            return error_response(503, refusal.code, refusal.message, refusal.details)
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(
             500,

@@ -17,19 +17,22 @@ import os
 import time
 from collections.abc import Callable
 
+from axd import open_files
 from axd.codeintel import walker
 from axd.codeintel.ignore import COOKIE_PREFIX, IgnoreRules
-from axd.codeintel.indexer import Indexer
+from axd.codeintel.indexer import Indexer, disk_full
 from axd.codeintel.watcher import Watcher
 from axd.codeintel.workers import Workers
 from axd.codeintel.workspaces import Workspace
 from axd.config.live import LiveConfig
+from axd.errors import AxdError
 from axd.events import EventBus
 from axd.watch_mode import WatchMode
 
 log = logging.getLogger("axd.codeintel")
 
 FRESH_TIMEOUT = 5.0
+RETRY_S = 1.0  # a batch that met a full disk or the open-files limit is tried again after
 MAX_EVENT_PATHS = 1000
 
 
@@ -87,8 +90,20 @@ class ChangeFollower:
                 try:
                     await self._apply(ws, set(batch))
                 except Exception as exc:  # one bad batch must not stop the watcher
-                    log.exception("indexing changes failed", extra={"root": ws.root})
-                    ws.errors.append(f"{type(exc).__name__}: {exc}")
+                    if not _transient(exc):
+                        log.exception("indexing changes failed", extra={"root": ws.root})
+                        ws.errors.append(f"{type(exc).__name__}: {exc}")
+                    else:
+                        # Out of descriptors or disk space: the changes are kept and tried
+                        # again a little later, not dropped (they would stay unindexed).
+                        log.warning(
+                            "indexing changes failed; trying again",
+                            extra={"root": ws.root, "error": str(exc), "files": len(batch)},
+                        )
+                        ws.errors.append(f"{exc}: {len(batch)} change(s) kept, tried again")
+                        for path, seen in batch.items():
+                            ws.pending.setdefault(path, seen)
+                        await asyncio.sleep(RETRY_S)
                 async with ws.applied:
                     ws.applied_seq = max(ws.applied_seq, seq)
                     ws.applied.notify_all()
@@ -191,6 +206,13 @@ class ChangeFollower:
         async with ws.applied:
             await asyncio.wait_for(ws.applied.wait_for(lambda: ws.applied_seq >= seq), 60)
         return None
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure that passes (descriptors or space come back), not one of the batch."""
+    if isinstance(exc, AxdError) and exc.code in ("too_many_open_files", "disk_full"):
+        return True
+    return open_files.exhausted(exc) or disk_full(exc)
 
 
 def _walk_subdir(root: str, rel: str, rules: IgnoreRules) -> walker.WalkResult:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from axd import open_files
 from axd.codeintel import chunker, languages, scan, tokens
 
 FIELDS = ("name", "qualname", "path", "signature", "doc", "body")
@@ -141,6 +142,8 @@ def _read(
         with open(full, "rb") as fh:
             source = fh.read(max_size + 1)
     except OSError as exc:
+        if open_files.exhausted(exc):
+            raise  # not the file's fault: recorded as unreadable it would stay unindexed
         error = exc.strerror or str(exc)
         return FileData(relpath, st.st_size, st.st_mtime_ns, "", lang, "unreadable", error), b"", []
     digest = hashlib.blake2b(source, digest_size=16).hexdigest()

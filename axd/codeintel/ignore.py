@@ -10,6 +10,8 @@ import os
 
 import pathspec
 
+from axd import open_files
+
 # Never indexed, whatever the ignore files say: VCS metadata and axd's own cookies.
 ALWAYS_IGNORED = frozenset({".git", ".hg", ".svn", ".jj"})
 COOKIE_PREFIX = ".axd-cookie-"
@@ -64,5 +66,7 @@ def _load(path: str) -> pathspec.GitIgnoreSpec | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             return pathspec.GitIgnoreSpec.from_lines(fh)
-    except OSError:
+    except OSError as exc:
+        if open_files.exhausted(exc):
+            raise  # not "no .gitignore": its ignored files would be indexed
         return None

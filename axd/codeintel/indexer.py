@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from axd import errors
+from axd import errors, open_files
 from axd.codeintel import extract, search, walker
 from axd.codeintel.cache import QueryCache
 from axd.codeintel.ignore import IgnoreRules
@@ -114,7 +114,13 @@ class Indexer:
             started = time.perf_counter()
             began = time.monotonic()
             ws.rules = self.rules(ws.root)
-            walked = await asyncio.to_thread(walker.walk, ws.root, ws.rules)
+            try:
+                walked = await asyncio.to_thread(walker.walk, ws.root, ws.rules)
+            except OSError as exc:
+                ws.state = "ready" if ws.known else "new"
+                if open_files.exhausted(exc):
+                    self._out_of_files(ws, exc, reason)
+                raise
             ws.dirs = walked.dirs
             ws.errors.extend(walked.errors[-10:])
             changed = [p for p, st in walked.files.items() if ws.stale(p, st.size, st.mtime_ns)]
@@ -132,6 +138,9 @@ class Indexer:
                     shown=True,
                 )
             except (sqlite3.OperationalError, OSError) as exc:
+                if open_files.exhausted(exc):
+                    ws.state = "ready"  # what was indexed before stays searchable
+                    self._out_of_files(ws, exc, reason)
                 if not disk_full(exc):
                     raise
                 ws.state = "ready"  # what was indexed before stays searchable
@@ -158,6 +167,14 @@ class Indexer:
                 **summary,
             )
             self.after_reconcile(ws, summary)
+
+    def _out_of_files(self, ws: Workspace, exc: OSError, reason: str) -> NoReturn:
+        """Indexing met the open-files limit: what was indexed stays, nothing is marked
+        deleted or unreadable, and the next index (or watcher batch) tries again."""
+        refusal = open_files.refusal(f"indexing {ws.root}", workspace=ws.root)
+        ws.errors.append(f"{exc.strerror or exc}: the index keeps what it had")
+        self.bus.publish("index.failed", workspace=ws.root, reason=reason, error=refusal.message)
+        raise refusal from None
 
     async def index(
         self,

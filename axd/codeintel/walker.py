@@ -6,6 +6,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from axd import open_files
 from axd.codeintel.ignore import IgnoreRules
 
 
@@ -33,6 +34,8 @@ def walk(root: str, rules: IgnoreRules) -> WalkResult:
         try:
             entries = list(os.scandir(os.path.join(root, reldir)))
         except OSError as exc:
+            if open_files.exhausted(exc):
+                raise  # not the folder's fault: its files must not be taken for deleted
             result.errors.append(f"{reldir or '.'}: {exc.strerror}")
             continue
         for entry in entries:

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from axd import __version__
+from axd import __version__, open_files
 from axd.api.bad_requests import DaemonRunner
 from axd.api.connections import ConnectionLimits
 from axd.config import schema as config_mod
@@ -91,6 +91,7 @@ def run(opts: Options) -> int:
     try:
         cfg = _load_config(opts)
         logs.setup(cfg.text("daemon.log_level"))
+        open_files.raise_soft_limit()
         ensure_private_dir(opts.state_dir)
         if opts.log_file:
             _redirect_output(opts.log_file)
@@ -259,6 +260,7 @@ async def _serve(
             "socket": info.socket,
             "loop": info.loop,
             "version": __version__,
+            "open_files_limit": open_files.limit(),
         },
     )
     ready.send(status="ready", pid=os.getpid(), socket=info.socket, version=__version__)

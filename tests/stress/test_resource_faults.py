@@ -1,15 +1,18 @@
 """Resource faults, real ones: the state dir on a tmpfs that is too small (a full disk) and
 one mounted read-only; the inotify watch limit reached (in a user namespace of the daemon's
-own, so nothing else on the machine loses its watches).
+own, so nothing else on the machine loses its watches); a low open-files limit (prlimit).
 The daemon says what is wrong, keeps serving what it has, loses nothing, and recovers once
 the resource is back."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +166,136 @@ def test_an_exhausted_inotify_watch_limit_falls_back_to_polling_and_says_so(
         )
     else:
         assert not config_watcher and config["watch_mode"] == "inotify"
+
+
+# ---- too many open files ---------------------------------------------------------------
+
+NOFILE = 128
+
+
+def with_open_files_limit(home, n: int) -> str:
+    """A `python` for the daemon with RLIMIT_NOFILE at `n`, soft and hard (so the daemon
+    cannot raise it)."""
+    script = home.root / "python-nofile"
+    script.write_text(f'#!/bin/sh\nexec prlimit --nofile={n}:{n} -- {sys.executable} "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def follow(socket_path: str) -> socket.socket:
+    """A connection busy for as long as it stays open: an event stream that follows."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(socket_path)
+    sock.sendall(b"GET /v1/events?follow=true&limit=0 HTTP/1.1\r\nHost: axd\r\n\r\n")
+    return sock
+
+
+def test_a_low_open_files_limit_is_a_clear_503_and_nothing_is_lost(home, daemon_factory):
+    """RLIMIT_NOFILE 128 (soft and hard) and a workspace of 400 files in 200 folders, more
+    of each than the limit: every file is indexed and found. Connections are kept within
+    what the limit allows (128 less a reserve for the index and the watchers): with all
+    of them busy, a new one is answered 503 too_many_open_files naming the limit, the
+    daemon neither spins nor stops accepting, never runs out itself, and answers again
+    as soon as the busy connections close."""
+    root = home.root / "ws"
+    for k in range(200):
+        folder = root / f"d{k:03d}"
+        folder.mkdir(parents=True)
+        (folder / "a.py").write_text(code(k))
+        letters = "".join(chr(ord("a") + int(c)) for c in f"{k:03d}")
+        (folder / "b.txt").write_text(f"plain text textmark{letters}\n")
+    daemon = daemon_factory()
+    daemon.start(python=with_open_files_limit(home, NOFILE))
+    client = home.client(120)
+    resp = client.request("POST", "/v1/workspaces", {"path": str(root)})
+    assert resp.status == 200, resp.body
+    assert client.request("GET", f"/v1/index/status?path={root}").json()["files"] == 400
+    for word, path in (("wordz199x7", "d199/a.py"), ("textmarkaaa", "d000/b.txt")):
+        found = client.request("POST", "/v1/search", {"query": word, "path": str(root)}).json()
+        assert [r["path"] for r in found["results"]][:1] == [path]
+    api = client.request("GET", "/v1/status").json()["components"]["api"]
+    assert api["open_files_limit"] == NOFILE and api["max_connections_configured"] == 256
+    cap = api["max_connections"]
+    assert 0 < cap < NOFILE
+
+    busy: list[socket.socket] = []
+    try:
+        while len(busy) < cap:  # one at a time: each is busy before the next connects
+            sock = follow(daemon.socket)
+            busy.append(sock)
+            assert sock.recv(12) == b"HTTP/1.1 200"
+        before = cpu_s(daemon.pid)
+        refused = [client.request("GET", "/v1/status") for _ in range(50)]
+        assert {r.status for r in refused} == {503}
+        error = refused[-1].json()["error"]
+        assert error["code"] == "too_many_open_files" and error["details"]["limit"] == NOFILE
+        assert f"RLIMIT_NOFILE, is {NOFILE}" in error["message"]
+        assert open_fds(daemon.pid) < NOFILE
+        time.sleep(1.0)  # measuring idle CPU: the daemon must not spin on a full table
+        assert cpu_s(daemon.pid) - before < 0.5
+    finally:
+        for sock in busy:
+            sock.close()
+    status = wait_for(lambda: (r := client.request("GET", "/v1/status")).status == 200 and r)
+    assert status.json()["components"]["api"]["refused"] >= 50
+    found = client.request("POST", "/v1/search", {"query": "wordz123x7", "path": str(root)})
+    assert [r["path"] for r in found.json()["results"]][:1] == ["d123/a.py"]
+    assert daemon.running
+
+
+OUT_OF_DESCRIPTORS = """
+import errno, os, resource, sys
+from axd.codeintel import extract, walker
+from axd.codeintel.ignore import IgnoreRules
+root = sys.argv[1]
+rules = IgnoreRules(root, ())
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+hog = []
+try:
+    while True:
+        hog.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+out = []
+for call in (
+    lambda: walker.walk(root, rules),
+    lambda: extract.extract_files(root, ["sub/f.py"], 1 << 20, False),
+):
+    try:
+        call()
+        out.append("no error")
+    except OSError as exc:
+        out.append(errno.errorcode[exc.errno])
+for fd in hog:
+    os.close(fd)
+out.append(sorted(walker.walk(root, rules).files))
+out.append(extract.extract_files(root, ["sub/f.py"], 1 << 20, False)[0].status)
+print(out)
+"""
+
+
+def test_out_of_descriptors_is_an_error_not_a_missing_folder_or_file(tmp_path):
+    """The walker and the extractor meet a real EMFILE (the process's descriptors used
+    up): they raise it, rather than take a folder's files for deleted or record a file as
+    unreadable (either kept it out of the index until it changed again); with
+    descriptors back, the same calls find and read the file."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "f.py").write_text("def f():\n    return 1\n")
+    out = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert out.strip() == str(["EMFILE", "EMFILE", ["sub/f.py"], "pending"])
