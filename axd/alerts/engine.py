@@ -12,6 +12,11 @@ Each transition into pending, firing and resolved is an event (`alert.pending`,
 `alert.firing`, `alert.resolved`) on the bus, and firing/resolved also go to the sinks
 (a webhook, desktop notifications). A condition that comes back during the cooldown waits
 in pending until the cooldown is over.
+
+Every window (`for`, `within`, `cooldown`) is measured on the engine's clock, monotonic
+time: setting the wall clock back an hour (NTP, a laptop waking up, a person) must neither
+hold an alert in pending for an hour nor fire one whose condition held for a second. The
+wall clock appears only in what people read (`since`, `fired_at`, `resolved_at`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +40,7 @@ class Alert:
     rule: Rule
     labels: dict[str, str]
     state: str = "inactive"  # inactive | pending | firing | resolved
-    since: float = 0.0  # wall clock of the last transition
+    since: float = 0.0  # the engine's clock (monotonic) at the last transition; so below
     pending_since: float | None = None
     fired_at: float | None = None
     resolved_at: float | None = None
@@ -45,7 +51,8 @@ class Alert:
     def key(self) -> str:
         return _key(self.rule.name, self.labels)
 
-    def describe(self, now: float) -> dict[str, Any]:
+    def describe(self, now: float, wall: Callable[[float], float | None]) -> dict[str, Any]:
+        """`now` on the engine's clock; `wall` turns an engine time into the wall clock."""
         return {
             "rule": self.rule.name,
             "labels": self.labels,
@@ -53,13 +60,13 @@ class Alert:
             "severity": self.rule.severity,
             "summary": self.rule.summary,
             "value": self.value,
-            "since": self.since,
+            "since": wall(self.since),
             "for_s": round(now - self.since, 1),
             "firing_for_s": round(now - self.fired_at, 1)
             if self.state == "firing" and self.fired_at
             else None,
-            "fired_at": self.fired_at,
-            "resolved_at": self.resolved_at,
+            "fired_at": wall(self.fired_at),
+            "resolved_at": wall(self.resolved_at),
             "fired": self.fired,
         }
 
@@ -74,8 +81,13 @@ class _EventTrack:
 
 
 class AlertEngine:
-    def __init__(self, bus: EventBus, rules: list[Rule]) -> None:
+    def __init__(
+        self, bus: EventBus, rules: list[Rule], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """`clock`: the time windows are measured on; samples are stamped with the same
+        (`Sample.at`: the sampler uses time.monotonic, as here)."""
         self.bus = bus
+        self.clock = clock
         self.rules: list[Rule] = []
         self.alerts: dict[str, Alert] = {}
         self.sinks: list[Any] = []
@@ -89,7 +101,7 @@ class AlertEngine:
         """New rules (a reload): alerts of rules that are gone or changed are dropped, and
         a firing one among them says it resolved."""
         kept = {r.name: r for r in rules}
-        now = time.time()
+        now = self.clock()
         for key, alert in list(self.alerts.items()):
             if kept.get(alert.rule.name) != alert.rule:
                 if alert.state == "firing":
@@ -115,7 +127,7 @@ class AlertEngine:
             if rule.kind == "events" and rule.event == kind:
                 label = str(event.get(rule.by, "")) if rule.by else ""
                 times = self._events[rule.name].times.setdefault(label, deque())
-                now = event.get("ts", time.time())
+                now = self.clock()  # listeners are called as the event is published
                 times.append(now)
                 # An event rule is judged at once, not at the next sample: a crash alerts
                 # within milliseconds. (Its resolution waits for the samples.)
@@ -123,7 +135,7 @@ class AlertEngine:
 
     def on_sample(self, sample: Sample, exported: dict[str, float] | None = None) -> None:
         """Evaluate every rule on this sample (and the event counts up to its time)."""
-        now = sample.ts
+        now = sample.at
         self.evaluations += 1
         values = dict(sample.values)
         if exported:
@@ -195,7 +207,7 @@ class AlertEngine:
 
     def _move(self, alert: Alert, state: str, now: float, reason: str = "") -> None:
         alert.state, alert.since = state, now
-        doc = alert.describe(now)
+        doc = alert.describe(now, self._wall)
         fields = {k: doc[k] for k in ("rule", "labels", "severity", "summary", "value")}
         if state == "resolved" and alert.fired_at is not None:
             fields["fired_for_s"] = round(now - alert.fired_at, 3)
@@ -211,11 +223,18 @@ class AlertEngine:
 
     # ---- reading --------------------------------------------------------------------
 
+    def _wall(self, at: float | None) -> float | None:
+        """An engine time as wall-clock seconds (what it was that long ago, by the wall
+        clock now): for people; never used to measure anything."""
+        if at is None:
+            return None
+        return round(time.time() - (self.clock() - at), 3)
+
     def describe(self) -> dict[str, Any]:
-        now = time.time()
+        now = self.clock()
         order = {"firing": 0, "pending": 1, "resolved": 2, "inactive": 3}
         alerts = sorted(
-            (a.describe(now) for a in self.alerts.values() if a.state != "inactive"),
+            (a.describe(now, self._wall) for a in self.alerts.values() if a.state != "inactive"),
             key=lambda d: (order[d["state"]], d["rule"], sorted(d["labels"].items())),
         )
         return {

@@ -39,6 +39,7 @@ class Checkpointer:
         self.workers = workers
         self.generation: int | None = None  # of the checkpoint in force
         self.written_at: float | None = None
+        self._written_mono = 0.0
         self.error: str | None = None
         self._version = -1  # postings version the checkpoint in force reflects
         self._timer: asyncio.TimerHandle | None = None
@@ -98,7 +99,8 @@ class Checkpointer:
                 return
             await asyncio.to_thread(self._serve_from_files, segs)
             self.generation, self._version = stamp["generation"], version
-            self.written_at, self.error = time.time(), None
+            self.written_at, self.error = time.time(), None  # for people
+            self._written_mono = time.monotonic()  # for its age
 
     def _serve_from_files(self, segs: list[Segment]) -> None:
         """Swap the segments held in memory for views of the files just written: their
@@ -137,7 +139,7 @@ class Checkpointer:
     def health(self) -> dict[str, Any]:
         return {
             "generation": self.generation,
-            "age_s": round(time.time() - self.written_at, 1) if self.written_at else None,
+            "age_s": round(time.monotonic() - self._written_mono, 1) if self.written_at else None,
             "written_at": self.written_at,
             "error": self.error,
             "current": self._version == self.postings.version,  # nothing since the last one

@@ -78,8 +78,9 @@ def base_name(key: str) -> str:
 
 @dataclass
 class Sample:
-    ts: float  # wall clock
+    at: float  # monotonic: what rules measure their windows on (a clock jump moves no window)
     values: dict[str, float] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)  # wall clock, for people and charts
 
     def doc(self) -> dict[str, Any]:
         return {"ts": round(self.ts, 3), "values": self.values}
@@ -131,7 +132,7 @@ class Sampler(Background):
         self._index(values)
         self._daemon(values)
         self._plugins(values)
-        return Sample(time.time(), values)
+        return Sample(time.monotonic(), values)
 
     def _search(self, out: dict[str, float]) -> None:
         recent = self.recorders.searches.recent(self.window)

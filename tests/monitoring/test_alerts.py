@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from axd.alerts import rules as rules_mod
@@ -106,7 +108,7 @@ def test_event_rules_count_real_bus_events_in_their_window_by_a_field():
     for _ in range(3):
         bus.publish("plugin.crashed", plugin="todos")
     bus.publish("plugin.crashed", plugin="imports")
-    now = bus.recent(TypeFilter(["plugin.crashed"]))[-1]["ts"]
+    now = engine.clock()  # windows are on the engine's (monotonic) clock, not the events' ts
     engine.on_sample(Sample(now, {}))
     firing = [a["labels"] for a in engine.describe()["alerts"] if a["state"] == "firing"]
     assert firing == [{"plugin": "todos"}]
@@ -178,3 +180,55 @@ def test_a_changed_rule_resolves_what_it_had_fired():
     assert engine.describe()["alerts"] == []
     last = bus.recent(TypeFilter(["alert.*"]))[-1]
     assert last["type"] == "alert.resolved" and last["reason"] == "rule changed or removed"
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_windows_count_the_seconds_that_passed_whatever_the_wall_clock_does():
+    """The wall clock is set back an hour between two samples (they carry it as `ts`):
+    `for` still fires after 120 s of monotonic time, and the stamps people read are
+    wall-clock times of the moment it fired."""
+    bus = EventBus()
+    clock = Clock(5000.0)
+    engine = AlertEngine(bus, rules(SLOW), clock=clock)
+    wall = time.time()
+    engine.on_sample(Sample(clock(), {"search.latency.p95": 250.0}, ts=wall))
+    clock.t += 60
+    engine.on_sample(Sample(clock(), {"search.latency.p95": 250.0}, ts=wall - 3600 + 60))
+    assert engine.describe()["alerts"][0]["state"] == "pending"
+    clock.t += 60
+    engine.on_sample(Sample(clock(), {"search.latency.p95": 250.0}, ts=wall - 3600 + 120))
+    alert = engine.describe()["alerts"][0]
+    assert alert["state"] == "firing" and alert["for_s"] == 0.0
+    assert abs(alert["fired_at"] - time.time()) < 5  # now, by the wall clock
+    # The cooldown after it resolves counts monotonic seconds too.
+    engine.on_sample(Sample(clock(), {"search.latency.p95": 10.0}, ts=wall + 7200))
+    clock.t += 30
+    engine.on_sample(Sample(clock(), {"search.latency.p95": 250.0}))
+    assert engine.describe()["alerts"][0]["state"] == "pending"  # 30 s of a 60 s cooldown
+
+
+def test_event_windows_ignore_the_events_wall_clock_stamps():
+    """Events stamped an hour ahead (the wall clock jumped forward, then back) leave the
+    window when the engine's clock says so, not an hour later."""
+    bus = EventBus()
+    clock = Clock(100.0)
+    engine = AlertEngine(
+        bus,
+        rules('[[rule]]\nname="loop"\nevent="plugin.crashed"\ncount=2\nop=">"\nwithin="5m"\n'),
+        clock=clock,
+    )
+    for _ in range(3):
+        engine.on_event({"type": "plugin.crashed", "ts": time.time() + 3600, "plugin": "x"})
+    assert engine.describe()["alerts"][0]["state"] == "firing"
+    clock.t += 301
+    engine.on_sample(Sample(clock(), {}))
+    assert engine.describe()["alerts"][0]["state"] == "resolved"

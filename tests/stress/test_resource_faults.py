@@ -2,7 +2,9 @@
 one mounted read-only; the inotify watch limit reached (in a user namespace of the daemon's
 own, so nothing else on the machine loses its watches); a low open-files limit (prlimit).
 The daemon says what is wrong, keeps serving what it has, loses nothing, and recovers once
-the resource is back."""
+the resource is back. Clock jumps are tested without touching the clock:
+tests/monitoring/test_alerts.py (an injected clock) and tests/test_clocks.py (no duration
+on the wall clock)."""
 
 from __future__ import annotations
 
