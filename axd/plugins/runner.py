@@ -254,14 +254,17 @@ class PluginProcess:
         return True
 
     async def stop(self, grace: float) -> int | None:
-        """Ask (`shutdown`), then SIGTERM, then SIGKILL the whole group."""
+        """Ask (`shutdown`), then SIGTERM, then SIGKILL the whole group; `grace` after the
+        ask (its answer included) and again after SIGTERM."""
         if self.proc is None:
             return None
         self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if self.proc.returncode is None and not self.closed.is_set():
             with contextlib.suppress(PluginUnavailable, PluginTimeout, PluginCallError):
                 await self.request("shutdown", {}, grace)
-        if await self._wait(grace):
+        if await self._wait(deadline - loop.time()):
             return await self._finish()
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGTERM)
@@ -287,6 +290,8 @@ class PluginProcess:
 
     async def _wait(self, timeout: float) -> bool:
         assert self.proc is not None
+        if timeout <= 0:  # wait_for would give up before looking
+            return self.proc.returncode is not None
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
             return True

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -187,6 +189,22 @@ async def test_a_stopped_plugin_is_not_reaped(launch):
     process, _ = await launch("cutoff", exit_grace=0.0)
     assert await process.stop(5) == 0  # its channel closes as it exits: that was asked for
     assert process.protocol_error is None
+
+
+async def test_a_plugin_that_never_answers_is_sent_sigterm_one_grace_after_the_ask(launch):
+    """`stop(grace)` asks, waits `grace`, then SIGTERM. Before: the ask itself waited `grace`
+    for an answer and the wait for the exit another `grace`, so a plugin whose worker hangs
+    (mute) got SIGTERM only after twice the grace (bench/containment.py: a stop took 6.0 s
+    at the default 3 s stop_grace)."""
+    process, _ = await launch("mute")
+    hanging = asyncio.create_task(process.call("hang", None, CALL))
+    await asyncio.sleep(0)  # the call is sent: the plugin's one worker now waits forever
+    grace = 1.5
+    started = time.monotonic()
+    assert await process.stop(grace) == -signal.SIGTERM  # mute leaves SIGTERM alone
+    assert grace <= time.monotonic() - started < 2 * grace - 0.5
+    with pytest.raises(PluginUnavailable):
+        await hanging
 
 
 # ---- output -----------------------------------------------------------------------------
