@@ -195,8 +195,11 @@ class ChangeFollower:
         except OSError as exc:
             ws.cookies.pop(name, None)
             return f"cannot write a cookie file in {ws.root} ({exc.strerror})"
+        timeout = FRESH_TIMEOUT
+        if ws.watcher.mode.polling:  # a cookie is confirmed two poll intervals after it is seen
+            timeout = max(timeout, 3 * self.config.number("daemon.watch_poll_interval") + 2)
         try:
-            seq = await asyncio.wait_for(future, FRESH_TIMEOUT)
+            seq = await asyncio.wait_for(future, timeout)
         except TimeoutError:
             ws.cookies.pop(name, None)
             return "the watcher did not confirm the cookie in time; results may be stale"

@@ -59,6 +59,8 @@ class Watcher(Background):
         self.dirs = set(dirs)
         self._unsynced: set[str] = set()  # added folders the next watch has to re-walk
         self._cookies_held: set[str] = set()
+        # Polling: (when to confirm, cookies) seen but not yet confirmed (see `_batch`).
+        self._cookies_polled: list[tuple[float, set[str]]] = []
         self.on_batch = on_batch
         self.debounce_ms = max(1, int(debounce * 1000))
         self.seq = 0
@@ -172,7 +174,8 @@ class Watcher(Background):
             self._held |= {p for _, p in changes}
             return
         self.heartbeat = time.monotonic()
-        if not changes and not just_started and not self._held:
+        due = self._due_cookies()
+        if not changes and not just_started and not self._held and not due:
             return
         self.seq += 1
         changed: set[str] = set()
@@ -196,9 +199,29 @@ class Watcher(Background):
             # A fresh query must also see what changed in the added folders before
             # their watch was up: its cookie waits for the new watch's first batch,
             # which re-walks them.
-            self._cookies_held |= cookies
-            cookies = set()
+            self._cookies_held |= cookies | due
+            cookies, due = set(), set()
+        if self.mode.polling:
+            # inotify reports in order, so a cookie comes after every change made before
+            # it. A poll does not: it lists one folder after another, and may find the
+            # cookie in the root before an edit made just before it in a folder it had
+            # listed already. A cookie is confirmed once a whole poll has run since it
+            # was seen (two intervals), so the batches before have every such edit.
+            if cookies:
+                settle = 2 * self.mode.poll_interval() + (self.debounce_ms + 2 * STEP_MS) / 1000
+                self._cookies_polled.append((time.monotonic() + settle, cookies))
+            cookies = due
+        else:
+            cookies |= due
         await self.on_batch(changed, cookies, self.seq)
+
+    def _due_cookies(self) -> set[str]:
+        """The polled cookies whose wait is over."""
+        now = time.monotonic()
+        due = {c for at, batch in self._cookies_polled if at <= now for c in batch}
+        if due:
+            self._cookies_polled = [(at, b) for at, b in self._cookies_polled if at > now]
+        return due
 
     def _existing_cookies(self) -> set[str]:
         """After a (re)start, cookies written in the gap are still on disk: count them seen."""

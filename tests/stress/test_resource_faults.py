@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import DATA, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +101,23 @@ def in_user_namespace(home, limits: dict[str, int]) -> str:
     return str(script)
 
 
+FOLDERS = 60
+
+
+def fresh_paths(client, root: Path, word: str) -> list[str]:
+    doc = client.request("POST", "/v1/search", {"query": word, "path": str(root), "fresh": True})
+    doc = doc.json()
+    assert "warnings" not in doc, doc["warnings"]
+    return [r["path"] for r in doc["results"]]
+
+
+def log_lines(daemon) -> list[dict]:
+    """The daemon's JSON log lines written so far (a line it is still writing is left)."""
+    text = daemon.stderr_text()
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(x) for x in complete.splitlines() if x.startswith("{")]
+
+
 def recent_events(client, types: str) -> list[dict]:
     body = client.request("GET", f"/v1/events?types={types}&limit=1000").body
     return [json.loads(line) for line in body.splitlines() if line.strip()]
@@ -109,20 +128,22 @@ def test_an_exhausted_inotify_watch_limit_falls_back_to_polling_and_says_so(
     home, daemon_factory, watches
 ):
     """With the inotify watch limit reached (0: none at all, config watcher included; 8:
-    the config folders get theirs, the workspace's 30 folders do not), the workspace is
+    the config folder gets its watch, the workspace's 60 folders do not), the workspace is
     polled: its status and the codeintel health say `polling` and why, a `watch.polling`
-    event and a warning name the limit, and a file changed afterwards is found by a fresh
-    search. With no watch at all, a config edit still applies (the config is polled)."""
+    event and a warning name the limit, and files changed afterwards are found by fresh
+    searches. With no watch at all, a config edit still applies (the config is polled)."""
     unshare_works = subprocess.run(
         ["unshare", "--user", "--map-root-user", "true"], capture_output=True, check=False
     )
     if unshare_works.returncode != 0:
         pytest.skip(f"no user namespaces here: {unshare_works.stderr.decode().strip()}")
     root = home.root / "ws"
-    for k in range(30):
+    for k in range(FOLDERS):
         folder = root / f"pkg{k:02d}"
         folder.mkdir(parents=True)
         (folder / f"mod{k:02d}.py").write_text(code(k))
+        for j in range(10):
+            (folder / f"data{j}.txt").write_text("filler\n")
     home.write_config('[daemon]\nlog_level = "info"\n')
     home.env["AXD_DAEMON_WATCH_POLL_INTERVAL"] = "200ms"
     daemon = daemon_factory()
@@ -141,19 +162,20 @@ def test_an_exhausted_inotify_watch_limit_falls_back_to_polling_and_says_so(
     polling = recent_events(client, "watch.polling")
     assert [e for e in polling if e["watcher"] == "workspace" and e["workspace"] == str(root)]
     assert all(e["poll_interval_s"] == 0.2 and "inotify" in e["reason"] for e in polling)
-    warnings = [r for r in daemon.log_records() if r["logger"] == "axd.watch"]
+    warnings = [r for r in log_lines(daemon) if r["logger"] == "axd.watch"]
     assert any("polling every 0.2s" in r["msg"] and r["level"] == "warning" for r in warnings)
 
-    # Changes still reach search: an edit, a new file in a new folder, found fresh.
-    (root / "pkg07" / "mod07.py").write_text("def edited():\n    return 'polledword'\n")
+    # Changes still reach search: edits all over (each searched fresh at once: a poll
+    # lists folders one after another, and may find the search's cookie before an edit
+    # made just before it), and a new file in a new folder.
+    for n, k in enumerate(random.Random(watches).sample(range(FOLDERS), 6)):
+        word = "polled" + "".join(chr(ord("a") + int(c)) for c in f"{n:02d}")
+        path = f"pkg{k:02d}/mod{k:02d}.py"
+        (root / path).write_text(f"def edited():\n    return '{word}'\n")
+        assert fresh_paths(client, root, word)[:1] == [path]
     (root / "later").mkdir()
     (root / "later" / "new.py").write_text("def added():\n    return 'pollednewword'\n")
-    for word, path in (("polledword", "pkg07/mod07.py"), ("pollednewword", "later/new.py")):
-        doc = client.request(
-            "POST", "/v1/search", {"query": word, "path": str(root), "fresh": True}
-        ).json()
-        assert "warnings" not in doc, doc["warnings"]
-        assert [r["path"] for r in doc["results"]][:1] == [path]
+    assert fresh_paths(client, root, "pollednewword")[:1] == ["later/new.py"]
 
     config_watcher = [e for e in polling if e["watcher"] == "config"]
     config = client.request("GET", "/v1/status").json()["components"]["config"]
@@ -301,3 +323,38 @@ def test_out_of_descriptors_is_an_error_not_a_missing_folder_or_file(tmp_path):
         timeout=60,
     ).stdout
     assert out.strip() == str(["EMFILE", "EMFILE", ["sub/f.py"], "pending"])
+
+
+def test_plugin_folders_are_polled_when_inotify_is_refused_and_hot_reload_works(
+    home, daemon_factory
+):
+    """No inotify watch at all: the plugin folder watcher polls, says so (a `watch.polling`
+    event for `plugins`), and an edit of the plugin's code is still hot-reloaded."""
+    plugins = home.root / "plugins"
+    shutil.copytree(DATA / "plugins" / "echo", plugins / "echo")
+    home.env.update(
+        AXD_PLUGINS_ENABLED="true",
+        AXD_PLUGINS_BUILTIN="false",
+        AXD_PLUGINS_PATHS=str(plugins),
+        AXD_PLUGINS_STOP_GRACE="1s",
+        AXD_DAEMON_WATCH_POLL_INTERVAL="200ms",
+    )
+    daemon_factory().start(python=in_user_namespace(home, {"watches": 0}))
+    client = home.client(60)
+
+    def plugin() -> dict:
+        return client.request("GET", "/v1/plugins/echo").json()
+
+    wait_for(lambda: plugin()["state"] == "running", timeout=30)
+    polling = wait_for(lambda: recent_events(client, "watch.polling"))
+    assert {e["watcher"] for e in polling} >= {"plugins", "config"}
+    source = plugins / "echo" / "echo_plugin.py"
+    text = source.read_text()
+    old = '"greeting": self.config.get("greeting")}'
+    assert old in text
+    source.write_text(text.replace(old, '"greeting": self.config.get("greeting"), "polled": 1}'))
+    wait_for(lambda: plugin()["generation"] == 1, timeout=30)
+    answer = client.request("POST", "/v1/plugins/echo/call", {"method": "echo", "params": [1]})
+    assert answer.json()["result"]["polled"] == 1
+    [reloaded] = recent_events(client, "plugin.reloaded")
+    assert reloaded["reason"] == "file changed"
