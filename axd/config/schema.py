@@ -96,8 +96,9 @@ OPTIONS: tuple[Option, ...] = (
         256,
         "int",
         "Connections the API keeps open at most: past it, a new connection closes the one "
-        "idle the longest (or is closed itself if none is idle). Keep it well below the "
-        "daemon's open-files limit (ulimit -n).",
+        "idle the longest (or, if none is idle, its request is answered 503). Lowered to "
+        "the daemon's open-files limit (ulimit -n) less 64 when that is smaller; status "
+        "shows the cap in force.",
         minimum=8,
         maximum=65536,
     ),
