@@ -57,7 +57,10 @@ class Watcher(Background):
         self.root = root
         self.mode = mode or WatchMode("workspace", None, lambda: 1.0, workspace=root)
         self.dirs = set(dirs)
-        self._unsynced: set[str] = set()  # added folders the next watch has to re-walk
+        # Folders the next watch has to re-walk once it is up: at first the whole workspace
+        # (""), for what changed between the walk that indexed it and the watch (a file
+        # saved while a large index ran, after it was read, was missed until saved again).
+        self._unsynced: set[str] = {""}
         self._cookies_held: set[str] = set()
         # Polling: (when to confirm, cookies) seen but not yet confirmed (see `_batch`).
         self._cookies_polled: list[tuple[float, set[str]]] = []
