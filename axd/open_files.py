@@ -9,7 +9,8 @@ changed again), a folder's files taken for deleted, or a watcher batch dropped. 
 - the daemon raises its soft limit to the hard one at start (systemd and most shells give
   a soft 1024 under a much higher hard limit);
 - the API keeps its connections within the limit less a reserve for everything else
-  (`api/connections.py`);
+  (`api/connections.py`), and a new watcher polls rather than take an inotify descriptor
+  from that reserve (`watch_mode.py`);
 - code that meets EMFILE raises it on (`exhausted()` tells it apart), and what reaches a
   client is a 503 `too_many_open_files` naming the limit (`refusal()`); indexing keeps
   what it had and the watcher keeps the changes it could not apply, to try again.
@@ -57,6 +58,18 @@ def in_use() -> int | None:
         return len(os.listdir("/proc/self/fd")) - 1  # less the one listing it
     except OSError:
         return None
+
+
+def short() -> str | None:
+    """Why a new long-held descriptor (an inotify instance) should be done without, when
+    fewer than RESERVE are left: they are for connections and for reading files."""
+    used, cap = in_use(), limit()
+    if used is None or cap - used >= RESERVE:
+        return None
+    return (
+        f"axd is near its open-files limit ({used} of {cap} descriptors in use, "
+        "RLIMIT_NOFILE): a watcher would take one more"
+    )
 
 
 def connection_cap(configured: int) -> int:

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from axd import open_files
 from axd.events import EventBus
 
 log = logging.getLogger("axd.watch")
@@ -38,8 +39,9 @@ _REFUSALS = (
     ),
 )
 ADVICE = (
-    "raise the limit (sysctl fs.inotify.max_user_watches=524288, or max_user_instances) "
-    "and restart axd to watch with inotify again"
+    "raise the limit (sysctl fs.inotify.max_user_watches=524288, or max_user_instances; "
+    "the open-files limit: LimitNOFILE= or ulimit -n) and restart axd to watch with "
+    "inotify again"
 )
 
 
@@ -81,7 +83,10 @@ class WatchMode:
 
     def options(self) -> dict[str, Any]:
         """`force_polling` and `poll_delay_ms` for `watchfiles.awatch` (None: watchfiles'
-        own choice, inotify on Linux)."""
+        own choice, inotify on Linux). Near the open-files limit a watcher that would
+        start with inotify polls instead (an inotify instance is a descriptor)."""
+        if not self.polling and (why := open_files.short()):
+            self._switch(why, why)
         return {
             "force_polling": True if self.polling else None,
             "poll_delay_ms": max(10, round(self.poll_interval() * 1000)),
@@ -93,23 +98,26 @@ class WatchMode:
         reason = inotify_refused(exc)
         if reason is None or self.polling:
             return False
+        self._switch(reason, str(exc))
+        return True
+
+    def _switch(self, reason: str, error: str) -> None:
         self.mode, self.reason = "polling", reason
         interval = self.poll_interval()
         log.warning(
-            f"{self.what} watcher: inotify refused, polling every {interval:g}s instead",
-            extra={"reason": reason, "error": str(exc), "advice": ADVICE, **self.labels},
+            f"{self.what} watcher polls every {interval:g}s instead of using inotify: {reason}",
+            extra={"reason": reason, "error": error, "advice": ADVICE, **self.labels},
         )
         if self.bus is not None:
             self.bus.publish(
                 "watch.polling",
                 watcher=self.what,
                 reason=reason,
-                error=str(exc)[:500],
+                error=error[:500],
                 poll_interval_s=interval,
                 advice=ADVICE,
                 **self.labels,
             )
-        return True
 
     def info(self) -> dict[str, Any]:
         return {"watch_mode": self.mode, "watch_reason": self.reason}

@@ -163,7 +163,7 @@ def test_an_exhausted_inotify_watch_limit_falls_back_to_polling_and_says_so(
     assert [e for e in polling if e["watcher"] == "workspace" and e["workspace"] == str(root)]
     assert all(e["poll_interval_s"] == 0.2 and "inotify" in e["reason"] for e in polling)
     warnings = [r for r in log_lines(daemon) if r["logger"] == "axd.watch"]
-    assert any("polling every 0.2s" in r["msg"] and r["level"] == "warning" for r in warnings)
+    assert any("polls every 0.2s" in r["msg"] and r["level"] == "warning" for r in warnings)
 
     # Changes still reach search: edits all over (each searched fresh at once: a poll
     # lists folders one after another, and may find the search's cookie before an edit
@@ -275,6 +275,40 @@ def test_a_low_open_files_limit_is_a_clear_503_and_nothing_is_lost(home, daemon_
     found = client.request("POST", "/v1/search", {"query": "wordz123x7", "path": str(root)})
     assert [r["path"] for r in found.json()["results"]][:1] == ["d123/a.py"]
     assert daemon.running
+
+
+def test_watchers_near_the_open_files_limit_poll_and_every_request_is_answered(
+    home, daemon_factory
+):
+    """RLIMIT_NOFILE 128 and 40 workspaces, each with a watcher that would hold an inotify
+    descriptor: the first ones get theirs, the rest poll and say it is the open-files
+    limit, so the descriptors kept for connections stay free: every request is answered
+    (none reset for want of a descriptor to accept it), and a change in a polled
+    workspace is found fresh."""
+    daemon = daemon_factory()
+    daemon.start(python=with_open_files_limit(home, NOFILE))
+    client = home.client(60)
+    roots = []
+    for k in range(40):
+        root = home.root / f"ws{k:02d}"
+        root.mkdir()
+        (root / "m.py").write_text(code(k))
+        resp = client.request("POST", "/v1/workspaces", {"path": str(root)})
+        assert resp.status == 200, resp.body
+        roots.append(root)
+
+    def workspaces() -> list[dict]:
+        found = client.request("GET", "/v1/workspaces").json()["workspaces"]
+        return found if len(found) == 40 and all(w["watching"] for w in found) else []
+
+    found = wait_for(workspaces)
+    polled = [w for w in found if w["watch_mode"] == "polling"]
+    assert polled and len(polled) < 40
+    assert all("open-files limit" in w["watch_reason"] for w in polled)
+    assert open_fds(daemon.pid) <= NOFILE - 32
+    root = Path(polled[-1]["root"])
+    (root / "m.py").write_text("def late():\n    return 'latepolledword'\n")
+    assert fresh_paths(client, root, "latepolledword") == ["m.py"]
 
 
 OUT_OF_DESCRIPTORS = """
