@@ -89,24 +89,29 @@ class ChangeFollower:
                 batch, ws.pending = ws.pending, {}
                 try:
                     await self._apply(ws, set(batch))
+                    ws.retrying = None
                 except Exception as exc:  # one bad batch must not stop the watcher
                     if not _transient(exc):
                         log.exception("indexing changes failed", extra={"root": ws.root})
                         ws.errors.append(f"{type(exc).__name__}: {exc}")
                     else:
                         # Out of descriptors or disk space: the changes are kept and tried
-                        # again a little later, not dropped (they would stay unindexed).
-                        log.warning(
-                            "indexing changes failed; trying again",
-                            extra={"root": ws.root, "error": str(exc), "files": len(batch)},
-                        )
-                        ws.errors.append(f"{exc}: {len(batch)} change(s) kept, tried again")
+                        # again a little later, not dropped (they would stay unindexed);
+                        # fresh searches meanwhile say so. Logged once per episode.
+                        if ws.retrying is None:
+                            log.warning(
+                                "indexing changes failed; trying again",
+                                extra={"root": ws.root, "error": str(exc), "files": len(batch)},
+                            )
+                            ws.errors.append(f"{exc}: the changes are kept and tried again")
+                        ws.retrying = str(exc)
                         for path, seen in batch.items():
                             ws.pending.setdefault(path, seen)
-                        await asyncio.sleep(RETRY_S)
                 async with ws.applied:
                     ws.applied_seq = max(ws.applied_seq, seq)
                     ws.applied.notify_all()
+                if ws.retrying:
+                    await asyncio.sleep(RETRY_S)
         finally:
             ws.flushing = False
 
@@ -208,6 +213,11 @@ class ChangeFollower:
                 os.unlink(path)
         async with ws.applied:
             await asyncio.wait_for(ws.applied.wait_for(lambda: ws.applied_seq >= seq), 60)
+        if ws.retrying:
+            return (
+                f"{len(ws.pending)} change(s) are not indexed yet ({ws.retrying}); "
+                f"they are tried again every {RETRY_S:g}s"
+            )
         return None
 
 

@@ -50,6 +50,7 @@ class Workspace:
     last_index_ms: float | None = None
     errors: list[str] = field(default_factory=list)
     needs_rescan: bool = False
+    retrying: str | None = None  # why changes wait to be indexed again (no descriptor, no space)
 
     def stale(self, path: str, size: int, mtime_ns: int) -> bool:
         """Whether `path` is new or its size or mtime differ from what was indexed."""

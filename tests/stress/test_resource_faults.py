@@ -8,6 +8,7 @@ on the wall clock)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -71,6 +72,34 @@ def test_a_full_disk_is_named_and_what_was_indexed_stays(home, daemon_factory, s
     assert [r["path"] for r in last.json()["results"]][:1] == ["f0999.py"]
     status = client.request("GET", f"/v1/index/status?path={root}").json()
     assert status["files"] == 1000
+
+
+def test_changes_met_by_a_full_disk_are_kept_and_indexed_once_there_is_space(
+    home, daemon_factory, small_state
+):
+    """The disk fills up after the index is built: a watcher batch that cannot be written
+    is kept (not dropped), a fresh search says its changes are not indexed yet, and once
+    space is back they are, without touching the file again."""
+    root = home.root / "ws"
+    root.mkdir()
+    for k in range(20):
+        (root / f"f{k:02d}.py").write_text(code(k))
+    (root / "marker.py").write_text("def marker():\n    return 'markerword'\n")
+    daemon_factory().start()
+    client = home.client(60)
+    assert client.request("POST", "/v1/workspaces", {"path": str(root)}).status == 200
+    assert fresh_paths(client, root, "markerword") == ["marker.py"]  # the watch is up
+    filler = small_state / "filler"
+    with open(filler, "wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:  # until the disk is full
+            fh.write(b"\0" * 65536)
+    (root / "f05.py").write_text("def later():\n    return 'diskfullword'\n" * 400)
+    doc = client.request(
+        "POST", "/v1/search", {"query": "diskfullword", "path": str(root), "fresh": True}
+    ).json()
+    assert doc["results"] == [] and "not indexed yet" in doc["warnings"][0]
+    filler.unlink()
+    wait_for(lambda: fresh_paths(client, root, "diskfullword")[:1] == ["f05.py"], timeout=20)
 
 
 def test_a_read_only_state_dir_is_a_clear_refusal_to_start(home, daemon_factory, small_state):
