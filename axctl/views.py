@@ -99,6 +99,13 @@ def references(doc: dict[str, Any], name: str, out: Write, err: Write) -> None:
         err(f"no occurrences of {name}")
 
 
+def _watch_mode(ws: dict[str, Any]) -> list[tuple[str, str]]:
+    """A row when the workspace is polled for changes rather than watched with inotify."""
+    if ws.get("watch_mode") != "polling":
+        return []
+    return [("watch", f"polling: {ws.get('watch_reason') or 'inotify unavailable'}")]
+
+
 def index_status(ws: dict[str, Any]) -> str:
     cache = ws["cache"]
     by_status = ws["files_by_status"]
@@ -114,6 +121,7 @@ def index_status(ws: dict[str, Any]) -> str:
             ("bytes", f"{ws['bytes'] / 1e6:.1f} MB"),
             ("languages", langs),
             ("last update", f"{last}; lag {ws['lag_s']}s, {ws['pending_changes']} pending"),
+            *_watch_mode(ws),
             *_stages(ws.get("stages", {})),
             (
                 "cache",

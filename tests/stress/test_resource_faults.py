@@ -185,6 +185,9 @@ def test_an_exhausted_inotify_watch_limit_falls_back_to_polling_and_says_so(
 
     ws = wait_for(lambda: (w := workspace())["watch_mode"] == "polling" and w["watching"] and w)
     assert "max_user_watches" in ws["watch_reason"]
+    shown = home.axctl("index", "status", "--workspace", str(root))
+    assert shown.returncode == 0, shown.stderr
+    assert "polling: the kernel refused more inotify watches" in shown.stdout
     codeintel = client.request("GET", "/v1/status").json()["components"]["codeintel"]
     assert codeintel["health"] == "degraded" and codeintel["polled_workspaces"] == 1
     assert "polled every 0.2s" in codeintel["reason"] and "max_user_watches" in codeintel["advice"]
