@@ -343,6 +343,87 @@ def test_watchers_near_the_open_files_limit_poll_and_every_request_is_answered(
     assert fresh_paths(client, root, "latepolledword") == ["m.py"]
 
 
+ACCEPT_AT_EMFILE = r'''
+import asyncio, json, os, resource, subprocess, sys, time
+import uvloop
+from aiohttp import web
+
+path = sys.argv[1]
+CLIENT = """
+import socket, sys
+def one():
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.settimeout(5)
+        s.connect(sys.argv[1])
+        s.sendall(b"GET / HTTP/1.1\\r\\nHost: axd\\r\\n\\r\\n")
+        head = s.recv(12).decode().split()
+        return head[1] if len(head) > 1 else "closed"
+    except OSError as exc:
+        return type(exc).__name__
+    finally:
+        s.close()
+for _ in range(2):
+    sys.stdin.readline()
+    print(" ".join(one() for _ in range(5)), flush=True)
+"""
+
+
+async def main():
+    app = web.Application()
+    app.router.add_get("/", lambda request: web.json_response({}))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    hog = []
+    try:
+        while True:
+            hog.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    cpu = time.process_time()
+    client.stdin.write("go\n")
+    client.stdin.flush()
+    exhausted = await asyncio.to_thread(client.stdout.readline)
+    cpu = time.process_time() - cpu
+    for fd in hog:
+        os.close(fd)
+    client.stdin.write("go\n")
+    client.stdin.flush()
+    freed = await asyncio.to_thread(client.stdout.readline)
+    client.wait()
+    await runner.cleanup()
+    print(json.dumps({"exhausted": exhausted.split(), "freed": freed.split(), "cpu_s": cpu}))
+
+uvloop.run(main())
+'''
+
+
+def test_uvloop_accept_at_emfile_neither_spins_nor_stops_listening(tmp_path):
+    """What the daemon relies on when accept() meets EMFILE (its descriptors used up by
+    something the connection cap does not cover): uvloop's libuv accepts with a spare
+    descriptor and closes at once (the client sees the connection end, no answer), uses
+    no CPU meanwhile, and serves again as soon as descriptors are free. Checked on the
+    real thing so that an upgrade that changes it fails here."""
+    pytest.importorskip("uvloop")
+    out = subprocess.run(
+        [sys.executable, "-c", ACCEPT_AT_EMFILE, str(tmp_path / "s.sock")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert "200" not in result["exhausted"], result
+    assert result["freed"] == ["200"] * 5, result
+    assert result["cpu_s"] < 0.5
+
+
 OUT_OF_DESCRIPTORS = """
 import errno, os, resource, sys
 from axd.codeintel import extract, walker
