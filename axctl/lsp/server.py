@@ -273,7 +273,9 @@ class Server:
             if key not in seen:
                 seen.add(key)
                 out.append(self._symbol_information(key[0], row, first_lines.get(key)))
-        return out[:SYMBOL_LIMIT]
+                if len(out) == SYMBOL_LIMIT:  # place no more names than are answered
+                    break
+        return out
 
     def _symbol_information(
         self, path: str, row: dict[str, Any], line: str | None = None
