@@ -67,12 +67,16 @@ def drill_home(home):
     import shutil
 
     shutil.copytree(ECHO_PLUGIN, plugins / "echo")
+    # The daemon's temp folder is this test's own: what a drill leaves behind is checked
+    # there, not in /tmp, where a drill of another worker may be under way.
+    (home.root / "tmp").mkdir()
     home.env.update(
         AXD_PLUGINS_ENABLED="true",
         AXD_PLUGINS_BUILTIN="false",
         AXD_PLUGINS_PATHS=str(plugins),
         AXD_MONITORING_INTERVAL="0.2s",
         AXD_MONITORING_WINDOW="2s",
+        TMPDIR=str(home.root / "tmp"),
     )
     return home
 
@@ -106,7 +110,6 @@ def test_a_drill_detects_recovers_and_leaves_nothing_behind(
         lambda: home.client().request("GET", "/v1/plugins/echo").json()["state"] == "running",
         timeout=30,
     )
-    before = set(os.listdir("/tmp"))
     result, steps = run_drill(home, scenario)
     assert result["type"] == "result" and result["outcome"] == "ok", steps
     assert result["detected_by"] == rule
@@ -114,7 +117,7 @@ def test_a_drill_detects_recovers_and_leaves_nothing_behind(
     assert steps and all(s["type"] == "step" for s in steps)
     # Nothing changed behind it: no scratch workspace or folder, the plugin running.
     assert workspaces(home) == []
-    assert not {n for n in set(os.listdir("/tmp")) - before if n.startswith("axd-drill-")}
+    assert not [n for n in os.listdir(home.root / "tmp") if n.startswith("axd-drill-")]
     assert home.client().request("GET", "/v1/plugins/echo").json()["state"] == "running"
     history = home.client().request("GET", "/v1/drills/history").json()["drills"]
     assert [(d["scenario"], d["outcome"]) for d in history] == [(scenario, "ok")]
