@@ -276,7 +276,7 @@ def http_symbol(conn: Connection, root: str, query: str) -> tuple[float, int]:
     started = time.perf_counter()
     rows = 0
     for target_, body in (
-        ("/v1/definitions", {"name": query, "path": root, "limit": SYMBOL_LIMIT}),
+        ("/v1/definitions", {"name": query, "path": root, "limit": SYMBOL_LIMIT, "line": True}),
         ("/v1/search", {"query": query, "path": root, "limit": SYMBOL_LIMIT}),
     ):
         resp = conn.request("POST", target_, body)
@@ -398,7 +398,13 @@ def language(path: str) -> str:
 
 
 def http_definition(conn: Connection, spot: dict[str, Any]) -> tuple[float, str]:
-    body = {"name": spot["name"], "path": spot["path"], "limit": DEFINITION_LIMIT, "exact": True}
+    body = {
+        "name": spot["name"],
+        "path": spot["path"],
+        "limit": DEFINITION_LIMIT,
+        "exact": True,
+        "line": True,
+    }
     started = time.perf_counter()
     resp = conn.request("POST", "/v1/definitions", body)
     doc = resp.json()

@@ -272,6 +272,12 @@ DEFINITIONS_BODY: dict[str, Any] = {
             "type": "boolean",
             "description": "only exact matches (any case); no prefix or fuzzy fallback",
         },
+        "line": {
+            "type": "boolean",
+            "description": "each result with its first line as it is on disk (`line`; null "
+            "when the file changed since it was indexed): what an editor needs to place the "
+            "name without reading the file",
+        },
     },
 }
 
@@ -286,8 +292,10 @@ DEFINITIONS_BODY: dict[str, Any] = {
 )
 async def definitions(request: web.Request) -> web.Response:
     body = await json_body(request, DEFINITIONS_BODY)
-    exact = bool(body.get("exact"))
-    return await _by_name(request, lambda ci, ws, n, k: ci.definitions(ws, n, k, exact=exact), body)
+    exact, lines = bool(body.get("exact")), bool(body.get("line"))
+    return await _by_name(
+        request, lambda ci, ws, n, k: ci.definitions(ws, n, k, exact=exact, lines=lines), body
+    )
 
 
 @routes.add(

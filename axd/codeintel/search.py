@@ -179,6 +179,32 @@ def _best_line(lines: list[str], terms: set[str]) -> int:
     return min(found, key=lambda line: (-len(found[line]), line))
 
 
+FIRST_LINE_MAX = 4096  # bytes read for a definition's first line
+
+
+def first_line(root: str, path: str, span: tuple[Any, ...]) -> str | None:
+    """The first line of a definition, read from the byte range stored at index time if
+    the file is still the one indexed (same size and mtime); None otherwise. One `pread`
+    of at most 4 KiB: a client placing the name needs no read of the whole file."""
+    begin, end, size, mtime_ns = span
+    if begin is None or end is None:
+        return None
+    try:
+        fd = os.open(os.path.join(root, path), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            return None
+        data = os.pread(fd, min(end - begin, FIRST_LINE_MAX), begin)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace").partition("\n")[0].rstrip("\r")
+
+
 def _span_lines(root: str, row: dict[str, Any]) -> list[str] | None:
     """The snippet lines read from the byte range stored at index time, if the file is
     still the one indexed (same size and mtime); None otherwise."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import time
@@ -26,7 +25,7 @@ from axd.codeintel.checkpoints import CHECKPOINT_DELAY_S, Checkpointer
 from axd.codeintel.indexer import Indexer
 from axd.codeintel.merges import Merger
 from axd.codeintel.postings import Postings, Ranking
-from axd.codeintel.store import Store
+from axd.codeintel.store import SPAN, Store
 from axd.codeintel.workers import Workers
 from axd.codeintel.workspaces import FileState, Workspace, WorkspaceSet, real_path
 from axd.config.live import LiveConfig
@@ -441,18 +440,23 @@ class CodeIntel:
         return doc
 
     async def definitions(
-        self, ws: Workspace, name: str, limit: int, exact: bool = False
+        self, ws: Workspace, name: str, limit: int, exact: bool = False, lines: bool = False
     ) -> dict[str, Any]:
+        """`lines`: each definition with its first line as it is on disk (`line`, null when
+        the file changed since it was indexed), so an editor places the name unread."""
         started = time.perf_counter()
-        match, found = await asyncio.get_running_loop().run_in_executor(
-            self.workers.readers,
-            functools.partial(search.definitions, exact=exact),
-            self._store(),
-            ws.id,
-            name,
-            limit,
-            lambda: self._fuzzy_index(ws.id),
-        )
+
+        def find() -> tuple[str, list[dict[str, Any]]]:
+            match, found = search.definitions(
+                self._store(), ws.id, name, limit, lambda: self._fuzzy_index(ws.id), exact=exact
+            )
+            for row in found:
+                span = row.pop(SPAN)
+                if lines:
+                    row["line"] = search.first_line(ws.root, row["path"], span)
+            return match, found
+
+        match, found = await asyncio.get_running_loop().run_in_executor(self.workers.readers, find)
         return {
             "name": name,
             "match": match,

@@ -40,6 +40,12 @@ DEFINITION_COLUMNS = (
     "doc",
 )
 
+# Where a definition's text is, as the index saw the file: (span_start, span_end, size,
+# mtime_ns), under this key of each `definitions` row (the service drops it or turns it
+# into the definition's first line).
+SPAN = "_span"
+SPAN_COLUMNS = "c.span_start, c.span_end, f.size, f.mtime_ns"
+
 
 @dataclass
 class Applied:
@@ -433,8 +439,9 @@ class Store:
         columns, with their parameters), by path and line. Each condition is its own indexed
         lookup: an OR of two columns would scan the index."""
         sql, params = self.definitions_query(workspace_id, matches, limit)
+        n = len(DEFINITION_COLUMNS)
         return [
-            dict(zip(DEFINITION_COLUMNS, row, strict=True))
+            {**dict(zip(DEFINITION_COLUMNS, row[:n], strict=True)), SPAN: row[n:]}
             for row in self.conn.execute(sql, params)
         ]
 
@@ -448,7 +455,7 @@ class Store:
             ("f." if name == "path" else "c.") + name for name in DEFINITION_COLUMNS
         )
         sql = (
-            f"SELECT {columns} FROM chunks c JOIN files f ON f.id = c.file_id"  # nosec B608
+            f"SELECT {columns}, {SPAN_COLUMNS} FROM chunks c JOIN files f ON f.id = c.file_id"  # nosec B608
             f" WHERE c.workspace_id = ? AND c.id IN ({union})"
             " ORDER BY f.path, c.start_line LIMIT ?"
         )

@@ -143,6 +143,20 @@ def test_definitions_exact_prefix_fuzzy(home, indexed):
     assert defs("get_terminal")["match"] == "prefix"
     fuzzy = defs("get_terminl_size")
     assert fuzzy["match"] == "fuzzy" and fuzzy["results"][0]["symbol"] == "get_terminal_size"
+    assert "line" not in exact["results"][0]
+
+
+def test_definitions_with_their_first_line_as_on_disk(home, indexed):
+    """What an editor needs to place the name: the line, from the file as it is now."""
+
+    def first(name):
+        body = {"name": name, "path": str(indexed), "line": True, "exact": True}
+        return api(home, "POST", "/v1/definitions", body)["results"][0]
+
+    found = first("Terminal.get_terminal_size")
+    source = (indexed / found["path"]).read_text().split("\n")
+    assert found["line"] == source[found["start_line"] - 1]
+    assert found["line"].strip()
 
 
 def test_references(home, indexed):

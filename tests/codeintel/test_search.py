@@ -569,3 +569,19 @@ def test_the_snippet_line_is_the_first_holding_the_most_query_terms(lines, terms
     counts = [sum(1 for t in terms if t in line.lower()) for line in lines]
     best = max(range(len(lines)), key=lambda i: (counts[i], -i)) if any(counts) else 0
     assert search._best_line(lines, terms) == best
+
+
+def test_first_line_only_from_the_file_as_indexed(tmp_path):
+    """A definition's first line comes from its stored byte range while the file is the
+    one indexed; once it changed (size or mtime), None: the caller reads it, never a line
+    of the old layout."""
+    path = tmp_path / "m.py"
+    path.write_text("import os\n\n\ndef handler(x):\n    return x\n")
+    st = path.stat()
+    begin = len("import os\n\n\n")
+    span = (begin, st.st_size, st.st_size, st.st_mtime_ns)
+    assert search.first_line(str(tmp_path), "m.py", span) == "def handler(x):"
+    assert search.first_line(str(tmp_path), "m.py", (None, None, 0, 0)) is None
+    assert search.first_line(str(tmp_path), "gone.py", span) is None
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert search.first_line(str(tmp_path), "m.py", span) is None

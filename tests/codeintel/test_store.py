@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from axd.codeintel.extract import FileData, extract_files
-from axd.codeintel.store import TERMS_FORMAT, Store
+from axd.codeintel.store import SPAN, TERMS_FORMAT, Store
 
 MAX_SIZE = 1 << 20
 
@@ -382,6 +382,8 @@ def test_every_name_lookup_searches_an_index(store, root, matches):
 def test_exact_definitions_match_symbol_or_qualname_case_sensitively(store, root):
     ws = indexed(store, root)
     (cls,) = store.definitions(ws, exact("Parser"), 10)
+    begin, end, size, _mtime = cls.pop(SPAN)  # where its text is, for its first line
+    assert 0 < begin < end <= size
     assert cls == {
         "path": "src/parser.py",
         "start_line": 4,
