@@ -492,17 +492,16 @@ class Server:
         `line_text`, the line as the daemon read it, serves unless the file is open here
         (the editor's buffer wins) or the name is not in it."""
         if line_text is not None and not self._is_open(path):
-            match = text.whole_word(name).search(line_text)
-            if match:
+            column = text.find_word(line_text, name)
+            if column >= 0:
                 return {
                     "uri": text.path_to_uri(path),
-                    "range": self._line_range(line_text, line_number - 1, match.start(), len(name)),
+                    "range": self._line_range(line_text, line_number - 1, column, len(name)),
                 }
         lines = self._lines(path)
         index = line_number - 1
         line = lines[index] if 0 <= index < len(lines) else ""
-        match = text.whole_word(name).search(line)
-        return self._range_location(path, max(index, 0), match.start() if match else 0, name)
+        return self._range_location(path, max(index, 0), max(text.find_word(line, name), 0), name)
 
     def _range_location(self, path: str, line: int, column: int, name: str) -> dict[str, Any]:
         return {"uri": text.path_to_uri(path), "range": self._range(path, line, column, len(name))}

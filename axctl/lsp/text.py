@@ -93,5 +93,26 @@ class FileLines:
         return cached[1]
 
 
+def find_word(line: str, name: str) -> int:
+    """Where `name` first stands as a whole word in `line` (the column), or -1. What
+    `whole_word(name).search` finds, without compiling a pattern per name: placing the
+    hundred names of one workspace/symbol answer compiled ~40 new patterns a query."""
+    if not name:
+        return -1
+    end = len(name)
+    at = line.find(name)
+    while at != -1:
+        if not (at and _word_char(line[at - 1])) and not (
+            at + end < len(line) and _word_char(line[at + end])
+        ):
+            return at
+        at = line.find(name, at + 1)
+    return -1
+
+
+def _word_char(char: str) -> bool:
+    return char.isalnum() or char in "_$"
+
+
 def whole_word(name: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])")
