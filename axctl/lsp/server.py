@@ -490,14 +490,15 @@ class Server:
         """Where `name` is on line `line_number` (1-based) of `path`: the name itself, or
         the line's start when it is not there (the file changed since it was indexed).
         `line_text`, the line as the daemon read it, serves unless the file is open here
-        (the editor's buffer wins) or the name is not in it."""
+        (the editor's buffer wins)."""
         if line_text is not None and not self._is_open(path):
-            column = text.find_word(line_text, name)
-            if column >= 0:
-                return {
-                    "uri": text.path_to_uri(path),
-                    "range": self._line_range(line_text, line_number - 1, column, len(name)),
-                }
+            # The line as the file is now: the same answer as reading it here. A name not
+            # on it (a decorated definition starts at its decorator) is placed at its start.
+            column = max(text.find_word(line_text, name), 0)
+            return {
+                "uri": text.path_to_uri(path),
+                "range": self._line_range(line_text, line_number - 1, column, len(name)),
+            }
         lines = self._lines(path)
         index = line_number - 1
         line = lines[index] if 0 <= index < len(lines) else ""
