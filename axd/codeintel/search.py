@@ -187,46 +187,54 @@ def first_line(root: str, path: str, span: tuple[Any, ...]) -> str | None:
     the file is still the one indexed (same size and mtime); None otherwise. One `pread`
     of at most 4 KiB: a client placing the name needs no read of the whole file."""
     begin, end, size, mtime_ns = span
+    data = _read_span(os.path.join(root, path), begin, end, size, mtime_ns, FIRST_LINE_MAX)
+    return None if data is None else data.decode("utf-8", "replace").partition("\n")[0].rstrip("\r")
+
+
+def _span_lines(root: str, row: dict[str, Any]) -> list[str] | None:
+    """The snippet lines read from the byte range stored at index time, if the file is
+    still the one indexed (same size and mtime); None otherwise."""
+    data = _read_span(
+        os.path.join(root, row["path"]),
+        row.get("span_start"),
+        row.get("span_end"),
+        row["file_size"],
+        row["file_mtime_ns"],
+    )
+    if data is None:
+        return None
+    lines = data.decode("utf-8", "replace").split("\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the range ends with its last line's newline
+    return [line.rstrip("\r") for line in lines]
+
+
+def _read_span(
+    path: str,
+    begin: int | None,
+    end: int | None,
+    size: int,
+    mtime_ns: int,
+    most: int | None = None,
+) -> bytes | None:
+    """Bytes `begin:end` of `path` (at most `most` of them), if the file is still the one
+    indexed (the same size and mtime); None otherwise, or when it cannot be read."""
     if begin is None or end is None:
         return None
     try:
-        fd = os.open(os.path.join(root, path), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         st = os.fstat(fd)
         if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
             return None
-        data = os.pread(fd, min(end - begin, FIRST_LINE_MAX), begin)
+        length = end - begin if most is None else min(end - begin, most)
+        return os.pread(fd, length, begin)
     except OSError:
         return None
     finally:
         os.close(fd)
-    return data.decode("utf-8", "replace").partition("\n")[0].rstrip("\r")
-
-
-def _span_lines(root: str, row: dict[str, Any]) -> list[str] | None:
-    """The snippet lines read from the byte range stored at index time, if the file is
-    still the one indexed (same size and mtime); None otherwise."""
-    begin, end = row.get("span_start"), row.get("span_end")
-    if begin is None or end is None:
-        return None
-    full = os.path.join(root, row["path"])
-    try:
-        fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if (st.st_size, st.st_mtime_ns) != (row["file_size"], row["file_mtime_ns"]):
-            return None
-        data = os.pread(fd, end - begin, begin)
-    finally:
-        os.close(fd)
-    lines = data.decode("utf-8", "replace").split("\n")
-    if lines and not lines[-1]:
-        lines.pop()  # the range ends with its last line's newline
-    return [line.rstrip("\r") for line in lines]
 
 
 _LINES: OrderedDict[str, tuple[int, int, list[str]]] = OrderedDict()
