@@ -356,8 +356,7 @@ class PluginProcess:
         except ProtocolError as exc:
             self._protocol_fault(str(exc))
         except OSError as exc:
-            self._close_channel(f"channel error: {exc}")
-            self._closed_by_plugin()
+            self._closed_by_plugin(f"channel error: {exc}")
 
     def _protocol_fault(self, problem: str) -> None:
         """Garbage on the channel: this process cannot be trusted to answer anything."""
@@ -375,11 +374,11 @@ class PluginProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
 
-    def _closed_by_plugin(self) -> None:
+    def _closed_by_plugin(self, reason: str = "the channel closed") -> None:
         """The channel ended. The host exits when it does; a process that lives on without
         it can never be reached again, so it gets `exit_grace` to go, then is killed (the
         supervisor then sees an exit, as for any crash)."""
-        self._close_channel("the channel closed")
+        self._close_channel(reason)
         if self._stopping or self.proc is None or self._reaper is not None:
             return
         self._reaper = asyncio.get_running_loop().create_task(

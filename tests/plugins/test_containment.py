@@ -26,21 +26,12 @@ import pytest
 
 from axd.plugins import logs
 from tests.conftest import DATA, wait_for
+from tests.plugins.test_plugins_e2e import PLUGIN_ENV
 
 pytestmark = pytest.mark.e2e
 
 PLUGINS = DATA / "plugins"
-ENV = {
-    "AXD_PLUGINS_ENABLED": "true",
-    "AXD_PLUGINS_BUILTIN": "false",
-    "AXD_PLUGINS_HOT_RELOAD": "false",
-    "AXD_PLUGINS_BACKOFF_INITIAL": "50ms",
-    "AXD_PLUGINS_BACKOFF_MAX": "200ms",
-    "AXD_PLUGINS_CRASH_LOOP_COUNT": "3",
-    "AXD_PLUGINS_SAMPLE_INTERVAL": "200ms",
-    "AXD_PLUGINS_STOP_GRACE": "1s",
-    "AXD_BUDGET_WINDOW": "1s",
-}
+ENV = {**PLUGIN_ENV, "AXD_PLUGINS_HOT_RELOAD": "false"}
 WAIT = 60.0  # the bound on each wait for an event (generous: a loaded machine is slow)
 PACE_S = 0.02  # between two rounds of the prober's requests
 OOM = "killed by the kernel for exceeding its memory budget (OOM)"

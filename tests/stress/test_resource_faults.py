@@ -410,7 +410,6 @@ def test_uvloop_accept_at_emfile_neither_spins_nor_stops_listening(tmp_path):
     descriptor and closes at once (the client sees the connection end, no answer), uses
     no CPU meanwhile, and serves again as soon as descriptors are free. Checked on the
     real thing so that an upgrade that changes it fails here."""
-    pytest.importorskip("uvloop")
     out = subprocess.run(
         [sys.executable, "-c", ACCEPT_AT_EMFILE, str(tmp_path / "s.sock")],
         capture_output=True,
