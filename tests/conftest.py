@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,21 @@ def services(tmp_path: Path) -> Services:
     )
     svc.shutdowns = shutdowns  # type: ignore[attr-defined]
     return svc
+
+
+@pytest.fixture
+async def codeintel(tmp_path: Path) -> AsyncIterator[Any]:
+    """The real index service (store, postings, watcher) in this test's loop, no daemon."""
+    from axd.codeintel.service import CodeIntel
+
+    bus = EventBus()
+    env: dict[str, str] = {}
+    state = tmp_path / "state"
+    state.mkdir()
+    ci = CodeIntel(str(state), LiveConfig(config_mod.load(None, env), None, bus, env=env), bus)
+    await ci.start()
+    yield ci
+    await ci.stop()
 
 
 @pytest.fixture

@@ -118,7 +118,8 @@ class ChangeFollower:
     async def _apply(self, ws: Workspace, paths: set[str]) -> None:
         if not os.path.isdir(ws.root):
             async with ws.lock:
-                await self.indexer.mark_missing(ws)
+                if not ws.removed:
+                    await self.indexer.mark_missing(ws)
             return
         if any(p.rsplit("/", 1)[-1] == ".gitignore" for p in paths) or ws.needs_rescan:
             ws.needs_rescan = False
@@ -128,6 +129,8 @@ class ChangeFollower:
         if not to_index and not to_delete:
             return
         async with ws.lock:
+            if ws.removed:  # removed while this batch waited: its changes go with it
+                return
             started = time.perf_counter()
             summary = await self.indexer.index(ws, to_index, to_delete)
             took = round((time.perf_counter() - started) * 1000, 1)

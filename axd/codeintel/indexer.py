@@ -107,6 +107,8 @@ class Indexer:
     async def reconcile(self, ws: Workspace, reason: str) -> None:
         """Walk the workspace, index what differs from the database, start watching."""
         async with ws.lock:
+            if ws.removed:  # removed while this waited for the lock
+                return
             if not os.path.isdir(ws.root):
                 await self.mark_missing(ws)
                 return

@@ -246,26 +246,37 @@ class CodeIntel:
         root = real_path(path)
         if not os.path.isdir(root):
             raise errors.not_found("no_such_directory", f"{path} is not a directory", path=path)
-        existing = self.workspaces.find(root)
-        if existing is not None and existing.root == root:
-            ws = existing
-        else:
-            ws_id = await self.workers.write(self._store().add_workspace, root)
-            ws = Workspace(ws_id, root, self.indexer.rules(root))
-            self.workspaces[ws.id] = ws
-            self.bus.publish("workspace.added", workspace=root)
-        task = self.workers.spawn(self.indexer.reconcile(ws, reason="index"))
+        # Shielded: a caller that goes away mid-way must not leave the workspace in the
+        # database but not in memory (it would come back at the next start, unindexed).
+        # Its index goes on too (as it does when the caller leaves while waiting for it).
+        ws, task = await asyncio.shield(self._register(root))
         if wait:
             await asyncio.shield(task)
         return self.workspace_status(ws) if wait else ws.info()
 
+    async def _register(self, root: str) -> tuple[Workspace, asyncio.Task[Any]]:
+        """The workspace at `root` (new, or the one registered) and its index, started."""
+        ws = self.workspaces.find(root)
+        if ws is None or ws.root != root:
+            ws_id = await self.workers.write(self._store().add_workspace, root)
+            ws = Workspace(ws_id, root, self.indexer.rules(root))
+            self.workspaces[ws.id] = ws
+            self.bus.publish("workspace.added", workspace=root)
+        return ws, self.workers.spawn(self.indexer.reconcile(ws, reason="index"))
+
     async def remove_workspace(self, root: str) -> dict[str, Any]:
         ws = self.workspaces.exact(root)
-        if ws.watcher:
-            await ws.watcher.stop()
         async with ws.lock:
+            if ws.removed:  # a removal that came at the same time did it
+                raise errors.not_found("no_workspace", f"{root} is not a workspace")
+            # Inside the lock: an index under way when the removal came starts watching as
+            # it ends, and that watcher must not outlive the workspace.
+            if ws.watcher:
+                await ws.watcher.stop()
+                ws.watcher = None
             ids = await self.workers.write(self._store().remove_workspace, ws.id)
             await self.workers.write(self.postings.remove, ids)
+            ws.removed = True
             self.merger.soon()
             self.workspaces.pop(ws.id, None)
         self.cache.invalidate(ws.id, set(), set())

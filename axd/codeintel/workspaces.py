@@ -51,6 +51,7 @@ class Workspace:
     errors: list[str] = field(default_factory=list)
     needs_rescan: bool = False
     retrying: str | None = None  # why changes wait to be indexed again (no descriptor, no space)
+    removed: bool = False  # set under `lock`: an index or batch that waited for it stops
 
     def stale(self, path: str, size: int, mtime_ns: int) -> bool:
         """Whether `path` is new or its size or mtime differ from what was indexed."""

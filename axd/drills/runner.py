@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from axd import errors
@@ -121,10 +121,7 @@ class DrillRunner:
             say(f"failed: {exc.message}")
             raise
         finally:
-            try:
-                await asyncio.shield(scenario.restore())
-            except Exception:
-                log.exception("a drill could not restore everything")
+            await _to_the_end(scenario.restore())
             report["took_s"] = round(time.monotonic() - began, 3)
             report["steps"] = steps
             self._keep(report)
@@ -187,3 +184,21 @@ class DrillRunner:
             except ValueError:
                 continue  # a line cut by a crash: skip it
         return out
+
+
+async def _to_the_end(restore: Coroutine[Any, Any, None]) -> None:
+    """Run `restore` to its end even if the request is cancelled again meanwhile: the
+    drill counts as finished (and `running` clears) only once everything is back."""
+    task = asyncio.ensure_future(restore)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:
+            break
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a drill could not restore everything", exc_info=task.exception())
+    if cancelled:
+        raise asyncio.CancelledError

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from axd import errors
+from axd.codeintel.workspaces import real_path
 
 if TYPE_CHECKING:
     from axd.codeintel.workspaces import Workspace
@@ -53,6 +54,7 @@ class Scenario:
         self.labels: dict[str, str] = {}  # the alert labels to expect (e.g. the plugin)
         self._scratch: str | None = None
         self._scratch_ws: Workspace | None = None
+        self._adding: asyncio.Future[Any] | None = None
 
     async def prepare(self) -> None:
         """What must be in place before the clock starts."""
@@ -70,13 +72,22 @@ class Scenario:
         """Called while waiting (a scenario that needs traffic makes it here)."""
 
     async def restore(self) -> None:
-        if self._scratch_ws is not None and self.services.codeintel is not None:
+        ci = self.services.codeintel
+        if self._adding is not None:  # cut off while adding: let it end, then undo it
+            with contextlib.suppress(Exception):
+                await self._adding
+            self._adding = None
+            if self._scratch is not None and ci is not None:
+                found = ci.find_workspace(self._scratch)  # its own root, never a parent
+                if found is not None and found.root == real_path(self._scratch):
+                    self._scratch_ws = found
+        if self._scratch_ws is not None and ci is not None:
             ws = self._scratch_ws
             if ws.watcher is not None:
                 ws.watcher.stalled = False
-            self.services.codeintel.search_delay.pop(ws.id, None)
+            ci.search_delay.pop(ws.id, None)
             with contextlib.suppress(errors.AxdError):
-                await self.services.codeintel.remove_workspace(ws.root)
+                await ci.remove_workspace(ws.root)
             self._scratch_ws = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
@@ -100,7 +111,11 @@ class Scenario:
                     )
                 )
         self.say(f"scratch workspace {self._scratch}")
-        await ci.add_workspace(self._scratch, wait=True)
+        # A task of its own: if the drill is cut off here, `restore` waits for it to end
+        # and removes what it added (else the workspace would outlive the drill).
+        self._adding = asyncio.ensure_future(ci.add_workspace(self._scratch, wait=True))
+        await asyncio.shield(self._adding)
+        self._adding = None
         ws = ci.find_workspace(self._scratch)
         assert ws is not None
         self._scratch_ws = ws
