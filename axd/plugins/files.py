@@ -11,12 +11,18 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 
 CHUNK = 1 << 20
 
 
-def code_digest(folder: str) -> str:
-    """A hash of the plugin's files (not the manifest): did the code change?"""
+class Abandoned(Exception):
+    """`code_digest` was told to stop (the plugin was stopped while being hashed)."""
+
+
+def code_digest(folder: str, abandon: Callable[[], bool] = lambda: False) -> str:
+    """A hash of the plugin's files (not the manifest): did the code change? `abandon` is
+    asked between chunks: a stop must not wait for gigabytes of data files to be read."""
     digest = hashlib.blake2b(digest_size=16)
     for base, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
@@ -27,6 +33,8 @@ def code_digest(folder: str) -> str:
             digest.update(os.path.relpath(path, folder).encode())
             with contextlib.suppress(OSError), open(path, "rb") as fh:
                 while chunk := fh.read(CHUNK):  # a big data file is not read into memory whole
+                    if abandon():
+                        raise Abandoned(folder)
                     digest.update(chunk)
     return digest.hexdigest()
 

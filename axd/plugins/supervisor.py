@@ -377,7 +377,12 @@ class Supervisor:
             if ps.group is None:
                 ps.group = await self._new_group(ps, ps.name)
             if not ps.code_digest:
-                ps.code_digest = await asyncio.to_thread(files.code_digest, ps.manifest.folder)
+                try:
+                    ps.code_digest = await asyncio.to_thread(
+                        files.code_digest, ps.manifest.folder, lambda: not ps.wanted
+                    )
+                except files.Abandoned:
+                    return  # stopped while its code was hashed
             ps.state = "starting"
             await asyncio.to_thread(ps.group.apply, budgets_mod.for_startup(ps.budget))
             process = self.new_process(ps, ps.manifest, ps.group)

@@ -25,7 +25,7 @@ from axd.events import EventBus, TypeFilter
 from axd.plugins import budgets
 from axd.plugins import manifest as manifest_mod
 from axd.plugins.budgets import Budget
-from axd.plugins.files import code_digest
+from axd.plugins.files import Abandoned, code_digest
 from axd.plugins.manifest import Manifest
 from axd.plugins.reloader import Reloader
 from axd.plugins.runner import PluginCallError, PluginTimeout, PluginUnavailable, StartFailed
@@ -609,3 +609,20 @@ async def test_a_plugin_that_is_not_running_takes_the_new_code_at_its_next_start
     assert rig.ps.code_digest == code_digest(str(rig.folder))
     assert rig.ps.budget.cpu == 0.5
     assert rig.ps.generation == 0
+
+
+def test_hashing_a_big_plugin_stops_when_asked(tmp_path: Path) -> None:
+    """A stop must not wait for a plugin's gigabytes of data files to be hashed."""
+    (tmp_path / "plugin.py").write_text("def run():\n    pass\n")
+    with open(tmp_path / "data.bin", "wb") as fh:
+        fh.truncate(64 << 20)  # sparse
+    asked: list[int] = []
+
+    def abandon() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(Abandoned):
+        code_digest(str(tmp_path), abandon)
+    assert len(asked) == 4  # asked between chunks, and stopped at the first yes
+    assert code_digest(str(tmp_path)) == code_digest(str(tmp_path))
