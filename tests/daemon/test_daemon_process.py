@@ -126,7 +126,8 @@ def test_sigterm_lets_an_in_flight_response_finish_then_exits_zero(daemon_factor
                     .body.splitlines()
                 )
                 == n
-            )
+            ),
+            interval=0.1,  # each answer is ~180 KB per reload: do not ask 100 times a second
         )
     reader = home.client(None)._open("GET", "/v1/events?types=config.reload_failed", None)
     assert reader.read(12) == b"HTTP/1.1 200"  # the handler is running
