@@ -135,18 +135,17 @@ class Sampler(Background):
         return Sample(time.monotonic(), values)
 
     def _search(self, out: dict[str, float]) -> None:
-        recent = self.recorders.searches.recent(self.window)
-        out["search.rate"] = round(len(recent) / self.window, 3)
-        if recent:
-            took = [v for v, _ in recent]
+        took, hits = self.recorders.searches.recent(self.window)
+        out["search.rate"] = round(len(took) / self.window, 3)
+        if len(took):
             for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
                 out[f"search.latency.{name}"] = round(percentile(took, q) or 0.0, 3)
-            out["search.cache.hit_rate"] = round(sum(hit for _, hit in recent) / len(recent), 4)
+            out["search.cache.hit_rate"] = round(float(hits.mean()), 4)
 
     def _api(self, out: dict[str, float]) -> None:
-        recent = self.recorders.requests.recent(self.window)
-        out["api.rate"] = round(len(recent) / self.window, 3)
-        out["api.error_rate"] = round(sum(e for _, e in recent) / len(recent), 4) if recent else 0.0
+        took, errors = self.recorders.requests.recent(self.window)
+        out["api.rate"] = round(len(took) / self.window, 3)
+        out["api.error_rate"] = round(float(errors.mean()), 4) if len(took) else 0.0
 
     def _index(self, out: dict[str, float]) -> None:
         ci = self.services.codeintel
