@@ -28,6 +28,7 @@ from axd.codeintel import scoring
 from axd.codeintel.extract import FIELDS
 
 N_FIELDS = len(FIELDS)
+DF_CACHE = 100_000  # document frequencies kept for the index as it is (term, workspace)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ class Postings:
         self.dead_postings = 0
         self._ws_docs: dict[int, int] = {}
         self.version = 0  # changes with every add, remove, load and compaction
-        self._df: dict[tuple[int, int], tuple[int, int]] = {}
+        self._df: dict[tuple[int, int], int] = {}  # document frequencies at `_df_version`
+        self._df_version = 0
         self._valid: dict[int, tuple[int, np.ndarray]] = {}
         self._ws_length_sums: dict[int, np.ndarray] = {}
 
@@ -382,15 +384,21 @@ class Postings:
     ) -> int:
         """How many chunks of `workspace` hold `term` (cached until the index changes: a
         pass over a common word's postings is most of what a query would cost)."""
+        if self._df_version != self.version:
+            # Counts of an older index are never asked for again: drop them now. Kept
+            # until the dict held 100,000 (about 25 MB of small objects), a churning
+            # workspace, a new version with every change, filled it with dead ones.
+            self._df = {}
+            self._df_version = self.version
         key = (term, workspace)
-        hit = self._df.get(key)
-        if hit is not None and hit[0] == self.version:
-            return hit[1]
+        df = self._df.get(key)
+        if df is not None:
+            return df
         mine = docs[valid[docs]]
         df = 0 if not len(mine) else 1 + int(np.count_nonzero(mine[1:] != mine[:-1]))
-        if len(self._df) > 100_000:
-            self._df.clear()
-        self._df[key] = (self.version, df)
+        if len(self._df) >= DF_CACHE:
+            self._df = {}
+        self._df[key] = df
         return df
 
     def valid(self, workspace: int) -> np.ndarray:

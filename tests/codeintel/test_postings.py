@@ -120,6 +120,24 @@ def test_containing_all():
     assert got.tolist() == [1]
 
 
+def test_document_frequencies_are_kept_for_the_index_as_it_is_only():
+    """A churning workspace changes the index many times a second: the counts of an
+    older version are dropped at the next query, not kept until 100,000 of them fill the
+    daemon's heap (the soak's RSS grew with them)."""
+    postings = Postings()
+    postings.add(
+        [row(1, 1, (["alpha"], [], [], [], [], [])), row(2, 1, (["beta"], [], [], [], [], []))]
+    )
+    words = [term_hash(w) for w in WORDS]
+    postings.top(1, words, Ranking(), 3)
+    assert len(postings._df) == len(WORDS)
+    for i in range(3, 50):  # each add is a new version of the index
+        postings.add([row(i, 1, ([f"w{i}"], [], [], [], [], []))])
+        postings.top(1, [term_hash(f"w{i}"), term_hash(f"x{i}")], Ranking(), 3)
+        assert len(postings._df) == 2
+    assert postings.top(1, words[:1], Ranking(), 3).docs.tolist() == [1]
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
