@@ -16,6 +16,7 @@ a time so that `scan.py` can compute it for every term of a file at once.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import unicodedata
@@ -154,20 +155,15 @@ def finish(h: np.ndarray) -> np.ndarray:
     return h.view(np.int64)
 
 
-class _HashCache(dict[str, int]):
-    """term -> hash, computed once per process per term."""
-
-    def __missing__(self, term: str) -> int:
-        value = _hash(term)
-        if len(self) < 1_000_000:
-            self[term] = value
-        return value
+# Query terms are hashed in the daemon (the parse workers hash a file's terms in bulk,
+# `scan`); hashing one costs a few µs. The cache keeps the recent ones only: it held every
+# term ever queried (up to a million), which under a stream of distinct queries was the
+# daemon's heap growing for as long as it ran.
+TERM_HASH_CACHE = 4096
 
 
-HASHES = _HashCache()
-
-
+@functools.lru_cache(maxsize=TERM_HASH_CACHE)
 def term_hash(term: str) -> int:
     """A stable signed 64-bit id for a term, the same in every process (`scan.scan` gives
     the same ids for the terms it finds)."""
-    return HASHES[term]
+    return _hash(term)

@@ -88,6 +88,17 @@ def test_term_hashes_are_stable_across_processes():
     assert int(out.stdout) == tokens.term_hash("terminal")
 
 
+def test_the_term_hash_cache_keeps_recent_terms_only():
+    """Distinct queries (a word per version of a churning file) must not grow the daemon's
+    heap for as long as it runs: the cache is bounded; a term hashes alike in or out."""
+    first = tokens.term_hash("terminal")
+    for i in range(tokens.TERM_HASH_CACHE + 100):
+        tokens.term_hash(f"distinct{i}")
+    info = tokens.term_hash.cache_info()
+    assert info.maxsize == tokens.TERM_HASH_CACHE and info.currsize <= tokens.TERM_HASH_CACHE
+    assert tokens.term_hash("terminal") == first == tokens._hash("terminal")
+
+
 def test_query_filters_and_negation():
     q = parse("http connection lang:python,go -kind:module path:src/* -file:tests")
     assert q.terms == ("http", "connection")
