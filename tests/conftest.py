@@ -71,8 +71,16 @@ def shared_daemon(shared_home: Home) -> Iterator[Daemon]:
     d.stop()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test, so a fixture's teardown can see a failure."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def daemon_factory(home: Home) -> Iterator[Any]:
+def daemon_factory(home: Home, request: pytest.FixtureRequest) -> Iterator[Any]:
     made: list[Daemon] = []
 
     def make() -> Daemon:
@@ -81,7 +89,13 @@ def daemon_factory(home: Home) -> Iterator[Any]:
         return d
 
     yield make
+    failed = getattr(request.node, "report_call", None)
     for d in made:
+        if failed is not None and failed.failed:
+            # A failure that says "see the daemon log" (a 500, a crash) names its cause here:
+            # the home and its log are gone once the test ends.
+            print(f"---- daemon {d.pid} log (last 6000 characters) ----")
+            print(d.stderr_text()[-6000:])
         d.stop()
 
 
