@@ -8,6 +8,7 @@ event saying how many. A short history lets `axctl events` show what just happen
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections import deque
@@ -15,6 +16,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 Event = dict[str, Any]
+
+log = logging.getLogger("axd.events")
 
 _PATTERN = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
 
@@ -101,6 +104,8 @@ class EventBus:
         self.dropped = 0
         self.closed = False
         self.listeners: list[Callable[[Event], None]] = []
+        self.listener_errors = 0
+        self._failed_listeners: set[str] = set()
 
     def publish(self, event_type: str, **fields: Any) -> Event:
         event = make_event(event_type, **fields)
@@ -108,8 +113,20 @@ class EventBus:
         self._history.append(event)
         for sub in list(self._subscribers):
             sub.offer(event)
-        for listener in self.listeners:
-            listener(event)  # synchronous and cheap by contract (telemetry)
+        for listener in list(self.listeners):
+            # Synchronous and cheap by contract (telemetry, alert rules). One that raises is
+            # a bug in it, not in the publisher: a reload or an update that published the
+            # event has already happened and must not turn into a 500 halfway through.
+            try:
+                listener(event)
+            except Exception:
+                self.listener_errors += 1
+                name = _name(listener)
+                if name not in self._failed_listeners:  # its traceback once, then a count
+                    self._failed_listeners.add(name)
+                    log.exception(
+                        "an event listener failed", extra={"listener": name, "event": event_type}
+                    )
         return event
 
     def recent(self, wanted: TypeFilter, limit: int | None = None) -> list[Event]:
@@ -142,7 +159,12 @@ class EventBus:
             "published": self.published,
             "dropped": self.dropped,
             "history": len(self._history),
+            "listener_errors": self.listener_errors,
         }
+
+
+def _name(listener: Callable[..., Any]) -> str:
+    return getattr(listener, "__qualname__", None) or type(listener).__name__
 
 
 def make_event(event_type: str, **fields: Any) -> Event:

@@ -75,3 +75,24 @@ async def test_closed_subscription_is_forgotten():
     assert bus.stats()["subscribers"] == 1
     sub.close()
     assert bus.stats()["subscribers"] == 0
+
+
+async def test_a_listener_that_raises_neither_fails_the_publisher_nor_starves_the_others(caplog):
+    """A reload or an update publishes once it has happened; a broken listener (an alert
+    rule, telemetry) must not turn that into an error halfway through."""
+    bus = EventBus()
+    heard = []
+
+    def broken(event):
+        raise KeyError("a rule that is gone")
+
+    bus.listeners += [broken, heard.append]
+    sub = bus.subscribe(TypeFilter())
+    event = bus.publish("plugin.reloaded", plugin="greeter")
+    again = bus.publish("plugin.reloaded", plugin="greeter")
+    bus.close()
+    assert event["type"] == "plugin.reloaded"
+    assert heard == [event, again] and [e async for e in sub] == [event, again]
+    assert bus.stats()["listener_errors"] == 2
+    failed = [r for r in caplog.records if r.getMessage() == "an event listener failed"]
+    assert len(failed) == 1 and failed[0].exc_info and "broken" in failed[0].listener
