@@ -201,6 +201,8 @@ UPDATE_BODY = {
         404: "not installed, or no such version",
         409: "another install or update is running",
         500: "the new version failed and was rolled back (`update_failed`)",
+        503: "the plugins folder or the lock file could not be written (`disk_full`, "
+        "`write_failed`); rolled back, the old version serves",
     },
 )
 async def update(request: web.Request) -> web.Response:
@@ -250,8 +252,14 @@ async def _update_one(
             "plan": _described(request, chosen),
         }
     staged = await asyncio.to_thread(installer.prepare, market, spec, folder, _limits(request))
+    new = f"{name} {staged.manifest.version}"
     try:
-        await asyncio.to_thread(installer.swap_in, staged, folder)
+        try:
+            await asyncio.to_thread(installer.swap_in, staged, folder)
+        except OSError as exc:
+            raise installer.write_error(
+                exc, f"putting {new} in place", f"nothing changed, {current} still serves"
+            ) from None
         try:
             result = await sup.reload(name, reason="update", force=True)
         except BaseException:
@@ -261,13 +269,29 @@ async def _update_one(
             await asyncio.to_thread(installer.swap_back, staged, folder)
             raise errors.failed(
                 "update_failed",
-                f"{name} {staged.manifest.version} failed at {result.get('stage')}: "
+                f"{new} failed at {result.get('stage')}: "
                 f"{result.get('error')}; rolled back, {current} still serves",
                 stage=result.get("stage"),
                 traceback=result.get("traceback", ""),
                 serving_version=current,
             )
-        entry = await asyncio.to_thread(installer.record_update, state, folder, staged)
+        try:
+            entry = await asyncio.to_thread(installer.record_update, state, folder, staged)
+        except (OSError, errors.AxdError) as exc:
+            # The new version serves but the lock file cannot say so: go back to the old
+            # one, so that the lock, the files and the running process agree again.
+            await asyncio.to_thread(installer.swap_back, staged, folder)
+            back = await sup.reload(name, reason="update rolled back", force=True)
+            outcome = (
+                f"rolled back, {current} serves again"
+                if back.get("reloaded")
+                else f"its files are back at {current} but it did not restart: {back.get('error')}"
+            )
+            if isinstance(exc, OSError):
+                raise installer.write_error(
+                    exc, f"recording {new} in the lock file", outcome
+                ) from None
+            raise errors.failed(exc.code, f"{exc.message}; {outcome}", **exc.details) from None
     finally:
         await asyncio.to_thread(installer.discard, staged)
     services.bus.publish(

@@ -192,6 +192,14 @@ def _os_error(exc: OSError, doing: str) -> errors.AxdError:
     return errors.unavailable("fetch_failed", f"{doing}: {exc}")
 
 
+def write_error(exc: OSError, doing: str, outcome: str) -> errors.AxdError:
+    """A file system refusal while changing the plugins folder or the lock file, as the
+    user's error: what was being done, why, and what serves now (`outcome`)."""
+    code = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "write_failed"
+    reason = "no space left on the device" if code == "disk_full" else str(exc)
+    return errors.unavailable(code, f"{doing}: {reason}; {outcome}")
+
+
 def _copy_bounded(src: Any, out: Any, limit: int, location: str) -> int:
     total = 0
     while chunk := src.read(1 << 16):
@@ -343,8 +351,13 @@ def swap_in(staged: Staged, installed_dir: str) -> str:
     """Put the new version's folder where the old one is; the old one waits in the
     staging folder for `swap_back` (the new version failed) or `discard` (it runs)."""
     target = os.path.join(installed_dir, staged.manifest.name)
-    os.rename(target, os.path.join(staged.staging, "previous"))
-    os.rename(staged.folder, target)
+    previous = os.path.join(staged.staging, "previous")
+    os.rename(target, previous)
+    try:
+        os.rename(staged.folder, target)
+    except OSError:
+        os.rename(previous, target)  # never leave the plugin without a folder
+        raise
     return target
 
 

@@ -231,6 +231,31 @@ def test_install_update_roll_back_verify_and_uninstall_over_https(market):
     assert code == 0 and gone["data_kept"] is False and not Path(notes).parent.exists()
 
 
+def test_an_update_whose_lock_file_cannot_be_written_puts_the_old_version_back(market):
+    """The new version starts, then the lock file cannot be written: the old version is
+    put back and serves again, so the lock, the files and the process still agree."""
+    home = market["home"]
+    market["start"]()
+    assert home.axctl("plugin", "install", "greeter@1.0.0", "--yes").returncode == 0
+    first = call(home, "greeter", "hello")
+    pid = home.client().request("GET", "/v1/status").json()["pid"]
+    # A real refusal at the moment of writing: the lock's temporary file can't be created.
+    blocker = Path(home.state_dir) / f"plugins.lock.json.{pid}.tmp"
+    blocker.mkdir()
+    code, out = axctl_json(home, "plugin", "update", "greeter@~1.1")
+    assert code == 1 and out["error"]["code"] == "write_failed", out
+    message = out["error"]["message"]
+    assert "recording greeter 1.1.0 in the lock file" in message, message
+    assert "rolled back, 1.0.0 serves again" in message, message
+    again = call(home, "greeter", "hello")
+    assert again["version"] == "1.0.0" and again["calls"] == first["calls"] + 1
+    assert lock(home)["greeter"]["version"] == "1.0.0" and installed(home) == ["greeter"]
+    assert home.axctl("plugin", "verify").returncode == 0
+    blocker.rmdir()
+    out = home.axctl("plugin", "update", "greeter@~1.1")
+    assert out.returncode == 0 and "updated greeter 1.0.0 -> 1.1.0" in out.stdout, out.stderr
+
+
 @pytest.mark.parametrize(
     ("spec", "code", "reason"),
     [

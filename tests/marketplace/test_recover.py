@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from axd.marketplace import installer
 from tests.marketplace.test_https_market import write_plugin
@@ -65,3 +68,26 @@ def test_a_lock_entry_whose_folder_is_gone_is_dropped(tmp_path):
     done = installer.recover(str(state), str(plugins))
     assert done == ["the lock entry of todos, whose folder is gone, was dropped"]
     assert list(installer.read_lock(str(state))["plugins"]) == ["greeter"]
+
+
+def test_a_swap_whose_second_rename_is_refused_leaves_the_old_version_in_place(tmp_path):
+    """`swap_in` is two renames; if the second is refused, the first is undone: the
+    plugin is never left without a folder."""
+    _state, plugins = setup(tmp_path, {"greeter": "1.0.0"})
+    put(plugins, "greeter", "1.0.0")
+    staging = plugins / ".staging-abc"
+    put(plugins, ".staging-abc/unpacked/greeter-1.1.0", "1.1.0")
+    new = staging / "unpacked" / "greeter-1.1.0"
+    (staging / "previous").mkdir()  # a non-empty folder where the old version must go
+    (staging / "previous" / "x").write_text("x")
+    staged = SimpleNamespace(manifest=SimpleNamespace(name="greeter"), staging=str(staging))
+    staged.folder = str(new)
+    with pytest.raises(OSError):
+        installer.swap_in(staged, str(plugins))  # the first rename is refused: nothing moved
+    assert version_in(plugins / "greeter") == "1.0.0"
+    shutil.rmtree(staging / "previous")
+    staged.folder = str(staging / "missing")  # the second rename is refused
+    with pytest.raises(FileNotFoundError):
+        installer.swap_in(staged, str(plugins))
+    assert version_in(plugins / "greeter") == "1.0.0"
+    assert not (staging / "previous").exists()
