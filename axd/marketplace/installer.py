@@ -317,12 +317,15 @@ def install(
                 "plugins.paths); an installed plugin never shadows it",
             )
         entry = {"files": file_digests(staged.folder), **staged.lock_entry()}
-        os.rename(staged.folder, target)  # the one step that makes it visible
+        try:
+            os.rename(staged.folder, target)  # the one step that makes it visible
+        except OSError as exc:
+            raise write_error(exc, f"putting {name} in place", "nothing was installed") from None
         try:
             _record(state_dir, name, entry)
         except OSError as exc:
             shutil.rmtree(target, ignore_errors=True)
-            raise _os_error(exc, "writing the lock file") from None
+            raise write_error(exc, "writing the lock file", "nothing was installed") from None
         return {
             "name": name,
             "folder": target,

@@ -231,16 +231,24 @@ def test_install_update_roll_back_verify_and_uninstall_over_https(market):
     assert code == 0 and gone["data_kept"] is False and not Path(notes).parent.exists()
 
 
-def test_an_update_whose_lock_file_cannot_be_written_puts_the_old_version_back(market):
-    """The new version starts, then the lock file cannot be written: the old version is
-    put back and serves again, so the lock, the files and the process still agree."""
+def test_a_lock_file_that_cannot_be_written_undoes_the_install_or_the_update(market):
+    """An install whose lock file cannot be written installs nothing. An update whose new
+    version started, then met the same refusal, puts the old version back, serving again:
+    the lock, the files and the process still agree."""
     home = market["home"]
     market["start"]()
-    assert home.axctl("plugin", "install", "greeter@1.0.0", "--yes").returncode == 0
-    first = call(home, "greeter", "hello")
     pid = home.client().request("GET", "/v1/status").json()["pid"]
     # A real refusal at the moment of writing: the lock's temporary file can't be created.
     blocker = Path(home.state_dir) / f"plugins.lock.json.{pid}.tmp"
+    blocker.mkdir()
+    code, out = axctl_json(home, "plugin", "install", "greeter@1.0.0", "--yes")
+    assert code == 1 and out["error"]["code"] == "write_failed", out
+    assert "writing the lock file" in out["error"]["message"]
+    assert "nothing was installed" in out["error"]["message"]
+    assert installed(home) == [] and lock(home) == {} and plugin(home, "greeter") == {}
+    blocker.rmdir()
+    assert home.axctl("plugin", "install", "greeter@1.0.0", "--yes").returncode == 0
+    first = call(home, "greeter", "hello")
     blocker.mkdir()
     code, out = axctl_json(home, "plugin", "update", "greeter@~1.1")
     assert code == 1 and out["error"]["code"] == "write_failed", out
