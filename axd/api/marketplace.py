@@ -343,9 +343,15 @@ async def uninstall(request: web.Request) -> web.Response:
         )
     lock = _installing.setdefault(request.app, asyncio.Lock())
     async with lock:
-        if services.plugins is not None and name in services.plugins.plugins:
-            await services.plugins.remove(name)
-        done = await asyncio.to_thread(installer.uninstall, state, installed_dir(state), name)
+        sup = services.plugins if services.plugins and name in services.plugins.plugins else None
+        if sup is not None:
+            await sup.remove(name)
+        try:
+            done = await asyncio.to_thread(installer.uninstall, state, installed_dir(state), name)
+        except errors.AxdError:
+            if sup is not None:  # still installed (the refusal says why): it runs again
+                await sup.add_installed(name)
+            raise
         data = data_dir(state, name)
         if body.get("purge"):
             await asyncio.to_thread(shutil.rmtree, data, True)

@@ -439,12 +439,24 @@ def uninstall(state_dir: str, installed_dir: str, name: str) -> dict[str, Any]:
             "plugins.paths yourself)",
         )
     folder = os.path.join(installed_dir, name)
-    if os.path.isdir(folder):
-        aside = tempfile.mkdtemp(prefix=".removing-", dir=installed_dir)
-        os.rename(folder, os.path.join(aside, name))
+    aside = None
+    try:
+        if os.path.isdir(folder):
+            aside = tempfile.mkdtemp(prefix=".removing-", dir=installed_dir)
+            os.rename(folder, os.path.join(aside, name))
+        entry = doc["plugins"].pop(name)
+        try:
+            _write_lock(state_dir, doc)
+        except OSError:
+            if aside is not None:  # the lock still names it: so must the folder
+                os.rename(os.path.join(aside, name), folder)
+            raise
+    except OSError as exc:
+        if aside is not None and os.path.isdir(folder):
+            shutil.rmtree(aside, ignore_errors=True)
+        raise write_error(exc, f"removing {name}", f"{name} stays installed") from None
+    if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
-    entry = doc["plugins"].pop(name)
-    _write_lock(state_dir, doc)
     return {"name": name, "version": entry.get("version"), "folder": folder}
 
 

@@ -259,6 +259,12 @@ def test_a_lock_file_that_cannot_be_written_undoes_the_install_or_the_update(mar
     assert again["version"] == "1.0.0" and again["calls"] == first["calls"] + 1
     assert lock(home)["greeter"]["version"] == "1.0.0" and installed(home) == ["greeter"]
     assert home.axctl("plugin", "verify").returncode == 0
+    # An uninstall that meets it leaves the plugin installed and running.
+    code, out = axctl_json(home, "plugin", "uninstall", "greeter")
+    assert code == 1 and out["error"]["code"] == "write_failed", out
+    assert "greeter stays installed" in out["error"]["message"]
+    assert call(home, "greeter", "hello")["version"] == "1.0.0"
+    assert installed(home) == ["greeter"] and lock(home)["greeter"]["version"] == "1.0.0"
     blocker.rmdir()
     out = home.axctl("plugin", "update", "greeter@~1.1")
     assert out.returncode == 0 and "updated greeter 1.0.0 -> 1.1.0" in out.stdout, out.stderr
