@@ -186,9 +186,7 @@ def fetch(location: str, into: str, size: int | None, timeout: float) -> str:
 
 def _os_error(exc: OSError, doing: str) -> errors.AxdError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return errors.unavailable(
-            "disk_full", f"no space left on the device while {doing}; nothing was installed"
-        )
+        return write_error(exc, doing, "nothing was installed")
     return errors.unavailable("fetch_failed", f"{doing}: {exc}")
 
 

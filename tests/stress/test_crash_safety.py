@@ -91,11 +91,15 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def search(home, root: Path, query: str, fresh: bool = False) -> set[str]:
+def search_results(home, root: Path, query: str, fresh: bool = False) -> list[dict]:
     body = {"query": query, "path": str(root), "limit": 50, "fresh": fresh, "cache": False}
     resp = home.client(60).request("POST", "/v1/search", body)
     assert resp.status == 200, resp.body
-    return {r["path"] for r in resp.json()["results"]}
+    return resp.json()["results"]
+
+
+def search(home, root: Path, query: str, fresh: bool = False) -> set[str]:
+    return {r["path"] for r in search_results(home, root, query, fresh)}
 
 
 def integrity(state_dir: str) -> str:
@@ -255,10 +259,8 @@ def _check_not_half_visible(home, root: Path, versions: dict[int, str]) -> None:
     daemon's catch-up, which moves the file from its old content to its new one."""
     for k in list(versions)[:: max(1, len(versions) // 15)]:
         name, old, new = f"m{k:04d}.py", word("zalpha", k), word("zbeta", k)
-        body = {"query": f"{old} {new}", "path": str(root), "limit": 50, "cache": False}
-        resp = home.client(60).request("POST", "/v1/search", body)
-        assert resp.status == 200, resp.body
-        snippets = [r["snippet"] for r in resp.json()["results"] if r["path"] == name]
+        results = search_results(home, root, f"{old} {new}")
+        snippets = [r["snippet"] for r in results if r["path"] == name]
         seen = {v for v, w in (("old", old), ("new", new)) if any(w in t for t in snippets)}
         assert len(seen) <= 1, f"{name} is found by its old and its new content: {snippets}"
         assert seen or not snippets, f"{name}: the snippets show neither word: {snippets}"
