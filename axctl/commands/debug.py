@@ -48,8 +48,9 @@ ALIASES = {
 @click.option(
     "--dap",
     is_flag=True,
-    help="Start debugpy inside the plugin on 127.0.0.1 and print the attach "
-    "configuration for VS Code or nvim-dap; Ctrl-C ends it.",
+    help="Connect the plugin's debugpy to a relay on 127.0.0.1 that only your uid can "
+    "reach, and print the attach configuration for VS Code or nvim-dap. One editor per "
+    "session; detaching it or Ctrl-C ends the session.",
 )
 @json_option
 @pass_session
@@ -145,7 +146,8 @@ class _Printer:
             )
         elif kind == "dap":
             self._out(
-                "debugpy is listening; attach with this configuration (Ctrl-C ends the session):"
+                "attach your editor with this configuration; only your uid can connect "
+                "(detaching or Ctrl-C ends the session):"
             )
             self._out(json.dumps(event["configuration"], indent=2))
         elif kind == "paused":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from axd.api.registry import Param, RouteTable
 from axd.api.render import NdjsonStream, json_response
 from axd.daemon.services import SERVICES
 from axd.plugins import budgets as budgets_mod
+from axd.plugins.dap_relay import LOOPBACK, DapRelay
 from axd.plugins.debug_session import COMMANDS
 from axd.plugins.supervisor import Supervisor
 
@@ -177,6 +179,7 @@ COMMAND_BODY: dict[str, Any] = {
     "additionalProperties": False,
 }
 HEARTBEAT_S = 1.0
+DAP_CONNECT_S = 10.0
 
 
 @routes.add(
@@ -188,46 +191,35 @@ HEARTBEAT_S = 1.0
     params=(
         NAME,
         Param(
-            "dap", "boolean", "also start debugpy on 127.0.0.1 and send its attach configuration"
+            "dap",
+            "boolean",
+            "also connect the plugin's debugpy to a relay on 127.0.0.1 that only your uid "
+            "can reach, and send the configuration an editor attaches with",
         ),
     ),
     responses={200: "NDJSON events", 409: "a session is already open", 503: "plugin not running"},
     streams=True,
 )
 async def debug_session(request: web.Request) -> web.StreamResponse:
-    import asyncio
-
     sup = _supervisor(request)
     ps = _get(sup, request)
     dap = query_bool(request, "dap", False)
     session = await sup.open_debug(ps.name)
     bus = request.app[SERVICES].bus
     reason = "client disconnected"
+    relay: DapRelay | None = None
     try:
-        # debugpy starts before the stream does: if it cannot (a memory budget too small
-        # for it, the plugin gone), the client gets a JSON 503, not a broken stream.
-        where = await _dap(ps) if dap else None
+        # The debugger connects before the stream starts: if it cannot (a memory budget
+        # too small for it, the plugin gone), the client gets a JSON 503, not a broken stream.
+        relay = await _dap(ps) if dap else None
         async with NdjsonStream(request) as out:
             await out.send(
                 {"type": "session", "id": session.id, "plugin": ps.name, "commands": list(COMMANDS)}
             )
-            if dap:
-                await out.send(
-                    {
-                        "type": "dap",
-                        "configuration": {
-                            "name": f"axd plugin {ps.name}",
-                            "type": "python",
-                            "request": "attach",
-                            "connect": where,
-                            "justMyCode": False,
-                            "pathMappings": [
-                                {"localRoot": ps.manifest.folder, "remoteRoot": ps.manifest.folder}
-                            ],
-                        },
-                    }
-                )
-            while not session.closed and not bus.closed:
+            if relay is not None:
+                await out.send({"type": "dap", "configuration": _attach_configuration(ps, relay)})
+            detached = relay.finished if relay is not None else asyncio.Event()
+            while not session.closed and not bus.closed and not detached.is_set():
                 try:
                     event = await asyncio.wait_for(session.events.get(), HEARTBEAT_S)
                 except TimeoutError:
@@ -236,21 +228,48 @@ async def debug_session(request: web.Request) -> web.StreamResponse:
             while not session.events.empty():
                 await out.send(session.events.get_nowait())
             reason = "session ended"
+            if relay is not None and detached.is_set():
+                reason = (
+                    "editor detached"
+                    if relay.hung_up == "editor"
+                    else "the plugin's debugger hung up"
+                )
+                await out.send({"type": "closed", "session": session.id, "reason": reason})
     finally:
         if ps.debug is session:
             await sup.close_debug(ps.name, reason)
-        if dap:  # the debugpy listener lives until its process does: replace the process
+        if relay is not None:  # a connected debugger lives as long as its process: replace it
+            await relay.close()
             await sup.reload(ps.name, reason="debug adapter closed", force=True)
     return out.response
 
 
-async def _dap(ps: Any) -> Any:
+def _attach_configuration(ps: Any, relay: DapRelay) -> dict[str, Any]:
+    """What an editor attaches with: the relay's editor end, and the plugin's folder."""
+    return {
+        "name": f"axd plugin {ps.name}",
+        "type": "python",
+        "request": "attach",
+        "connect": {"host": LOOPBACK, "port": relay.editor_port},
+        "justMyCode": False,
+        "pathMappings": [{"localRoot": ps.manifest.folder, "remoteRoot": ps.manifest.folder}],
+    }
+
+
+async def _dap(ps: Any) -> DapRelay:
+    """Open the relay and have the plugin's debugger connect to it."""
+    relay = DapRelay(ps.name, ps.process.pid or 0)
+    await relay.open()
     try:
-        return await ps.process.request("debug.dap", {}, 30)
+        await ps.process.request("debug.dap", {"port": relay.plugin_port}, 30)
+        await asyncio.wait_for(relay.plugin_connected.wait(), DAP_CONNECT_S)
     except Exception as exc:
+        await relay.close()
+        why = str(exc) or f"its debugger did not connect within {DAP_CONNECT_S:g}s"
         raise errors.unavailable(
-            "dap_unavailable", f"could not start debugpy in {ps.name}: {exc}"
+            "dap_unavailable", f"could not start debugpy in {ps.name}: {why}"
         ) from None
+    return relay
 
 
 @routes.add(
@@ -311,7 +330,6 @@ async def plugin_timeline(request: web.Request) -> web.Response:
     streams=True,
 )
 async def plugin_logs(request: web.Request) -> web.StreamResponse:
-    import asyncio
 
     sup = _supervisor(request)
     ps = _get(sup, request)

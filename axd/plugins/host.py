@@ -173,7 +173,7 @@ class Host:
                 self.work.put({"method": "debug.disarm"})
                 self.reply(message, {"detached": True})
             elif method == "debug.dap":
-                self.reply(message, self.start_dap())
+                self.reply(message, self.start_dap(int(params["port"])))
             else:
                 raise DebugError(f"unknown debug message {method}")
         except DebugError as exc:
@@ -208,13 +208,34 @@ class Host:
     def emit(self, method: str, params: dict[str, Any]) -> None:
         self.channel.send({"jsonrpc": "2.0", "method": method, "params": params})
 
-    def start_dap(self) -> dict[str, Any]:
-        """debugpy on a free loopback port, one client; the port dies with this process."""
+    def start_dap(self, port: int) -> dict[str, Any]:
+        """Connect this process's debugger out to the daemon's relay on `port`.
+
+        Nothing listens here: debugpy's own adapter would open a loopback port any local
+        user could attach to. pydevd speaks DAP itself; the daemon pairs it with the editor.
+        """
+        from axd.plugins.debugger import DebugError
+
+        if self.dap is not None:
+            raise DebugError("this process's debugger is already connected; open a new session")
         import debugpy
 
-        if self.dap is None:
-            host, port = debugpy.listen(("127.0.0.1", 0))
-            self.dap = {"host": host, "port": port}
+        debugpy.configure(subProcess=False)  # the plugin's own child processes stay as they are
+        from debugpy.server import api
+
+        def connect(address: tuple[str, int], settrace_kwargs: dict[str, Any]) -> None:
+            # What debugpy.listen() does once its adapter is up: connect without waiting
+            # for the client's configurationDone (debugpy.connect() would block until then).
+            api._settrace(
+                host=address[0],
+                port=address[1],
+                wait_for_ready_to_run=False,
+                block_until_connected=True,
+                **settrace_kwargs,
+            )
+
+        api._starts_debugging(connect)(("127.0.0.1", port))
+        self.dap = {"port": port}
         return self.dap
 
     # -- main thread -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from axd.shared import transport
 from tests.conftest import BIN, DATA, wait_for
+from tests.plugins.stranger import knock_as_nobody
 
 pytestmark = pytest.mark.e2e
 
@@ -421,7 +423,7 @@ def test_a_debug_adapter_that_cannot_start_is_a_clear_error(home, daemon_factory
     """debugpy failing in the plugin (here a stand-in that refuses, as a too-small memory
     budget would) answers a JSON 503 before any stream starts: no traceback in axctl."""
     (folder / "debugpy.py").write_text(
-        "def listen(address):\n    raise RuntimeError('no room for the debug adapter')\n"
+        "def configure(**options):\n    raise RuntimeError('no room for the debugger')\n"
     )
     home.env.update(ENV, AXD_PLUGINS_PATHS=str(folder.parent))
     daemon_factory().start()
@@ -431,11 +433,68 @@ def test_a_debug_adapter_that_cannot_start_is_a_clear_error(home, daemon_factory
     assert "Traceback" not in out.stderr
     error = json.loads(out.stdout)["error"]
     assert error["code"] == "dap_unavailable"
-    assert "no room for the debug adapter" in error["message"]
+    assert "no room for the debugger" in error["message"]
     assert info(home)["state"] == "running"  # the plugin itself goes on
 
 
-def test_dap_listens_on_loopback_until_the_session_ends(home, pd):
+class DapClient:
+    """What an editor does on a DAP connection: Content-Length framed JSON, seq numbers."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.conn = socket.create_connection(address, timeout=30)
+        self.stream = self.conn.makefile("rb")
+        self.seq = 0
+        self.seen: list[dict] = []
+
+    def send(self, command: str, **arguments) -> int:
+        self.seq += 1
+        body = json.dumps(
+            {"seq": self.seq, "type": "request", "command": command, "arguments": arguments}
+        ).encode()
+        self.conn.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        return self.seq
+
+    def until(self, wanted) -> dict:
+        while True:
+            header = self.stream.readline()
+            assert header, f"the relay closed; seen: {[m.get('event') for m in self.seen]}"
+            length = int(header.split(b":")[1])
+            self.stream.readline()
+            message = json.loads(self.stream.read(length))
+            self.seen.append(message)
+            if wanted(message):
+                return message
+
+    def request(self, command: str, **arguments) -> dict:
+        seq = self.send(command, **arguments)
+        reply = self.until(lambda m: m["type"] == "response" and m["request_seq"] == seq)
+        assert reply["success"], reply
+        return reply.get("body") or {}
+
+    def event(self, name: str) -> dict:
+        return self.until(lambda m: m["type"] == "event" and m["event"] == name)
+
+    def close(self) -> None:
+        self.stream.close()
+        self.conn.close()
+
+
+def _listeners_of(pid: int) -> list[int]:
+    """Inodes of the listening TCP sockets process `pid` holds."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            held.add(os.readlink(fd))
+    inodes = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and f"socket:[{fields[9]}]" in held:
+                inodes.append(int(fields[9]))
+    return inodes
+
+
+def test_an_editor_debugs_the_plugin_over_dap_and_nobody_else_can(home, pd, folder):
     reader = home.client(None)._open("POST", "/v1/plugins/echo/debug?dap=true", {})
     status, headers = transport._read_head(reader)
     assert status == 200
@@ -443,22 +502,48 @@ def test_dap_listens_on_loopback_until_the_session_ends(home, pd):
     assert json.loads(next(lines))["type"] == "session"
     config = json.loads(next(lines))["configuration"]
     assert config["request"] == "attach" and config["connect"]["host"] == "127.0.0.1"
-    port = config["connect"]["port"]
-    socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    reader.sock.shutdown(socket.SHUT_RDWR)
+    address = (config["connect"]["host"], config["connect"]["port"])
+    # Nothing in the plugin listens: its debugger connected out to the daemon.
+    assert _listeners_of(call(home, "pid")["result"]) == []
+    if os.geteuid() == 0:  # another uid knocks first: refused, and the session is intact
+        assert knock_as_nobody(address[1]) == "closed"
 
-    def refused() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return True
-        return False
+    dap = DapClient(address)
+    assert dap.request("initialize", clientID="test", adapterID="python")[
+        "supportsConfigurationDoneRequest"
+    ]
+    dap.send("attach", justMyCode=False)
+    dap.event("initialized")
+    source = str(Path(config["pathMappings"][0]["remoteRoot"]) / "echo_plugin.py")
+    line = line_of(folder, 'return {"value": value')
+    placed = dap.request("setBreakpoints", source={"path": source}, breakpoints=[{"line": line}])
+    assert placed["breakpoints"][0]["verified"]
+    dap.request("configurationDone")
+    with pytest.raises(ConnectionRefusedError):  # one editor per session
+        socket.create_connection(address, timeout=5).close()
 
-    # The session's end replaces the plugin process, and its listener goes with it. (The
-    # port alone is no sign of the replacement: debugpy's adapter may close it earlier,
-    # once its one client left.)
+    result: dict = {}
+    caller = threading.Thread(target=lambda: result.update(call(home, "echo", [21])))
+    caller.start()
+    stopped = dap.event("stopped")["body"]
+    assert stopped["reason"] == "breakpoint"
+    top = dap.request("stackTrace", threadId=stopped["threadId"])["stackFrames"][0]
+    assert (top["name"], top["line"], top["source"]["path"]) == ("echo", line, source)
+    value = dap.request("evaluate", expression="value * 2", frameId=top["id"], context="repl")
+    assert value["result"] == "42"
+    dap.request("continue", threadId=stopped["threadId"])
+    caller.join(30)
+    assert result["result"]["value"] == 21
+
+    # The editor detaches: the session ends, and the plugin's process (its debugger in
+    # it) is replaced by a fresh one.
+    dap.request("disconnect")
+    dap.close()
+    closed = next(e for e in map(json.loads, lines) if e["type"] == "closed")
+    assert closed["reason"] == "editor detached"
+    reader.sock.close()
     wait_for(lambda: info(home)["generation"] == 1, timeout=30)
-    wait_for(refused, timeout=20)
+    assert call(home, "echo", [1])["result"]["value"] == 1
 
 
 def test_a_save_during_a_reload_is_not_lost(home, pd, folder):
