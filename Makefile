@@ -96,9 +96,11 @@ stress: setup
 	AXD_STRESS=full $(BIN)/pytest -q -s -p no:randomly tests/stress
 
 ## security: bandit over axd and axctl (medium and high; each exception triaged with a
-## `# nosec` reason, see docs/security.md)
+## `# nosec` reason, see docs/security.md), then pip-audit over the installed packages
+## (advisories triaged in tools/security/audit-triage.txt)
 security: setup
 	$(BIN)/bandit -q -r axd axctl -ll
+	BIN=$(BIN) tools/security/audit-dependencies
 
 ## catalog: publish the built-in plugins in marketplace/ (AXD_CATALOG_KEY=signing key file)
 catalog: setup
