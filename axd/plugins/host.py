@@ -218,6 +218,9 @@ class Host:
 
         if self.dap is not None:
             raise DebugError("this process's debugger is already connected; open a new session")
+        # Its warning about frozen stdlib modules concerns breakpoints in the stdlib, not
+        # in a plugin: kept out of the plugin's log, where it would read as a problem.
+        os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         import debugpy
 
         debugpy.configure(subProcess=False)  # the plugin's own child processes stay as they are
