@@ -374,9 +374,10 @@ OPTIONS: tuple[Option, ...] = (
         "plugins.log_rate",
         500,
         "int",
-        "Lines of output (stdout, stderr, log records) a plugin may leave per second, in "
-        "bursts of up to two seconds' worth; the rest are dropped and counted (a "
-        "plugin.logs_dropped event at most once a second).",
+        "Lines a plugin may leave per second on each of its outputs (stdout, stderr, log "
+        "records: a flood on one never starves the others), in bursts of up to two seconds' "
+        "worth; the rest are dropped and counted (a plugin.logs_dropped event at most once a "
+        "second).",
         minimum=1,
         maximum=1_000_000,
     ),

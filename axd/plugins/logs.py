@@ -2,9 +2,9 @@
 
 A plugin is code by a stranger: it may print without end, write one line that never ends,
 or send log records of many megabytes with fields of any JSON type. So every record is
-reshaped to strings of bounded length, lines beyond `plugins.log_rate` per second are
-dropped (counted, and reported at most once a second), and the buffer is bounded in lines
-and in bytes. The daemon's memory then does not depend on what the plugin writes.
+reshaped to strings of bounded length, lines beyond `plugins.log_rate` per second of each
+stream are dropped (counted, and reported at most once a second), and the buffer is bounded
+in lines and in bytes. The daemon's memory then does not depend on what the plugin writes.
 """
 
 from __future__ import annotations
@@ -80,9 +80,8 @@ class LogBuffer:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.followers: set[asyncio.Queue[dict[str, Any]]] = set()
-        self.rate = 500.0  # lines per second; the supervisor sets plugins.log_rate
-        self._tokens = 2 * self.rate
-        self._refilled = clock()
+        self.rate = 500.0  # lines per second per stream; the supervisor sets plugins.log_rate
+        self._buckets: dict[str, tuple[float, float]] = {}  # stream -> (tokens, refilled at)
         self.dropped = 0  # lines dropped over the rate, lifetime
         self._unreported = 0
         self._reported = -REPORT_EVERY_S
@@ -99,16 +98,17 @@ class LogBuffer:
                 queue.get_nowait()
             queue.put_nowait(record)
 
-    def admit(self, n: int) -> int:
-        """How many of `n` new lines of the plugin's output may be kept: a token bucket of
-        `rate` lines a second holding up to two seconds' worth. The rest are counted as
-        dropped; the first drop after a quiet second, and then one a second, leave a record
-        and call `on_dropped`."""
+    def admit(self, n: int, stream: str = "log") -> int:
+        """How many of `n` new lines of `stream` (stdout, stderr, log) may be kept: a token
+        bucket of `rate` lines a second holding up to two seconds' worth, one per stream, so
+        that a flood on stdout never starves the traceback on stderr. The rest are counted
+        as dropped; the first drop after a quiet second, and then one a second, leave a
+        record and call `on_dropped`."""
         now = self.clock()
-        self._tokens = min(2 * self.rate, self._tokens + (now - self._refilled) * self.rate)
-        self._refilled = now
-        kept = min(n, int(self._tokens))
-        self._tokens -= kept
+        tokens, refilled = self._buckets.get(stream, (2 * self.rate, now))
+        tokens = min(2 * self.rate, tokens + (now - refilled) * self.rate)
+        kept = min(n, int(tokens))
+        self._buckets[stream] = (tokens - kept, now)
         if kept < n:
             self.dropped += n - kept
             self._unreported += n - kept

@@ -36,7 +36,9 @@ from axd.plugins.protocol import (
 
 DaemonHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 LogSink = Callable[[dict[str, Any]], None]
-Admit = Callable[[int], int]  # of n new lines of output, how many to keep
+Admit = Callable[
+    [int, str], int
+]  # of n new lines of a stream (stdout, stderr, log), how many to keep
 PIPE_CHUNK = 1 << 16
 STDERR_TAIL = 50
 # The daemon's intake from one plugin is paced, so that a flood costs the daemon a bounded
@@ -47,7 +49,7 @@ PIPE_BYTES_PER_S = 1 << 20
 DROPPED_RECORD_PAUSE_S = 0.001
 
 
-def _admit_all(n: int) -> int:
+def _admit_all(n: int, stream: str) -> int:
     return n
 
 
@@ -425,7 +427,7 @@ class PluginProcess:
             return
         params = message.get("params") or {}
         if method == "log":
-            if self.admit(1):
+            if self.admit(1, "log"):
                 self.on_log(logs.record_from(params))
             else:
                 await asyncio.sleep(DROPPED_RECORD_PAUSE_S)
@@ -509,7 +511,7 @@ class PluginProcess:
         if name == "stderr":  # whatever the rate: a crash's traceback is read from here
             self.stderr_tail.extend(_line_text(x) for x in lines[-STDERR_TAIL:])
         now = time.time()
-        for line in lines[: self.admit(len(lines))]:
+        for line in lines[: self.admit(len(lines), name)]:
             self.on_log(
                 {
                     "level": "info" if name == "stdout" else "warning",

@@ -257,6 +257,18 @@ def test_the_rate_limit_counts_drops_and_reports_them_once_a_second():
     assert notices[-1] == "8 lines of output dropped: over the log rate of 10 lines/s (88 so far)"
 
 
+def test_a_flood_on_one_stream_does_not_starve_the_others():
+    """stdout flooding in 64 KiB chunks took every token of a shared bucket: the traceback
+    on stderr and the plugin's log records were dropped (seen in a full suite run)."""
+    buffer = LogBuffer(clock=lambda: 100.0)
+    buffer.rate = 10
+    assert buffer.admit(300, "stdout") == 20
+    assert buffer.admit(1, "stdout") == 0
+    assert buffer.admit(5, "stderr") == 5
+    assert buffer.admit(5, "log") == 5
+    assert buffer.dropped == 281
+
+
 def test_the_buffer_is_bounded_in_lines_and_bytes():
     buffer = LogBuffer(max_lines=100, max_bytes=64 << 10)
     for i in range(1000):
