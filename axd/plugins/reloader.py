@@ -125,7 +125,7 @@ class Reloader:
             # then emptied with SIGKILL), so the new version must never land in it.
             group = await self.host.create_group(f"{ps.name}.g{ps.generation + 1}")
             await asyncio.to_thread(group.apply, for_startup(ps.budget))
-            new = self.host.new_process(ps, manifest, group)
+            new = ps.incoming = self.host.new_process(ps, manifest, group)
             try:
                 await new.start(timeout)
             except OSError as exc:  # fork or exec refused (EAGAIN, EMFILE): not the cgroup
@@ -134,6 +134,7 @@ class Reloader:
             state = await old.request("snapshot", {}, timeout)
             await new.request("restore", {"state": (state or {}).get("state")}, timeout)
         except _FAILURES as exc:
+            ps.incoming = None
             ps.manifest, ps.budget, ps.budget_notes = saved
             if new is not None:
                 await new.kill()
@@ -145,6 +146,7 @@ class Reloader:
             with contextlib.suppress(Exception):
                 await old.request("debug.detach", {}, 5)
         ps.process, ps.group = new, group  # the switch: new calls go to the new version
+        ps.incoming = None
         ps.usage.carry_over()  # the new group's counters start at zero
         ps.code_digest = digest
         ps.generation += 1

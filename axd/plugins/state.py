@@ -80,6 +80,7 @@ class PluginState:
     enabled: bool = True
     state: str = "stopped"  # stopped starting running backoff failed disabled
     process: PluginProcess | None = None
+    incoming: PluginProcess | None = None  # the next version, while a reload starts it
     group: Group | None = None
     budget: Budget = field(default_factory=Budget)
     budget_notes: list[str] = field(default_factory=list)

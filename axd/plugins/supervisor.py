@@ -606,8 +606,9 @@ class Supervisor:
                 if owner is not None:
                     owner.events.append(event)
                 for ps in self.plugins.values():
-                    if ps.state == "running" and ps.process and _wants(ps, event):
-                        ps.process.notify("event", {"event": event})
+                    if _wants(ps, event):
+                        for process in _listeners(ps):
+                            process.notify("event", {"event": event})
         finally:
             sub.close()
 
@@ -640,6 +641,19 @@ class Supervisor:
     def _config_changed(self, cfg: Any, changed: list[str]) -> None:
         if any(k.startswith(("budget.", "plugins.budgets_file")) for k in changed):
             asyncio.get_running_loop().create_task(self.apply_budgets())
+
+
+def _listeners(ps: PluginState) -> list[PluginProcess]:
+    """The processes a plugin's events go to: the one serving it, and one being started
+    (first start, restart or reload). A starting process gets the events published from its
+    launch on; they wait in its channel until it is ready, so an event that came while its
+    `start()` looked at the workspace (an index finishing) is not lost between the two."""
+    found = []
+    if ps.state in ("starting", "running") and ps.process is not None:
+        found.append(ps.process)
+    if ps.incoming is not None:
+        found.append(ps.incoming)
+    return found
 
 
 def _wants(ps: PluginState, event: Event) -> bool:

@@ -204,6 +204,31 @@ def test_the_config_file_reloads_live(home, pd):
     assert any(e["reason"] == "file changed" for e in events(home, "config.reloaded"))
 
 
+def test_an_event_that_comes_while_the_plugin_starts_reaches_it(home, daemon_factory, folder):
+    """A plugin's start() looks at the workspace, and an event (an index finishing) can
+    come before the daemon counts it as running: it must not be lost between the two (the
+    complexity plugin kept an empty result after one such index, in a full suite run)."""
+    gate = home.root / "gate"
+    os.mkfifo(gate)
+    edit(
+        folder,
+        "    def start(self):\n",
+        "    def start(self):\n"
+        f"        open({str(gate)!r} + '.waiting', 'w').close()\n"
+        f"        open({str(gate)!r}).read()  # until the test lets it go\n",
+    )
+    home.env.update(ENV, AXD_PLUGINS_PATHS=str(folder.parent))
+    daemon_factory().start()
+    wait_for(lambda: Path(f"{gate}.waiting").exists(), timeout=30)  # inside start()
+    home.write_config("[codeintel.bm25]\nk1 = 1.7\n")
+    wait_for(lambda: events(home, "config.reloaded"), timeout=20)
+    assert info(home)["state"] == "starting"
+    with open(gate, "w") as release:
+        release.write("go")
+    wait_for(lambda: info(home)["state"] == "running", timeout=30)
+    assert call(home, "seen_events")["result"] == ["config.reloaded"]
+
+
 def test_timeline(home, pd, folder):
     call(home, "echo", [1])
     call(home, "fail", status=500)
