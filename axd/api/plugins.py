@@ -218,8 +218,7 @@ async def debug_session(request: web.Request) -> web.StreamResponse:
             )
             if relay is not None:
                 await out.send({"type": "dap", "configuration": _attach_configuration(ps, relay)})
-            detached = relay.finished if relay is not None else asyncio.Event()
-            while not session.closed and not bus.closed and not detached.is_set():
+            while not session.closed and not bus.closed and not _detached(relay):
                 try:
                     event = await asyncio.wait_for(session.events.get(), HEARTBEAT_S)
                 except TimeoutError:
@@ -228,7 +227,7 @@ async def debug_session(request: web.Request) -> web.StreamResponse:
             while not session.events.empty():
                 await out.send(session.events.get_nowait())
             reason = "session ended"
-            if relay is not None and detached.is_set():
+            if relay is not None and relay.hung_up:
                 reason = (
                     "editor detached"
                     if relay.hung_up == "editor"
@@ -242,6 +241,11 @@ async def debug_session(request: web.Request) -> web.StreamResponse:
             await relay.close()
             await sup.reload(ps.name, reason="debug adapter closed", force=True)
     return out.response
+
+
+def _detached(relay: DapRelay | None) -> bool:
+    """Whether the DAP relay's editor or the plugin's debugger hung up (the session is over)."""
+    return relay is not None and bool(relay.hung_up)
 
 
 def _attach_configuration(ps: Any, relay: DapRelay) -> dict[str, Any]:

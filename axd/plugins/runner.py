@@ -36,9 +36,8 @@ from axd.plugins.protocol import (
 
 DaemonHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 LogSink = Callable[[dict[str, Any]], None]
-Admit = Callable[
-    [int, str], int
-]  # of n new lines of a stream (stdout, stderr, log), how many to keep
+# Of n new lines of a stream (stdout, stderr, log), how many to keep.
+Admit = Callable[[int, str], int]
 PIPE_CHUNK = 1 << 16
 STDERR_TAIL = 50
 # The daemon's intake from one plugin is paced, so that a flood costs the daemon a bounded

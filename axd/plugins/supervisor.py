@@ -648,7 +648,7 @@ def _listeners(ps: PluginState) -> list[PluginProcess]:
     (first start, restart or reload). A starting process gets the events published from its
     launch on; they wait in its channel until it is ready, so an event that came while its
     `start()` looked at the workspace (an index finishing) is not lost between the two."""
-    found = []
+    found: list[PluginProcess] = []
     if ps.state in ("starting", "running") and ps.process is not None:
         found.append(ps.process)
     if ps.incoming is not None:

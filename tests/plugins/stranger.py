@@ -19,7 +19,7 @@ KNOCK = textwrap.dedent("""
 
 
 def knock_as_nobody(port: int) -> str:
-    """ "closed" when the listener hung up on uid 65534 without a byte, else "answered"."""
+    """What uid 65534 got: "closed" (hung up on, not a byte sent back) or "answered"."""
     out = subprocess.run(
         [sys.executable, "-c", KNOCK, str(port)],
         check=False,
